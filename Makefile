@@ -1,0 +1,40 @@
+# The two commands: `make run` and `make test`. Everything they need is installed from here.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The Asterisk 22 root (Debian sid, debootstrap), cached between runs outside the work tree.
+ASTERISK_ROOT ?= /var/cache/agi-daemon/asterisk-root
+export AGI_DAEMON_ASTERISK_ROOT := $(ASTERISK_ROOT)
+# Development secrets for `make run` only; production sets its own in the environment.
+export AGI_DAEMON_AMI_SECRET ?= dev-ami-secret
+export AGI_DAEMON_ARI_PASSWORD ?= dev-ari-password
+
+.PHONY: run test venv sandbox bench check-config clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+sandbox:
+	bash scripts/asterisk-sandbox.sh "$(ASTERISK_ROOT)"
+
+run: venv
+	mkdir -p var
+	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
+	exec $(BIN)/agi-daemon run -c config/agi-daemon.yaml
+
+test: venv sandbox
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: venv
+	$(BIN)/python -m bench
+
+check-config: venv
+	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,31 @@
+"""Every channel-variable name and AGI route name that the dialplan and Python share.
+
+`dialplan/agi-daemon.conf` uses exactly these names; tests/asterisk check that it does.
+"""
+from enum import StrEnum
+
+# Routes: agi://host:port/<route>
+ROUTE_INCOMING = "incoming"
+ROUTE_OUTGOING = "outgoing"
+ROUTE_CALL_END = "call-end"
+
+# Set by the daemon on the routing answer.
+STATUS = "AGI_DAEMON_STATUS"  # one of Status below; empty when the daemon did not answer
+RESPONSIBLE = "AGI_DAEMON_RESPONSIBLE"  # dial target of the responsible employee, or empty
+RESPONSIBLE_RING = "AGI_DAEMON_RESPONSIBLE_RING"  # seconds to ring the responsible
+QUEUE = "AGI_DAEMON_QUEUE"  # queue group dial targets joined with '&'
+QUEUE_RING = "AGI_DAEMON_QUEUE_RING"  # seconds (per member with in_order, total with ring_all)
+QUEUE_STRATEGY = "AGI_DAEMON_QUEUE_STRATEGY"  # in_order | ring_all
+TRUNK = "AGI_DAEMON_TRUNK"  # outgoing: the dial target of the external number
+LINE = "AGI_DAEMON_LINE"  # E.164 of the line the call belongs to
+
+# Set by the dialplan.
+STARTED = "AGI_DAEMON_T0"  # epoch seconds with milliseconds when the call entered the context
+URL = "AGI_DAEMON_URL"  # global: agi://127.0.0.1:4573 unless the admin sets it
+
+
+class Status(StrEnum):
+    OK = "ok"  # decision made with the CRM's answer
+    FALLBACK = "fallback"  # CRM too slow or failing: queue group now, CRM work afterwards
+    EXCLUDED = "excluded"  # exception list or employee number: routed, nothing sent to the CRM
+    ERROR = "error"  # the daemon could not decide (unknown line...): dialplan falls back

@@ -1,0 +1,51 @@
+"""Phone numbers as people write them -> E.164, and the masked form used in logs."""
+from __future__ import annotations
+
+import phonenumbers
+
+
+class InvalidPhone(ValueError):
+    """The text is not a phone number phonenumbers can read in the given region."""
+
+
+def to_e164(text: str, region: str) -> str:
+    """Normalise "+33 1 84 88 00 00", "01 84 88 00 00" or "0033184880000" to "+33184880000".
+
+    Raises InvalidPhone when the text cannot be read as a possible number.
+    """
+    raw = (text or "").strip()
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(f"{text!r} is not a phone number ({exc})") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidPhone(f"{text!r} is not a possible phone number in region {region}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def try_e164(text: str, region: str) -> str | None:
+    try:
+        return to_e164(text, region)
+    except InvalidPhone:
+        return None
+
+
+def dial_forms(e164: str) -> tuple[str, ...]:
+    """The digit strings a trunk may deliver for this number: E.164 with and without '+',
+    the 00 international prefix, and the national form with its trunk prefix."""
+    parsed = phonenumbers.parse(e164, None)
+    national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    national_digits = "".join(ch for ch in national if ch.isdigit())
+    digits = e164.lstrip("+")
+    forms = [e164, digits, "00" + digits, national_digits]
+    return tuple(dict.fromkeys(form for form in forms if form))
+
+
+def masked(number: str | None, keep: int = 4) -> str:
+    """Only the last digits, for logs: "+33184880000" -> "…0000"."""
+    if not number:
+        return "-"
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return "…" + digits[-keep:] if len(digits) > keep else "…"
