@@ -1,0 +1,201 @@
+"""Where a call goes and what the CRM gets from it: rules R1-R6, R9 and R11 as one pure function.
+
+`decide()` takes the call's facts, the screening (R7/R8) and the outcome of the CRM lookup,
+and returns a Decision with the rule trace. The routing service performs it; `simulate`
+prints it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import phonenumbers
+
+from .model import CreateFor, CrmMode, Direction, Match, QueueStrategy, RecordPlan, Rules, UnknownCaller
+from .rules import CallFacts, CrmAccess, Screening, TraceStep
+
+
+class RoutingStatus(StrEnum):
+    OK = "ok"  # decided with the CRM's answer
+    FALLBACK = "fallback"  # the CRM was too slow or failing: queue group now, CRM work afterwards
+    EXCLUDED = "excluded"  # exception list or employee number: routed, nothing sent to the CRM
+    ERROR = "error"  # no decision possible (unknown line...): the dialplan falls back
+
+
+class LookupOutcome(StrEnum):
+    ANSWERED = "answered"  # the CRM answered within the deadline (match may be None: unknown)
+    LATE = "late"  # the deadline passed first
+    FAILED = "failed"  # the CRM answered with an error
+    NOT_ASKED = "not_asked"  # screening forbade the lookup
+
+
+@dataclass(frozen=True)
+class Route:
+    """What the dialplan dials: the responsible first (R6), then the queue group; or the trunk."""
+
+    queue_group: str | None = None
+    queue_targets: tuple[str, ...] = ()
+    queue_ring: int = 0
+    strategy: QueueStrategy = QueueStrategy.IN_ORDER
+    responsible: str | None = None  # employee id rung first
+    responsible_target: str | None = None
+    responsible_ring: int = 0
+    trunk_target: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateRecords:
+    plan: RecordPlan
+
+
+@dataclass(frozen=True)
+class MakeOffer:
+    employees: tuple[str, ...]  # who sees "create lead / contact" in their call window
+
+
+CrmAction = CreateRecords | MakeOffer | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RoutingStatus
+    route: Route | None
+    crm_action: CrmAction
+    match: Match | None
+    trace: tuple[TraceStep, ...]
+
+
+def decide(
+    rules: Rules,
+    call: CallFacts,
+    screening: Screening,
+    lookup: LookupOutcome,
+    match: Match | None = None,
+) -> Decision:
+    """The whole decision for a call whose lookup ended as `lookup` (with `match` if known)."""
+    trace = list(screening.trace)
+    if lookup is LookupOutcome.LATE:
+        trace.append(TraceStep("deadline", True, "the CRM did not answer within crm_deadline_ms: queue group now, CRM work afterwards"))
+    elif lookup is LookupOutcome.FAILED:
+        trace.append(TraceStep("deadline", True, "the CRM lookup failed: queue group now, CRM work retried afterwards"))
+    elif lookup is LookupOutcome.ANSWERED:
+        trace.append(_known_step(match))
+
+    route, route_steps = route_for(rules, call, match if lookup is LookupOutcome.ANSWERED else None)
+    trace.extend(route_steps)
+
+    action: CrmAction = None
+    if screening.access is CrmAccess.ALLOWED and lookup is LookupOutcome.ANSWERED:
+        action, action_steps = crm_action_for(rules, call, match)
+        trace.extend(action_steps)
+
+    if screening.access is CrmAccess.EXCLUDED:
+        status = RoutingStatus.EXCLUDED
+    elif lookup in (LookupOutcome.LATE, LookupOutcome.FAILED):
+        status = RoutingStatus.FALLBACK
+    else:
+        status = RoutingStatus.OK
+    return Decision(status, route, action, match, tuple(trace))
+
+
+def _known_step(match: Match | None) -> TraceStep:
+    if match is None:
+        return TraceStep("known", False, "the number is not in the CRM: new client")
+    return TraceStep("known", True, f"the number belongs to {match.entity} (responsible: {match.responsible or 'none'})")
+
+
+def route_for(rules: Rules, call: CallFacts, match: Match | None) -> tuple[Route, tuple[TraceStep, ...]]:
+    """Incoming: the responsible of a known client first when the line says so (R6), then the
+    line's queue group. Outgoing: the trunk."""
+    if call.direction is Direction.OUTGOING:
+        number = call.external or "".join(ch for ch in call.external_text if ch.isdigit() or ch == "+")
+        target = rules.dialing.trunk_template.format(number=number)
+        return Route(trunk_target=target), (TraceStep("trunk", True, f"outgoing call dialled through {target.split('/')[0]}"),)
+
+    group = rules.queue_groups[call.line.queue_group]
+    targets = tuple(_endpoint(rules, member) for member in group.members if _endpoint(rules, member))
+    route = Route(group.id, targets, group.ring_seconds, group.strategy)
+    steps: list[TraceStep] = []
+    crm = call.line.crm
+    if match is None:
+        pass
+    elif not crm.route_known_to_responsible:
+        steps.append(TraceStep("R6", False, "route_known_to_responsible is off for this line"))
+    elif match.responsible is None or match.responsible not in rules.employees:
+        steps.append(TraceStep("R6", False, f"the record's responsible {match.responsible or '(none)'} is not an employee of the config: queue group"))
+    elif (target := _endpoint(rules, match.responsible)) is None:
+        steps.append(TraceStep("R6", False, f"responsible {match.responsible} has no extension: queue group"))
+    else:
+        route = Route(group.id, targets, group.ring_seconds, group.strategy, match.responsible, target, crm.responsible_ring_seconds)
+        steps.append(TraceStep("R6", True, f"known client: ring responsible {match.responsible} for {crm.responsible_ring_seconds} s, then queue group {group.id}"))
+    if route.responsible is None:
+        steps.append(TraceStep("queue", True, f"ring queue group {group.id} ({group.strategy.value}, {group.ring_seconds} s)"))
+    return route, tuple(steps)
+
+
+def _endpoint(rules: Rules, employee_id: str) -> str | None:
+    employee = rules.employees.get(employee_id)
+    if employee is None or not employee.extension:
+        return None
+    return rules.dialing.endpoint_template.format(extension=employee.extension)
+
+
+def crm_action_for(rules: Rules, call: CallFacts, match: Match | None) -> tuple[CrmAction, tuple[TraceStep, ...]]:
+    """What a call from a number the CRM has screened in creates (R3, R4, R1, R11, R5, R9)."""
+    if match is not None:
+        return None, (TraceStep("R12", True, f"known client: the call is logged on {match.entity}, nothing created"),)
+    crm = call.line.crm
+    allowed = crm.create_for is CreateFor.ALL or crm.create_for.value == call.direction.value
+    if not allowed:
+        return None, (TraceStep("R4", False, f"create_for is {crm.create_for.value}: an {call.direction.value} call creates nothing"),)
+    steps = [TraceStep("R4", True, f"create_for {crm.create_for.value} allows {call.direction.value} calls to create records")]
+    responsible, why = _responsible_for_new_records(rules, call)
+    if crm.unknown_caller is UnknownCaller.OFFER:
+        employees = _offer_audience(rules, call)
+        steps.append(TraceStep("R3", True, f"unknown_caller is offer: nothing created, the call window offers to create a lead or contact to {', '.join(employees) or 'nobody'}"))
+        return MakeOffer(employees), tuple(steps)
+    steps.append(TraceStep("R3", True, "unknown_caller is create: records are created at the moment of the call"))
+    policy = rules.crm
+    if policy.mode is CrmMode.CLASSIC:
+        steps.append(TraceStep("R1", True, "classic mode: a lead is created"))
+    else:
+        steps.append(TraceStep("R1", True, f"simple mode: a deal and a {policy.create_with.value} are created, the lead is converted at once"))
+        steps.append(TraceStep("R11", True, f"the deal goes to pipeline {policy.pipeline}"))
+    steps.append(TraceStep("R5", True, f"source {crm.source}"))
+    steps.append(TraceStep("R9", True, why))
+    assert call.external is not None  # screening ALLOWED implies a readable number
+    plan = RecordPlan(
+        mode=policy.mode,
+        phone=call.external,
+        name=display_name(call.external),
+        source=crm.source,
+        responsible=responsible,
+        linkedid=call.linkedid,
+        line=call.line.number,
+        direction=call.direction,
+        pipeline=policy.pipeline,
+        create_with=policy.create_with,
+    )
+    return CreateRecords(plan), tuple(steps)
+
+
+def _responsible_for_new_records(rules: Rules, call: CallFacts) -> tuple[str | None, str]:
+    if call.direction is Direction.OUTGOING:
+        if call.employee is None:
+            return None, "the calling extension is not an employee: the records have no responsible"
+        return call.employee.id, f"responsible is the calling employee {call.employee.id}"
+    group = rules.queue_groups[call.line.queue_group]
+    head = group.members[0] if group.members else None
+    return head, f"responsible is {head}, first member of queue group {group.id}"
+
+
+def _offer_audience(rules: Rules, call: CallFacts) -> tuple[str, ...]:
+    if call.direction is Direction.OUTGOING:
+        return (call.employee.id,) if call.employee else ()
+    return rules.queue_groups[call.line.queue_group].members
+
+
+def display_name(e164: str) -> str:
+    """How a record created from a call is named until someone edits it: the number, readable."""
+    parsed = phonenumbers.parse(e164, None)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

@@ -1,0 +1,126 @@
+"""How a finished call is recorded (R12), from what the dialplan reports at hangup."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from .decisions import Route
+from .model import CallRecord, Direction, Disposition, EntityRef, Rules
+from .rules import CallFacts
+
+_DISPOSITIONS = {
+    "ANSWER": Disposition.ANSWERED,
+    "BUSY": Disposition.BUSY,
+    "NOANSWER": Disposition.MISSED,
+    "CANCEL": Disposition.MISSED,  # the caller hung up while it rang
+    "": Disposition.MISSED,  # the caller hung up before anyone was dialled
+    "CHANUNAVAIL": Disposition.FAILED,
+    "CONGESTION": Disposition.FAILED,
+    "DONTCALL": Disposition.FAILED,
+    "TORTURE": Disposition.FAILED,
+    "INVALIDARGS": Disposition.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class HangupReport:
+    """The dialplan's hangup handler's arguments (variables.CALL_END_ARGS), parsed."""
+
+    linkedid: str
+    status: str
+    direction: Direction
+    exten: str
+    callerid: str
+    dialstatus: str
+    answered_seconds: float | None
+    peer: str
+    started_at: datetime | None
+
+
+def parse_hangup_report(values: dict[str, str]) -> HangupReport:
+    """Build the report from the named arguments; unreadable numbers become None, never errors."""
+    direction = Direction.OUTGOING if values.get("direction") == Direction.OUTGOING.value else Direction.INCOMING
+    return HangupReport(
+        linkedid=values.get("linkedid", ""),
+        status=values.get("status", ""),
+        direction=direction,
+        exten=values.get("exten", ""),
+        callerid=values.get("callerid", ""),
+        dialstatus=values.get("dialstatus", "").upper(),
+        answered_seconds=_seconds(values.get("answered_ms"), 1000),
+        peer=values.get("peer", ""),
+        started_at=_epoch(values.get("t0")),
+    )
+
+
+def _seconds(text: str | None, divisor: int) -> float | None:
+    try:
+        return max(0.0, float(text or "")) / divisor
+    except ValueError:
+        return None
+
+
+def _epoch(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(text or ""), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def disposition_for(dialstatus: str) -> Disposition:
+    return _DISPOSITIONS.get(dialstatus.upper(), Disposition.FAILED)
+
+
+def employee_for_peer(rules: Rules, peer: str) -> str | None:
+    """The employee whose dial target is DIALEDPEERNUMBER ("101", or "101@employees" for Local)."""
+    if not peer:
+        return None
+    for employee in rules.employees.values():
+        if not employee.extension:
+            continue
+        target = rules.dialing.endpoint_template.format(extension=employee.extension)
+        if peer in (target, target.partition("/")[2]):
+            return employee.id
+    return None
+
+
+def call_record(
+    rules: Rules,
+    call: CallFacts,
+    report: HangupReport,
+    route: Route | None,
+    entity: EntityRef | None,
+    ended_at: datetime,
+) -> CallRecord:
+    """The R12 record: who was involved, who answered, and how long it rang and talked."""
+    disposition = disposition_for(report.dialstatus)
+    started_at = min(report.started_at or ended_at, ended_at)
+    talk = report.answered_seconds if disposition is Disposition.ANSWERED else None
+    answered_at = max(started_at, ended_at - timedelta(seconds=talk)) if talk is not None else None
+    ring_end = answered_at or ended_at
+    answered_by = None
+    employees: tuple[str, ...] = ()
+    if call.direction is Direction.OUTGOING:
+        employees = (call.employee.id,) if call.employee else ()
+    else:
+        answered_by = employee_for_peer(rules, report.peer) if disposition is Disposition.ANSWERED else None
+        if route is not None:
+            rung = ((route.responsible,) if route.responsible else ()) + tuple(
+                rules.queue_groups[route.queue_group].members if route.queue_group else ()
+            )
+            employees = tuple(dict.fromkeys(rung))
+    return CallRecord(
+        linkedid=report.linkedid,
+        direction=call.direction,
+        line=call.line.number,
+        number=call.external or call.external_text,
+        disposition=disposition,
+        started_at=started_at,
+        ended_at=ended_at,
+        answered_at=answered_at,
+        answered_by=answered_by,
+        employees=employees,
+        ring_seconds=round((ring_end - started_at).total_seconds(), 3),
+        talk_seconds=round((ended_at - answered_at).total_seconds(), 3) if answered_at else 0.0,
+        entity=entity,
+    )

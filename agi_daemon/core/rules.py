@@ -1,0 +1,116 @@
+"""Who is on the call and may the CRM hear of it: the facts of a call, and rules R7/R8.
+
+Pure: every function takes the Rules and plain values and returns values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .model import Direction, Employee, Line, Rules
+from .phone import try_e164
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """One line of the rule trace `simulate` prints: which rule, did it fire, and why."""
+
+    rule: str  # "R7", or "line" / "deadline" for steps that are not article rules
+    fired: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the dialplan told us about a call, resolved against the YAML file."""
+
+    direction: Direction
+    line: Line
+    external: str | None  # the client's number in E.164; None when withheld or unreadable
+    external_text: str  # the number as Asterisk gave it
+    linkedid: str
+    employee: Employee | None = None  # outgoing: the employee who dialled
+
+
+@dataclass(frozen=True)
+class UnknownLine:
+    """The call arrived on a number the YAML file does not list."""
+
+    line_text: str
+    trace: tuple[TraceStep, ...]
+
+
+class CrmAccess(StrEnum):
+    ALLOWED = "allowed"
+    EXCLUDED = "excluded"  # R7 or R8: the CRM must never hear of this call
+    NO_NUMBER = "no_number"  # withheld or unreadable number: nothing to look up
+
+
+@dataclass(frozen=True)
+class Screening:
+    access: CrmAccess
+    trace: tuple[TraceStep, ...]
+
+
+_WITHHELD = {"", "unknown", "anonymous", "restricted", "private"}
+
+
+def _external(text: str, region: str) -> str | None:
+    if (text or "").strip().lower() in _WITHHELD:
+        return None
+    return try_e164(text, region)
+
+
+def identify_incoming(rules: Rules, line_text: str, caller_text: str, linkedid: str) -> CallFacts | UnknownLine:
+    """An incoming call: EXTEN is the line as the trunk delivers it, the caller ID the client."""
+    line_number = try_e164(line_text, rules.default_region)
+    line = rules.lines.get(line_number) if line_number else None
+    if line is None:
+        step = TraceStep("R2", False, f"line {line_text!r} is not among the numbers of the config")
+        return UnknownLine(line_text, (step,))
+    return CallFacts(
+        direction=Direction.INCOMING,
+        line=line,
+        external=_external(caller_text, rules.default_region),
+        external_text=caller_text,
+        linkedid=linkedid,
+    )
+
+
+def identify_outgoing(rules: Rules, extension: str, number_text: str, linkedid: str) -> CallFacts | UnknownLine:
+    """An outgoing call: the caller ID is the employee's extension, EXTEN the dialled number.
+
+    The line is the employee's own line from the YAML file, or the first line.
+    """
+    employee = rules.employee_by_extension(extension)
+    line = None
+    if employee is not None and employee.line:
+        line = rules.lines.get(employee.line)
+    if line is None and rules.lines:
+        line = next(iter(rules.lines.values()))
+    if line is None:
+        return UnknownLine("", (TraceStep("R2", False, "the config has no line for outgoing calls"),))
+    return CallFacts(
+        direction=Direction.OUTGOING,
+        line=line,
+        external=_external(number_text, rules.default_region),
+        external_text=number_text,
+        linkedid=linkedid,
+        employee=employee,
+    )
+
+
+def screen(rules: Rules, call: CallFacts) -> Screening:
+    """May the CRM hear of this call at all? The exception list (R7) beats everything,
+    then numbers found in an employee's profile (R8)."""
+    if call.external is None:
+        return Screening(CrmAccess.NO_NUMBER, (TraceStep("number", False, "the external number is withheld or unreadable: no CRM lookup"),))
+    if call.external in rules.crm.exception_phones:
+        return Screening(CrmAccess.EXCLUDED, (TraceStep("R7", True, "the number is on the CRM exception list: no lookup, no record, no call log"),))
+    steps = [TraceStep("R7", False, "the number is not on the CRM exception list")]
+    owner = rules.employee_with_phone(call.external)
+    if owner is not None:
+        steps.append(TraceStep("R8", True, f"the number is in employee {owner.id}'s profile: the call is not recorded in the CRM"))
+        return Screening(CrmAccess.EXCLUDED, tuple(steps))
+    steps.append(TraceStep("R8", False, "the number is not in any employee's profile"))
+    return Screening(CrmAccess.ALLOWED, tuple(steps))

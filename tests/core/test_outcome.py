@@ -1,0 +1,63 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from agi_daemon.core.decisions import route_for
+from agi_daemon.core.model import Disposition, EntityRef, EntityType
+from agi_daemon.core.outcome import call_record, disposition_for, employee_for_peer, parse_hangup_report
+from agi_daemon.core.rules import identify_incoming, identify_outgoing
+
+from .rules_factory import CLIENT, PARIS, make_rules
+
+T0 = 1_764_000_000.250
+END = datetime.fromtimestamp(T0 + 30, tz=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "dialstatus, disposition",
+    [("ANSWER", Disposition.ANSWERED), ("NOANSWER", Disposition.MISSED), ("CANCEL", Disposition.MISSED),
+     ("", Disposition.MISSED), ("BUSY", Disposition.BUSY), ("CHANUNAVAIL", Disposition.FAILED),
+     ("CONGESTION", Disposition.FAILED), ("SOMETHING-NEW", Disposition.FAILED)],
+)
+def test_dialstatus_maps_to_disposition(dialstatus, disposition):
+    assert disposition_for(dialstatus) is disposition
+
+
+@pytest.mark.parametrize("peer, employee", [("102@employees", "bob"), ("Local/101@employees", "alice"), ("103@employees", None), ("", None)])
+def test_answering_peer_maps_to_employee(peer, employee):
+    assert employee_for_peer(make_rules(), peer) == employee
+
+
+def report(**values):
+    base = {"linkedid": "L1", "status": "ok", "direction": "incoming", "exten": "0184880000", "callerid": CLIENT,
+            "dialstatus": "ANSWER", "answered_ms": "12500", "peer": "102@employees", "t0": f"{T0:.3f}"}
+    return parse_hangup_report({**base, **values})
+
+
+def test_answered_call_record_has_ring_and_talk_seconds_and_who_answered():
+    rules = make_rules()
+    call = identify_incoming(rules, "0184880000", CLIENT, "L1")
+    lead = EntityRef(EntityType.LEAD, 3)
+    record = call_record(rules, call, report(), route_for(rules, call, None)[0], lead, END)
+    assert record.disposition is Disposition.ANSWERED
+    assert record.answered_by == "bob"
+    assert record.talk_seconds == pytest.approx(12.5)
+    assert record.ring_seconds == pytest.approx(17.5)
+    assert record.employees == ("alice", "bob")
+    assert (record.line, record.number, record.entity) == (PARIS, CLIENT, lead)
+
+
+def test_missed_call_record_rings_the_whole_time_and_nobody_answered():
+    rules = make_rules()
+    call = identify_incoming(rules, "0184880000", CLIENT, "L1")
+    record = call_record(rules, call, report(dialstatus="NOANSWER", answered_ms="", peer=""), None, None, END)
+    assert record.disposition is Disposition.MISSED
+    assert record.answered_by is None and record.answered_at is None
+    assert record.ring_seconds == pytest.approx(30.0) and record.talk_seconds == 0.0
+
+
+def test_garbled_report_values_do_not_raise():
+    rules = make_rules()
+    call = identify_outgoing(rules, "101", CLIENT, "L1")
+    record = call_record(rules, call, report(direction="outgoing", t0="yesterday", answered_ms="x"), None, None, END)
+    assert record.started_at == END and record.employees == ("alice",)

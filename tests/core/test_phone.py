@@ -1,0 +1,34 @@
+import pytest
+
+from agi_daemon.core.phone import InvalidPhone, dial_forms, masked, to_e164
+
+
+@pytest.mark.parametrize(
+    "text, region, expected",
+    [
+        ("+33 1 84 88 00 00", "FR", "+33184880000"),
+        ("01 84 88 00 00", "FR", "+33184880000"),
+        ("0033184880000", "FR", "+33184880000"),
+        ("33184880000", "FR", "+33184880000"),  # trunks often drop the '+'
+        ("(212) 555-0100", "US", "+12125550100"),
+        ("+1 212 555 0100", "FR", "+12125550100"),
+    ],
+)
+def test_written_number_normalises_to_e164(text, region, expected):
+    assert to_e164(text, region) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "12", "anonymous"])
+def test_unreadable_number_raises_invalid_phone(text):
+    with pytest.raises(InvalidPhone):
+        to_e164(text, "FR")
+
+
+def test_dial_forms_cover_what_a_trunk_delivers():
+    assert set(dial_forms("+33184880000")) == {"+33184880000", "33184880000", "0033184880000", "0184880000"}
+
+
+def test_masked_number_shows_only_last_digits():
+    assert masked("+33184880042") == "…0042"
+    assert "3318488" not in masked("+33184880042")
+    assert masked(None) == "-"
