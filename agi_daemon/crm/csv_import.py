@@ -1,0 +1,177 @@
+"""Importing an address book of contacts from a CSV file (`agi-daemon crm import contacts`).
+
+The file has a header row naming its columns: `name` and `phone`, and optionally
+`responsible` (an employee id), in any order and any case. Commas, semicolons or tabs
+separate the fields (whichever the header uses). Phone numbers are written as people write
+them and normalised to E.164 with the daemon's default region.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..core.model import EntityType
+from ..core.phone import InvalidPhone, masked, to_e164
+from .tables import contacts, phones
+
+REQUIRED_COLUMNS = ("name", "phone")
+OPTIONAL_COLUMNS = ("responsible",)
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One contact to create: line of the file, name, E.164 number, responsible or None."""
+
+    line_number: int
+    name: str
+    phone: str
+    responsible: str | None = None
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A row that was not imported, and why ("line 7: phone '12' is not a phone number")."""
+
+    line_number: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line_number}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: contacts created, rows skipped because the number is already on a
+    contact, bad rows; `notes` explains every skipped and bad row, in file order."""
+
+    created: int
+    skipped: int
+    errors: int
+    notes: tuple[RowError, ...] = ()
+
+
+def parse_contacts_csv(text_stream: Iterable[str], region: str) -> Iterator[ContactRow | RowError]:
+    """Read the file row by row. A bad row yields a RowError naming the problem and the
+    reading goes on; a header without the `name` or `phone` column yields one RowError for
+    line 1 and nothing else."""
+    lines = iter(text_stream)
+    first = next(lines, "")
+    delimiter = max(",;\t", key=first.count) if first.strip() else ","
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+    header = next(reader, [])
+    columns = [cell.strip().lstrip("\ufeff").lower() for cell in header]
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        yield RowError(1, f"the header has no {' and no '.join(repr(m) for m in missing)} column")
+        return
+    known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    position = {name: columns.index(name) for name in known if name in columns}
+    line_number = reader.line_num + 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                yield _contact_row(line_number, cells, len(columns), position, region)
+            line_number = reader.line_num + 1
+    except csv.Error as error:
+        yield RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
+
+
+def _contact_row(
+    line_number: int, cells: list[str], width: int, position: dict[str, int], region: str
+) -> ContactRow | RowError:
+    if any(cell.strip() for cell in cells[width:]):
+        return RowError(line_number, f"{len(cells)} fields where the header has {width}")
+    cells = cells + [""] * (width - len(cells))  # spreadsheets drop trailing empty fields
+    name = cells[position["name"]].strip()
+    if not name:
+        return RowError(line_number, "the name is empty")
+    raw_phone = cells[position["phone"]].strip()
+    if not raw_phone:
+        return RowError(line_number, "the phone is empty")
+    try:
+        phone = to_e164(raw_phone, region)
+    except InvalidPhone as error:
+        return RowError(line_number, str(error))
+    responsible = cells[position["responsible"]].strip() if "responsible" in position else ""
+    return ContactRow(line_number, name, phone, responsible or None)
+
+
+async def import_contacts(
+    writer: AsyncEngine,
+    rows: Iterable[ContactRow | RowError],
+    *,
+    batch_size: int = 500,
+    source: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Create the contacts of `rows`, one transaction per batch. A row whose number is already
+    on a contact (in the CRM, or earlier in the file) is skipped; RowErrors are counted.
+    `progress` is told how many rows were handled so far after each batch."""
+    created = skipped = errors = handled = 0
+    notes: list[RowError] = []
+    remaining = iter(rows)
+    while batch := list(itertools.islice(remaining, batch_size)):
+        contact_rows = [row for row in batch if isinstance(row, ContactRow)]
+        for row in batch:
+            if isinstance(row, RowError):
+                errors += 1
+                notes.append(row)
+        new_rows, duplicates = await _insert_batch(writer, contact_rows, source)
+        created += len(new_rows)
+        skipped += len(duplicates)
+        notes.extend(duplicates)
+        handled += len(batch)
+        if progress is not None:
+            progress(handled)
+    notes.sort(key=lambda note: note.line_number)
+    return ImportResult(created, skipped, errors, tuple(notes))
+
+
+async def _insert_batch(
+    writer: AsyncEngine, rows: list[ContactRow], source: str | None
+) -> tuple[list[ContactRow], list[RowError]]:
+    if not rows:
+        return [], []
+    async with writer.begin() as conn:
+        found = await conn.execute(
+            select(phones.c.e164, phones.c.entity_id).where(
+                phones.c.entity_type == EntityType.CONTACT.value,
+                phones.c.e164.in_({row.phone for row in rows}),
+            )
+        )
+        owner = {e164: f"contact:{contact_id}" for e164, contact_id in found}
+        new_rows: list[ContactRow] = []
+        duplicates: list[RowError] = []
+        for row in rows:
+            if row.phone in owner:
+                message = f"skipped: phone {masked(row.phone)} is already on {owner[row.phone]}"
+                duplicates.append(RowError(row.line_number, message))
+            else:
+                owner[row.phone] = f"the contact of line {row.line_number}"
+                new_rows.append(row)
+        if new_rows:
+            now = datetime.now(UTC)
+            inserted = await conn.execute(
+                contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
+                [
+                    {"name": row.name, "responsible": row.responsible, "source": source,
+                     "created_by_call": None, "created_at": now}
+                    for row in new_rows
+                ],
+            )
+            ids = list(inserted.scalars())
+            await conn.execute(
+                phones.insert(),
+                [
+                    {"entity_type": EntityType.CONTACT.value, "entity_id": contact_id,
+                     "e164": row.phone}
+                    for contact_id, row in zip(ids, new_rows, strict=True)
+                ],
+            )
+    return new_rows, duplicates

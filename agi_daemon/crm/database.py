@@ -1,0 +1,76 @@
+"""Where the embedded CRM keeps its records: database URLs and the SQLite tuning.
+
+The admin writes one URL (`sqlite:///var/crm.sqlite3` or `postgresql://user@host/crm`). The
+daemon talks to it through an async driver (aiosqlite, or psycopg 3 / asyncpg) and runs the
+schema migrations through a sync driver in a worker thread (pysqlite, or psycopg 3).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, event, make_url
+
+# Execution option of the connections that write: on SQLite their transaction takes the
+# write lock at BEGIN (BEGIN IMMEDIATE), so a transaction that reads then writes waits for
+# the other writers (busy_timeout) instead of failing with "database is locked".
+WRITE = {"crm_write": True}
+
+_ASYNC_POSTGRES_DRIVERS = ("asyncpg", "psycopg")
+
+
+def async_url(url: str) -> URL:
+    """The URL the daemon uses: `sqlite:///var/crm.sqlite3` becomes
+    `sqlite+aiosqlite:////abs/path/var/crm.sqlite3` (relative paths are taken from the current
+    directory), `postgresql://…` becomes `postgresql+psycopg://…`."""
+    parsed = make_url(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            raise ValueError(f"the embedded CRM needs a database file, not {url!r}")
+        if not database.startswith("file:"):
+            database = str(Path(database).expanduser().absolute())
+        return parsed.set(drivername="sqlite+aiosqlite", database=database)
+    if backend == "postgresql":
+        chosen = driver if driver in _ASYNC_POSTGRES_DRIVERS else "psycopg"
+        return parsed.set(drivername=f"postgresql+{chosen}")
+    raise ValueError(f"the embedded CRM keeps its records in SQLite or PostgreSQL, not {backend!r}")
+
+
+def sync_url(url: URL) -> URL:
+    """The URL the migrations use, for the same database as `url` (an `async_url`)."""
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+pysqlite")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (so its directory can be created), else None."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """On SQLite: WAL journal (readers never wait for the writer), a busy timeout, foreign
+    keys, and SQLAlchemy in charge of BEGIN so that writers use BEGIN IMMEDIATE.
+    Does nothing on other databases."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver emits no BEGIN; _on_begin does
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        writes = connection.get_execution_options().get("crm_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

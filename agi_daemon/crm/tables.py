@@ -1,0 +1,166 @@
+"""The embedded CRM's tables, as SQLAlchemy Core metadata.
+
+Leads, contacts, companies and deals are the CRM records; `phones` is the phone index that
+lookups go through (one row per number of a lead, contact or company); `calls` holds the call
+log (R12) and `offers` the "create lead / contact" offers of the call window (R3).
+The schema itself is created by the Alembic migrations in `migrations/versions`; these
+definitions must stay equal to it (a test compares them).
+"""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment stored in UTC and always read back as an aware UTC datetime."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the CRM stores aware UTC moments")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite keeps no offset: what it holds is UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JsonText(TypeDecorator[Any]):
+    """A JSON value kept as text, so the column reads the same on SQLite and PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _record_columns() -> list[Column[Any]]:
+    """What every CRM record has: a name, a responsible employee, a source, and the call
+    (Asterisk linkedid) that created it."""
+    return [
+        Column("id", Integer, primary_key=True),
+        Column("name", String(255), nullable=False),
+        Column("responsible", String(64), nullable=True),  # employee id
+        Column("source", String(64), nullable=True),
+        Column("created_by_call", String(64), nullable=True, index=True),
+        Column("created_at", UtcDateTime(), nullable=False),
+    ]
+
+
+contacts = Table("contacts", metadata, *_record_columns())
+
+companies = Table("companies", metadata, *_record_columns())
+
+deals = Table(
+    "deals",
+    metadata,
+    *_record_columns(),
+    Column("pipeline", String(64), nullable=False),
+    Column("stage", String(64), nullable=False, server_default="NEW"),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=True),
+    Column("company_id", Integer, ForeignKey("companies.id"), nullable=True),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    *_record_columns(),
+    Column("status", String(16), nullable=False, server_default="NEW"),  # NEW | CONVERTED
+    # the caller's number of the call that created the lead: makes creation idempotent
+    # per (linkedid, phone), enforced by the unique constraint below
+    Column("created_by_call_phone", String(32), nullable=True),
+    Column("converted_contact_id", Integer, ForeignKey("contacts.id"), nullable=True),
+    Column("converted_company_id", Integer, ForeignKey("companies.id"), nullable=True),
+    Column("converted_deal_id", Integer, ForeignKey("deals.id"), nullable=True),
+    UniqueConstraint("created_by_call", "created_by_call_phone"),
+)
+
+phones = Table(
+    "phones",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(16), nullable=False),  # lead | contact | company
+    Column("entity_id", Integer, nullable=False),
+    Column("e164", String(32), nullable=False, index=True),
+    Index(None, "entity_type", "entity_id"),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("linkedid", String(64), nullable=False, unique=True),
+    Column("direction", String(16), nullable=False),
+    Column("line", String(32), nullable=False),
+    Column("number", String(32), nullable=False, index=True),
+    Column("disposition", String(16), nullable=False),
+    Column("answered_by", String(64), nullable=True),
+    Column("employees", JsonText(), nullable=False),  # ["alice", "bob"]
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("answered_at", UtcDateTime(), nullable=True),
+    Column("ended_at", UtcDateTime(), nullable=False),
+    Column("ring_seconds", Float, nullable=False),
+    Column("talk_seconds", Float, nullable=False),
+    Column("transfers", JsonText(), nullable=False),  # [{"from", "to", "kind"}]
+    Column("entity_type", String(16), nullable=True),
+    Column("entity_id", Integer, nullable=True),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("linkedid", String(64), nullable=False, unique=True),
+    Column("direction", String(16), nullable=False),
+    Column("line", String(32), nullable=False),
+    Column("phone", String(32), nullable=False, index=True),
+    Column("employees", JsonText(), nullable=False),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+RECORD_TABLES: dict[str, Table] = {
+    "lead": leads,
+    "contact": contacts,
+    "company": companies,
+    "deal": deals,
+}

@@ -1,0 +1,124 @@
+"""`crm import contacts FILE.csv`: reading the address book and creating its contacts."""
+from __future__ import annotations
+
+import io
+
+from agi_daemon.crm.csv_import import ContactRow, ImportResult, RowError, parse_contacts_csv
+from agi_daemon.crm.embedded import EmbeddedCrm
+
+
+def parse(text: str) -> list[ContactRow | RowError]:
+    return list(parse_contacts_csv(io.StringIO(text), "FR"))
+
+
+def test_rows_with_any_column_order_and_case_give_e164_contacts() -> None:
+    rows = parse(
+        "Phone,NAME,Responsible\n01 84 88 00 01,Jean Durand,alice\n+33 6 12 00 00 02,Marie,\n"
+    )
+
+    assert rows == [
+        ContactRow(2, "Jean Durand", "+33184880001", "alice"),
+        ContactRow(3, "Marie", "+33612000002", None),
+    ]
+
+
+def test_semicolon_file_with_byte_order_mark_and_no_responsible_column_is_read() -> None:
+    rows = parse("\ufeffname;phone\n\"Durand; Jean\";0033612000003\n")
+
+    assert rows == [ContactRow(2, "Durand; Jean", "+33612000003", None)]
+
+
+def test_bad_rows_give_their_line_number_and_the_rest_is_read() -> None:
+    rows = parse(
+        "name,phone\n"
+        "Jean,0612000001\n"
+        "Bad phone,12\n"
+        "\n"
+        ",0612000002\n"
+        "No phone\n"
+        "Too,many,fields\n"
+        "Marie,0612000003,,\n"
+    )
+
+    assert rows[0] == ContactRow(2, "Jean", "+33612000001")
+    errors = [row for row in rows if isinstance(row, RowError)]
+    assert [error.line_number for error in errors] == [3, 5, 6, 7]
+    assert "'12'" in errors[0].message
+    assert errors[1].message == "the name is empty"
+    assert errors[2].message == "the phone is empty"
+    assert errors[3].message == "3 fields where the header has 2"
+    assert str(errors[1]) == "line 5: the name is empty"
+    assert rows[-1] == ContactRow(8, "Marie", "+33612000003")
+
+
+def test_quoted_field_over_two_lines_keeps_the_next_line_numbers_right() -> None:
+    rows = parse('name,phone\n"Jean\nDurand",0612000001\nMarie,12\n')
+
+    assert rows == [
+        ContactRow(2, "Jean\nDurand", "+33612000001"),
+        RowError(4, "'12' is not a possible phone number in region FR"),
+    ]
+
+
+def test_header_without_phone_column_is_one_error_on_line_1() -> None:
+    assert parse("name,telephone\nJean,0612000001\n") == [
+        RowError(1, "the header has no 'phone' column")
+    ]
+
+
+def test_empty_file_is_one_error_on_line_1() -> None:
+    assert parse("") == [RowError(1, "the header has no 'name' and no 'phone' column")]
+
+
+async def test_import_creates_contacts_skips_known_numbers_and_counts_bad_rows(
+    crm: EmbeddedCrm,
+) -> None:
+    await crm.add_record("contact", "Already here", "+33612000001", "bob")
+    rows = parse_contacts_csv(
+        io.StringIO(
+            "name,phone,responsible\n"
+            "Jean,06 12 00 00 01,alice\n"  # already on contact:1
+            "Marie,06 12 00 00 02,alice\n"
+            "Bad,12,\n"
+            "Paul,06 12 00 00 03,\n"
+            "Marie again,+33612000002,\n"  # created by an earlier batch
+        ),
+        "FR",
+    )
+    seen: list[int] = []
+
+    result = await crm.import_contacts(rows, batch_size=2, progress=seen.append)
+
+    assert (result.created, result.skipped, result.errors) == (2, 2, 1)
+    assert [(note.line_number, note.message) for note in result.notes] == [
+        (2, "skipped: phone …0001 is already on contact:1"),
+        (4, "'12' is not a possible phone number in region FR"),
+        (6, "skipped: phone …0002 is already on contact:2"),
+    ]
+    assert seen == [2, 4, 5]
+    contacts = await crm.list_records("contacts")
+    assert [(c["name"], c["phones"], c["responsible"]) for c in contacts] == [
+        ("Already here", ["+33612000001"], "bob"),
+        ("Marie", ["+33612000002"], "alice"),
+        ("Paul", ["+33612000003"], None),
+    ]
+    match = await crm.find_by_phone("+33612000003")
+    assert match is not None and match.name == "Paul"
+
+
+async def test_number_twice_in_one_batch_is_created_once(crm: EmbeddedCrm) -> None:
+    rows = parse("name,phone\nMarie,0612000002\nMarie bis,+33 6 12 00 00 02\n")
+
+    result = await crm.import_contacts(rows)
+
+    assert result == ImportResult(
+        1, 1, 0, (RowError(3, "skipped: phone …0002 is already on the contact of line 2"),)
+    )
+    assert [c["name"] for c in await crm.list_records("contacts")] == ["Marie"]
+
+
+async def test_import_of_only_bad_rows_creates_nothing(crm: EmbeddedCrm) -> None:
+    result = await crm.import_contacts([RowError(2, "the name is empty")])
+
+    assert result == ImportResult(0, 0, 1, (RowError(2, "the name is empty"),))
+    assert await crm.list_records("contacts") == []

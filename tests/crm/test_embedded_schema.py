@@ -1,0 +1,112 @@
+"""Opening the embedded CRM: database URLs, migrations, SQLite tuning, error translation."""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from agi_daemon.core.ports import CrmRejected, CrmUnavailable
+from agi_daemon.crm.database import async_url
+from agi_daemon.crm.embedded import EmbeddedCrm
+from agi_daemon.crm.tables import metadata
+
+
+def sqlite_pragma(path: Path, pragma: str) -> object:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"PRAGMA {pragma}").fetchone()[0]
+
+
+async def test_open_twice_and_reopen_migrates_once_and_keeps_records(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/crm.sqlite3"
+    crm = EmbeddedCrm(url)
+    await crm.open()
+    await crm.open()
+    await crm.add_record("contact", "Jean", "+33612000001", None)
+    await crm.close()
+
+    async with EmbeddedCrm(url) as reopened:
+        assert len(await reopened.list_records("contacts")) == 1
+
+    with sqlite3.connect(tmp_path / "crm.sqlite3") as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("0001",)
+        ]
+
+
+async def test_opened_sqlite_database_is_in_wal_mode(crm: EmbeddedCrm, tmp_path: Path) -> None:
+    assert sqlite_pragma(tmp_path / "crm.sqlite3", "journal_mode") == "wal"
+
+
+async def test_migrated_schema_matches_the_table_definitions(
+    crm: EmbeddedCrm, tmp_path: Path
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/crm.sqlite3")
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+async def test_relative_sqlite_path_is_created_under_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async with EmbeddedCrm("sqlite:///var/crm.sqlite3") as crm:
+        assert crm.url.database == str(tmp_path / "var" / "crm.sqlite3")
+
+    assert (tmp_path / "var" / "crm.sqlite3").is_file()
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("sqlite:////srv/crm.sqlite3", "sqlite+aiosqlite:////srv/crm.sqlite3"),
+        ("sqlite+aiosqlite:////srv/crm.sqlite3", "sqlite+aiosqlite:////srv/crm.sqlite3"),
+        ("postgresql://crm@db/crm", "postgresql+psycopg://crm@db/crm"),
+        ("postgresql+asyncpg://crm@db/crm", "postgresql+asyncpg://crm@db/crm"),
+    ],
+)
+def test_database_url_gets_an_async_driver(given: str, used: str) -> None:
+    assert async_url(given).render_as_string(hide_password=False) == used
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://crm@db/crm"])
+def test_database_url_without_file_or_unsupported_is_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        EmbeddedCrm(url)
+
+
+async def test_locked_database_is_reported_unavailable(tmp_path: Path, new_client) -> None:
+    url = f"sqlite:///{tmp_path}/crm.sqlite3"
+    async with EmbeddedCrm(url, busy_timeout_ms=50) as crm:
+        blocker = sqlite3.connect(tmp_path / "crm.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(CrmUnavailable, match="locked"):
+                await crm.create_records(new_client("+33612000001", "17000.1"))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+
+async def test_record_the_database_refuses_is_rejected(crm: EmbeddedCrm, new_client) -> None:
+    nameless = replace(new_client("+33612000001", "17000.1"), name=None)
+
+    with pytest.raises(CrmRejected):
+        await crm.create_records(nameless)
+
+    assert await crm.list_records("leads") == []
+
+
+async def test_crm_used_before_open_is_unavailable(database_url: str) -> None:
+    with pytest.raises(CrmUnavailable):
+        await EmbeddedCrm(database_url).find_by_phone("+33612000001")
