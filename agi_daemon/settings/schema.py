@@ -1,0 +1,261 @@
+"""The config file's contract (DESIGN.md §3): every key, its type, default and allowed values.
+
+Phone numbers stay as written here; `rules.py` normalises them once `daemon.default_region`
+is known, and checks the names that refer to other keys (members, queue groups, lines).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from string import Formatter
+from typing import Annotated, Callable
+
+import phonenumbers
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SecretStr
+
+from agi_daemon.core.model import (
+    CreateFor,
+    CreateWith,
+    CrmMode,
+    CrmPolicy,
+    Dialing,
+    LineCrm,
+    QueueGroup,
+    QueueStrategy,
+    UnknownCaller,
+)
+
+_LINE_CRM = LineCrm()
+_CRM_POLICY = CrmPolicy()
+_DIALING = Dialing()
+_QUEUE_GROUP = {field.name: field.default for field in fields(QueueGroup)}
+
+
+class Section(BaseModel):
+    """A mapping of the file: unknown keys are mistakes, numbers are accepted as text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+# ---- value types ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Listen:
+    """An address a server listens on, written "host:port" ("[::1]:4573" for IPv6)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _listen(value: object) -> Listen:
+    if isinstance(value, Listen):
+        return value
+    host, _, port = str(value).rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:4573")
+    return Listen(host, int(port))
+
+
+IpNetwork = IPv4Network | IPv6Network
+
+
+def _network(value: object) -> IpNetwork:
+    if isinstance(value, (IPv4Network, IPv6Network)):
+        return value
+    try:
+        return ip_network(str(value), strict=False)
+    except ValueError:
+        raise ValueError(f"not an IP address or network: {value}") from None
+
+
+def _region(value: str) -> str:
+    region = value.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown region: {value} (use a two-letter country code such as FR)")
+    return region
+
+
+def _template(field: str) -> Callable[[str], str]:
+    def check(template: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+        except ValueError:
+            fields = set()
+        if fields != {field}:
+            raise ValueError(f"must contain {{{field}}} and no other {{...}} field")
+        return template
+
+    return check
+
+
+def _url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _extension(value: str) -> str:
+    if not re.fullmatch(r"[0-9A-Za-z*#+]+", value):
+        raise ValueError("must be an extension such as 101 (digits, letters, * or #)")
+    return value
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
+        raise ValueError(f"not an e-mail address: {value}")
+    return value
+
+
+def _members(members: tuple[str, ...]) -> tuple[str, ...]:
+    if not members:
+        raise ValueError("a queue group needs at least one member")
+    return members
+
+
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(gt=0)]
+Port = Annotated[int, Field(gt=0, le=65535)]
+ListenAddress = Annotated[Listen, PlainValidator(_listen)]
+Peer = Annotated[IpNetwork, PlainValidator(_network)]
+
+
+class EventsInterface(StrEnum):
+    """Which Asterisk interface call tracking listens to."""
+
+    AMI = "ami"
+    ARI = "ari"
+
+
+class CrmAdapterKind(StrEnum):
+    EMBEDDED = "embedded"  # the daemon's own SQL store
+    BITRIX24 = "bitrix24"
+    WEBHOOK = "webhook"
+
+
+# ---- daemon --------------------------------------------------------------------------------
+
+class FastAgiSettings(Section):
+    """The FastAGI server the dialplan's AGI() calls reach, and its limits per connection."""
+
+    listen: ListenAddress = Listen("127.0.0.1", 4573)
+    allowed_peers: tuple[Peer, ...] = (IPv4Network("127.0.0.1/32"),)
+    max_header_bytes: Count = 16384
+    header_timeout_ms: Count = 2000
+    max_sessions: Count = 1000
+
+
+class WebSettings(Section):
+    """The agents' call window, CRM pages, /metrics and /healthz."""
+
+    listen: ListenAddress = Listen("127.0.0.1", 8080)
+
+
+class DaemonSettings(Section):
+    default_region: Annotated[str, AfterValidator(_region)]
+    fastagi: FastAgiSettings = FastAgiSettings()
+    web: WebSettings = WebSettings()
+    crm_deadline_ms: Count = 300  # routing never waits longer than this on a CRM lookup
+
+
+# ---- asterisk ------------------------------------------------------------------------------
+
+class AmiSettings(Section):
+    host: Text = "127.0.0.1"
+    port: Port = 5038
+    username: Text = "agi-daemon"
+    secret: SecretStr
+
+
+class AriSettings(Section):
+    url: Annotated[str, AfterValidator(_url)] = "http://127.0.0.1:8088"
+    username: Text = "agi-daemon"
+    password: SecretStr
+    app: Text = "agi-daemon"  # the Stasis application name used in the dialplan
+
+
+class AsteriskSettings(Section):
+    ami: AmiSettings
+    ari: AriSettings | None = None  # required when events is ari
+    events: EventsInterface = EventsInterface.AMI
+    endpoint_template: Annotated[str, AfterValidator(_template("extension"))] = _DIALING.endpoint_template
+    trunk_template: Annotated[str, AfterValidator(_template("number"))] = _DIALING.trunk_template
+
+
+# ---- crm -----------------------------------------------------------------------------------
+
+class SimpleModeSettings(Section):
+    pipeline: Text = _CRM_POLICY.pipeline
+    create_with: CreateWith = _CRM_POLICY.create_with
+
+
+class EmbeddedCrmSettings(Section):
+    database: Text = "sqlite:///var/crm.sqlite3"
+
+
+class ExceptionList(Section):
+    """Numbers and e-mails never sent to the CRM (R7); phones as written."""
+
+    phones: tuple[str, ...] = ()
+    emails: tuple[Annotated[str, AfterValidator(_email)], ...] = ()
+
+
+class CrmSettings(Section):
+    mode: CrmMode = _CRM_POLICY.mode
+    simple: SimpleModeSettings = SimpleModeSettings()
+    adapter: CrmAdapterKind = CrmAdapterKind.EMBEDDED
+    embedded: EmbeddedCrmSettings = EmbeddedCrmSettings()
+    exceptions: ExceptionList = ExceptionList()
+
+
+# ---- employees, queue groups, numbers ------------------------------------------------------
+
+class EmployeeEntry(Section):
+    name: Text
+    extension: Annotated[str, AfterValidator(_extension)] | None = None
+    phones: tuple[str, ...] = ()  # as written; calls from/to them are never recorded (R8)
+    line: str | None = None  # the number used for this employee's outgoing calls
+
+
+class QueueGroupEntry(Section):
+    members: Annotated[tuple[str, ...], AfterValidator(_members)]
+    strategy: QueueStrategy = _QUEUE_GROUP["strategy"]
+    ring_seconds: Count = _QUEUE_GROUP["ring_seconds"]
+
+
+class LineCrmEntry(Section):
+    unknown_caller: UnknownCaller = _LINE_CRM.unknown_caller
+    create_for: CreateFor = _LINE_CRM.create_for
+    source: Text = _LINE_CRM.source
+    route_known_to_responsible: bool = _LINE_CRM.route_known_to_responsible
+    responsible_ring_seconds: Count = _LINE_CRM.responsible_ring_seconds
+    reassign_on_manual_transfer: bool = _LINE_CRM.reassign_on_manual_transfer
+
+
+class NumberEntry(Section):
+    name: Text
+    queue_group: Text
+    crm: LineCrmEntry = LineCrmEntry()
+
+
+def _some_lines(numbers: dict[str, NumberEntry]) -> dict[str, NumberEntry]:
+    if not numbers:
+        raise ValueError("at least one line is needed")
+    return numbers
+
+
+class SettingsFile(Section):
+    """The whole file, top-level section by section."""
+
+    daemon: DaemonSettings
+    asterisk: AsteriskSettings
+    crm: CrmSettings = CrmSettings()
+    employees: dict[str, EmployeeEntry]
+    queue_groups: dict[str, QueueGroupEntry]
+    numbers: Annotated[dict[str, NumberEntry], AfterValidator(_some_lines)]

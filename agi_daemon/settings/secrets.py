@@ -1,0 +1,96 @@
+"""Secrets in the config file: `${ENV_NAME}` references and `secret_file:`-style keys.
+
+- `${NAME}` inside any text value is replaced by the environment variable NAME (`$${` writes a
+  literal `${`). A reference to an unset variable is a problem.
+- `secret_file: PATH` / `password_file: PATH` read the secret from a file, such as a Docker or
+  systemd credential, without its trailing newline. A relative PATH is taken from the config
+  file's directory.
+
+The schema keeps secrets in pydantic `SecretStr` fields, which print as '**********'.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import KeyPath, ProblemLog
+from .yaml_lines import KeyLines
+
+SECRET_KEYS = frozenset({"secret", "password"})
+"""Keys holding a secret; each may instead be given as `<key>_file`."""
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_secrets(data: Any, environ: Mapping[str, str], base_dir: Path,
+                    lines: KeyLines, log: ProblemLog) -> Any:
+    """`data` with `${NAME}` references replaced and `*_file` keys read; problems go to `log`.
+
+    A reference that cannot be resolved stays as written, and an unreadable file gives an empty
+    secret, so that each mistake is reported once, here."""
+    return _Resolver(environ, base_dir, lines, log).value(data, ())
+
+
+class _Resolver:
+    def __init__(self, environ: Mapping[str, str], base_dir: Path, lines: KeyLines, log: ProblemLog) -> None:
+        self._environ = environ
+        self._base_dir = base_dir
+        self._lines = lines
+        self._log = log
+
+    def value(self, value: Any, path: KeyPath) -> Any:
+        if isinstance(value, dict):
+            return self._mapping(value, path)
+        if isinstance(value, list):
+            return [self.value(item, (*path, index)) for index, item in enumerate(value)]
+        if isinstance(value, str):
+            return self._expand(value, path)
+        return value
+
+    def _mapping(self, mapping: dict[str, Any], path: KeyPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in mapping.items():
+            key_path = (*path, key)
+            secret_key = key.removesuffix("_file")
+            if secret_key == key or secret_key not in SECRET_KEYS:
+                result[key] = self.value(value, key_path)
+            elif secret_key in mapping:
+                self._log.add(key_path, f"give {secret_key} or {key}, not both")
+            else:
+                result[secret_key] = self._read_secret_file(self.value(value, key_path), key_path)
+                self._lines.set((*path, secret_key), self._lines.line_of(key_path))
+        return result
+
+    def _expand(self, text: str, path: KeyPath) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:  # "$${"
+                return "${"
+            if not _ENV_NAME.fullmatch(name):
+                self._log.add(path, f"not an environment variable name: ${{{name}}}")
+            elif name not in self._environ:
+                self._log.add(path, f"environment variable {name} is not set")
+            else:
+                return self._environ[name]
+            return match.group(0)
+
+        return _REFERENCE.sub(replace, text)
+
+    def _read_secret_file(self, file_name: Any, path: KeyPath) -> str:
+        if not isinstance(file_name, str) or not file_name:
+            self._log.add(path, "must be the path of a file holding the secret")
+            return ""
+        file = self._base_dir / file_name
+        try:
+            secret = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            self._log.add(path, f"cannot read secret file {file}: {exc.strerror or exc}")
+            return ""
+        except UnicodeDecodeError:
+            self._log.add(path, f"secret file {file} is not UTF-8 text")
+            return ""
+        if not secret:
+            self._log.add(path, f"secret file {file} is empty")
+        return secret

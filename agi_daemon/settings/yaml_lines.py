@@ -1,0 +1,142 @@
+"""Read the admin's YAML file into plain values, remembering the line of every key.
+
+Mapping keys are kept exactly as written (an unquoted `+33184880000:` stays that text, not a
+number), and plain values that YAML 1.1 would silently change keep their written text too:
+`extension: 0101` is not octal 65, `phones: [+33612000001]` keeps its `+`, `default_region: NO`
+is Norway, not false. Values read as numbers, true/false or null only when written plainly
+(`5038`, `true`, `~`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import KeyPath, ProblemLog, dotted
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+class KeyLines:
+    """The 1-based line of each key path (list items: the item's own line)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[KeyPath, int] = {}
+
+    def set(self, path: KeyPath, line: int) -> None:
+        self._lines[path] = line
+
+    def line_of(self, path: KeyPath) -> int:
+        """The line of `path`, or of its nearest parent key present in the file (else 1)."""
+        for end in range(len(path), 0, -1):
+            line = self._lines.get(tuple(path[:end]))
+            if line is not None:
+                return line
+        return 1
+
+
+def load_yaml(text: str, lines: KeyLines, log: ProblemLog) -> Any:
+    """The document's values ({} for an empty file), with `lines` filled in; None (and a
+    `(yaml)` problem) when the text is not YAML. Duplicate keys are reported, the first kept."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return {} if node is None else _Reader(loader, lines, log).value(node, ())
+    except yaml.MarkedYAMLError as exc:
+        log.add_at(_line(exc), "(yaml)", _syntax_message(exc))
+        return None
+    except yaml.YAMLError as exc:
+        log.add_at(1, "(yaml)", str(exc))
+        return None
+    finally:
+        loader.dispose()
+
+
+class _Reader:
+    """Turns the composed YAML nodes into values, noting the line of every key on the way."""
+
+    def __init__(self, loader: yaml.SafeLoader, lines: KeyLines, log: ProblemLog) -> None:
+        self._loader = loader
+        self._lines = lines
+        self._log = log
+        self._open: set[int] = set()  # nodes being read, to stop on recursive aliases
+        self._split: dict[int, tuple[list[tuple[Node, Node]], list[tuple[Node, Node]]]] = {}
+
+    def value(self, node: Node, path: KeyPath) -> Any:
+        if id(node) in self._open:
+            raise yaml.MarkedYAMLError(problem="an alias refers to itself", problem_mark=node.start_mark)
+        self._open.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, SequenceNode):
+                return self._sequence(node, path)
+            return self._scalar(node)
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
+        merged, written = self._merged_and_written(node)
+        result: dict[str, Any] = {}
+        for key_node, value_node in merged:
+            self._entry(result, key_node, value_node, path)
+        seen: set[str] = set()
+        for key_node, value_node in written:
+            if isinstance(key_node, ScalarNode) and key_node.value in seen:
+                self._log.add_at(key_node.start_mark.line + 1, dotted((*path, key_node.value)),
+                                 "duplicate key (the first one is used)")
+                continue
+            self._entry(result, key_node, value_node, path)
+            if isinstance(key_node, ScalarNode):
+                seen.add(key_node.value)
+        return result
+
+    def _merged_and_written(self, node: MappingNode) -> tuple[list[tuple[Node, Node]], list[tuple[Node, Node]]]:
+        """Entries brought in by `<<: *anchor`, and the entries written in this mapping."""
+        if id(node) not in self._split:
+            written = [(key, value) for key, value in node.value if key.tag != _MERGE_TAG]
+            self._loader.flatten_mapping(node)  # merged entries first, then the written ones
+            self._split[id(node)] = (node.value[: len(node.value) - len(written)], written)
+        return self._split[id(node)]
+
+    def _entry(self, result: dict[str, Any], key_node: Node, value_node: Node, path: KeyPath) -> None:
+        if not isinstance(key_node, ScalarNode):
+            raise yaml.MarkedYAMLError(problem="a key must be plain text", problem_mark=key_node.start_mark)
+        key_path = (*path, key_node.value)
+        self._lines.set(key_path, key_node.start_mark.line + 1)
+        result[key_node.value] = self.value(value_node, key_path)
+
+    def _sequence(self, node: SequenceNode, path: KeyPath) -> list[Any]:
+        items = []
+        for index, item in enumerate(node.value):
+            self._lines.set((*path, index), item.start_mark.line + 1)
+            items.append(self.value(item, (*path, index)))
+        return items
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        if node.style is None:  # plain, unquoted
+            lossy_int = node.tag == _INT_TAG and not _PLAIN_INT.fullmatch(node.value)
+            lossy_bool = node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false")
+            if lossy_int or lossy_bool or node.tag == _TIMESTAMP_TAG:
+                return node.value
+        return self._loader.construct_object(node, deep=True)
+
+
+
+def _line(error: yaml.MarkedYAMLError) -> int:
+    mark = error.problem_mark or error.context_mark
+    return mark.line + 1 if mark else 1
+
+
+def _syntax_message(error: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, with where the unfinished construct started when it says so."""
+    message = error.problem or error.context or "not valid YAML"
+    if error.problem and error.context and error.context_mark:
+        message += f" ({error.context} started on line {error.context_mark.line + 1})"
+    return message
