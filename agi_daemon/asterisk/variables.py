@@ -2,7 +2,7 @@
 
 `dialplan/agi-daemon.conf` uses exactly these names; tests/asterisk check that it does.
 """
-from enum import StrEnum
+from ..core.decisions import RoutingStatus
 
 # Routes: agi://host:port/<route>
 ROUTE_INCOMING = "incoming"
@@ -24,11 +24,8 @@ STARTED = "AGI_DAEMON_T0"  # epoch seconds with milliseconds when the call enter
 URL = "AGI_DAEMON_URL"  # global: agi://127.0.0.1:4573 unless the admin sets it
 
 
-class Status(StrEnum):
-    OK = "ok"  # decision made with the CRM's answer
-    FALLBACK = "fallback"  # CRM too slow or failing: queue group now, CRM work afterwards
-    EXCLUDED = "excluded"  # exception list or employee number: routed, nothing sent to the CRM
-    ERROR = "error"  # the daemon could not decide (unknown line...): dialplan falls back
+# The values of STATUS: ok | fallback | excluded | error (see core.decisions.RoutingStatus).
+Status = RoutingStatus
 
 
 # AGI arguments, in order, that the dialplan passes to each route (agi_arg_1, agi_arg_2, ...).

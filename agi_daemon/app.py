@@ -1,0 +1,106 @@
+"""The composition root: builds every part from the settings, owns every task, handles signals.
+
+Nothing else wires parts together. Every background task runs in the TaskGroup of
+`Daemon.serve`; stopping drains the CRM work in flight before the CRM is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from .asterisk.agi import FastAgiServer
+from .asterisk.routes.table import route_table
+from .core.ports import Clock, CrmAdapter
+from .crm.embedded import EmbeddedCrm
+from .services.call_log import CallLogService
+from .services.clock import SystemClock
+from .services.pending import PendingWork
+from .services.routing import RoutingService
+from .settings import Settings, SettingsHolder
+from .settings.schema import CrmAdapterKind
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
+
+
+class UnsupportedCrm(Exception):
+    """The configured CRM adapter is not part of this build."""
+
+
+def build_crm(settings: Settings) -> EmbeddedCrm:
+    if settings.crm.adapter is not CrmAdapterKind.EMBEDDED:
+        raise UnsupportedCrm(f"crm.adapter {settings.crm.adapter.value} is not available in this version; use embedded")
+    return EmbeddedCrm(settings.crm.embedded.database)
+
+
+class Daemon:
+    def __init__(
+        self,
+        holder: SettingsHolder,
+        *,
+        crm: CrmAdapter | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """`crm` replaces the configured CRM (tests wrap the real store to make it slow)."""
+        self._holder = holder
+        self._crm = crm
+        self._clock = clock or SystemClock()
+        self.agi_port: int | None = None
+        self.pending: PendingWork | None = None
+
+    def reload(self) -> None:
+        problems = self._holder.reload()
+        if problems:
+            log.error("reload refused, the running config stays:\n%s", "\n".join(map(str, problems)))
+        else:
+            log.info("config reloaded from %s", self._holder.path)
+
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        settings = self._holder.current
+        crm = self._crm or build_crm(settings)
+        opened = False
+        if isinstance(crm, EmbeddedCrm):
+            await crm.open()
+            opened = True
+        rules = lambda: self._holder.current.rules  # noqa: E731 - the running rules, reload-aware
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                pending = PendingWork(tasks.create_task)
+                self.pending = pending
+                routing = RoutingService(rules, crm, self._clock, pending, deadline=settings.daemon.crm_deadline_ms / 1000)
+                call_log = CallLogService(rules, crm, self._clock, pending)
+                fastagi = settings.daemon.fastagi
+                server = FastAgiServer(
+                    route_table(routing, call_log, pending),
+                    allowed_peers=fastagi.allowed_peers,
+                    max_header_bytes=fastagi.max_header_bytes,
+                    header_timeout=fastagi.header_timeout_ms / 1000,
+                    max_sessions=fastagi.max_sessions,
+                )
+                await server.start(fastagi.listen.host, fastagi.listen.port)
+                self.agi_port = server.port
+                log.info("FastAGI listening on %s:%s", fastagi.listen.host, server.port)
+                if ready is not None:
+                    ready.set()
+                try:
+                    await stop.wait()
+                finally:
+                    await server.close()
+                    left = await pending.drain(DRAIN_SECONDS)
+                    if left:
+                        log.error("%d calls' CRM work did not finish within %.0f s of stopping", left, DRAIN_SECONDS)
+        finally:
+            if opened or self._crm is None:
+                await crm.close()
+
+
+async def run_until_signalled(holder: SettingsHolder) -> None:
+    """`agi-daemon run`: SIGTERM/SIGINT stop, SIGHUP reloads the YAML file."""
+    daemon = Daemon(holder)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    await daemon.serve(stop)

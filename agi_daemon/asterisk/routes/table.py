@@ -1,0 +1,23 @@
+"""The explicit route table: AGI path -> handler. Nothing registers itself on import."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Mapping
+
+from ...services.call_log import CallLogService
+from ...services.pending import PendingWork
+from ...services.routing import RoutingService
+from .. import variables as v
+from ..agi import AgiSession
+from .call_end import CallEndRoute
+from .incoming import IncomingRoute
+from .outgoing import OutgoingRoute
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+
+
+def route_table(routing: RoutingService, call_log: CallLogService, pending: PendingWork) -> Mapping[str, Handler]:
+    return {
+        v.ROUTE_INCOMING: IncomingRoute(routing),
+        v.ROUTE_OUTGOING: OutgoingRoute(routing),
+        v.ROUTE_CALL_END: CallEndRoute(call_log, pending),
+    }
