@@ -1,0 +1,397 @@
+"""An asyncio FastAGI server: one protocol object per connection, one task per session.
+
+Each connection is an asyncio.Protocol fed straight into the sans-IO codec, so a ``HANGUP``
+that arrives while the handler is busy elsewhere is seen at once (``session.hung_up``) and a
+silent, truncated or oversized header costs a timer and a buffer, never a blocked loop.
+
+For each accepted connection: the peer must be in ``allowed_peers`` and the server below
+``max_sessions``; the header must complete within ``header_timeout`` and the size limits; its
+route must be in the route table; then the route's handler runs with an AgiSession. Whatever
+happens the connection is closed at the end, and Asterisk's dialplan continues on its own.
+
+Logs name the peer, the route, the channel (long digit runs masked) and the uniqueid, never
+the caller ID.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+from agi_daemon.asterisk.agi import codec
+from agi_daemon.asterisk.agi.codec import AgiError, AgiProtocolError, AgiRequest, HangupNotice, Reply, redact
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+Handler: TypeAlias = Callable[["AgiSession"], Awaitable[None]]
+Logger: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
+
+_LOG = logging.getLogger(__name__)
+
+
+class AgiChannelGone(AgiError):
+    """The command cannot reach the channel: HANGUP notice, 511, lost connection, or no reply
+    within the command timeout (after which the dialogue can no longer be trusted)."""
+
+
+class AgiCommandFailed(AgiError):
+    """Asterisk refused the command (510 unknown command, 520 bad syntax, or another code)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(f"AGI command failed with {reply.code}: {reply.text.splitlines()[0]}")
+        self.reply = reply
+
+
+class AgiSession:
+    """One FastAGI session as a handler sees it: the request and the commands it may send.
+
+    Commands are sent one at a time (concurrent calls wait their turn). Each raises
+    AgiChannelGone when the channel cannot be reached, AgiCommandFailed when Asterisk refuses it.
+    """
+
+    def __init__(self, request: AgiRequest, transport: asyncio.Transport, command_timeout: float) -> None:
+        self.request = request
+        self._transport = transport
+        self._timeout = command_timeout
+        self._lock = asyncio.Lock()
+        self._pending: asyncio.Future[Reply] | None = None
+        self._gone: str | None = None
+
+    @property
+    def hung_up(self) -> bool:
+        """True once commands can no longer reach the channel; they then raise at once."""
+        return self._gone is not None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.execute(codec.set_variable(name, value))
+
+    async def get_variable(self, name: str) -> str | None:
+        """The variable's value, or None when it is not set."""
+        reply = await self.execute(codec.get_variable(name))
+        return reply.data if reply.result == "1" else None
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.execute(codec.verbose(message, level))
+
+    async def execute(self, command: bytes) -> Reply:
+        """Send one encoded command line (see codec.encode_command) and return its 200 reply."""
+        async with self._lock:
+            if self._gone is not None:
+                raise AgiChannelGone(self._gone)
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            self._pending = future
+            self._transport.write(command)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    reply = await future
+            except TimeoutError:
+                self._end(f"no reply within {self._timeout:g} s")
+                raise AgiChannelGone(f"no reply within {self._timeout:g} s") from None
+            finally:
+                self._pending = None
+        if reply.code == 200:
+            return reply
+        if reply.code == 511:
+            self._end("command not permitted on a dead channel (511)")
+            raise AgiChannelGone("command not permitted on a dead channel (511)")
+        raise AgiCommandFailed(reply)
+
+    def _deliver(self, reply: Reply) -> bool:
+        """Hand a reply to the command waiting for it; False if none was (a protocol error)."""
+        if self._gone is not None:
+            return True  # late reply after a timeout or hangup: nobody waits for it any more
+        if self._pending is None or self._pending.done():
+            return False
+        self._pending.set_result(reply)
+        return True
+
+    def _end(self, reason: str) -> None:
+        """No further command can reach the channel; fail the one in flight."""
+        if self._gone is None:
+            self._gone = reason
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(AgiChannelGone(reason))
+
+
+@dataclass(frozen=True, slots=True)
+class AgiServerStats:
+    """Counters since start; ``active`` is the number of connections open now."""
+
+    sessions: int  # connections accepted (peer allowed, under max_sessions)
+    active: int
+    refused_peers: int  # peer outside allowed_peers
+    refused_busy: int  # max_sessions reached
+    protocol_errors: int  # bad, oversized, truncated or late header; garbage reply
+    unknown_routes: int
+    handler_errors: int  # handler raised something other than AgiChannelGone
+
+
+@dataclass(slots=True)
+class _Counters:
+    sessions: int = 0
+    refused_peers: int = 0
+    refused_busy: int = 0
+    protocol_errors: int = 0
+    unknown_routes: int = 0
+    handler_errors: int = 0
+
+
+class FastAgiServer:
+    """Serves FastAGI routes: ``agi://host:port/<route>`` runs ``routes[route](session)``.
+
+    ``allowed_peers`` lists the networks Asterisk connects from; any other peer is closed at
+    once (an empty list refuses everyone). A handler should answer quickly and on its own
+    deadline: Asterisk waits for the next command without any timeout.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Handler],
+        *,
+        allowed_peers: Iterable[Network | str],
+        max_header_bytes: int = codec.DEFAULT_MAX_HEADER_BYTES,
+        max_header_lines: int = codec.DEFAULT_MAX_HEADER_LINES,
+        header_timeout: float = 2.0,
+        command_timeout: float = 5.0,
+        max_sessions: int = 1000,
+        logger: Logger = _LOG,
+    ) -> None:
+        self._routes = MappingProxyType(dict(routes))
+        self._allowed = tuple(ipaddress.ip_network(peer) for peer in allowed_peers)
+        self._max_header_bytes = max_header_bytes
+        self._max_header_lines = max_header_lines
+        self._header_timeout = header_timeout
+        self._command_timeout = command_timeout
+        self._max_sessions = max_sessions
+        self._log = logger
+        self._server: asyncio.Server | None = None
+        self._port: int | None = None
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counters = _Counters()
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful after ``start(host, 0)``)."""
+        if self._port is None:
+            raise RuntimeError("the FastAGI server is not started")
+        return self._port
+
+    async def start(self, host: str, port: int) -> None:
+        if self._server is not None:
+            raise RuntimeError("the FastAGI server is already started")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        self._port = self._server.sockets[0].getsockname()[1]
+        self._log.info("FastAGI listening on %s:%d, routes: %s", host, self._port, ", ".join(self._routes))
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting; close connections still reading their header; give running
+        sessions up to ``timeout`` seconds, then cancel them."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in [c for c in self._connections if c.task is None]:
+            connection.close()
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                self._log.warning("FastAGI: cancelled %d sessions still running at shutdown", len(late))
+                await asyncio.gather(*late, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    def stats(self) -> AgiServerStats:
+        c = self._counters
+        return AgiServerStats(
+            sessions=c.sessions,
+            active=len(self._connections),
+            refused_peers=c.refused_peers,
+            refused_busy=c.refused_busy,
+            protocol_errors=c.protocol_errors,
+            unknown_routes=c.unknown_routes,
+            handler_errors=c.handler_errors,
+        )
+
+    # Called by _Connection.
+
+    def _admit(self, connection: _Connection, peer: str) -> bool:
+        if not self._peer_allowed(peer):
+            self._counters.refused_peers += 1
+            self._log.warning("FastAGI: refused connection from %s (not in allowed_peers)", peer)
+            return False
+        if len(self._connections) >= self._max_sessions:
+            self._counters.refused_busy += 1
+            self._log.warning("FastAGI: refused connection from %s (%d sessions open)", peer, self._max_sessions)
+            return False
+        self._counters.sessions += 1
+        self._connections.add(connection)
+        return True
+
+    def _peer_allowed(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address.version == net.version and address in net for net in self._allowed)
+
+    def _protocol_error(self, peer: str, error: str) -> None:
+        self._counters.protocol_errors += 1
+        self._log.warning("FastAGI: closing connection from %s: %s", peer, error)
+
+    def _open_session(self, connection: _Connection, request: AgiRequest, transport: asyncio.Transport) -> AgiSession | None:
+        handler = self._routes.get(request.route)
+        if handler is None:
+            self._counters.unknown_routes += 1
+            self._log.warning(
+                "FastAGI: unknown route %r (channel %s, uniqueid %s)",
+                request.route, redact(request.channel), request.uniqueid,
+            )
+            return None
+        session = AgiSession(request, transport, self._command_timeout)
+        task = asyncio.get_running_loop().create_task(self._serve(connection, session, handler))
+        connection.task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return session
+
+    async def _serve(self, connection: _Connection, session: AgiSession, handler: Handler) -> None:
+        request = session.request
+        try:
+            await handler(session)
+        except AgiChannelGone as exc:
+            self._log.info(
+                "FastAGI route %s: channel gone (%s), channel %s, uniqueid %s",
+                request.route, exc, redact(request.channel), request.uniqueid,
+            )
+        except asyncio.CancelledError:
+            self._log.warning("FastAGI route %s cancelled, uniqueid %s", request.route, request.uniqueid)
+            raise
+        except Exception:
+            self._counters.handler_errors += 1
+            self._log.exception(
+                "FastAGI route %s failed, channel %s, uniqueid %s",
+                request.route, redact(request.channel), request.uniqueid,
+            )
+        finally:
+            session._end("session finished")
+            connection.close()
+            self._release(connection)
+
+    def _release(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection: header phase (HeaderParser, timer), then session phase (ReplyParser)."""
+
+    def __init__(self, server: FastAgiServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._peer = "?"
+        self._admitted = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._header = codec.HeaderParser(
+            max_header_bytes=server._max_header_bytes, max_header_lines=server._max_header_lines
+        )
+        self._replies: codec.ReplyParser | None = None
+        self._session: AgiSession | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peername = transport.get_extra_info("peername")
+        self._peer = str(peername[0]) if peername else "?"
+        if not self._server._admit(self, self._peer):
+            transport.close()
+            return
+        self._admitted = True
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._server._header_timeout, self._header_late)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._admitted or self._transport is None or self._transport.is_closing():
+            return
+        if self._session is None:
+            self._read_header(data)
+        else:
+            self._read_replies(data)
+
+    def eof_received(self) -> bool | None:
+        if self._session is None:
+            try:
+                self._header.eof()
+            except AgiProtocolError as exc:
+                self._fail(str(exc))
+        else:
+            self._session._end("connection closed by Asterisk")
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self._session is not None:
+            self._session._end("connection lost")
+        if self._admitted and self.task is None:
+            self._server._release(self)
+
+    def close(self) -> None:
+        """Close the socket; a connection without a session task is done at once."""
+        if self._transport is not None:
+            self._transport.close()
+        if self._admitted and self.task is None:
+            self._server._release(self)
+
+    def _read_header(self, data: bytes) -> None:
+        try:
+            request = self._header.feed(data)
+        except AgiProtocolError as exc:
+            self._fail(str(exc))
+            return
+        if request is None:
+            return
+        self._cancel_timer()
+        assert self._transport is not None
+        self._session = self._server._open_session(self, request, self._transport)
+        if self._session is None:
+            self.close()
+        elif self._header.remainder:
+            self._read_replies(self._header.remainder)
+
+    def _read_replies(self, data: bytes) -> None:
+        assert self._session is not None
+        if self._replies is None:
+            self._replies = codec.ReplyParser()
+        try:
+            items = self._replies.feed(data)
+        except AgiProtocolError as exc:
+            self._session._end(f"protocol error: {exc}")
+            self._fail(str(exc))
+            return
+        for item in items:
+            if isinstance(item, HangupNotice):
+                self._session._end("channel hung up (HANGUP)")
+            elif not self._session._deliver(item):
+                self._session._end("unexpected reply")
+                self._fail(f"reply {item.code} with no command waiting for it")
+                return
+
+    def _header_late(self) -> None:
+        self._timer = None
+        self._fail(f"header not complete within {self._server._header_timeout:g} s")
+
+    def _fail(self, error: str) -> None:
+        self._server._protocol_error(self._peer, error)
+        self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
