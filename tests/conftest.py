@@ -1,0 +1,61 @@
+"""Shared fixtures.
+
+Real Asterisk (tests marked `asterisk`, helpers in tests/asterisk/):
+  asterisk_root     session: the cached Debian root with Asterisk 22 (env AGI_DAEMON_ASTERISK_ROOT);
+                    skips with the reason when unusable, fails when AGI_DAEMON_REQUIRE_ASTERISK=1
+  asterisk_factory  session: factory(name, daemon_port=None) -> a started AsteriskSandbox,
+                    stopped at the end of the session (about 0.5 s to start)
+  asterisk          session: one shared sandbox whose AGI_DAEMON_URL points at a closed port;
+                    a test points it at its own FastAGI server with asterisk.set_agi_port(port)
+  asterisk_ami      function: a connected tests.asterisk.ami_client.TestAmi on `asterisk`; at
+                    teardown it hangs up the calls it originated
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.asterisk.ami_client import TestAmi
+from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
+
+
+@pytest.fixture(scope="session")
+def asterisk_root():
+    root = configured_root()
+    reason = unavailable_reason(root)
+    if reason is not None:
+        if os.environ.get("AGI_DAEMON_REQUIRE_ASTERISK") == "1":
+            pytest.fail(f"AGI_DAEMON_REQUIRE_ASTERISK=1 but {reason}")
+        pytest.skip(reason)
+    return root
+
+
+@pytest.fixture(scope="session")
+def asterisk_factory(asterisk_root):
+    started: list[AsteriskSandbox] = []
+
+    def start(name: str, daemon_port: int | None = None) -> AsteriskSandbox:
+        sandbox = AsteriskSandbox(asterisk_root, name, daemon_port or closed_port())
+        sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def asterisk(asterisk_factory) -> AsteriskSandbox:
+    return asterisk_factory("shared")
+
+
+@pytest.fixture
+async def asterisk_ami(asterisk):
+    ami = await TestAmi.connect(asterisk)
+    try:
+        yield ami
+    finally:
+        await ami.hangup_originated()
+        await ami.close()
