@@ -58,11 +58,10 @@ class Daemon:
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current
+        owned = self._crm is None  # the daemon opens and closes only the CRM it builds
         crm = self._crm or build_crm(settings)
-        opened = False
-        if isinstance(crm, EmbeddedCrm):
+        if owned:
             await crm.open()
-            opened = True
         rules = lambda: self._holder.current.rules  # noqa: E731 - the running rules, reload-aware
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -91,7 +90,7 @@ class Daemon:
                     if left:
                         log.error("%d calls' CRM work did not finish within %.0f s of stopping", left, DRAIN_SECONDS)
         finally:
-            if opened or self._crm is None:
+            if owned:
                 await crm.close()
 
 

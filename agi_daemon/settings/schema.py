@@ -58,7 +58,8 @@ def _listen(value: object) -> Listen:
         return value
     host, _, port = str(value).rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # Port 0 asks the system for any free port (tests run several daemons side by side).
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError("must be host:port, e.g. 127.0.0.1:4573")
     return Listen(host, int(port))
 

@@ -1,0 +1,105 @@
+"""Run the whole daemon in-process against the real Asterisk sandbox, with a CRM the test reads.
+
+    async with running_daemon(asterisk, config_path, crm) as daemon: ...
+
+The daemon's FastAGI port is ephemeral; the sandbox's AGI_DAEMON_URL is pointed at it and the
+fallback contexts are regenerated from the same YAML file, as an admin would.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+from pathlib import Path
+
+from agi_daemon.app import Daemon
+from agi_daemon.settings import SettingsHolder
+
+PARIS = "+33184880000"  # create / classic by default
+LYON = "+33472000000"  # offer
+CLIENT = "+33611223344"
+UNKNOWN = "+33699887766"
+BLOCKED = "+33140000000"
+ALICE_MOBILE = "+33612000001"
+
+
+def write_config(
+    directory: Path,
+    *,
+    mode: str = "classic",
+    create_with: str = "contact",
+    pipeline: str = "general",
+    create_for: str = "incoming",
+    source: str = "CALL",
+    reassign: bool = True,
+    responsible_ring: int = 2,
+    ring: int = 2,
+    deadline_ms: int = 300,
+) -> Path:
+    text = textwrap.dedent(f"""\
+        daemon:
+          default_region: FR
+          fastagi: {{listen: "127.0.0.1:0", allowed_peers: ["127.0.0.1"]}}
+          web: {{listen: "127.0.0.1:0"}}
+          crm_deadline_ms: {deadline_ms}
+        asterisk:
+          ami: {{host: 127.0.0.1, port: 5038, username: agi-daemon, secret: test-secret}}
+          events: ami
+          endpoint_template: "Local/{{extension}}@employees"
+          trunk_template: "Local/{{number}}@trunk"
+        crm:
+          mode: {mode}
+          simple: {{pipeline: {pipeline}, create_with: {create_with}}}
+          adapter: embedded
+          embedded: {{database: "sqlite:///{directory}/crm.sqlite3"}}
+          exceptions: {{phones: ["+33 1 40 00 00 00"]}}
+        employees:
+          alice: {{name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"], line: "+33 1 84 88 00 00"}}
+          bob: {{name: Bob Durand, extension: "102"}}
+        queue_groups:
+          sales: {{members: [alice, bob], strategy: in_order, ring_seconds: {ring}}}
+        numbers:
+          "+33 1 84 88 00 00":
+            name: Paris sales line
+            queue_group: sales
+            crm:
+              unknown_caller: create
+              create_for: {create_for}
+              source: {source}
+              route_known_to_responsible: true
+              responsible_ring_seconds: {responsible_ring}
+              reassign_on_manual_transfer: {str(reassign).lower()}
+          "+33 4 72 00 00 00":
+            name: Lyon support line
+            queue_group: sales
+            crm: {{unknown_caller: offer, create_for: all, source: SUPPORT_CALL}}
+        """)
+    path = directory / "agi-daemon.yaml"
+    path.write_text(text)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(sandbox, config: Path, crm):
+    holder = SettingsHolder(config)
+    daemon = Daemon(holder, crm=crm)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(daemon.serve(stop, ready))
+    try:
+        await asyncio.wait_for(asyncio.shield(ready.wait()), 10)
+        sandbox.write_fallback(holder.current.rules)
+        sandbox.set_agi_port(daemon.agi_port)
+        yield daemon
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 20)
+
+
+async def eventually(probe, timeout: float = 8.0, interval: float = 0.1):
+    """Poll `probe()` (async) until it returns something truthy; fail with the last value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(interval)
