@@ -37,8 +37,9 @@ class CrmAdapter(Protocol):
     async def set_responsible(self, entities: tuple[EntityRef, ...], employee: str) -> None:
         """Give these records a new responsible employee (R10)."""
 
-    async def log_call(self, record: CallRecord) -> None:
-        """Record a finished call (R12). Idempotent per linkedid: a second write replaces."""
+    async def log_call(self, record: CallRecord, *, keep_existing: bool = False) -> None:
+        """Record a finished call (R12), one entry per linkedid: a second write replaces the
+        first, unless `keep_existing` (the hangup handler's report yields to call tracking's)."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -172,9 +172,9 @@ class EmbeddedCrm:
                         wanted = ", ".join(f"{entity_type.value}:{i}" for i in sorted(ids))
                         raise CrmRejected(f"set responsible: not every one of {wanted} exists")
 
-    async def log_call(self, record: CallRecord) -> None:
+    async def log_call(self, record: CallRecord, *, keep_existing: bool = False) -> None:
         """Record a finished call (R12) on its entity. A second record of the same call
-        (linkedid) replaces the first."""
+        (linkedid) replaces the first, unless `keep_existing`: then the first one stays."""
         values = {
             "linkedid": record.linkedid,
             "direction": record.direction.value,
@@ -198,6 +198,9 @@ class EmbeddedCrm:
         with _crm_errors("log a call"):
             async with self._writing().begin() as conn:
                 statement = self._upsert(calls).values(values)
+                if keep_existing:
+                    await conn.execute(statement.on_conflict_do_nothing(index_elements=["linkedid"]))
+                    return
                 replaced = {key: statement.excluded[key] for key in values if key != "linkedid"}
                 await conn.execute(
                     statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced)

@@ -35,8 +35,9 @@ class CallLogService:
         self._retry_delays = retry_delays
 
     async def call_ended(self, values: dict[str, str]) -> CallRecord | None:
-        """Log the call the hangup handler reports. Excluded calls (R7, R8) leave no trace;
-        returns the record written, or None."""
+        """Log the call the hangup handler reports. Excluded calls (R7, R8) leave no trace.
+        Call tracking (AMI) knows more (transfers, every leg), so its record wins: this one is
+        written only if tracking has not logged the call. Returns the record, or None."""
         ended_at = self._clock.now()
         report = parse_hangup_report(values)
         rules = self._rules()
@@ -55,7 +56,7 @@ class CallLogService:
         try:
             entity, route = await self._entity_and_route(rules, call, access)
             record = call_record(rules, call, report, route, entity, ended_at)
-            await with_retries(lambda: self._crm.log_call(record), self._retry_delays)
+            await with_retries(lambda: self._crm.log_call(record, keep_existing=True), self._retry_delays)
         except CrmError as exc:
             log.error("call %s: could not log the call of %s: %s", report.linkedid, masked(call.external), exc)
             return None

@@ -88,6 +88,21 @@ async def test_call_logged_twice_keeps_only_the_second_record(crm: EmbeddedCrm) 
     assert (call["transfers"], call["entity"], call["talk_seconds"]) == ([], None, 0.0)
 
 
+async def test_call_logged_with_keep_existing_leaves_the_first_record(crm: EmbeddedCrm) -> None:
+    await crm.log_call(answered_call())
+    await crm.log_call(replace(answered_call(), disposition=Disposition.MISSED), keep_existing=True)
+
+    (call,) = await crm.list_records("calls")
+    assert call["disposition"] == "answered"
+
+
+async def test_call_logged_with_keep_existing_is_written_when_first(crm: EmbeddedCrm) -> None:
+    await crm.log_call(answered_call(), keep_existing=True)
+
+    (call,) = await crm.list_records("calls")
+    assert call["disposition"] == "answered"
+
+
 async def test_call_times_in_another_zone_are_listed_in_utc(crm: EmbeddedCrm) -> None:
     paris = timezone(timedelta(hours=2))
     call = replace(answered_call(), started_at=datetime(2024, 5, 1, 11, 30, tzinfo=paris))
