@@ -9,15 +9,19 @@ import asyncio
 import logging
 import signal
 from .asterisk.agi import FastAgiServer
+from .asterisk.ami import AmiClient
+from .asterisk.ami.translate import EVENT_NAMES, tracker_events
 from .asterisk.routes.table import route_table
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
+from .services.reassign import ReassignService
 from .services.routing import RoutingService
+from .services.tracking import TrackingService
 from .settings import Settings, SettingsHolder
-from .settings.schema import CrmAdapterKind
+from .settings.schema import CrmAdapterKind, EventsInterface
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ class Daemon:
         self._clock = clock or SystemClock()
         self.agi_port: int | None = None
         self.pending: PendingWork | None = None
+        self.ami: AmiClient | None = None
+        self.tracking: TrackingService | None = None
 
     def reload(self) -> None:
         problems = self._holder.reload()
@@ -69,6 +75,7 @@ class Daemon:
                 self.pending = pending
                 routing = RoutingService(rules, crm, self._clock, pending, deadline=settings.daemon.crm_deadline_ms / 1000)
                 call_log = CallLogService(rules, crm, self._clock, pending)
+                ami = self._start_tracking(settings, tasks, rules, call_log, ReassignService(rules, crm, pending), pending)
                 fastagi = settings.daemon.fastagi
                 server = FastAgiServer(
                     route_table(routing, call_log, pending),
@@ -86,12 +93,30 @@ class Daemon:
                     await stop.wait()
                 finally:
                     await server.close()
+                    if ami is not None:
+                        await ami.close()
                     left = await pending.drain(DRAIN_SECONDS)
                     if left:
                         log.error("%d calls' CRM work did not finish within %.0f s of stopping", left, DRAIN_SECONDS)
         finally:
             if owned:
                 await crm.close()
+
+
+    def _start_tracking(self, settings: Settings, tasks: asyncio.TaskGroup, rules, call_log, reassign, pending) -> AmiClient | None:
+        """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
+        if settings.asterisk.events is not EventsInterface.AMI:
+            log.error("asterisk.events %s is not available in this version: no call tracking; "
+                      "calls are still logged from the dialplan's hangup reports", settings.asterisk.events.value)
+            return None
+        ami_settings = settings.asterisk.ami
+        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+        tracking = TrackingService(rules, call_log, reassign, pending)
+        self.ami, self.tracking = ami, tracking
+        tasks.create_task(ami.run())
+        tasks.create_task(tracking.run(tracker_events(ami.events())))
+        return ami
 
 
 async def run_until_signalled(holder: SettingsHolder) -> None:

@@ -35,7 +35,10 @@ def write_config(
     responsible_ring: int = 2,
     ring: int = 2,
     deadline_ms: int = 300,
+    ami: tuple[int, str, str] = (5038, "agi-daemon", "unused"),
 ) -> Path:
+    """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret)."""
+    ami_port, ami_user, ami_secret = ami
     text = textwrap.dedent(f"""\
         daemon:
           default_region: FR
@@ -43,7 +46,7 @@ def write_config(
           web: {{listen: "127.0.0.1:0"}}
           crm_deadline_ms: {deadline_ms}
         asterisk:
-          ami: {{host: 127.0.0.1, port: 5038, username: agi-daemon, secret: test-secret}}
+          ami: {{host: 127.0.0.1, port: {ami_port}, username: {ami_user}, secret: "{ami_secret}"}}
           events: ami
           endpoint_template: "Local/{{extension}}@employees"
           trunk_template: "Local/{{number}}@trunk"

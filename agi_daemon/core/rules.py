@@ -103,12 +103,17 @@ def identify_outgoing(rules: Rules, extension: str, number_text: str, linkedid: 
 def screen(rules: Rules, call: CallFacts) -> Screening:
     """May the CRM hear of this call at all? The exception list (R7) beats everything,
     then numbers found in an employee's profile (R8)."""
-    if call.external is None:
+    return screen_number(rules, call.external)
+
+
+def screen_number(rules: Rules, external: str | None) -> Screening:
+    """`screen` for a bare external number (E.164, or None when withheld)."""
+    if external is None:
         return Screening(CrmAccess.NO_NUMBER, (TraceStep("number", False, "the external number is withheld or unreadable: no CRM lookup"),))
-    if call.external in rules.crm.exception_phones:
+    if external in rules.crm.exception_phones:
         return Screening(CrmAccess.EXCLUDED, (TraceStep("R7", True, "the number is on the CRM exception list: no lookup, no record, no call log"),))
     steps = [TraceStep("R7", False, "the number is not on the CRM exception list")]
-    owner = rules.employee_with_phone(call.external)
+    owner = rules.employee_with_phone(external)
     if owner is not None:
         steps.append(TraceStep("R8", True, f"the number is in employee {owner.id}'s profile: the call is not recorded in the CRM"))
         return Screening(CrmAccess.EXCLUDED, tuple(steps))

@@ -1,15 +1,21 @@
-"""The call-log use case (R12): when a call hangs up, record it on the matched or created record."""
+"""The call-log use case (R12): when a call is over, record it on the matched or created record.
+
+Two sources report a finished call: the dialplan's hangup handler (`call_ended`, always there,
+even when AMI is down) and call tracking over AMI (`tracked_call_ended`, which also knows every
+leg and the transfers). Both land on one row per linkedid; tracking's record wins.
+"""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Callable, Sequence
 
-from ..core.decisions import Route, route_for
-from ..core.model import CallRecord, Direction, EntityRef, Rules
+from ..core.decisions import route_for
+from ..core.model import CallRecord, Direction, EntityRef, Match, Rules
 from ..core.outcome import call_record, parse_hangup_report
-from ..core.phone import masked
+from ..core.phone import masked, try_e164
 from ..core.ports import Clock, CrmAdapter, CrmError
-from ..core.rules import CrmAccess, UnknownLine, identify_incoming, identify_outgoing, screen
+from ..core.rules import CrmAccess, UnknownLine, identify_incoming, identify_outgoing, screen, screen_number
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, with_retries
 
@@ -36,8 +42,7 @@ class CallLogService:
 
     async def call_ended(self, values: dict[str, str]) -> CallRecord | None:
         """Log the call the hangup handler reports. Excluded calls (R7, R8) leave no trace.
-        Call tracking (AMI) knows more (transfers, every leg), so its record wins: this one is
-        written only if tracking has not logged the call. Returns the record, or None."""
+        Written only if tracking has not logged the call already. Returns the record, or None."""
         ended_at = self._clock.now()
         report = parse_hangup_report(values)
         rules = self._rules()
@@ -51,23 +56,43 @@ class CallLogService:
         access = screen(rules, call).access
         if access is CrmAccess.EXCLUDED:
             return None
-        if not await self._pending.settle(report.linkedid, self._settle_timeout):
-            log.warning("call %s: CRM work still running after %.0f s, logging the call anyway", report.linkedid, self._settle_timeout)
         try:
-            entity, route = await self._entity_and_route(rules, call, access)
+            entity, match = await self._entity(call.linkedid, call.external, access)
+            route = route_for(rules, call, match)[0] if call.direction is Direction.INCOMING else None
             record = call_record(rules, call, report, route, entity, ended_at)
             await with_retries(lambda: self._crm.log_call(record, keep_existing=True), self._retry_delays)
         except CrmError as exc:
             log.error("call %s: could not log the call of %s: %s", report.linkedid, masked(call.external), exc)
             return None
-        log.info("call %s: logged %s on %s", report.linkedid, record.disposition.value, entity or "no record")
+        log.info("call %s: hangup report logged %s on %s", report.linkedid, record.disposition.value, entity or "no record")
         return record
 
-    async def _entity_and_route(self, rules: Rules, call, access: CrmAccess) -> tuple[EntityRef | None, Route | None]:
-        created = await with_retries(lambda: self._crm.records_created_by_call(call.linkedid), self._retry_delays)
-        match = None
-        if created is None and access is CrmAccess.ALLOWED:
-            match = await with_retries(lambda: self._crm.find_by_phone(call.external), self._retry_delays)
-        entity = created.primary if created else (match.entity if match else None)
-        route = route_for(rules, call, match)[0] if call.direction is Direction.INCOMING else None
-        return entity, route
+    async def tracked_call_ended(self, record: CallRecord) -> CallRecord | None:
+        """Log a call that call tracking saw end; it replaces the hangup handler's report."""
+        rules = self._rules()
+        external = try_e164(record.number, rules.default_region)
+        access = screen_number(rules, external).access
+        if access is CrmAccess.EXCLUDED:
+            return None
+        try:
+            entity, _ = await self._entity(record.linkedid, external, access)
+            record = replace(record, entity=entity)
+            await with_retries(lambda: self._crm.log_call(record), self._retry_delays)
+        except CrmError as exc:
+            log.error("call %s: could not log the call of %s: %s", record.linkedid, masked(record.number), exc)
+            return None
+        log.info("call %s: logged %s on %s", record.linkedid, record.disposition.value, entity or "no record")
+        return record
+
+    async def _entity(self, linkedid: str, external: str | None, access: CrmAccess) -> tuple[EntityRef | None, Match | None]:
+        """The records this call created, else the known client's record, else none. Waits for
+        the call's CRM work first, so a lead still being created is found."""
+        if not await self._pending.settle(linkedid, self._settle_timeout):
+            log.warning("call %s: CRM work still running after %.0f s, logging the call anyway", linkedid, self._settle_timeout)
+        created = await with_retries(lambda: self._crm.records_created_by_call(linkedid), self._retry_delays)
+        if created is not None:
+            return created.primary, None
+        if access is not CrmAccess.ALLOWED or external is None:
+            return None, None
+        match = await with_retries(lambda: self._crm.find_by_phone(external), self._retry_delays)
+        return (match.entity if match else None), match

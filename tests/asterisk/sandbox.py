@@ -39,6 +39,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROJECT_DIALPLAN = PROJECT_DIR / "dialplan" / "agi-daemon.conf"
 MODULE_DIR = "usr/lib/x86_64-linux-gnu/asterisk/modules"
 FALLBACK_FILE = "agi-daemon-fallback.conf"
+# The least-privilege AMI user the README tells admins to create; the daemon logs in as it.
+DAEMON_AMI_USER = PROJECT_DIR / "config" / "asterisk" / "manager-agi-daemon.conf"
 
 # Modules that bind network ports, talk to hardware or databases, or just slow the start down.
 # Everything else autoloads (dialplan apps and functions, AGI, AMI, ARI/Stasis, bridging).
@@ -121,6 +123,8 @@ def _die_with_parent() -> None:
 class AsteriskSandbox:
     ami_username = "agi-test"
     ami_secret = "agi-test-secret"
+    daemon_ami_username = "agi-daemon"
+    daemon_ami_secret = "agi-daemon-test-secret"
     ari_username = "agi-test"
     ari_password = "agi-test-secret"
     atxfer_code = "*2"
@@ -295,6 +299,11 @@ class AsteriskSandbox:
         reply = self.action({"Action": "Getvar", "Variable": name})
         return reply.get("Value", "")
 
+    @property
+    def daemon_ami(self) -> tuple[int, str, str]:
+        """(port, username, secret) of the daemon's least-privilege AMI user."""
+        return self.ami_port, self.daemon_ami_username, self.daemon_ami_secret
+
     def set_agi_port(self, port: int) -> None:
         """Point the dialplan's AGI_DAEMON_URL global at another FastAGI port."""
         self.daemon_port = port
@@ -383,7 +392,8 @@ deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 read = all
 write = all
-"""
+
+""" + DAEMON_AMI_USER.read_text().replace("secret = CHANGE-ME", f"secret = {self.daemon_ami_secret}")
 
     def _http_conf(self) -> str:
         return f"""[general]

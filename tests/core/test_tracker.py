@@ -1,0 +1,638 @@
+"""The call tracker fold: recorded Asterisk 22 sequences, then hand-built tables of cases."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agi_daemon.asterisk.ami import AmiResync, ChannelSnapshot
+from agi_daemon.asterisk.ami.model import parse_duration
+from agi_daemon.asterisk.ami.translate import translate
+from agi_daemon.core.model import Dialing, Direction, Disposition, Transfer, TransferKind
+from agi_daemon.core.tracker import (
+    ENDED_MEMORY,
+    BridgeEntered,
+    BridgeLeft,
+    CallEnded,
+    Channel,
+    ChannelCreated,
+    ChannelHungUp,
+    DialEnded,
+    DialStarted,
+    LiveChannel,
+    Reassign,
+    Resynced,
+    TrackerState,
+    Transferred,
+    call_disposition,
+    channel_endpoint,
+    employee_for_channel,
+    step,
+)
+from tests.fixtures import AMI_DIR, ami_fixture_names, ami_items
+
+from .rules_factory import CLIENT, PARIS, make_rules
+
+RULES = make_rules()  # alice 101 (line Paris), bob 102; endpoints Local/{extension}@employees
+EXTERNAL = "+33699887766"
+A, B = TransferKind.ATTENDED, TransferKind.BLIND
+
+
+def run(events, rules=RULES, state=None):
+    state = state or TrackerState()
+    effects = []
+    for event in events:
+        state, more = step(rules, state, event)
+        effects.extend(more)
+    return state, effects
+
+
+def records(effects):
+    return [effect.record for effect in effects if isinstance(effect, CallEnded)]
+
+
+def reassigns(effects):
+    return [effect for effect in effects if isinstance(effect, Reassign)]
+
+
+# ---------------------------------------------------------------- recorded sequences
+
+def replay(name):
+    events = [event for event in map(translate, ami_items(name)) if event is not None]
+    return run(events)
+
+
+def raw_times(name):
+    """The reference times, read straight from the recording, without the tracker:
+    first Newchannel (or resync), the DialEnd ANSWER of a channel's Dial, the last Hangup."""
+    items = json.loads((AMI_DIR / f"{name}.json").read_text())
+    at = lambda item: datetime.fromtimestamp(item["received_at"], tz=timezone.utc)  # noqa: E731
+    start = min(at(item) for item in items if "resync" in item or item["event"] == "Newchannel")
+    answers = [at(item) for item in items if item.get("event") == "DialEnd"
+               and item["fields"].get("Channel") and item["fields"]["DialStatus"] == "ANSWER"]
+    end = max(at(item) for item in items if item.get("event") == "Hangup")
+    return start, (answers[0] if answers else None), end
+
+
+FIXTURES = {
+    # name: direction, number, employees, answered_by, disposition, transfers
+    "incoming_answered": (Direction.INCOMING, CLIENT, ("alice",), "alice", Disposition.ANSWERED, ()),
+    "incoming_missed": (Direction.INCOMING, CLIENT, ("alice", "bob"), None, Disposition.MISSED, ()),
+    "incoming_blind_transfer": (Direction.INCOMING, CLIENT, ("alice", "bob"), "alice",
+                                Disposition.ANSWERED, (Transfer("alice", "bob", B),)),
+    "incoming_attended_transfer": (Direction.INCOMING, CLIENT, ("alice", "bob"), "alice",
+                                   Disposition.ANSWERED, (Transfer("alice", "bob", A),)),
+    "incoming_attended_transfer_target_gone": (Direction.INCOMING, CLIENT, ("alice", "bob"), "alice",
+                                               Disposition.ANSWERED, (Transfer("alice", "bob", A),)),
+    "outgoing_answered": (Direction.OUTGOING, EXTERNAL, ("alice",), None, Disposition.ANSWERED, ()),
+    "incoming_busy_then_answered": (Direction.INCOMING, CLIENT, ("alice", "bob"), "bob",
+                                    Disposition.ANSWERED, ()),
+    "incoming_blind_transfer_after_resync": (Direction.INCOMING, CLIENT, ("alice", "bob"), "alice",
+                                             Disposition.ANSWERED, (Transfer("alice", "bob", B),)),
+}
+
+
+def test_every_recorded_fixture_has_its_expected_outcome():
+    assert sorted(FIXTURES) == ami_fixture_names()
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_recorded_call_ends_with_one_record_of_what_happened(name):
+    direction, number, employees, answered_by, disposition, transfers = FIXTURES[name]
+    state, effects = replay(name)
+    [record] = records(effects)
+    assert (record.direction, record.line, record.number) == (direction, PARIS, number)
+    assert record.employees == employees
+    assert (record.answered_by, record.disposition, record.transfers) == (answered_by, disposition, transfers)
+    assert record.entity is None
+    assert state.calls == {}
+
+
+@pytest.mark.parametrize("name", sorted(set(FIXTURES) - {"incoming_blind_transfer_after_resync"}))
+def test_recorded_call_times_come_from_the_events(name):
+    start, answer, end = raw_times(name)
+    [record] = records(replay(name)[1])
+    assert (record.started_at, record.answered_at, record.ended_at) == (start, answer, end)
+    assert record.ring_seconds == pytest.approx(((answer or end) - start).total_seconds(), abs=1e-3)
+    assert record.talk_seconds == pytest.approx((end - answer).total_seconds() if answer else 0.0, abs=1e-3)
+
+
+def test_recorded_answered_call_talks_about_two_seconds_and_rings_briefly():
+    [record] = records(replay("incoming_answered")[1])
+    assert 1.9 <= record.talk_seconds <= 3.0
+    assert record.ring_seconds < 0.5
+
+
+def test_recorded_missed_call_rings_until_the_caller_hangs_up():
+    [record] = records(replay("incoming_missed")[1])
+    assert record.answered_at is None and record.talk_seconds == 0.0
+    assert 2.5 <= record.ring_seconds <= 5.0  # 101 for 2 s, then 102 until the caller gave up
+
+
+def test_recorded_late_join_call_is_rebuilt_from_the_resync():
+    start, _, end = raw_times("incoming_blind_transfer_after_resync")
+    [record] = records(replay("incoming_blind_transfer_after_resync")[1])
+    assert record.started_at <= start and record.ended_at == end
+    assert record.answered_at is not None and record.talk_seconds >= (end - start).total_seconds() - 1e-3
+
+
+@pytest.mark.parametrize("name, kind", [("incoming_blind_transfer", B), ("incoming_attended_transfer", A),
+                                        ("incoming_attended_transfer_target_gone", A),
+                                        ("incoming_blind_transfer_after_resync", B)])
+def test_recorded_transfer_emits_a_reassign_to_the_target(name, kind):
+    state, effects = replay(name)
+    [reassign] = reassigns(effects)
+    [record] = records(effects)
+    assert reassign == Reassign(record.linkedid, PARIS, "bob", kind)
+    assert effects.index(reassign) < effects.index(CallEnded(record))
+
+
+@pytest.mark.parametrize("name", ["incoming_answered", "incoming_missed", "outgoing_answered",
+                                  "incoming_busy_then_answered"])
+def test_recorded_call_without_transfer_emits_no_reassign(name):
+    assert reassigns(replay(name)[1]) == []
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_recorded_call_on_a_line_the_config_does_not_list_is_not_tracked(name):
+    rules = replace(RULES, lines={})
+    events = [event for event in map(translate, ami_items(name)) if event is not None]
+    state, effects = run(events, rules)
+    assert effects == [] and state.calls == {}
+
+
+def snapshot_at(name, k):
+    """The AmiResync a client logging in just before the k-th recorded item would get: the
+    channels alive then, as CoreShowChannels lists them (built from the recorded events)."""
+    items = json.loads((AMI_DIR / f"{name}.json").read_text())
+    alive: dict[str, dict] = {}
+    for item in items[:k]:
+        if "resync" in item:
+            alive = {f["Uniqueid"]: dict(f, created=item["received_at"] - parse_duration(f["Duration"]))
+                     for f in item["resync"]}
+            continue
+        f, event = item["fields"], item["event"]
+        uid = f.get("Uniqueid")
+        if not uid:
+            continue
+        if event == "Hangup":
+            alive.pop(uid, None)
+            continue
+        known = alive.setdefault(uid, {"created": item["received_at"], "BridgeId": ""})
+        known.update({key: f[key] for key in ("Channel", "Uniqueid", "Linkedid", "Context", "Exten",
+                                              "ChannelStateDesc", "CallerIDNum") if key in f})
+        if event in ("BridgeEnter", "BridgeLeave"):
+            known["BridgeId"] = f["BridgeUniqueid"] if event == "BridgeEnter" else ""
+    at = items[k - 1]["received_at"]
+    channels = tuple(ChannelSnapshot.from_fields({**known, "Duration": str(int(at - known["created"]))})
+                     for known in alive.values())
+    return AmiResync(channels, at)
+
+
+def reconnection_points(name):
+    return [(name, k) for k in range(1, len(json.loads((AMI_DIR / f"{name}.json").read_text())))]
+
+
+def mid_call_points(name):
+    """Points where a late join can still rebuild the whole story: a channel still stands in
+    the daemon's context (after a blind transfer the client's channel is elsewhere), and
+    nothing of the answer or a transfer has been torn down yet (no BridgeLeave, no transfer)."""
+    items = json.loads((AMI_DIR / f"{name}.json").read_text())
+    points = []
+    for _, k in reconnection_points(name):
+        if any(item.get("event") in ("BridgeLeave", "BlindTransfer", "AttendedTransfer") for item in items[:k]):
+            break
+        if any(c.context.startswith("agi-daemon-") for c in snapshot_at(name, k).channels):
+            points.append((name, k))
+    return points
+
+
+ALL_POINTS = [point for name in sorted(FIXTURES) for point in reconnection_points(name)]
+MID_CALL_POINTS = [point for name in sorted(FIXTURES) for point in mid_call_points(name)]
+
+
+@pytest.mark.parametrize("name, k", ALL_POINTS)
+def test_recorded_call_with_a_resync_anywhere_gives_the_same_record(name, k):
+    """A reconnection that lost nothing: the snapshot agrees with what was seen."""
+    items = ami_items(name)
+    events = [event for event in map(translate, items[:k] + [snapshot_at(name, k)] + items[k:]) if event]
+    state, effects = run(events)
+    assert records(effects) == records(replay(name)[1]) and reassigns(effects) == reassigns(replay(name)[1])
+
+
+@pytest.mark.parametrize("name, k", MID_CALL_POINTS)
+def test_recorded_call_joined_late_mid_call_still_gives_its_outcome(name, k):
+    """The daemon (re)connects at item k, everything before it lost: the snapshot rebuilds the
+    call, and what follows completes it."""
+    direction, number, employees, answered_by, disposition, transfers = FIXTURES[name]
+    items = ami_items(name)
+    events = [event for event in map(translate, [snapshot_at(name, k)] + items[k:]) if event]
+    state, effects = run(events)
+    [record] = records(effects)
+    assert (record.direction, record.line, record.number) == (direction, PARIS, number)
+    assert (record.answered_by, record.disposition) == (answered_by, disposition)
+    assert set(record.employees) <= set(employees)
+    assert set(record.transfers) <= set(transfers) and state.calls == {}
+
+
+# ---------------------------------------------------------------- hand-built sequences
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def t(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def trunk(linkedid="L1", entry=Direction.INCOMING, exten="0184880000", caller=CLIENT, context=None):
+    """The client's channel (incoming) or the employee's phone (outgoing): the entry channel."""
+    context = context or ("agi-daemon-incoming" if entry is Direction.INCOMING else "agi-daemon-outgoing")
+    return Channel(linkedid, f"PJSIP/trunk-{linkedid}", linkedid, context, exten, caller, entry)
+
+
+def leg(extension: str, n: int, linkedid="L1") -> Channel:
+    return Channel(f"{linkedid}.{n}", f"Local/{extension}@employees-0000000{n};1", linkedid, "employees", extension)
+
+
+def created(channel, at):
+    return ChannelCreated(channel, t(at))
+
+
+def dial(caller, dest, at, status=None):
+    if status is None:
+        return DialStarted(caller, dest, f"{dest.exten}@employees", t(at))
+    return DialEnded(caller, dest, status, t(at))
+
+
+def hangup(channel, at):
+    return ChannelHungUp(channel, "16", t(at))
+
+
+def incoming(*legs_and_statuses, end=30.0):
+    """An incoming call ringing each (extension, status) in turn, 5 s each, then the client
+    hangs up at `end`."""
+    client = trunk()
+    events = [created(client, 0)]
+    for n, (extension, status) in enumerate(legs_and_statuses, start=1):
+        employee = leg(extension, n)
+        events += [created(employee, 5 * n - 5 + 0.1), dial(client, employee, 5 * n - 5 + 0.2)]
+        if status:
+            events.append(dial(client, employee, 5 * n, status))
+        events.append(hangup(employee, 5 * n + 0.01) if status not in ("ANSWER", None) else hangup(employee, end))
+    events.append(hangup(client, end))
+    return events
+
+
+@pytest.mark.parametrize(
+    "legs, disposition, answered_by",
+    [
+        ([("101", "ANSWER")], Disposition.ANSWERED, "alice"),
+        ([("101", "NOANSWER"), ("102", "ANSWER")], Disposition.ANSWERED, "bob"),
+        ([("101", "BUSY"), ("102", "BUSY")], Disposition.BUSY, None),
+        ([("101", "BUSY"), ("102", "NOANSWER")], Disposition.MISSED, None),
+        ([("101", "BUSY"), ("102", "CANCEL")], Disposition.MISSED, None),
+        ([("101", "NOANSWER"), ("102", None)], Disposition.MISSED, None),  # still ringing at the end
+        ([("101", "CHANUNAVAIL"), ("102", "CONGESTION")], Disposition.FAILED, None),
+        ([("101", "BUSY"), ("102", "CHANUNAVAIL")], Disposition.FAILED, None),
+        ([], Disposition.MISSED, None),  # hung up before anyone was dialled
+    ],
+    ids=["answered", "second-answers", "all-busy", "busy-then-noanswer", "busy-then-cancel",
+         "hangup-while-ringing", "all-failed", "busy-and-failed", "no-leg"],
+)
+def test_incoming_legs_give_the_disposition_and_who_answered(legs, disposition, answered_by):
+    [record] = records(run(incoming(*legs))[1])
+    assert (record.disposition, record.answered_by) == (disposition, answered_by)
+    assert record.employees == tuple({"101": "alice", "102": "bob"}[ext] for ext, _ in legs)
+
+
+def test_answered_call_rings_until_the_answer_and_talks_until_the_last_hangup():
+    [record] = records(run(incoming(("101", "NOANSWER"), ("102", "ANSWER"), end=42.5))[1])
+    assert (record.started_at, record.answered_at, record.ended_at) == (t(0), t(10), t(42.5))
+    assert (record.ring_seconds, record.talk_seconds) == (10.0, 32.5)
+
+
+def test_unanswered_call_rings_for_its_whole_length():
+    [record] = records(run(incoming(("101", "NOANSWER"), end=12.0))[1])
+    assert (record.ring_seconds, record.talk_seconds, record.answered_at) == (12.0, 0.0, None)
+
+
+@pytest.mark.parametrize("status, disposition", [
+    ("ANSWER", Disposition.ANSWERED), ("BUSY", Disposition.BUSY), ("NOANSWER", Disposition.MISSED),
+    ("CHANUNAVAIL", Disposition.FAILED)])
+def test_outgoing_call_disposition_comes_from_the_trunk_leg(status, disposition):
+    phone = trunk(entry=Direction.OUTGOING, exten="0699887766", caller="101")
+    line = Channel("L1.1", "PJSIP/+33699887766@trunk-00000001", "L1", "trunk", "+33699887766")
+    events = [created(phone, 0), created(line, 1),
+              DialStarted(phone, line, "+33699887766@trunk", t(1)), DialEnded(phone, line, status, t(4)),
+              hangup(line, 20), hangup(phone, 20)]
+    [record] = records(run(events)[1])
+    assert (record.direction, record.line, record.number) == (Direction.OUTGOING, PARIS, EXTERNAL)
+    assert (record.disposition, record.employees, record.answered_by) == (disposition, ("alice",), None)
+
+
+def test_duplicate_hangups_end_the_call_once():
+    events = incoming(("101", "ANSWER"))
+    events += [hangup(trunk(), 31), hangup(leg("101", 1), 31), hangup(trunk(), 32)]
+    state, effects = run(events)
+    assert len(records(effects)) == 1 and state.calls == {}
+
+
+def test_call_ends_on_the_last_hangup_of_all_its_channels():
+    client, alice = trunk(), leg("101", 1)
+    events = [created(client, 0), created(alice, 1), dial(client, alice, 1), dial(client, alice, 3, "ANSWER"),
+              hangup(client, 10)]
+    state, effects = run(events)
+    assert effects == [] and "L1" in state.calls
+    state, effects = step(RULES, state, hangup(alice, 11))
+    [effect] = effects
+    assert effect.record.ended_at == t(11) and state.calls == {}
+
+
+def test_hangup_of_an_unknown_linkedid_is_ignored():
+    state, effects = run(incoming(("101", "NOANSWER")))[0], None
+    before = state
+    state, effects = step(RULES, state, hangup(trunk("L9"), 3))
+    assert effects == () and state == before
+
+
+def test_events_of_untracked_calls_emit_nothing_and_are_forgotten():
+    internal = Channel("L5", "PJSIP/101-00000005", "L5", "internal", "102", "101")
+    bob = leg("102", 6, "L5")
+    events = [created(internal, 0), created(bob, 1), dial(internal, bob, 1), dial(internal, bob, 2, "ANSWER"),
+              Transferred(B, bob, internal, None, "101", t(3)), hangup(bob, 5), hangup(internal, 5)]
+    state, effects = run(events)
+    assert effects == [] and state.calls == {}
+
+
+def test_events_of_a_linkedid_never_created_are_ignored():
+    client, alice = trunk("L7"), leg("101", 1, "L7")
+    state, effects = run([dial(client, alice, 1), dial(client, alice, 2, "ANSWER"),
+                          BridgeEntered(alice, "b1", t(2)), hangup(client, 9)])
+    assert effects == [] and state.calls == {}
+
+
+def test_call_on_an_unknown_line_is_not_tracked():
+    client, alice = trunk(exten="0499999999"), leg("101", 1)
+    events = [created(client, 0), created(alice, 1), dial(client, alice, 1), dial(client, alice, 2, "ANSWER"),
+              Transferred(B, alice, client, None, "102", t(3)), hangup(alice, 4), hangup(client, 4)]
+    state, effects = run(events)
+    assert effects == [] and state.calls == {}
+
+
+def test_call_entering_the_dialplan_after_creation_is_tracked_from_its_first_channel():
+    """A trunk channel starts in the admin's own context, then Goto(agi-daemon-incoming)."""
+    before = replace(trunk(), context="from-trunk", entry=None)
+    alice = leg("101", 1)
+    events = [created(before, 0), created(alice, 2), dial(trunk(), alice, 2), dial(trunk(), alice, 4, "ANSWER"),
+              hangup(trunk(), 9), hangup(alice, 9)]
+    [record] = records(run(events)[1])
+    assert (record.started_at, record.answered_by, record.number) == (t(0), "alice", CLIENT)
+
+
+def test_call_routed_to_nobody_is_identified_at_its_hangup():
+    [record] = records(run([created(replace(trunk(), context="from-trunk", entry=None), 0),
+                            hangup(trunk(), 1)])[1])
+    assert (record.disposition, record.employees, record.ring_seconds) == (Disposition.MISSED, (), 1.0)
+
+
+def test_unknown_caller_id_at_creation_is_completed_by_a_later_event():
+    """Local channels are created with caller ID "<unknown>"; the Dial shows the real one."""
+    early, alice = trunk(caller="<unknown>"), leg("101", 1)
+    events = [created(early, 0), created(alice, 1), dial(trunk(), alice, 1), dial(trunk(), alice, 2, "ANSWER"),
+              hangup(trunk(), 5), hangup(alice, 5)]
+    [record] = records(run(events)[1])
+    assert record.number == CLIENT
+
+
+def test_outgoing_employee_known_only_later_sets_the_employee_and_line():
+    early = trunk(entry=Direction.OUTGOING, exten=EXTERNAL, caller="<unknown>")
+    known = replace(early, caller_id="102")
+    line = Channel("L1.1", "PJSIP/+33699887766@trunk-00000001", "L1", "trunk", EXTERNAL)
+    state, effects = run([created(early, 0), created(line, 1), DialStarted(known, line, "x@trunk", t(1)),
+                          hangup(line, 2), hangup(known, 2)])
+    [record] = records(effects)
+    assert (record.employees, record.disposition) == (("bob",), Disposition.MISSED)
+
+
+def test_dials_without_a_calling_channel_are_not_legs():
+    """Originate and the Atxfer consultation dial with no calling channel."""
+    client, alice = trunk(), leg("101", 1)
+    events = [created(client, 0), DialStarted(None, client, "x@originate", t(0)), created(alice, 1),
+              dial(client, alice, 1), dial(client, alice, 3, "BUSY"), DialEnded(None, client, "NOANSWER", t(4)),
+              hangup(alice, 4), hangup(client, 5)]
+    [record] = records(run(events)[1])
+    assert record.disposition is Disposition.BUSY
+
+
+def test_missing_dial_end_is_made_up_by_an_employee_entering_a_bridge():
+    client, alice = trunk(), leg("101", 1)
+    events = [created(client, 0), created(alice, 1), dial(client, alice, 1),
+              BridgeEntered(alice, "b1", t(3)), hangup(client, 8), hangup(alice, 8)]
+    [record] = records(run(events)[1])
+    assert (record.disposition, record.answered_by, record.answered_at) == (Disposition.ANSWERED, "alice", t(3))
+
+
+# ---------------------------------------------------------------- transfers
+
+def answered_by_alice():
+    client, alice = trunk(), leg("101", 1)
+    return client, alice, [created(client, 0), created(alice, 1), dial(client, alice, 1),
+                           dial(client, alice, 3, "ANSWER")]
+
+
+def test_blind_transfer_to_an_extension_reassigns_to_that_employee():
+    client, alice, events = answered_by_alice()
+    events += [Transferred(B, alice, client, None, "102", t(10)), hangup(alice, 10), hangup(client, 20)]
+    state, effects = run(events)
+    assert effects[0] == Reassign("L1", PARIS, "bob", B)
+    [record] = records(effects)
+    assert record.transfers == (Transfer("alice", "bob", B),)
+    assert (record.answered_by, record.employees, record.talk_seconds) == ("alice", ("alice", "bob"), 17.0)
+
+
+def test_attended_transfer_target_is_read_from_its_channel():
+    client, alice, events = answered_by_alice()
+    consult = Channel("L2", "Local/102@employees-0000000b;1", "L2", "employees", "s")
+    events += [Transferred(A, alice, client, consult, "", t(10)), hangup(alice, 10), hangup(client, 20)]
+    effects = run(events)[1]
+    assert reassigns(effects) == [Reassign("L1", PARIS, "bob", A)]
+
+
+def test_attended_transfer_without_target_channel_finds_the_target_in_the_destination_bridge():
+    """Asterisk often builds AttendedTransfer after the target left the consultation bridge:
+    no TransferTarget* headers, only DestBridgeUniqueid, the bridge the target just entered."""
+    client, alice, events = answered_by_alice()
+    bob = leg("102", 2)
+    events += [BridgeEntered(client, "b1", t(3)), created(bob, 8), BridgeEntered(bob, "b2", t(9)),
+               BridgeLeft(bob, "b2", t(10)), BridgeEntered(bob, "b1", t(10)),
+               Transferred(A, alice, client, None, "", t(10), bridge_id="b1"),
+               hangup(alice, 10), hangup(client, 20), hangup(bob, 20)]
+    effects = run(events)[1]
+    assert reassigns(effects) == [Reassign("L1", PARIS, "bob", A)]
+    assert records(effects)[0].transfers == (Transfer("alice", "bob", A),)
+
+
+def test_transfer_to_a_number_that_is_no_employee_is_recorded_without_reassign():
+    client, alice, events = answered_by_alice()
+    events += [Transferred(B, alice, client, None, "0612345678", t(10)), hangup(alice, 10), hangup(client, 20)]
+    effects = run(events)[1]
+    assert reassigns(effects) == []
+    assert records(effects)[0].transfers == (Transfer("alice", None, B),)
+
+
+def test_second_transfer_is_from_the_employee_the_client_talks_to():
+    client, alice, events = answered_by_alice()
+    unknown_phone = Channel("L1.9", "PJSIP/softphone-0000000c", "L1", "internal", "s")
+    events += [Transferred(B, alice, client, None, "102", t(10)),
+               Transferred(B, unknown_phone, client, None, "101", t(15)), hangup(alice, 10), hangup(client, 20)]
+    effects = run(events)[1]
+    assert [r.employee_id for r in reassigns(effects)] == ["bob", "alice"]
+    assert records(effects)[0].transfers == (Transfer("alice", "bob", B), Transfer("bob", "alice", B))
+
+
+def test_outgoing_transfer_is_from_the_calling_employee():
+    phone = trunk(entry=Direction.OUTGOING, exten=EXTERNAL, caller="101")
+    line = Channel("L1.1", "PJSIP/+33699887766@trunk-00000001", "L1", "trunk", EXTERNAL)
+    events = [created(phone, 0), created(line, 0), DialStarted(phone, line, "x@trunk", t(0)),
+              DialEnded(phone, line, "ANSWER", t(2)), Transferred(A, phone, line, leg("102", 3, "L1"), "", t(5)),
+              hangup(phone, 5), hangup(line, 9)]
+    effects = run(events)[1]
+    assert reassigns(effects) == [Reassign("L1", PARIS, "bob", A)]
+    assert records(effects)[0].transfers == (Transfer("alice", "bob", A),)
+
+
+def test_transfer_of_an_untracked_call_emits_no_reassign():
+    internal = Channel("L5", "PJSIP/103-00000005", "L5", "internal", "101", "103")
+    alice = leg("101", 1, "L5")
+    effects = run([created(internal, 0), created(alice, 0), Transferred(B, alice, internal, None, "102", t(1))])[1]
+    assert effects == []
+
+
+def test_consultation_channel_moved_into_the_call_keeps_it_alive_until_it_hangs_up():
+    """SIP attended transfer: 101 consults 102 in a call of its own (L2); after the transfer
+    Asterisk gives 102's channel the client call's linkedid (the bridge's oldest)."""
+    client, alice, events = answered_by_alice()
+    alice_again = Channel("L2", "PJSIP/101-0000000d", "L2", "internal", "102", "101")
+    bob = Channel("L2.1", "Local/102@employees-0000000e;1", "L2", "employees", "102")
+    events += [created(alice_again, 5), created(bob, 5), dial(alice_again, bob, 5), dial(alice_again, bob, 7, "ANSWER"),
+               hangup(alice_again, 10), hangup(alice, 10),
+               BridgeEntered(replace(bob, linkedid="L1"), "b1", t(10)),
+               Transferred(A, alice, client, replace(bob, linkedid="L1"), "", t(10)),
+               hangup(client, 30)]
+    state, effects = run(events)
+    assert records(effects) == [] and set(state.calls) == {"L1"}
+    state, effects = step(RULES, state, hangup(replace(bob, linkedid="L1"), 31))
+    [effect] = effects
+    assert effect.record.ended_at == t(31) and effect.record.employees == ("alice", "bob")
+    assert state.calls == {}
+
+
+# ---------------------------------------------------------------- resync
+
+def live(channel, age, state="Up", bridge=""):
+    return LiveChannel(channel, state, bridge, age)
+
+
+def test_call_gone_during_a_disconnection_ends_with_what_was_seen():
+    client, alice, events = answered_by_alice()
+    events.append(BridgeEntered(client, "b1", t(6)))
+    state, effects = run(events + [Resynced((), t(60))])
+    [record] = records(effects)
+    assert (record.disposition, record.answered_by, record.ended_at) == (Disposition.ANSWERED, "alice", t(6))
+    assert state.calls == {}
+
+
+def test_ringing_call_gone_during_a_disconnection_is_missed():
+    client, alice = trunk(), leg("101", 1)
+    state, effects = run([created(client, 0), created(alice, 1), dial(client, alice, 1), Resynced((), t(60))])
+    [record] = records(effects)
+    assert (record.disposition, record.ended_at, record.ring_seconds) == (Disposition.MISSED, t(1), 1.0)
+
+
+def test_call_ended_at_resync_is_never_recorded_again_by_late_events():
+    client, alice, events = answered_by_alice()
+    state, effects = run(events + [Resynced((), t(60)), created(client, 61), hangup(client, 62)])
+    assert len(records(effects)) == 1 and state.calls == {}
+
+
+def test_call_unknown_before_the_resync_is_rebuilt_and_still_transferred_and_recorded():
+    client, alice = trunk(), leg("101", 1)
+    snapshot = Resynced((live(client, 40, bridge="b1"), live(alice, 30, bridge="b1")), t(100))
+    events = [snapshot, Transferred(B, alice, client, None, "102", t(110)), hangup(alice, 110), hangup(client, 130)]
+    state, effects = run(events)
+    assert reassigns(effects) == [Reassign("L1", PARIS, "bob", B)]
+    [record] = records(effects)
+    assert (record.started_at, record.answered_at, record.ended_at) == (t(60), t(70), t(130))
+    assert (record.answered_by, record.employees) == ("alice", ("alice", "bob"))
+    assert record.disposition is Disposition.ANSWERED
+    assert record.transfers == (Transfer("alice", "bob", B),)
+
+
+def test_ringing_call_rebuilt_from_the_resync_is_answered_by_a_later_dial_end():
+    client, bob = trunk(), leg("102", 2)
+    events = [Resynced((live(client, 12, "Ring"), live(bob, 2, "Ringing")), t(100)),
+              dial(client, bob, 103, "ANSWER"), hangup(client, 110), hangup(bob, 110)]
+    [record] = records(run(events)[1])
+    assert (record.started_at, record.answered_at, record.answered_by) == (t(88), t(103), "bob")
+
+
+def test_resync_drops_channels_that_hung_up_while_disconnected():
+    client, alice, events = answered_by_alice()
+    state, _ = run(events + [Resynced((live(client, 60, bridge="b1"),), t(60))])
+    assert state.calls["L1"].channels == frozenset({client.uniqueid})
+    state, effects = step(RULES, state, hangup(client, 70))
+    [record] = records(effects)
+    assert (record.ended_at, record.answered_at) == (t(70), t(3))
+
+
+def test_snapshot_of_a_call_outside_the_daemon_contexts_is_not_tracked():
+    internal = Channel("L5", "PJSIP/101-00000005", "L5", "internal", "102", "101")
+    state, effects = run([Resynced((live(internal, 3),), t(10)), hangup(internal, 12)])
+    assert effects == [] and state.calls == {}
+
+
+def test_ended_linkedids_are_remembered_only_up_to_a_limit():
+    state = TrackerState()
+    for n in range(ENDED_MEMORY + 5):
+        state, _ = run([created(trunk(f"C{n}"), n), hangup(trunk(f"C{n}"), n)], state=state)
+    assert len(state.ended) == ENDED_MEMORY and state.ended[-1] == f"C{ENDED_MEMORY + 4}"
+
+
+# ---------------------------------------------------------------- pieces
+
+@pytest.mark.parametrize("answered, statuses, disposition", [
+    (True, ["BUSY"], Disposition.ANSWERED),
+    (False, ["NOANSWER", "ANSWER"], Disposition.ANSWERED),
+    (False, [], Disposition.MISSED),
+    (False, ["BUSY", "BUSY"], Disposition.BUSY),
+    (False, ["BUSY", ""], Disposition.MISSED),
+    (False, ["CONGESTION", "BUSY"], Disposition.FAILED),
+    (False, ["SOMETHING-NEW"], Disposition.FAILED),
+])
+def test_leg_statuses_give_the_call_disposition(answered, statuses, disposition):
+    assert call_disposition(answered, statuses) is disposition
+
+
+@pytest.mark.parametrize("name, endpoint", [
+    ("PJSIP/101-0000000a", "PJSIP/101"),
+    ("Local/101@employees-00000003;1", "Local/101@employees"),
+    ("Local/101@employees-00000003;2", "Local/101@employees"),
+    ("PJSIP/trunk-out", "PJSIP/trunk-out"),
+    ("SIP/alice-b-00ab12cd", "SIP/alice-b"),
+])
+def test_channel_name_gives_the_dialled_endpoint(name, endpoint):
+    assert channel_endpoint(name) == endpoint
+
+
+@pytest.mark.parametrize("template, name, employee", [
+    ("Local/{extension}@employees", "Local/102@employees-00000009;1", "bob"),
+    ("Local/{extension}@employees", "Local/103@employees-00000009;1", None),
+    ("PJSIP/{extension}", "PJSIP/101-00000004", "alice"),
+    ("PJSIP/{extension}", "PJSIP/trunk-00000004", None),
+    ("PJSIP/{extension}", "", None),
+])
+def test_channel_name_maps_to_the_employee_of_the_endpoint_template(template, name, employee):
+    rules = replace(RULES, dialing=Dialing(template, "PJSIP/{number}@trunk"))
+    assert employee_for_channel(rules, name) == employee
