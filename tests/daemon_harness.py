@@ -83,19 +83,57 @@ def write_config(
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(sandbox, config: Path, crm):
+async def running_daemon(sandbox, config: Path, crm, *, wait_for_ami: bool = True):
+    """The daemon serving `config` with `crm`; `sandbox` (or None) is pointed at it, and
+    call tracking has logged in to AMI before the body runs."""
     holder = SettingsHolder(config)
     daemon = Daemon(holder, crm=crm)
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(daemon.serve(stop, ready))
     try:
         await asyncio.wait_for(asyncio.shield(ready.wait()), 10)
-        sandbox.write_fallback(holder.current.rules)
-        sandbox.set_agi_port(daemon.agi_port)
+        if sandbox is not None:
+            sandbox.write_fallback(holder.current.rules)
+            sandbox.set_agi_port(daemon.agi_port)
+        if wait_for_ami and daemon.ami is not None:
+            await eventually(_connected(daemon), timeout=10)
+            assert daemon.ami.connected, f"the daemon did not log in to AMI: {daemon.ami.last_error}"
         yield daemon
     finally:
         stop.set()
         await asyncio.wait_for(serving, 20)
+
+
+def _connected(daemon):
+    async def probe():
+        return daemon.ami.connected
+
+    return probe
+
+
+async def agi_call(port: int, route: str, *, extension: str, callerid: str, args: tuple[str, ...] = (),
+                   timeout: float = 5.0) -> dict[str, str]:
+    """Play Asterisk's side of one FastAGI session: send the header, answer every command
+    `200 result=1`, and return the variables the daemon set."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    header = {
+        "agi_network": "yes", "agi_network_script": route, "agi_request": f"agi://127.0.0.1:{port}/{route}",
+        "agi_channel": "Local/test-00000001;2", "agi_uniqueid": "1700000000.1", "agi_callerid": callerid,
+        "agi_context": "agi-daemon-incoming", "agi_extension": extension, "agi_priority": "1",
+    }
+    header.update({f"agi_arg_{i}": value for i, value in enumerate(args, 1)})
+    writer.write("".join(f"{k}: {v}\n" for k, v in header.items()).encode() + b"\n")
+    variables: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            while line := await reader.readline():
+                words = line.decode().strip().split(" ", 3)
+                if words[:2] == ["SET", "VARIABLE"]:
+                    variables[words[2].strip('"')] = words[3].strip('"') if len(words) > 3 else ""
+                writer.write(b"200 result=1\n")
+    finally:
+        writer.close()
+    return variables
 
 
 async def eventually(probe, timeout: float = 8.0, interval: float = 0.1):

@@ -32,6 +32,7 @@ class TrackingService:
         self._pending = pending
         self._state = TrackerState()
         self._effect_ids = itertools.count(1)
+        self.events_seen = 0
 
     @property
     def calls_in_progress(self) -> int:
@@ -43,6 +44,7 @@ class TrackingService:
             self.handle(event)
 
     def handle(self, event: TrackerEvent) -> None:
+        self.events_seen += 1
         try:
             self._state, effects = step(self._rules(), self._state, event)
         except Exception:  # a tracker bug must not stop tracking every other call

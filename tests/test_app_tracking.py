@@ -1,0 +1,211 @@
+"""Issue 3's acceptance, end to end: calls followed over AMI by the whole daemon, against the
+real Asterisk 22 (transfers, missed and answered calls, a cut AMI link) and a fake AMI peer
+(an event flood)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from agi_daemon.crm.embedded import EmbeddedCrm
+from tests.asterisk.ami.fake_ami import FakeAmi
+from tests.asterisk.ami_client import event_named, user_event
+from tests.daemon_harness import CLIENT, UNKNOWN, agi_call, eventually, running_daemon, write_config
+from tests.tcp_proxy import TcpProxy
+
+PARIS_AS_DIALLED = "0184880000"
+
+
+def rang(linkedid: str, extension: str):
+    return user_event("AgiDaemonTestRing", linkedid=linkedid, extension=extension)
+
+
+@pytest.fixture
+async def crm(tmp_path):
+    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
+        yield store
+
+
+@pytest.fixture
+async def employees(asterisk):
+    yield asterisk
+    for extension in ("101", "102"):
+        asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
+
+
+async def employee_channel(ami, linkedid: str, extension: str) -> str:
+    channels = await ami.channels(linkedid)
+    return next(c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1"))
+
+
+async def logged(crm, linkedid):
+    return [c for c in await crm.list_records("calls") if c["linkedid"] == linkedid]
+
+
+async def transfer(ami, call, kind: str) -> None:
+    """alice (101), who answered, transfers the call to bob (102) the way an agent would."""
+    alice = await employee_channel(ami, call.linkedid, "101")
+    since = ami.mark()
+    if kind == "blind":
+        await ami.action({"Action": "BlindTransfer", "Channel": alice, "Exten": "102", "Context": "employees"})
+        await ami.wait_event(event_named("BlindTransfer", transfererchannel=alice, result="Success"), 5, since=since)
+    else:
+        await ami.action({"Action": "Atxfer", "Channel": alice, "Exten": "102#", "Context": "employees"})
+        await ami.wait_event(rang(call.linkedid, "102"), 5, since=since)
+        await asyncio.sleep(0.3)  # bob answers the consultation call
+        await ami.hangup(alice)  # alice hangs up: the transfer completes
+        await ami.wait_event(event_named("AttendedTransfer", result="Success"), 5, since=since)
+
+
+async def answered_call(ami, caller: str):
+    call = await ami.originate_incoming(PARIS_AS_DIALLED, caller)
+    await asyncio.wait_for(call.response, 5)  # alice (101, queue head) answered
+    return call
+
+
+pytestmark = pytest.mark.asterisk
+
+
+@pytest.mark.parametrize("kind", ["blind", "attended"])
+async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path, crm, asterisk_ami, employees, kind):
+    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+        call = await answered_call(asterisk_ami, UNKNOWN)
+        [lead] = await eventually(lambda: crm.list_records("leads"))
+        assert lead["responsible"] == "alice"
+        await transfer(asterisk_ami, call, kind)
+        moved = await eventually(lambda: _responsible_is(crm, "leads", "bob"))
+        await asterisk_ami.hangup_call(call.linkedid)
+        [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
+    assert moved
+    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
+    assert entry["entity"] == f"lead:{lead['id']}" and entry["answered_by"] == "alice"
+
+
+@pytest.mark.parametrize("kind", ["blind", "attended"])
+async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, crm, asterisk_ami, employees, kind):
+    contact = await crm.add_record("contact", "Client SA", CLIENT, "alice")  # alice is rung first (R6)
+    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+        call = await answered_call(asterisk_ami, CLIENT)
+        await transfer(asterisk_ami, call, kind)
+        await asterisk_ami.hangup_call(call.linkedid)
+        [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
+    [after] = await crm.list_records("contacts")
+    assert after["responsible"] == "alice" and await crm.list_records("leads") == []
+    assert entry["entity"] == f"contact:{contact['id']}"
+    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
+
+
+async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, crm, asterisk_ami, employees):
+    async with running_daemon(employees, write_config(tmp_path, reassign=False, ami=employees.daemon_ami), crm):
+        call = await answered_call(asterisk_ami, UNKNOWN)
+        await eventually(lambda: crm.list_records("leads"))
+        await transfer(asterisk_ami, call, "blind")
+        await asterisk_ami.hangup_call(call.linkedid)
+        await eventually(lambda: _with_transfers(crm, call.linkedid))
+    [lead] = await crm.list_records("leads")
+    assert lead["responsible"] == "alice"
+
+
+async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_head_responsible(tmp_path, crm, asterisk_ami, employees):
+    employees.set_global("EMPLOYEE_101", "noanswer")
+    employees.set_global("EMPLOYEE_102", "noanswer")
+    async with running_daemon(employees, write_config(tmp_path, ring=2, ami=employees.daemon_ami), crm):
+        since = asterisk_ami.mark()
+        started = time.monotonic()
+        call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
+        await asterisk_ami.wait_event(rang(call.linkedid, "102"), 5, since=since)
+        await asyncio.sleep(2.5)  # bob rings out too: the dialplan hangs up
+        [entry] = await eventually(lambda: logged(crm, call.linkedid))
+        rang_for = time.monotonic() - started
+    [lead] = await crm.list_records("leads")
+    assert (entry["disposition"], entry["answered_by"], entry["talk_seconds"]) == ("missed", None, 0.0)
+    assert 3.5 <= entry["ring_seconds"] <= rang_for + 0.5
+    assert entry["employees"] == ["alice", "bob"]
+    assert lead["responsible"] == "alice"
+
+
+async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, crm, asterisk_ami, employees):
+    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+        call = await answered_call(asterisk_ami, UNKNOWN)
+        answered = time.monotonic()
+        await asyncio.sleep(2.0)
+        await asterisk_ami.hangup_call(call.linkedid)
+        hung_up = time.monotonic()
+        [entry] = await eventually(lambda: logged(crm, call.linkedid))
+    assert entry["disposition"] == "answered"
+    assert abs(entry["talk_seconds"] - (hung_up - answered)) <= 1.0
+
+
+async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, crm, asterisk_ami, employees):
+    ami_port, user, secret = employees.daemon_ami
+    async with TcpProxy(ami_port) as proxy:
+        config = write_config(tmp_path, ami=(proxy.port, user, secret))
+        async with running_daemon(employees, config, crm) as daemon:
+            call = await answered_call(asterisk_ami, UNKNOWN)
+            await eventually(lambda: crm.list_records("leads"))
+            proxy.cut()
+            await eventually(lambda: _reconnected(daemon), timeout=10)
+            await transfer(asterisk_ami, call, "blind")
+            moved = await eventually(lambda: _responsible_is(crm, "leads", "bob"))
+            await asterisk_ami.hangup_call(call.linkedid)
+            [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
+            await asyncio.sleep(1.0)  # anything late would show up as a second entry
+            assert daemon.ami.dropped == 0
+        assert proxy.connections >= 2
+    assert moved
+    assert len(await logged(crm, call.linkedid)) == 1
+    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
+
+
+async def test_ami_event_flood_drops_nothing_and_routing_stays_within_the_deadline(tmp_path, crm):
+    async with FakeAmi(username="agi-daemon", secret="flood-secret") as fake:
+        config = write_config(tmp_path, ami=(fake.port, "agi-daemon", "flood-secret"), deadline_ms=300)
+        async with running_daemon(None, config, crm) as daemon:
+            flood = asyncio.create_task(fake.flood(6000, 2000, _unrelated_call_event))
+            latencies, statuses = [], []
+            while not flood.done():
+                started = time.monotonic()
+                answer = await agi_call(daemon.agi_port, "incoming", extension=PARIS_AS_DIALLED,
+                                        callerid=f"+3361100{len(statuses):04d}", args=(f"flood-{len(statuses)}",))
+                latencies.append(time.monotonic() - started)
+                statuses.append(answer.get("AGI_DAEMON_STATUS"))
+                await asyncio.sleep(0.05)
+            await flood
+            await eventually(lambda: _drained(daemon))
+            assert daemon.ami.dropped == 0
+            assert daemon.tracking.events_seen >= 6000  # every flooded event reached the tracker
+    assert len(statuses) >= 20
+    assert set(statuses) == {"ok"}  # not one call fell back to the queue group for lack of time
+    assert max(latencies) < 0.300
+
+
+def _unrelated_call_event(n: int) -> dict[str, str]:
+    """Channel events of internal calls the tracker follows and discards."""
+    name = ("Newchannel", "Hangup")[n % 2]
+    uniqueid = f"1800000000.{n // 2}"
+    return {"Event": name, "Channel": f"PJSIP/200-{n // 2:08x}", "Uniqueid": uniqueid, "Linkedid": uniqueid,
+            "Context": "internal", "Exten": "201", "CallerIDNum": "200", "Cause": "16"}
+
+
+async def _responsible_is(crm, kind, employee):
+    records = await crm.list_records(kind)
+    return bool(records) and all(r["responsible"] == employee for r in records)
+
+
+async def _with_transfers(crm, linkedid):
+    return [c for c in await logged(crm, linkedid) if c["transfers"]]
+
+
+def _reconnected(daemon):
+    async def probe():
+        return daemon.ami.reconnects >= 1 and daemon.ami.connected
+
+    return probe()
+
+
+def _drained(daemon):
+    async def probe():
+        return daemon.ami.queue.qsize() == 0 and daemon.tracking.events_seen >= 6000
+
+    return probe()
