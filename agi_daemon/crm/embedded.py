@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
-from sqlalchemy import Select, Table, exc, literal_column, select, union_all
+from sqlalchemy import Select, Table, bindparam, exc, literal_column, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -99,7 +99,7 @@ class EmbeddedCrm:
         lead that is not converted; the oldest record when several have the number."""
         with _crm_errors("look up a phone"):
             async with self._reader().connect() as conn:
-                row = (await conn.execute(_lookup_query(phone))).first()
+                row = (await conn.execute(_LOOKUP, {"phone": phone})).first()
         if row is None:
             return None
         return Match(EntityRef(_LOOKUP_ORDER[row.rank], row.id), row.responsible, row.name)
@@ -284,8 +284,9 @@ class EmbeddedCrm:
         return module.insert(table)
 
 
-def _lookup_query(phone: str) -> Select[Any]:
-    """One query for R6's lookup order: each candidate with its rank, best first."""
+def _lookup_query() -> Select[Any]:
+    """One query for R6's lookup order: each candidate with its rank, best first. Built once
+    with a bound `phone`, so SQLAlchemy compiles it once: routing runs it on every call."""
     candidates = []
     for rank, entity_type in enumerate(_LOOKUP_ORDER):
         table = RECORD_TABLES[entity_type.value]
@@ -297,13 +298,16 @@ def _lookup_query(phone: str) -> Select[Any]:
                 table.c.responsible,
             )
             .join_from(table, phones, phones.c.entity_id == table.c.id)
-            .where(phones.c.entity_type == entity_type.value, phones.c.e164 == phone)
+            .where(phones.c.entity_type == entity_type.value, phones.c.e164 == bindparam("phone"))
         )
         if entity_type is EntityType.LEAD:
             candidate = candidate.where(leads.c.status == LEAD_NEW)
         candidates.append(candidate)
     everyone = union_all(*candidates).subquery()
     return select(everyone).order_by(everyone.c.rank, everyone.c.id).limit(1)
+
+
+_LOOKUP = _lookup_query()
 
 
 async def _records_of_call(
