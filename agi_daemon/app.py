@@ -21,20 +21,14 @@ from .services.reassign import ReassignService
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import Settings, SettingsHolder
-from .settings.schema import CrmAdapterKind, EventsInterface
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
 
 
-class UnsupportedCrm(Exception):
-    """The configured CRM adapter is not part of this build."""
-
-
 def build_crm(settings: Settings) -> EmbeddedCrm:
-    if settings.crm.adapter is not CrmAdapterKind.EMBEDDED:
-        raise UnsupportedCrm(f"crm.adapter {settings.crm.adapter.value} is not available in this version; use embedded")
+    """The configured CRM (settings accept only the embedded one in this version)."""
     return EmbeddedCrm(settings.crm.embedded.database)
 
 
@@ -53,14 +47,36 @@ class Daemon:
         self.agi_port: int | None = None
         self.pending: PendingWork | None = None
         self.ami: AmiClient | None = None
+        self._tasks: asyncio.TaskGroup | None = None
         self.tracking: TrackingService | None = None
 
     def reload(self) -> None:
-        problems = self._holder.reload()
+        """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns."""
+        if self._tasks is None:
+            log.warning("reload ignored: the daemon is not running yet")
+            return
+        self._tasks.create_task(self._reload())
+
+    async def _reload(self) -> None:
+        before = self._holder.current
+        try:
+            problems = await asyncio.to_thread(self._holder.reload)
+        except Exception:
+            log.exception("reload failed, the running config stays")
+            return
         if problems:
             log.error("reload refused, the running config stays:\n%s", "\n".join(map(str, problems)))
-        else:
-            log.info("config reloaded from %s", self._holder.path)
+            return
+        log.info("config reloaded from %s", self._holder.path)
+        after = self._holder.current
+        needs_restart = [name for name, old, new in (
+            ("daemon", before.daemon, after.daemon),
+            ("asterisk", before.asterisk, after.asterisk),
+            ("crm.adapter", before.crm.adapter, after.crm.adapter),
+            ("crm.embedded", before.crm.embedded, after.crm.embedded),
+        ) if old != new]
+        if needs_restart:
+            log.warning("changes to %s take effect at the next restart", ", ".join(needs_restart))
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current
@@ -71,6 +87,7 @@ class Daemon:
         rules = lambda: self._holder.current.rules  # noqa: E731 - the running rules, reload-aware
         try:
             async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
                 pending = PendingWork(tasks.create_task)
                 self.pending = pending
                 routing = RoutingService(rules, crm, self._clock, pending, deadline=settings.daemon.crm_deadline_ms / 1000)
@@ -86,29 +103,23 @@ class Daemon:
                 )
                 await server.start(fastagi.listen.host, fastagi.listen.port)
                 self.agi_port = server.port
-                log.info("FastAGI listening on %s:%s", fastagi.listen.host, server.port)
                 if ready is not None:
                     ready.set()
                 try:
                     await stop.wait()
                 finally:
                     await server.close()
-                    if ami is not None:
-                        await ami.close()
+                    await ami.close()
                     left = await pending.drain(DRAIN_SECONDS)
                     if left:
-                        log.error("%d calls' CRM work did not finish within %.0f s of stopping", left, DRAIN_SECONDS)
+                        log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
         finally:
+            self._tasks = None
             if owned:
                 await crm.close()
 
-
-    def _start_tracking(self, settings: Settings, tasks: asyncio.TaskGroup, rules, call_log, reassign, pending) -> AmiClient | None:
+    def _start_tracking(self, settings: Settings, tasks: asyncio.TaskGroup, rules, call_log, reassign, pending) -> AmiClient:
         """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
-        if settings.asterisk.events is not EventsInterface.AMI:
-            log.error("asterisk.events %s is not available in this version: no call tracking; "
-                      "calls are still logged from the dialplan's hangup reports", settings.asterisk.events.value)
-            return None
         ami_settings = settings.asterisk.ami
         ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
                         ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .core.phone import InvalidPhone, to_e164
+from .core.ports import CrmError
 from .settings import ConfigError, Settings, SettingsHolder, check_config, load_settings
 
 log = logging.getLogger("agi_daemon")
@@ -65,12 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     if args.command == "run":
-        from .app import UnsupportedCrm, run_until_signalled
+        from .app import run_until_signalled
 
         try:
             asyncio.run(run_until_signalled(SettingsHolder(args.config)))
-        except UnsupportedCrm as exc:
-            print(f"agi-daemon: {exc}", file=sys.stderr)
+        except (OSError, CrmError, BaseExceptionGroup) as exc:
+            reason = _startup_failure(exc)
+            if reason is None:
+                raise
+            print(f"agi-daemon: cannot start: {reason}", file=sys.stderr)
             return 1
         return 0
     if args.command == "simulate":
@@ -81,6 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(render_fallback(settings.rules))
         return 0
     return asyncio.run(_crm(settings, args))
+
+
+def _startup_failure(exc: BaseException) -> str | None:
+    """The one line an admin needs when the daemon cannot start (port taken, CRM unreachable),
+    found inside the TaskGroup's exception group; None for anything else (a bug: traceback)."""
+    if isinstance(exc, BaseExceptionGroup):
+        reasons = [_startup_failure(inner) for inner in exc.exceptions]
+        return "; ".join(r for r in reasons if r) if all(reasons) else None
+    if isinstance(exc, (OSError, CrmError)):
+        return str(exc)
+    return None
 
 
 def _check_config(path: Path) -> int:
@@ -117,17 +132,13 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _open_crm(settings: Settings):
-    from .app import UnsupportedCrm, build_crm
+    from .app import build_crm
 
-    try:
-        return build_crm(settings)
-    except UnsupportedCrm as exc:
-        raise SystemExit(f"agi-daemon: {exc}") from None
+    return build_crm(settings)
 
 
 async def _crm(settings: Settings, args: argparse.Namespace) -> int:
     from .crm.csv_import import parse_contacts_csv
-    from .core.ports import CrmError
 
     async with _open_crm(settings) as crm:
         try:

@@ -11,11 +11,11 @@ from .core.rules import CallFacts, CrmAccess, UnknownLine, identify_incoming, id
 
 def identify(rules: Rules, direction: str, line: str, caller: str, callee: str | None) -> CallFacts | UnknownLine:
     """incoming: --line is the line, --caller the client. outgoing: --caller is the employee's
-    extension, --callee the dialled number (the line comes from the employee, or --line)."""
+    extension, --callee the dialled number; the line is the employee's (or the first line),
+    as for a real call."""
     if direction == "incoming":
         return identify_incoming(rules, line, caller, "simulated")
-    call = identify_outgoing(rules, caller, callee or "", "simulated")
-    return call
+    return identify_outgoing(rules, caller, callee or "", "simulated")
 
 
 def simulate(rules: Rules, call: CallFacts | UnknownLine, match: Match | None) -> Decision:

@@ -2,7 +2,6 @@
 
 `dialplan/agi-daemon.conf` uses exactly these names; tests/asterisk check that it does.
 """
-from ..core.decisions import RoutingStatus
 
 # Routes: agi://host:port/<route>
 ROUTE_INCOMING = "incoming"
@@ -10,23 +9,17 @@ ROUTE_OUTGOING = "outgoing"
 ROUTE_CALL_END = "call-end"
 
 # Set by the daemon on the routing answer.
-STATUS = "AGI_DAEMON_STATUS"  # one of Status below; empty when the daemon did not answer
+STATUS = "AGI_DAEMON_STATUS"  # ok | fallback | excluded | error (core.decisions.RoutingStatus); empty when the daemon did not answer
 RESPONSIBLE = "AGI_DAEMON_RESPONSIBLE"  # dial target of the responsible employee, or empty
 RESPONSIBLE_RING = "AGI_DAEMON_RESPONSIBLE_RING"  # seconds to ring the responsible
 QUEUE = "AGI_DAEMON_QUEUE"  # queue group dial targets joined with '&'
 QUEUE_RING = "AGI_DAEMON_QUEUE_RING"  # seconds (per member with in_order, total with ring_all)
 QUEUE_STRATEGY = "AGI_DAEMON_QUEUE_STRATEGY"  # in_order | ring_all
 TRUNK = "AGI_DAEMON_TRUNK"  # outgoing: the dial target of the external number
-LINE = "AGI_DAEMON_LINE"  # E.164 of the line the call belongs to
 
 # Set by the dialplan.
 STARTED = "AGI_DAEMON_T0"  # epoch seconds with milliseconds when the call entered the context
 URL = "AGI_DAEMON_URL"  # global: agi://127.0.0.1:4573 unless the admin sets it
-
-
-# The values of STATUS: ok | fallback | excluded | error (see core.decisions.RoutingStatus).
-Status = RoutingStatus
-
 
 # AGI arguments, in order, that the dialplan passes to each route (agi_arg_1, agi_arg_2, ...).
 # Passing them as arguments costs no round trip, unlike GET VARIABLE.

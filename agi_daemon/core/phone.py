@@ -33,13 +33,15 @@ def try_e164(text: str, region: str) -> str | None:
 
 
 def dial_forms(e164: str) -> tuple[str, ...]:
-    """The digit strings a trunk may deliver for this number: E.164 with and without '+',
-    the 00 international prefix, and the national form with its trunk prefix."""
+    """The digit strings a trunk may deliver for this number, every form `to_e164` reads back
+    to it: E.164 with and without '+', the 00 international prefix, the national form with
+    its trunk prefix, and the national number without it."""
     parsed = phonenumbers.parse(e164, None)
     national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
     national_digits = "".join(ch for ch in national if ch.isdigit())
     digits = e164.lstrip("+")
-    forms = [e164, digits, "00" + digits, national_digits]
+    significant = phonenumbers.national_significant_number(parsed)
+    forms = [e164, digits, "00" + digits, national_digits, significant]
     return tuple(dict.fromkeys(form for form in forms if form))
 
 

@@ -191,9 +191,13 @@ TrackerEvent = Union[ChannelCreated, DialStarted, DialEnded, BridgeEntered, Brid
 
 @dataclass(frozen=True, slots=True)
 class CallEnded:
-    """A tracked call is over: its R12 record (entity None: the service finds it)."""
+    """A tracked call is over: its R12 record (entity None: the service finds it).
+
+    `partial`: the call ended while the AMI link was down, so its end (and maybe its answer)
+    was not seen; the record is a best guess that must not replace a better one."""
 
     record: CallRecord
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,7 +448,7 @@ def _resynced(rules: Rules, state: TrackerState, event: Resynced) -> Step:
     effects: list[Effect] = []
     for linkedid, call in list(state.calls.items()):
         if linkedid not in live:  # ended while we were not listening
-            state, ended = _end(rules, state, call, call.last_at)
+            state, ended = _end(rules, state, call, call.last_at, partial=True)
             effects.extend(ended)
     for linkedid, items in live.items():
         if linkedid in state.ended:
@@ -542,7 +546,7 @@ def _placeholder(caller_id: str) -> bool:
     return caller_id.strip().lower() in ("", "<unknown>", "unknown")
 
 
-def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime) -> Step:
+def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime, *, partial: bool = False) -> Step:
     """Forget the call, remember its linkedid, and emit its record if it was tracked."""
     calls = dict(state.calls)
     calls.pop(call.linkedid, None)
@@ -551,7 +555,7 @@ def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime) -> St
     facts = call_facts(rules, call)
     if facts is None:
         return new_state, ()
-    return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at))),)
+    return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at)), partial),)
 
 
 def _put(state: TrackerState, call: CallState) -> TrackerState:

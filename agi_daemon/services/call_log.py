@@ -15,7 +15,7 @@ from ..core.model import CallRecord, Direction, EntityRef, Match, Rules
 from ..core.outcome import call_record, parse_hangup_report
 from ..core.phone import masked, try_e164
 from ..core.ports import Clock, CrmAdapter, CrmError
-from ..core.rules import CrmAccess, UnknownLine, identify_incoming, identify_outgoing, screen, screen_number
+from ..core.rules import CrmAccess, UnknownLine, identify_incoming, identify_outgoing, screen_number
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, with_retries
 
@@ -41,8 +41,8 @@ class CallLogService:
         self._retry_delays = retry_delays
 
     async def call_ended(self, values: dict[str, str]) -> CallRecord | None:
-        """Log the call the hangup handler reports. Excluded calls (R7, R8) leave no trace.
-        Written only if tracking has not logged the call already. Returns the record, or None."""
+        """Log the call the hangup handler reports. Written only if tracking has not logged the
+        call already. Returns the record, or None (excluded, unknown line, CRM failure)."""
         ended_at = self._clock.now()
         report = parse_hangup_report(values)
         rules = self._rules()
@@ -53,35 +53,41 @@ class CallLogService:
         if isinstance(call, UnknownLine):
             log.warning("call %s ended on an unknown line %s: not logged", report.linkedid, masked(call.line_text))
             return None
-        access = screen(rules, call).access
-        if access is CrmAccess.EXCLUDED:
-            return None
-        try:
-            entity, match = await self._entity(call.linkedid, call.external, access)
-            route = route_for(rules, call, match)[0] if call.direction is Direction.INCOMING else None
-            record = call_record(rules, call, report, route, entity, ended_at)
-            await with_retries(lambda: self._crm.log_call(record, keep_existing=True), self._retry_delays)
-        except CrmError as exc:
-            log.error("call %s: could not log the call of %s: %s", report.linkedid, masked(call.external), exc)
-            return None
-        log.info("call %s: hangup report logged %s on %s", report.linkedid, record.disposition.value, entity or "no record")
-        return record
 
-    async def tracked_call_ended(self, record: CallRecord) -> CallRecord | None:
-        """Log a call that call tracking saw end; it replaces the hangup handler's report."""
+        def build(entity: EntityRef | None, match: Match | None) -> CallRecord:
+            route = route_for(rules, call, match)[0] if call.direction is Direction.INCOMING else None
+            return call_record(rules, call, report, route, entity, ended_at)
+
+        return await self._log(rules, call.linkedid, call.external, build, keep_existing=True)
+
+    async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False) -> CallRecord | None:
+        """Log a call that call tracking saw end; it replaces the hangup handler's report,
+        unless it is `partial` (the call ended while AMI was down: the report knows better)."""
         rules = self._rules()
         external = try_e164(record.number, rules.default_region)
+        return await self._log(rules, record.linkedid, external, lambda entity, _: replace(record, entity=entity), keep_existing=partial)
+
+    async def _log(
+        self,
+        rules: Rules,
+        linkedid: str,
+        external: str | None,
+        build: Callable[[EntityRef | None, Match | None], CallRecord],
+        *,
+        keep_existing: bool,
+    ) -> CallRecord | None:
+        """Screen (R7, R8: excluded calls leave no trace), find the record to log on, write."""
         access = screen_number(rules, external).access
         if access is CrmAccess.EXCLUDED:
             return None
         try:
-            entity, _ = await self._entity(record.linkedid, external, access)
-            record = replace(record, entity=entity)
-            await with_retries(lambda: self._crm.log_call(record), self._retry_delays)
+            entity, match = await self._entity(linkedid, external, access)
+            record = build(entity, match)
+            await with_retries(lambda: self._crm.log_call(record, keep_existing=keep_existing), self._retry_delays)
         except CrmError as exc:
-            log.error("call %s: could not log the call of %s: %s", record.linkedid, masked(record.number), exc)
+            log.error("call %s: could not log the call of %s: %s", linkedid, masked(external), exc)
             return None
-        log.info("call %s: logged %s on %s", record.linkedid, record.disposition.value, entity or "no record")
+        log.info("call %s: logged %s on %s", linkedid, record.disposition.value, entity or "no record")
         return record
 
     async def _entity(self, linkedid: str, external: str | None, access: CrmAccess) -> tuple[EntityRef | None, Match | None]:

@@ -1,4 +1,4 @@
-"""CRM work that outlives the routing answer, one task per call, owned by the app's TaskGroup.
+"""CRM work that outlives the routing answer, keyed by call, owned by the app's TaskGroup.
 
 Routing answers Asterisk as soon as the lookup is done (or its deadline passes); creating the
 records goes on here. The call's hangup waits for that work before it logs the call, so the
@@ -19,35 +19,58 @@ class PendingWork:
     def __init__(self, spawn: Spawn) -> None:
         """`spawn` is the owner's TaskGroup.create_task: no task here is fire-and-forget."""
         self._spawn = spawn
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._tasks: dict[str, set[asyncio.Task[Any]]] = {}
 
-    def start(self, key: str, work: Coroutine[Any, Any, Any]) -> "asyncio.Task[Any]":
-        """Run `work` for call `key`. The coroutine must handle its own errors: a TaskGroup
-        task that raises would cancel its siblings."""
-        task = self._spawn(work)
-        self._tasks[key] = task
+    def start(self, key: str, work: Coroutine[Any, Any, Any], *, in_order: bool = False) -> "asyncio.Task[Any]":
+        """Run `work` for `key` (a call's linkedid, or a name derived from it). With
+        `in_order`, it starts only once the work already running for `key` is done, so one
+        call's effects apply in the order they happened. The coroutine must handle its own
+        errors: a TaskGroup task that raises would cancel its siblings."""
+        earlier = set(self._tasks.get(key, ())) if in_order else set()
+        task = self._spawn(self._after(earlier, work) if earlier else work)
+        self._tasks.setdefault(key, set()).add(task)
         task.add_done_callback(lambda done, key=key: self._forget(key, done))
         return task
 
+    @staticmethod
+    async def _after(earlier: set["asyncio.Task[Any]"], work: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            await asyncio.wait(earlier)
+        except BaseException:
+            work.close()
+            raise
+        return await work
+
     def _forget(self, key: str, task: "asyncio.Task[Any]") -> None:
-        if self._tasks.get(key) is task:
-            del self._tasks[key]
+        tasks = self._tasks.get(key)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._tasks[key]
+
+    def _all(self) -> set["asyncio.Task[Any]"]:
+        return {task for tasks in self._tasks.values() for task in tasks}
 
     async def settle(self, key: str, timeout: float) -> bool:
-        """Wait (at most `timeout` seconds) for the work of call `key`; True when none is left."""
-        task = self._tasks.get(key)
-        if task is None:
+        """Wait (at most `timeout` seconds) for all the work of `key`; True when none is left."""
+        tasks = set(self._tasks.get(key, ()))
+        if not tasks:
             return True
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        return bool(done)
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        return not late
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._all())
 
     async def drain(self, timeout: float) -> int:
-        """At shutdown: wait for every call's work; returns how many did not finish in time."""
+        """At shutdown: wait for every call's work, cancel what is still running after
+        `timeout` seconds; returns how many were cancelled."""
         if not self._tasks:
             return 0
-        _, pending = await asyncio.wait(set(self._tasks.values()), timeout=timeout)
-        return len(pending)
+        _, late = await asyncio.wait(self._all(), timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        return len(late)

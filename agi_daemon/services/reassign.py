@@ -35,7 +35,10 @@ class ReassignService:
         if line is None or not line.crm.reassign_on_manual_transfer:
             log.info("call %s: %s transfer to %s, the line keeps responsibles", linkedid, kind.value, employee)
             return False
-        await self._pending.settle(linkedid, self._settle_timeout)
+        # The call's records may still be being created (a slow CRM): "none yet" must not be
+        # mistaken for a known client, so wait for that work, however long the CRM takes.
+        while not await self._pending.settle(linkedid, self._settle_timeout):
+            log.warning("call %s: records still being created, the %s transfer to %s waits", linkedid, kind.value, employee)
         try:
             created = await with_retries(lambda: self._crm.records_created_by_call(linkedid), self._retry_delays)
             if created is None:

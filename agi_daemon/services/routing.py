@@ -16,7 +16,7 @@ from ..core.phone import masked
 from ..core.ports import Clock, CrmAdapter, CrmError
 from ..core.rules import CallFacts, CrmAccess, Screening, UnknownLine, identify_incoming, identify_outgoing, screen
 from .pending import PendingWork
-from .retry import DEFAULT_DELAYS, with_retries
+from .retry import DEFAULT_DELAYS, attempt, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class RoutingService:
         phone = call.external
         try:
             try:
-                match = await self._crm.find_by_phone(phone)
+                match = await attempt(lambda: self._crm.find_by_phone(phone))
             except CrmError as exc:
                 log.warning("call %s: CRM lookup of %s failed (%s), retrying", call.linkedid, masked(phone), exc)
                 _resolve(looked_up, (LookupOutcome.FAILED, None))

@@ -5,7 +5,6 @@ the call (owned by the app's TaskGroup) after the routing's own CRM work for tha
 """
 from __future__ import annotations
 
-import itertools
 import logging
 from typing import AsyncIterable, Callable
 
@@ -31,7 +30,6 @@ class TrackingService:
         self._reassign = reassign
         self._pending = pending
         self._state = TrackerState()
-        self._effect_ids = itertools.count(1)
         self.events_seen = 0
 
     @property
@@ -53,10 +51,15 @@ class TrackingService:
         for effect in effects:
             if isinstance(effect, CallEnded):
                 record = effect.record
-                self._pending.start(f"log:{record.linkedid}", self._guarded(self._call_log.tracked_call_ended(record), record.linkedid))
+                work = self._call_log.tracked_call_ended(record, partial=effect.partial)
+                linkedid = record.linkedid
             elif isinstance(effect, Reassign):
                 work = self._reassign.transferred(effect.linkedid, effect.line, effect.employee_id, effect.kind)
-                self._pending.start(f"reassign:{effect.linkedid}:{next(self._effect_ids)}", self._guarded(work, effect.linkedid))
+                linkedid = effect.linkedid
+            else:
+                continue
+            # One call's effects apply in order: A->B then B->C leaves C responsible.
+            self._pending.start(f"tracking:{linkedid}", self._guarded(work, linkedid), in_order=True)
 
     @staticmethod
     async def _guarded(work, linkedid: str) -> None:

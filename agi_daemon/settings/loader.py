@@ -14,7 +14,7 @@ from agi_daemon.core.model import Dialing, Rules
 from .errors import ConfigError, Problem, ProblemLog
 from .messages import plain_message
 from .rules import build_rules
-from .schema import AsteriskSettings, CrmSettings, DaemonSettings, EventsInterface, SettingsFile
+from .schema import AsteriskSettings, CrmAdapterKind, CrmSettings, DaemonSettings, EventsInterface, SettingsFile
 from .secrets import resolve_secrets
 from .yaml_lines import KeyLines, load_yaml
 
@@ -63,6 +63,7 @@ def _load(path: Path, environ: Mapping[str, str]) -> tuple[Settings | None, list
     data = resolve_secrets(data, environ, path.parent, lines, log)
     sections = _valid_sections(data, log)
     _check_events_interface(sections, log)
+    _check_available(sections, log)
     rules = _rules(sections, log)
     if rules is None or log.problems:
         return None, log.sorted()
@@ -95,6 +96,16 @@ def _check_events_interface(sections: dict[str, Any], log: ProblemLog) -> None:
     asterisk = sections.get("asterisk")
     if asterisk is not None and asterisk.events is EventsInterface.ARI and asterisk.ari is None:
         log.add(("asterisk", "ari"), "required when events is ari")
+
+
+def _check_available(sections: dict[str, Any], log: ProblemLog) -> None:
+    """Values the contract names but this version cannot run yet: refused here, so that
+    check-config tells the admin before `run` would."""
+    crm, asterisk = sections.get("crm"), sections.get("asterisk")
+    if crm is not None and crm.adapter is not CrmAdapterKind.EMBEDDED:
+        log.add(("crm", "adapter"), f"{crm.adapter.value} is not available in this version: use embedded")
+    if asterisk is not None and asterisk.events is not EventsInterface.AMI:
+        log.add(("asterisk", "events"), f"{asterisk.events.value} is not available in this version: use ami")
 
 
 def _rules(sections: dict[str, Any], log: ProblemLog) -> Rules | None:

@@ -250,7 +250,6 @@ def known_client(responsible: str, responsible_ring: int = 2) -> dict[str, str]:
         variables.QUEUE: f"{employee('101')}&{employee('102')}",
         variables.QUEUE_RING: "2",
         variables.QUEUE_STRATEGY: "in_order",
-        variables.LINE: PARIS,
     }
 
 
@@ -339,7 +338,7 @@ async def test_hangup_handler_reports_a_call_the_daemon_did_not_route(daemon, as
 @pytest.mark.asterisk
 async def test_outgoing_call_goes_to_the_trunk_the_daemon_names(daemon, asterisk_ami):
     daemon.answers[variables.ROUTE_OUTGOING] = {
-        variables.STATUS: "ok", variables.TRUNK: f"Local/{EXTERNAL}@trunk", variables.LINE: PARIS}
+        variables.STATUS: "ok", variables.TRUNK: f"Local/{EXTERNAL}@trunk"}
     call = await asterisk_ami.originate_outgoing(EXTERNAL, "101")
     request = await daemon.wait_request(variables.ROUTE_OUTGOING, call.linkedid, 5)
     assert (request["agi_extension"], request["agi_callerid"]) == (EXTERNAL, "101")

@@ -72,3 +72,25 @@ async def test_sigterm_stops_cleanly_and_logs_no_secret_or_full_number(daemon):
     output = "".join(seen) + rest
     assert "very-secret-ami" not in output
     assert UNKNOWN not in output and UNKNOWN.lstrip("+") not in output
+
+
+async def test_port_already_taken_is_one_clear_line(tmp_path):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    config.write_text(config.read_text().replace('listen: "127.0.0.1:0", allowed', f'listen: "127.0.0.1:{port}", allowed'))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agi_daemon", "run", "-c", str(config), stderr=asyncio.subprocess.PIPE, cwd=tmp_path)
+        async with asyncio.timeout(15):
+            err = (await process.stderr.read()).decode()
+            assert await process.wait() == 1
+    finally:
+        taken.close()
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("agi-daemon: cannot start:") and str(port) in last
+    assert "Traceback" not in err

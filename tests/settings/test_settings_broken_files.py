@@ -230,8 +230,20 @@ employees: {alice: {name: Alice Martin}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
-        ["2: asterisk.ari: required when events is ari"],
+        ["2: asterisk.ari: required when events is ari", "4: asterisk.events: ari is not available in this version: use ami"],
         id="ari-events-without-ari-section",
+    ),
+    pytest.param(
+        """\
+daemon: {default_region: FR}
+asterisk: {ami: {secret: s}}
+crm: {adapter: bitrix24}
+employees: {alice: {name: Alice Martin}}
+queue_groups: {sales: {members: [alice]}}
+numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
+""",
+        ["3: crm.adapter: bitrix24 is not available in this version: use embedded"],
+        id="adapter-not-in-this-version",
     ),
     pytest.param(
         HEAD + """\

@@ -65,7 +65,7 @@ def test_relative_secret_file_is_read_from_config_folder(write_config, tmp_path)
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "ari").write_text("ari-pa55word\r\n")
     path = write_config(config(
-        "secret: s", "  events: ari\n  ari: {password_file: secrets/ari}\n"))
+        "secret: s", "  ari: {password_file: secrets/ari}\n"))
 
     settings = load_settings(path, {})
 

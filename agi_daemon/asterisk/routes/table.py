@@ -3,21 +3,21 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable, Mapping
 
+from ...core.model import Direction
 from ...services.call_log import CallLogService
 from ...services.pending import PendingWork
 from ...services.routing import RoutingService
 from .. import variables as v
 from ..agi import AgiSession
 from .call_end import CallEndRoute
-from .incoming import IncomingRoute
-from .outgoing import OutgoingRoute
+from .routing import RoutingRoute
 
 Handler = Callable[[AgiSession], Awaitable[None]]
 
 
 def route_table(routing: RoutingService, call_log: CallLogService, pending: PendingWork) -> Mapping[str, Handler]:
     return {
-        v.ROUTE_INCOMING: IncomingRoute(routing),
-        v.ROUTE_OUTGOING: OutgoingRoute(routing),
+        v.ROUTE_INCOMING: RoutingRoute(routing, Direction.INCOMING),
+        v.ROUTE_OUTGOING: RoutingRoute(routing, Direction.OUTGOING),
         v.ROUTE_CALL_END: CallEndRoute(call_log, pending),
     }

@@ -1,0 +1,39 @@
+"""Routes `incoming` and `outgoing`: ask the routing service, answer with channel variables.
+
+incoming: EXTEN is the line, the caller ID the client. outgoing: EXTEN is the number the
+employee dialled, the caller ID their extension. Either way the dialplan passes the call's
+linkedid as the first argument.
+"""
+from __future__ import annotations
+
+import logging
+
+from ...core.decisions import Decision
+from ...core.model import Direction
+from ...services.routing import RoutingService
+from ..agi import AgiSession
+from . import answer
+
+log = logging.getLogger(__name__)
+
+
+class RoutingRoute:
+    def __init__(self, routing: RoutingService, direction: Direction) -> None:
+        self._routing = routing
+        self._direction = direction
+
+    async def __call__(self, session: AgiSession) -> None:
+        request = session.request
+        linkedid = request.args[0] if request.args and request.args[0] else request.uniqueid
+        try:
+            decision = await self._decide(request.extension, request.callerid, linkedid)
+        except Exception:
+            log.exception("call %s: %s routing failed, the dialplan falls back", linkedid, self._direction.value)
+            await answer.send_error(session)
+            return
+        await answer.send(session, decision)
+
+    async def _decide(self, extension: str, callerid: str, linkedid: str) -> Decision:
+        if self._direction is Direction.INCOMING:
+            return await self._routing.route_incoming(extension, callerid, linkedid)
+        return await self._routing.route_outgoing(callerid, extension, linkedid)
