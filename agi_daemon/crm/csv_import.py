@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, select
 
 from ..core.model import EntityType
 from ..core.phone import InvalidPhone, masked, to_e164
@@ -102,17 +101,20 @@ def _contact_row(
     return ContactRow(line_number, name, phone, responsible or None)
 
 
+BatchResult = tuple[list[ContactRow], list[RowError]]
+
+
 async def import_contacts(
-    writer: AsyncEngine,
+    insert: Callable[[list[ContactRow]], Awaitable[BatchResult]],
     rows: Iterable[ContactRow | RowError],
     *,
     batch_size: int = 500,
-    source: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Create the contacts of `rows`, one transaction per batch. A row whose number is already
-    on a contact (in the CRM, or earlier in the file) is skipped; RowErrors are counted.
-    `progress` is told how many rows were handled so far after each batch."""
+    """Create the contacts of `rows` in batches, each given to `insert` (which runs
+    `insert_batch` in one transaction). A row whose number is already on a contact (in the
+    CRM, or earlier in the file) is skipped; RowErrors are counted. `progress` is told how
+    many rows were handled so far after each batch."""
     created = skipped = errors = handled = 0
     notes: list[RowError] = []
     remaining = iter(rows)
@@ -122,7 +124,7 @@ async def import_contacts(
             if isinstance(row, RowError):
                 errors += 1
                 notes.append(row)
-        new_rows, duplicates = await _insert_batch(writer, contact_rows, source)
+        new_rows, duplicates = (await insert(contact_rows)) if contact_rows else ([], [])
         created += len(new_rows)
         skipped += len(duplicates)
         notes.extend(duplicates)
@@ -133,45 +135,42 @@ async def import_contacts(
     return ImportResult(created, skipped, errors, tuple(notes))
 
 
-async def _insert_batch(
-    writer: AsyncEngine, rows: list[ContactRow], source: str | None
-) -> tuple[list[ContactRow], list[RowError]]:
-    if not rows:
-        return [], []
-    async with writer.begin() as conn:
-        found = await conn.execute(
-            select(phones.c.e164, phones.c.entity_id).where(
-                phones.c.entity_type == EntityType.CONTACT.value,
-                phones.c.e164.in_({row.phone for row in rows}),
-            )
+def insert_batch(conn: Connection, rows: list[ContactRow], source: str | None) -> BatchResult:
+    """Create the contacts of one batch whose numbers no contact has yet; returns the rows
+    created and the notes of the rows skipped."""
+    found = conn.execute(
+        select(phones.c.e164, phones.c.entity_id).where(
+            phones.c.entity_type == EntityType.CONTACT.value,
+            phones.c.e164.in_({row.phone for row in rows}),
         )
-        owner = {e164: f"contact:{contact_id}" for e164, contact_id in found}
-        new_rows: list[ContactRow] = []
-        duplicates: list[RowError] = []
-        for row in rows:
-            if row.phone in owner:
-                message = f"skipped: phone {masked(row.phone)} is already on {owner[row.phone]}"
-                duplicates.append(RowError(row.line_number, message))
-            else:
-                owner[row.phone] = f"the contact of line {row.line_number}"
-                new_rows.append(row)
-        if new_rows:
-            now = datetime.now(UTC)
-            inserted = await conn.execute(
-                contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
-                [
-                    {"name": row.name, "responsible": row.responsible, "source": source,
-                     "created_by_call": None, "created_at": now}
-                    for row in new_rows
-                ],
-            )
-            ids = list(inserted.scalars())
-            await conn.execute(
-                phones.insert(),
-                [
-                    {"entity_type": EntityType.CONTACT.value, "entity_id": contact_id,
-                     "e164": row.phone}
-                    for contact_id, row in zip(ids, new_rows, strict=True)
-                ],
-            )
+    )
+    owner = {e164: f"contact:{contact_id}" for e164, contact_id in found}
+    new_rows: list[ContactRow] = []
+    duplicates: list[RowError] = []
+    for row in rows:
+        if row.phone in owner:
+            message = f"skipped: phone {masked(row.phone)} is already on {owner[row.phone]}"
+            duplicates.append(RowError(row.line_number, message))
+        else:
+            owner[row.phone] = f"the contact of line {row.line_number}"
+            new_rows.append(row)
+    if new_rows:
+        now = datetime.now(UTC)
+        inserted = conn.execute(
+            contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
+            [
+                {"name": row.name, "responsible": row.responsible, "source": source,
+                 "created_by_call": None, "created_at": now}
+                for row in new_rows
+            ],
+        )
+        ids = list(inserted.scalars())
+        conn.execute(
+            phones.insert(),
+            [
+                {"entity_type": EntityType.CONTACT.value, "entity_id": contact_id,
+                 "e164": row.phone}
+                for contact_id, row in zip(ids, new_rows, strict=True)
+            ],
+        )
     return new_rows, duplicates

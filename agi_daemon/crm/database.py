@@ -1,8 +1,8 @@
 """Where the embedded CRM keeps its records: database URLs and the SQLite tuning.
 
 The admin writes one URL (`sqlite:///var/crm.sqlite3` or `postgresql://user@host/crm`). The
-daemon talks to it through an async driver (aiosqlite, or psycopg 3 / asyncpg) and runs the
-schema migrations through a sync driver in a worker thread (pysqlite, or psycopg 3).
+daemon talks to it through a sync driver (pysqlite, or psycopg 3), one transaction at a time
+in a worker thread of the CRM's own pool, and runs the schema migrations the same way.
 """
 from __future__ import annotations
 
@@ -16,33 +16,24 @@ from sqlalchemy import URL, Engine, event, make_url
 # the other writers (busy_timeout) instead of failing with "database is locked".
 WRITE = {"crm_write": True}
 
-_ASYNC_POSTGRES_DRIVERS = ("asyncpg", "psycopg")
 
-
-def async_url(url: str) -> URL:
+def database_url(url: str) -> URL:
     """The URL the daemon uses: `sqlite:///var/crm.sqlite3` becomes
-    `sqlite+aiosqlite:////abs/path/var/crm.sqlite3` (relative paths are taken from the current
-    directory), `postgresql://…` becomes `postgresql+psycopg://…`."""
+    `sqlite+pysqlite:////abs/path/var/crm.sqlite3` (relative paths are taken from the current
+    directory), `postgresql://…` becomes `postgresql+psycopg://…`. A driver named in the URL
+    is replaced by these two (older configurations may name an async one)."""
     parsed = make_url(url)
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
             raise ValueError(f"the embedded CRM needs a database file, not {url!r}")
         if not database.startswith("file:"):
             database = str(Path(database).expanduser().absolute())
-        return parsed.set(drivername="sqlite+aiosqlite", database=database)
+        return parsed.set(drivername="sqlite+pysqlite", database=database)
     if backend == "postgresql":
-        chosen = driver if driver in _ASYNC_POSTGRES_DRIVERS else "psycopg"
-        return parsed.set(drivername=f"postgresql+{chosen}")
+        return parsed.set(drivername="postgresql+psycopg")
     raise ValueError(f"the embedded CRM keeps its records in SQLite or PostgreSQL, not {backend!r}")
-
-
-def sync_url(url: URL) -> URL:
-    """The URL the migrations use, for the same database as `url` (an `async_url`)."""
-    if url.get_backend_name() == "sqlite":
-        return url.set(drivername="sqlite+pysqlite")
-    return url.set(drivername="postgresql+psycopg")
 
 
 def sqlite_file(url: URL) -> Path | None:

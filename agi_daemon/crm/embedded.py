@@ -9,13 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from functools import cache, partial
+from typing import Any, Literal, Self, TypeVar
 
-from sqlalchemy import Select, Table, bindparam, exc, literal_column, select, union_all
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    create_engine,
+    exc,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..core.model import (
     CallRecord,
@@ -32,7 +44,7 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, async_url, sqlite_file, sync_url, tune_sqlite
+from .database import WRITE, database_url, sqlite_file, tune_sqlite
 from .records_json import Json, list_json, records_json
 from .tables import RECORD_TABLES, calls, companies, contacts, deals, leads, offers, phones
 
@@ -50,16 +62,29 @@ ListKind = Literal["leads", "contacts", "companies", "deals", "calls", "offers"]
 # converted (a converted lead's client is its contact or company).
 _LOOKUP_ORDER = (EntityType.CONTACT, EntityType.COMPANY, EntityType.LEAD)
 
+# The CRM's own worker threads (each with its database connection), and how long close()
+# waits for the operations in flight beyond the busy timeout.
+_WORKERS = 4
+_CLOSE_GRACE_S = 5.0
+
+T = TypeVar("T")
+
 
 class EmbeddedCrm:
     """The CRM in the daemon's database. `await open()` before use, `await close()` after
-    (or `async with EmbeddedCrm(url) as crm`)."""
+    (or `async with EmbeddedCrm(url) as crm`).
+
+    Each operation is one transaction of a sync SQLAlchemy engine, run whole in a worker
+    thread of the CRM's own small pool: one thread hop per operation, and the event loop
+    never blocks nor waits behind other users of a shared pool."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
-        self.url = async_url(url)
+        self.url = database_url(url)
         self._busy_timeout_ms = busy_timeout_ms
-        self._engine: AsyncEngine | None = None
-        self._writer: AsyncEngine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._engine: Engine | None = None
+        self._writer: Engine | None = None
+        self._running: set[asyncio.Future[Any]] = set()
         self._open_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
@@ -75,40 +100,61 @@ class EmbeddedCrm:
         async with self._open_lock:
             if self._engine is not None:
                 return
-            with _crm_errors("open the CRM database"):
-                database = sqlite_file(self.url)
-                if database is not None:
-                    database.parent.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(
-                    migrations.upgrade_to_head, sync_url(self.url), self._busy_timeout_ms
-                )
-            engine = create_async_engine(self.url)
-            tune_sqlite(engine.sync_engine, self._busy_timeout_ms)
-            self._engine, self._writer = engine, engine.execution_options(**WRITE)
+            executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="crm")
+            try:
+                with _crm_errors("open the CRM database"):
+                    database = sqlite_file(self.url)
+                    if database is not None:
+                        database.parent.mkdir(parents=True, exist_ok=True)
+                    await asyncio.get_running_loop().run_in_executor(
+                        executor, migrations.upgrade_to_head, self.url, self._busy_timeout_ms
+                    )
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            engine = create_engine(self.url, pool_size=_WORKERS)
+            tune_sqlite(engine, self._busy_timeout_ms)
+            self._executor, self._engine = executor, engine
+            self._writer = engine.execution_options(**WRITE)
 
     async def close(self) -> None:
-        """Release the database connections. The CRM can be opened again."""
-        engine, self._engine, self._writer = self._engine, None, None
-        if engine is not None:
-            await engine.dispose()
+        """Wait for the operations in flight (at most the busy timeout and a few seconds),
+        then release the worker threads and the database connections. The CRM can be
+        opened again; until then every operation is CrmUnavailable."""
+        async with self._open_lock:
+            executor, engine = self._executor, self._engine
+            self._executor = self._engine = self._writer = None
+            if executor is None or engine is None:
+                return
+            executor.shutdown(wait=False)  # what was submitted still runs
+            if self._running:
+                bound = self._busy_timeout_ms / 1000 + _CLOSE_GRACE_S
+                _, late = await asyncio.wait(self._running, timeout=bound)
+                if late:
+                    log.warning("closing the CRM with %d operations still running", len(late))
+            engine.dispose()
 
     # -- CrmAdapter ---------------------------------------------------------------------------
 
     async def find_by_phone(self, phone: str) -> Match | None:
         """The known client with this E.164 number: a contact first, then a company, then a
         lead that is not converted; the oldest record when several have the number."""
-        with _crm_errors("look up a phone"):
-            async with self._reader().connect() as conn:
-                row = (await conn.execute(_LOOKUP, {"phone": phone})).first()
-        if row is None:
-            return None
-        return Match(EntityRef(_LOOKUP_ORDER[row.rank], row.id), row.responsible, row.name)
+
+        def lookup(conn: Connection) -> Match | None:
+            row = conn.execute(_LOOKUP, {"phone": phone}).first()
+            if row is None:
+                return None
+            return Match(EntityRef(_LOOKUP_ORDER[row.rank], row.id), row.responsible, row.name)
+
+        return await self._run("look up a phone", lookup, write=False)
 
     async def records_created_by_call(self, linkedid: str) -> CreatedRecords | None:
         """The lead (and, in simple mode, the deal and contact or company) this call created."""
-        with _crm_errors("read the records of a call"):
-            async with self._reader().connect() as conn:
-                return await _records_of_call(conn, linkedid, None)
+        return await self._run(
+            "read the records of a call",
+            lambda conn: _records_of_call(conn, linkedid, None),
+            write=False,
+        )
 
     async def create_records(self, plan: RecordPlan) -> CreatedRecords:
         """Create the records of a new client in one transaction.
@@ -118,27 +164,32 @@ class EmbeddedCrm:
         name, source, responsible and linkedid; the lead, contact and company get the phone.
         A second call for the same (linkedid, phone) returns the first records unchanged.
         """
-        with _crm_errors("create records"):
+
+        def create(conn: Connection) -> tuple[CreatedRecords, bool]:
+            existing = _records_of_call(conn, plan.linkedid, plan.phone)
+            if existing is not None:
+                return existing, False
+            if conn.dialect.name == "sqlite":  # BEGIN IMMEDIATE: no other writer since the look
+                return _insert_records(conn, plan), True
             try:
-                async with self._writing().begin() as conn:
-                    existing = await _records_of_call(conn, plan.linkedid, plan.phone)
-                    if existing is not None:
-                        return existing
-                    created = await _insert_records(conn, plan)
-                log.info(
-                    "call %s from %s created %s",
-                    plan.linkedid,
-                    masked(plan.phone),
-                    " ".join(str(ref) for ref in created.all),
-                )
-                return created
+                with conn.begin_nested():
+                    return _insert_records(conn, plan), True
             except exc.IntegrityError:
                 # another daemon created them between our look and our insert
-                async with self._reader().connect() as conn:
-                    existing = await _records_of_call(conn, plan.linkedid, plan.phone)
+                existing = _records_of_call(conn, plan.linkedid, plan.phone)
                 if existing is None:
                     raise
-                return existing
+                return existing, False
+
+        records, created = await self._run("create records", create, write=True)
+        if created:
+            log.info(
+                "call %s from %s created %s",
+                plan.linkedid,
+                masked(plan.phone),
+                " ".join(str(ref) for ref in records.all),
+            )
+        return records
 
     async def record_offer(self, offer: Offer) -> None:
         """Keep an open "create lead / contact" offer for the call window; a second offer for
@@ -152,25 +203,28 @@ class EmbeddedCrm:
             "status": OFFER_OPEN,
             "created_at": offer.created_at,
         }
-        with _crm_errors("record an offer"):
-            async with self._writing().begin() as conn:
-                statement = self._upsert(offers).values(values)
-                await conn.execute(statement.on_conflict_do_nothing(index_elements=["linkedid"]))
+
+        def record(conn: Connection) -> None:
+            conn.execute(_upsert(conn.dialect.name, offers, replace=False), values)
+
+        await self._run("record an offer", record, write=True)
 
     async def set_responsible(self, entities: tuple[EntityRef, ...], employee: str) -> None:
         """Give these records a new responsible employee (R10). Rejected, with nothing
         changed, when one of them does not exist."""
-        with _crm_errors("set the responsible"):
-            async with self._writing().begin() as conn:
-                for entity_type in {entity.type for entity in entities}:
-                    table = RECORD_TABLES[entity_type.value]
-                    ids = {entity.id for entity in entities if entity.type is entity_type}
-                    result = await conn.execute(
-                        table.update().where(table.c.id.in_(ids)).values(responsible=employee)
-                    )
-                    if result.rowcount != len(ids):
-                        wanted = ", ".join(f"{entity_type.value}:{i}" for i in sorted(ids))
-                        raise CrmRejected(f"set responsible: not every one of {wanted} exists")
+
+        def assign(conn: Connection) -> None:
+            for entity_type in {entity.type for entity in entities}:
+                table = RECORD_TABLES[entity_type.value]
+                ids = {entity.id for entity in entities if entity.type is entity_type}
+                result = conn.execute(
+                    table.update().where(table.c.id.in_(ids)).values(responsible=employee)
+                )
+                if result.rowcount != len(ids):
+                    wanted = ", ".join(f"{entity_type.value}:{i}" for i in sorted(ids))
+                    raise CrmRejected(f"set responsible: not every one of {wanted} exists")
+
+        await self._run("set the responsible", assign, write=True)
 
     async def log_call(self, record: CallRecord, *, keep_existing: bool = False) -> None:
         """Record a finished call (R12) on its entity. A second record of the same call
@@ -195,16 +249,11 @@ class EmbeddedCrm:
             "entity_type": record.entity.type.value if record.entity else None,
             "entity_id": record.entity.id if record.entity else None,
         }
-        with _crm_errors("log a call"):
-            async with self._writing().begin() as conn:
-                statement = self._upsert(calls).values(values)
-                if keep_existing:
-                    await conn.execute(statement.on_conflict_do_nothing(index_elements=["linkedid"]))
-                    return
-                replaced = {key: statement.excluded[key] for key in values if key != "linkedid"}
-                await conn.execute(
-                    statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced)
-                )
+
+        def log_it(conn: Connection) -> None:
+            conn.execute(_upsert(conn.dialect.name, calls, replace=not keep_existing), values)
+
+        await self._run("log a call", log_it, write=True)
 
     # -- administration (command line) --------------------------------------------------------
 
@@ -234,21 +283,23 @@ class EmbeddedCrm:
         }
         if entity_type is EntityType.LEAD:
             values["status"] = LEAD_NEW
-        with _crm_errors(f"add a {kind}"):
-            async with self._writing().begin() as conn:
-                record_id = await _insert(conn, table, values)
-                await _index_phone(conn, EntityRef(entity_type, record_id), phone_e164)
-                (record,) = await records_json(conn, entity_type, table.c.id == record_id)
-        return record
+
+        def add(conn: Connection) -> Json:
+            record_id = _insert(conn, table, values)
+            _index_phone(conn, EntityRef(entity_type, record_id), phone_e164)
+            (record,) = records_json(conn, entity_type, table.c.id == record_id)
+            return record
+
+        return await self._run(f"add a {kind}", add, write=True)
 
     async def list_records(self, kind: ListKind, phone: str | None = None) -> list[Json]:
         """Every lead, contact, company, deal, call or offer, ordered by id, as JSON objects of
         the command line contract; with `phone` (E.164), only the records that have it in the
         phone index (deals: through their contact or company), the calls with that number,
         the offers for it."""
-        with _crm_errors(f"list {kind}"):
-            async with self._reader().connect() as conn:
-                return await list_json(conn, kind, phone)
+        return await self._run(
+            f"list {kind}", lambda conn: list_json(conn, kind, phone), write=False
+        )
 
     async def import_contacts(
         self,
@@ -259,29 +310,35 @@ class EmbeddedCrm:
         progress: Callable[[int], None] | None = None,
     ) -> ImportResult:
         """Create contacts from parsed CSV rows (see `csv_import.parse_contacts_csv`), in
-        batches; a number already on a contact is skipped, bad rows are counted as errors."""
-        with _crm_errors("import contacts"):
-            return await csv_import.import_contacts(
-                self._writing(), rows, batch_size=batch_size, source=source, progress=progress
-            )
+        batches of one transaction each; a number already on a contact is skipped, bad rows
+        are counted as errors."""
+
+        async def insert(batch: list[ContactRow]) -> csv_import.BatchResult:
+            work = partial(csv_import.insert_batch, rows=batch, source=source)
+            return await self._run("import contacts", work, write=True)
+
+        return await csv_import.import_contacts(
+            insert, rows, batch_size=batch_size, progress=progress
+        )
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _reader(self) -> AsyncEngine:
-        if self._engine is None:
+    async def _run(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
+        """Run `work` in one transaction (on SQLite a writing one starts with BEGIN IMMEDIATE)
+        in a worker thread, with the database errors translated for the services."""
+        engine, executor = (self._writer if write else self._engine), self._executor
+        if engine is None or executor is None:
             raise CrmUnavailable("the embedded CRM is not open (await open() first)")
-        return self._engine
 
-    def _writing(self) -> AsyncEngine:
-        if self._writer is None:
-            raise CrmUnavailable("the embedded CRM is not open (await open() first)")
-        return self._writer
+        def transaction() -> T:
+            with _crm_errors(action), engine.begin() as conn:
+                return work(conn)
 
-    def _upsert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that can say what to do when the linkedid is already there."""
-        dialect = self._reader().dialect.name
-        module = postgresql if dialect == "postgresql" else sqlite
-        return module.insert(table)
+        running = asyncio.get_running_loop().run_in_executor(executor, transaction)
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
+        # a caller that gives up does not stop the transaction, and close() still waits for it
+        return await asyncio.shield(running)
 
 
 def _lookup_query() -> Select[Any]:
@@ -309,16 +366,43 @@ def _lookup_query() -> Select[Any]:
 
 _LOOKUP = _lookup_query()
 
+# The other statements of the call path, also built once: executing a prebuilt statement with
+# its values as parameters skips SQLAlchemy's per-call construction and cache-key work.
+_LEAD_OF_CALL = (
+    select(leads)
+    .where(leads.c.created_by_call == bindparam("linkedid"))
+    .order_by(leads.c.id)
+    .limit(1)
+)
+_LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL.where(leads.c.created_by_call_phone == bindparam("phone"))
+_INSERT = {table: table.insert() for table in (leads, contacts, companies, deals, phones)}
 
-async def _records_of_call(
-    conn: AsyncConnection, linkedid: str, phone: str | None
+
+@cache
+def _upsert(dialect: str, table: Table, *, replace: bool) -> postgresql.Insert | sqlite.Insert:
+    """The INSERT of a row keyed by its linkedid: when the linkedid is already there, the row
+    is replaced by the new values (every column but the id), or left as it is."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    if not replace:
+        return statement.on_conflict_do_nothing(index_elements=["linkedid"])
+    replaced = {
+        column.name: statement.excluded[column.name]
+        for column in table.c
+        if column.name not in ("id", "linkedid")
+    }
+    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced)
+
+
+def _records_of_call(
+    conn: Connection, linkedid: str, phone: str | None
 ) -> CreatedRecords | None:
     """The records created by this call (for this caller's phone, when given): its lead and
     what the lead was converted into."""
-    query = select(leads).where(leads.c.created_by_call == linkedid).order_by(leads.c.id).limit(1)
-    if phone is not None:
-        query = query.where(leads.c.created_by_call_phone == phone)
-    lead = (await conn.execute(query)).mappings().first()
+    if phone is None:
+        found = conn.execute(_LEAD_OF_CALL, {"linkedid": linkedid})
+    else:
+        found = conn.execute(_LEAD_OF_CALL_FOR_PHONE, {"linkedid": linkedid, "phone": phone})
+    lead = found.mappings().first()
     if lead is None:
         return None
 
@@ -333,7 +417,7 @@ async def _records_of_call(
     )
 
 
-async def _insert_records(conn: AsyncConnection, plan: RecordPlan) -> CreatedRecords:
+def _insert_records(conn: Connection, plan: RecordPlan) -> CreatedRecords:
     common = {
         "name": plan.name,
         "responsible": plan.responsible,
@@ -343,16 +427,16 @@ async def _insert_records(conn: AsyncConnection, plan: RecordPlan) -> CreatedRec
     }
     lead_values = {**common, "status": LEAD_NEW, "created_by_call_phone": plan.phone}
     if plan.mode is CrmMode.CLASSIC:
-        lead = EntityRef(EntityType.LEAD, await _insert(conn, leads, lead_values))
-        await _index_phone(conn, lead, plan.phone)
+        lead = EntityRef(EntityType.LEAD, _insert(conn, leads, lead_values))
+        _index_phone(conn, lead, plan.phone)
         return CreatedRecords(lead=lead)
 
     contact = company = None
     if plan.create_with is CreateWith.COMPANY:
-        company = EntityRef(EntityType.COMPANY, await _insert(conn, companies, common))
+        company = EntityRef(EntityType.COMPANY, _insert(conn, companies, common))
         client = company
     else:
-        contact = EntityRef(EntityType.CONTACT, await _insert(conn, contacts, common))
+        contact = EntityRef(EntityType.CONTACT, _insert(conn, contacts, common))
         client = contact
     deal_values = {
         **common,
@@ -361,30 +445,30 @@ async def _insert_records(conn: AsyncConnection, plan: RecordPlan) -> CreatedRec
         "contact_id": contact.id if contact else None,
         "company_id": company.id if company else None,
     }
-    deal = EntityRef(EntityType.DEAL, await _insert(conn, deals, deal_values))
+    deal = EntityRef(EntityType.DEAL, _insert(conn, deals, deal_values))
     lead_values.update(
         status=LEAD_CONVERTED,
         converted_contact_id=contact.id if contact else None,
         converted_company_id=company.id if company else None,
         converted_deal_id=deal.id,
     )
-    lead = EntityRef(EntityType.LEAD, await _insert(conn, leads, lead_values))
-    await _index_phone(conn, client, plan.phone)
-    await _index_phone(conn, lead, plan.phone)
+    lead = EntityRef(EntityType.LEAD, _insert(conn, leads, lead_values))
+    _index_phone(conn, client, plan.phone)
+    _index_phone(conn, lead, plan.phone)
     return CreatedRecords(lead=lead, deal=deal, contact=contact, company=company)
 
 
-async def _insert(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> int:
-    result = await conn.execute(table.insert().values(values))
+def _insert(conn: Connection, table: Table, values: dict[str, Any]) -> int:
+    result = conn.execute(_INSERT[table], values)
     (record_id,) = result.inserted_primary_key or (None,)
     if record_id is None:
         raise CrmRejected(f"the database returned no id for the new {table.name} row")
     return int(record_id)
 
 
-async def _index_phone(conn: AsyncConnection, entity: EntityRef, e164: str) -> None:
-    await conn.execute(
-        phones.insert().values(entity_type=entity.type.value, entity_id=entity.id, e164=e164)
+def _index_phone(conn: Connection, entity: EntityRef, e164: str) -> None:
+    conn.execute(
+        _INSERT[phones], {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164}
     )
 
 

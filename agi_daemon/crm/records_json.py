@@ -21,8 +21,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, Connection, Select, or_, select
 
 from ..core.model import EntityType
 from .tables import RECORD_TABLES, calls, deals, offers, phones
@@ -39,7 +38,7 @@ LIST_KINDS: dict[str, EntityType | str] = {
 }
 
 
-async def list_json(conn: AsyncConnection, kind: str, phone: str | None = None) -> list[Json]:
+def list_json(conn: Connection, kind: str, phone: str | None = None) -> list[Json]:
     """Every record of one kind ("leads", "contacts", "companies", "deals", "calls",
     "offers"), or only those with this E.164 number (records through the phone index, calls
     by their number, offers by their phone)."""
@@ -49,36 +48,36 @@ async def list_json(conn: AsyncConnection, kind: str, phone: str | None = None) 
         query = select(calls).order_by(calls.c.id)
         if phone is not None:
             query = query.where(calls.c.number == phone)
-        return [call_json(row) for row in (await conn.execute(query)).mappings()]
+        return [call_json(row) for row in conn.execute(query).mappings()]
     if kind == "offers":
         query = select(offers).order_by(offers.c.id)
         if phone is not None:
             query = query.where(offers.c.phone == phone)
-        return [offer_json(row) for row in (await conn.execute(query)).mappings()]
+        return [offer_json(row) for row in conn.execute(query).mappings()]
     entity_type = EntityType(LIST_KINDS[kind])
     where = None if phone is None else _has_phone(entity_type, phone)
-    return await records_json(conn, entity_type, where)
+    return records_json(conn, entity_type, where)
 
 
-async def records_json(
-    conn: AsyncConnection, entity_type: EntityType, where: ColumnElement[bool] | None = None
+def records_json(
+    conn: Connection, entity_type: EntityType, where: ColumnElement[bool] | None = None
 ) -> list[Json]:
     """The records of one type matching `where` (all when None), as contract objects."""
     table = RECORD_TABLES[entity_type.value]
     query = select(table).order_by(table.c.id)
     if where is not None:
         query = query.where(where)
-    rows = (await conn.execute(query)).mappings().all()
+    rows = conn.execute(query).mappings().all()
     if entity_type is EntityType.DEAL:
         selected = select(deals.c.contact_id)
-        contact_phones = await _phones(conn, EntityType.CONTACT, _restrict(selected, where))
+        contact_phones = _phones(conn, EntityType.CONTACT, _restrict(selected, where))
         selected = select(deals.c.company_id)
-        company_phones = await _phones(conn, EntityType.COMPANY, _restrict(selected, where))
+        company_phones = _phones(conn, EntityType.COMPANY, _restrict(selected, where))
         return [
             _deal_json(row, contact_phones[row["contact_id"]] + company_phones[row["company_id"]])
             for row in rows
         ]
-    numbers = await _phones(conn, entity_type, _restrict(select(table.c.id), where))
+    numbers = _phones(conn, entity_type, _restrict(select(table.c.id), where))
     return [_record_json(entity_type, row, numbers[row["id"]]) for row in rows]
 
 
@@ -137,8 +136,8 @@ def _restrict(query: Select[Any], where: ColumnElement[bool] | None) -> Select[A
     return query if where is None else query.where(where)
 
 
-async def _phones(
-    conn: AsyncConnection, owner_type: EntityType, owner_ids: Select[Any]
+def _phones(
+    conn: Connection, owner_type: EntityType, owner_ids: Select[Any]
 ) -> defaultdict[int | None, list[str]]:
     """The numbers of the records of `owner_type` whose id `owner_ids` selects, by record id,
     in the order they were added."""
@@ -148,7 +147,7 @@ async def _phones(
         .order_by(phones.c.id)
     )
     numbers: defaultdict[int | None, list[str]] = defaultdict(list)
-    for entity_id, e164 in await conn.execute(query):
+    for entity_id, e164 in conn.execute(query):
         numbers[entity_id].append(e164)
     return numbers
 

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from agi_daemon.core.ports import CrmRejected, CrmUnavailable
-from agi_daemon.crm.database import async_url
+from agi_daemon.crm.database import database_url
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.tables import metadata
 
@@ -69,14 +69,14 @@ async def test_relative_sqlite_path_is_created_under_the_current_directory(
 @pytest.mark.parametrize(
     ("given", "used"),
     [
-        ("sqlite:////srv/crm.sqlite3", "sqlite+aiosqlite:////srv/crm.sqlite3"),
-        ("sqlite+aiosqlite:////srv/crm.sqlite3", "sqlite+aiosqlite:////srv/crm.sqlite3"),
+        ("sqlite:////srv/crm.sqlite3", "sqlite+pysqlite:////srv/crm.sqlite3"),
+        ("sqlite+aiosqlite:////srv/crm.sqlite3", "sqlite+pysqlite:////srv/crm.sqlite3"),
         ("postgresql://crm@db/crm", "postgresql+psycopg://crm@db/crm"),
-        ("postgresql+asyncpg://crm@db/crm", "postgresql+asyncpg://crm@db/crm"),
+        ("postgresql+asyncpg://crm@db/crm", "postgresql+psycopg://crm@db/crm"),
     ],
 )
-def test_database_url_gets_an_async_driver(given: str, used: str) -> None:
-    assert async_url(given).render_as_string(hide_password=False) == used
+def test_database_url_gets_the_sync_driver(given: str, used: str) -> None:
+    assert database_url(given).render_as_string(hide_password=False) == used
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://crm@db/crm"])

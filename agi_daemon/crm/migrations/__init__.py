@@ -20,7 +20,8 @@ def alembic_config() -> Config:
 
 
 def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> None:
-    """Bring the CRM database to the latest schema. Blocking: run it in a worker thread.
+    """Bring the CRM database at `url` (a `database.database_url`) to the latest schema.
+    Blocking: run it in a worker thread.
 
     One transaction (on SQLite it takes the write lock first), so two daemons starting on
     the same database migrate one after the other; a database already at head is untouched.
