@@ -130,7 +130,14 @@ async def agi_call(port: int, route: str, *, extension: str, callerid: str, args
                 words = line.decode().strip().split(" ", 3)
                 if words[:2] == ["SET", "VARIABLE"]:
                     variables[words[2].strip('"')] = words[3].strip('"') if len(words) > 3 else ""
-                writer.write(b"200 result=1\n")
+                    writer.write(b"200 result=1\n")
+                elif words[:2] == ["EXEC", '"MSet"']:
+                    for assignment in words[2].strip('"').split(","):
+                        name, _, value = assignment.partition("=")
+                        variables[name] = value
+                    writer.write(b"200 result=0\n")
+                else:
+                    writer.write(b"200 result=1\n")
     finally:
         writer.close()
     return variables

@@ -1,6 +1,8 @@
 """Phone numbers as people write them -> E.164, and the masked form used in logs."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 
@@ -8,6 +10,7 @@ class InvalidPhone(ValueError):
     """The text is not a phone number phonenumbers can read in the given region."""
 
 
+@lru_cache(maxsize=8192)  # pure; lines and regular callers repeat on every call
 def to_e164(text: str, region: str) -> str:
     """Normalise "+33 1 84 88 00 00", "01 84 88 00 00" or "0033184880000" to "+33184880000".
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeAlias
@@ -67,6 +67,18 @@ class AgiSession:
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.execute(codec.set_variable(name, value))
+
+    async def set_variables(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Set several variables, in one round trip (MSet) when the values allow it, else
+        one SET VARIABLE each, in order."""
+        command = codec.set_variables(pairs) if len(pairs) > 1 else None
+        if command is not None:
+            reply = await self.execute(command)
+            if reply.result == "0":
+                return
+            _LOG.warning("MSet answered %s on %s: setting the variables one by one", reply.result, codec.redact(self.request.channel))
+        for name, value in pairs:
+            await self.set_variable(name, value)
 
     async def get_variable(self, name: str) -> str | None:
         """The variable's value, or None when it is not set."""

@@ -10,10 +10,13 @@ from .. import variables as v
 class VariableSink(Protocol):
     async def set_variable(self, name: str, value: str) -> None: ...
 
+    async def set_variables(self, pairs: list[tuple[str, str]]) -> None: ...
+
 
 def assignments(decision: Decision) -> list[tuple[str, str]]:
-    """Only what the dialplan needs, status last: if the channel goes away half-way, the
-    dialplan sees no status and falls back rather than acting on a partial answer."""
+    """Only what the dialplan needs, status last: should they go one by one and the channel
+    go away half-way, the dialplan sees no status and falls back rather than acting on a
+    partial answer."""
     pairs: list[tuple[str, str]] = []
     route = decision.route
     if route is not None:
@@ -32,8 +35,9 @@ def assignments(decision: Decision) -> list[tuple[str, str]]:
 
 
 async def send(session: VariableSink, decision: Decision) -> None:
-    for name, value in assignments(decision):
-        await session.set_variable(name, value)
+    """One round trip when the values allow (MSet): every AGI command is a round trip the
+    call waits for."""
+    await session.set_variables(assignments(decision))
 
 
 async def send_error(session: VariableSink) -> None:

@@ -574,3 +574,35 @@ async def test_port_before_start_raises_and_stats_are_a_frozen_snapshot():
     with pytest.raises(dataclasses.FrozenInstanceError):
         stats.sessions = 3  # type: ignore[misc]
     await server.close()  # closing a server never started is harmless
+
+
+async def test_several_variables_go_in_one_mset_round_trip():
+    async def incoming(session: AgiSession) -> None:
+        await session.set_variables([("AGI_DAEMON_QUEUE", "PJSIP/101&PJSIP/102"), ("AGI_DAEMON_STATUS", "ok")])
+
+    async with running({"incoming": incoming}) as server:
+        asterisk = await FakeAsterisk.connect(server.port)
+        await asterisk.send(header())
+        assert await asterisk.command() == b'EXEC "MSet" "AGI_DAEMON_QUEUE=PJSIP/101&PJSIP/102,AGI_DAEMON_STATUS=ok"\n'
+        await asterisk.send(b"200 result=0\n")
+        assert await asterisk.rest() == b""
+        await asterisk.close()
+
+
+@pytest.mark.parametrize("value, mset_reply", [("a,b", None), ("plain", b"200 result=-2\n")], ids=["comma-in-value", "mset-refused"])
+async def test_variables_mset_cannot_carry_go_one_by_one_status_last(value, mset_reply):
+    async def incoming(session: AgiSession) -> None:
+        await session.set_variables([("AGI_DAEMON_TRUNK", value), ("AGI_DAEMON_STATUS", "ok")])
+
+    async with running({"incoming": incoming}) as server:
+        asterisk = await FakeAsterisk.connect(server.port)
+        await asterisk.send(header())
+        if mset_reply is not None:
+            assert (await asterisk.command()).startswith(b'EXEC "MSet"')
+            await asterisk.send(mset_reply)
+        assert await asterisk.command() == f'SET VARIABLE "AGI_DAEMON_TRUNK" "{value}"\n'.encode()
+        await asterisk.send(b"200 result=1\n")
+        assert await asterisk.command() == b'SET VARIABLE "AGI_DAEMON_STATUS" "ok"\n'
+        await asterisk.send(b"200 result=1\n")
+        assert await asterisk.rest() == b""
+        await asterisk.close()
