@@ -158,6 +158,25 @@ async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_sti
     assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
 
 
+@pytest.mark.parametrize("number, logged_on", [("0611223344", "contact"), ("0612000001", None)], ids=["known-contact", "employee-mobile"])
+async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, crm, asterisk_ami, employees, number, logged_on):
+    contact = await crm.add_record("contact", "Client SA", CLIENT, "alice")
+    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+        since = asterisk_ami.mark()
+        call = await asterisk_ami.originate(f"Local/{number}@phones", '"bob" <102>')
+        await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid, number=number), 5, since=since)
+        await asyncio.sleep(1.0)
+        await asterisk_ami.hangup_call(call.linkedid)
+        entries = await eventually(lambda: logged(crm, call.linkedid), timeout=3 if logged_on is None else 8)
+    if logged_on is None:
+        assert entries == [] and await crm.list_records("leads") == []  # R8: alice's mobile
+        return
+    [entry] = entries
+    assert (entry["direction"], entry["number"], entry["line"]) == ("outgoing", CLIENT, "+33184880000")
+    assert (entry["entity"], entry["employees"], entry["disposition"]) == (f"contact:{contact['id']}", ["bob"], "answered")
+    assert 0.5 <= entry["talk_seconds"] <= 2.0
+
+
 async def test_ami_event_flood_drops_nothing_and_routing_stays_within_the_deadline(tmp_path, crm):
     async with FakeAmi(username="agi-daemon", secret="flood-secret") as fake:
         config = write_config(tmp_path, ami=(fake.port, "agi-daemon", "flood-secret"), deadline_ms=300)

@@ -24,6 +24,9 @@ Which calls are tracked
   line, caller ID the client) or `identify_outgoing` (caller ID is the employee's extension,
   EXTEN the dialled number) to that entry, when needed (a transfer, the end): the line, the
   external number, the calling employee. A line the config does not list: never tracked.
+  An outgoing call that never passed through those contexts is tracked too: a channel whose
+  caller ID is an employee's extension dialling the trunk (`asterisk.trunk_template`, read
+  back by `outcome.trunk_number`) enters the call as outgoing to that number.
   Other calls (internal calls, consultation calls) are followed only to know when their
   channels leave; they emit nothing. Local channels show "<unknown>" as caller ID when they
   are created: a later sighting of the entry with a real caller ID completes it. R7/R8
@@ -87,7 +90,7 @@ from types import MappingProxyType
 from typing import Union
 
 from .model import CallRecord, Direction, Disposition, Rules, Transfer, TransferKind
-from .outcome import disposition_for, employee_for_peer
+from .outcome import disposition_for, employee_for_peer, trunk_number
 from .rules import CallFacts, identify_incoming, identify_outgoing
 
 ENDED_MEMORY = 512  # how many ended linkedids are remembered against late events
@@ -349,7 +352,20 @@ def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> dict[str
     employee = (employee_for_peer(rules, event.dial_string)
                 or employee_for_channel(rules, event.destination.name))
     leg = DialLeg(event.destination.uniqueid, employee, event.at)
-    return {"legs": call.legs + (leg,), "rung": _add(call.rung, employee)}
+    changes: dict[str, object] = {"legs": call.legs + (leg,), "rung": _add(call.rung, employee)}
+    if call.entry is None and (entry := _direct_outgoing(rules, event)) is not None:
+        changes["entry"] = entry
+    return changes
+
+
+def _direct_outgoing(rules: Rules, event: DialStarted) -> Entry | None:
+    """An employee's channel dialling the trunk without passing through agi-daemon-outgoing
+    (a dialplan of its own, a speed dial): still an outgoing call to log (R12)."""
+    number = trunk_number(rules, event.dial_string)
+    caller = event.caller.caller_id if event.caller is not None else ""
+    if number is None or rules.employee_by_extension(caller) is None:
+        return None
+    return Entry(Direction.OUTGOING, number, caller)
 
 
 def _dial_ended(rules: Rules, call: CallState, event: DialEnded) -> dict[str, object]:

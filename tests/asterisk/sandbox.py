@@ -15,6 +15,7 @@ The test dialplan around the project's `dialplan/agi-daemon.conf`:
   [employees]       Local/<ext>@employees: UserEvent AgiDaemonTestRing (Extension), then
                     global EMPLOYEE_<ext> = answer (default) | noanswer | busy
   [trunk]           Local/<number>@trunk: UserEvent AgiDaemonTestTrunk (Number), answers
+  [phones]          an admin's own outgoing dialplan: Dial(Local/<number>@trunk), no daemon
   [originate-caller] the originating side of test calls: Answer, Wait(120)
 A UserEvent carries the channel's own headers, Linkedid included (a "Linkedid:" field in the
 body would duplicate that header: panoramisk then gives a list), so filter on event["linkedid"].
@@ -479,6 +480,11 @@ exten => _X!,1,UserEvent(AgiDaemonTestTrunk,Number: ${EXTEN})
 exten => _+X!,1,UserEvent(AgiDaemonTestTrunk,Number: ${EXTEN})
  same => n,Answer()
  same => n,Wait(60)
+ same => n,Hangup()
+
+; An admin's own dialplan for the phones, bypassing agi-daemon-outgoing: dials the trunk.
+[phones]
+exten => _X!,1,Dial(Local/${EXTEN}@trunk,,T)
  same => n,Hangup()
 
 ; The originating side of test calls (the client for incoming calls, the employee for outgoing).

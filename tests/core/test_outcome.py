@@ -61,3 +61,25 @@ def test_garbled_report_values_do_not_raise():
     call = identify_outgoing(rules, "101", CLIENT, "L1")
     record = call_record(rules, call, report(direction="outgoing", t0="yesterday", answered_ms="x"), None, None, END)
     assert record.started_at == END and record.employees == ("alice",)
+
+
+@pytest.mark.parametrize(
+    "template, dial_string, number",
+    [
+        ("Local/{number}@trunk", "0655443322@trunk", "0655443322"),
+        ("PJSIP/{number}@trunk", "+33655443322@trunk", "+33655443322"),
+        ("PJSIP/{number}@trunk", "PJSIP/0655443322@trunk", "0655443322"),
+        ("PJSIP/{number}@trunk", "101", None),
+        ("PJSIP/{number}@trunk", "101@employees", None),
+        ("PJSIP/{number}@trunk", "@trunk", None),
+        ("Local/{number}@trunk", "0655&0666@trunk", None),
+    ],
+)
+def test_trunk_dial_string_gives_back_the_dialled_number(template, dial_string, number):
+    from dataclasses import replace
+
+    from agi_daemon.core.model import Dialing
+    from agi_daemon.core.outcome import trunk_number
+
+    rules = replace(make_rules(), dialing=Dialing("Local/{extension}@employees", template))
+    assert trunk_number(rules, dial_string) == number

@@ -332,6 +332,24 @@ def test_outgoing_call_disposition_comes_from_the_trunk_leg(status, disposition)
     assert (record.disposition, record.employees, record.answered_by) == (disposition, ("alice",), None)
 
 
+@pytest.mark.parametrize("caller, tracked", [("102", True), ("555", False)], ids=["employee", "not-an-employee"])
+def test_employee_dialling_the_trunk_directly_is_tracked_as_outgoing(caller, tracked):
+    """The call never entered agi-daemon-outgoing (the admin's own dialplan dialled the
+    trunk): an employee's extension dialling trunk_template is still an outgoing call."""
+    phone = Channel("L1", "PJSIP/102-00000001", "L1", "from-phones", "0699887766", caller)
+    line = Channel("L1.1", "Local/0699887766@trunk-00000001;1", "L1", "trunk", "0699887766")
+    events = [created(phone, 0), created(line, 1),
+              DialStarted(phone, line, "0699887766@trunk", t(1)), DialEnded(phone, line, "ANSWER", t(3)),
+              hangup(line, 13), hangup(phone, 13)]
+    found = records(run(events)[1])
+    if not tracked:
+        assert found == []
+        return
+    [record] = found
+    assert (record.direction, record.line, record.number) == (Direction.OUTGOING, PARIS, EXTERNAL)
+    assert (record.disposition, record.employees, record.talk_seconds) == (Disposition.ANSWERED, ("bob",), 10.0)
+
+
 def test_duplicate_hangups_end_the_call_once():
     events = incoming(("101", "ANSWER"))
     events += [hangup(trunk(), 31), hangup(leg("101", 1), 31), hangup(trunk(), 32)]
