@@ -185,6 +185,7 @@ class AmiClient:
         self._attempt = 0
         self._next_action_id = 0
         self._dropped = 0
+        self._dropped_at_resync = 0  # the drop count at the last resync
         self._drop_logged_at = float("-inf")
         self._last_error: str | None = None
 
@@ -325,6 +326,7 @@ class AmiClient:
             self._log.info("AMI %s:%d: logged in as %s (%s, events %s)", self._host, self._port,
                            self._username, banner, self._event_mask)
             await self._resync(link)
+            self._dropped_at_resync = self._dropped
             await self._keepalive(link)
         finally:
             self._connected = False
@@ -363,6 +365,12 @@ class AmiClient:
                 answered = _succeeded(reply) and reply.get("Ping", "").lower() == "pong"
             if answered:
                 missed = 0
+                if self._dropped > self._dropped_at_resync:
+                    # Events were lost (a Hangup among them would leave a call open forever):
+                    # read the live channels again, as after a reconnect.
+                    self._dropped_at_resync = self._dropped
+                    self._held = []
+                    await self._resync(link)
                 continue
             missed += 1
             self._log.warning("AMI %s:%d: ping unanswered (%d in a row)",

@@ -324,3 +324,21 @@ def test_secret_with_a_line_break_is_refused_without_showing_it() -> None:
     with pytest.raises(ValueError) as raised:
         AmiClient("127.0.0.1", 5038, "agi-daemon", "abc\r\nAction: Originate")
     assert "abc" not in str(raised.value)
+
+
+async def test_dropped_events_trigger_a_fresh_resync_once_the_link_answers_again() -> None:
+    """A dropped Hangup would leave a call open forever: after drops, the live channels are
+    read again (CoreShowChannels) so the tracker can close what it missed."""
+    size = 20
+    async with asyncio.timeout(10), FakeAmi(secret=SECRET, channels=[channel(1)]) as ami:
+        client = make_client(ami, events={"UserEvent"}, queue_size=size, ping_interval=0.2, ping_timeout=1.0)
+        async with running(client):
+            assert isinstance(await next_item(client), AmiResync)
+            await ami.flood(size * 3, 1_000_000, user_event)
+            await until(lambda: client.dropped > 0)
+            resyncs = 0
+            while resyncs == 0:  # drain: the resync comes after the kept events
+                item = await next_item(client)
+                resyncs += isinstance(item, AmiResync)
+            assert client.reconnects == 0
+            assert sum(1 for a in ami.actions if a.get("action", "").lower() == "coreshowchannels") == 2
