@@ -12,8 +12,12 @@ import contextlib
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from agi_daemon.app import Daemon
+from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.settings import SettingsHolder
+from tests.asterisk.ami_client import user_event
 
 PARIS = "+33184880000"  # create / classic by default
 LYON = "+33472000000"  # offer
@@ -21,6 +25,30 @@ CLIENT = "+33611223344"
 UNKNOWN = "+33699887766"
 BLOCKED = "+33140000000"
 ALICE_MOBILE = "+33612000001"
+
+
+@pytest.fixture
+async def crm(tmp_path):
+    """The embedded CRM the daemon under test uses; the test reads it back."""
+    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
+        yield store
+
+
+@pytest.fixture
+async def employees(asterisk):
+    """The shared sandbox; every employee answers unless the test says otherwise (reset after)."""
+    yield asterisk
+    for extension in ("101", "102"):
+        asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
+
+
+def rang(linkedid: str, extension: str):
+    """The sandbox's employee <extension> started ringing for call <linkedid>."""
+    return user_event("AgiDaemonTestRing", linkedid=linkedid, extension=extension)
+
+
+async def logged_calls(crm, linkedid: str) -> list[dict]:
+    return [c for c in await crm.list_records("calls") if c["linkedid"] == linkedid]
 
 
 def write_config(

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from agi_daemon.crm.embedded import EmbeddedCrm
 from tests.asterisk.ami_client import user_event
-from tests.daemon_harness import (
-    ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, eventually, running_daemon, write_config,
+from tests.daemon_harness import (  # noqa: F401 - crm and employees are fixtures
+    ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, crm, employees, eventually, logged_calls, rang, running_daemon,
+    write_config,
 )
 from tests.services.crm_fakes import SlowCrm
 
@@ -22,28 +22,6 @@ pytestmark = pytest.mark.asterisk
 
 PARIS_AS_DIALLED = "0184880000"  # the trunk delivers the national form
 LYON_AS_DIALLED = "33472000000"  # ... or E.164 without '+'
-
-
-def rang(linkedid: str, extension: str):
-    return user_event("AgiDaemonTestRing", linkedid=linkedid, extension=extension)
-
-
-@pytest.fixture
-async def crm(tmp_path):
-    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
-async def employees(asterisk):
-    """Every employee answers unless the test says otherwise; reset after each test."""
-    yield asterisk
-    for extension in ("101", "102"):
-        asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
-
-
-async def logged_calls(crm, linkedid):
-    return [c for c in await crm.list_records("calls") if c["linkedid"] == linkedid]
 
 
 async def nothing_in_crm(crm):

@@ -8,39 +8,20 @@ import time
 
 import pytest
 
-from agi_daemon.crm.embedded import EmbeddedCrm
 from tests.asterisk.ami.fake_ami import FakeAmi
 from tests.asterisk.ami_client import event_named, user_event
-from tests.daemon_harness import CLIENT, UNKNOWN, agi_call, eventually, running_daemon, write_config
+from tests.daemon_harness import (  # noqa: F401 - crm and employees are fixtures
+    CLIENT, UNKNOWN, agi_call, crm, employees, eventually, logged_calls, rang, running_daemon, write_config,
+)
 from tests.tcp_proxy import TcpProxy
 
 PARIS_AS_DIALLED = "0184880000"
-
-
-def rang(linkedid: str, extension: str):
-    return user_event("AgiDaemonTestRing", linkedid=linkedid, extension=extension)
-
-
-@pytest.fixture
-async def crm(tmp_path):
-    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
-async def employees(asterisk):
-    yield asterisk
-    for extension in ("101", "102"):
-        asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
 
 
 async def employee_channel(ami, linkedid: str, extension: str) -> str:
     channels = await ami.channels(linkedid)
     return next(c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1"))
 
-
-async def logged(crm, linkedid):
-    return [c for c in await crm.list_records("calls") if c["linkedid"] == linkedid]
 
 
 async def transfer(ami, call, kind: str) -> None:
@@ -116,7 +97,7 @@ async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
         await asterisk_ami.wait_event(rang(call.linkedid, "102"), 5, since=since)
         await asyncio.sleep(2.5)  # bob rings out too: the dialplan hangs up
-        [entry] = await eventually(lambda: logged(crm, call.linkedid))
+        [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
         rang_for = time.monotonic() - started
     [lead] = await crm.list_records("leads")
     assert (entry["disposition"], entry["answered_by"], entry["talk_seconds"]) == ("missed", None, 0.0)
@@ -132,7 +113,7 @@ async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, crm,
         await asyncio.sleep(2.0)
         await asterisk_ami.hangup_call(call.linkedid)
         hung_up = time.monotonic()
-        [entry] = await eventually(lambda: logged(crm, call.linkedid))
+        [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
     assert entry["disposition"] == "answered"
     assert abs(entry["talk_seconds"] - (hung_up - answered)) <= 1.0
 
@@ -154,7 +135,7 @@ async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_sti
             assert daemon.ami.dropped == 0
         assert proxy.connections >= 2
     assert moved
-    assert len(await logged(crm, call.linkedid)) == 1
+    assert len(await logged_calls(crm, call.linkedid)) == 1
     assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
 
 
@@ -167,7 +148,7 @@ async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the
         await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid, number=number), 5, since=since)
         await asyncio.sleep(1.0)
         await asterisk_ami.hangup_call(call.linkedid)
-        entries = await eventually(lambda: logged(crm, call.linkedid), timeout=3 if logged_on is None else 8)
+        entries = await eventually(lambda: logged_calls(crm, call.linkedid), timeout=3 if logged_on is None else 8)
     if logged_on is None:
         assert entries == [] and await crm.list_records("leads") == []  # R8: alice's mobile
         return
@@ -213,7 +194,7 @@ async def _responsible_is(crm, kind, employee):
 
 
 async def _with_transfers(crm, linkedid):
-    return [c for c in await logged(crm, linkedid) if c["transfers"]]
+    return [c for c in await logged_calls(crm, linkedid) if c["transfers"]]
 
 
 def _reconnected(daemon):
