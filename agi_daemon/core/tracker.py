@@ -74,20 +74,34 @@ Transfers
 
 Resync (after every AMI (re)connection, from the live channels)
   A tracked call absent from the snapshot ended while the link was down: its CallEnded is
-  emitted at once, ended at the last event seen for it, disposition from the legs seen.
+  emitted at once (the oldest call's first), ended at the last event seen for it, disposition
+  from the legs seen.
   A call in the snapshot but unknown here is re-created from it (started `age` seconds before
   the snapshot; answered when its bridges say so, as above), so a later transfer
   and the hangup still produce the record. Calls in both get the snapshot's channel list.
   CallEnded is never emitted twice for a linkedid: ended linkedids are remembered (the last
   `ENDED_MEMORY`) and ignored if their channels show up again in late events.
+
+What an event costs
+  The same with 10 calls in progress as with 5,000: a busy call centre must not slow the
+  event loop down. The state is made of persistent maps (`immutables.Map`, a hash array mapped
+  trie): a new version shares all but O(log n) of its nodes with the one it came from, so
+  storing or forgetting a call copies nothing else, and the old state stays valid (the fold
+  remains pure). Next to the calls, an index names the call that has each live channel
+  (uniqueid -> linkedid), so a hangup or a moved channel finds its call without looking at
+  every call's channels; it is kept in step with the calls' channel sets by `_put` and `_end`,
+  the only writers, and a channel is in one call at most. The ended linkedids are a persistent
+  map too (membership is a lookup) plus their order (to forget the oldest). Only a resync,
+  which lists every live channel anyway, looks at every call.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Union
+
+import immutables
 
 from .model import CallRecord, Direction, Disposition, Rules, Transfer, TransferKind
 from .outcome import disposition_for, employee_for_peer, trunk_number
@@ -262,15 +276,110 @@ class CallState:
     transfers: tuple[Transfer, ...] = ()
 
 
-_EMPTY: Mapping[str, CallState] = MappingProxyType({})
+class CallsInProgress(Mapping[str, CallState]):
+    """The calls in progress by linkedid: a read-only mapping (equal to a dict with the same
+    calls) over a persistent map; `with_call` and `without` make new versions in O(log n).
+    Iteration follows the map's hashing, not the order calls started."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self, calls: immutables.Map[str, CallState] = immutables.Map()) -> None:
+        self._calls = calls
+
+    def __getitem__(self, linkedid: str) -> CallState:
+        return self._calls[linkedid]
+
+    def get(self, linkedid: str, default: CallState | None = None) -> CallState | None:
+        return self._calls.get(linkedid, default)
+
+    def __contains__(self, linkedid: object) -> bool:
+        return linkedid in self._calls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._calls)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CallsInProgress):
+            return self._calls == other._calls
+        return super().__eq__(other)  # any other mapping: same items
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CallsInProgress({dict(self._calls)!r})"
+
+    def with_call(self, call: CallState) -> CallsInProgress:
+        return CallsInProgress(self._calls.set(call.linkedid, call))
+
+    def without(self, linkedid: str) -> CallsInProgress:
+        return CallsInProgress(self._calls.delete(linkedid)) if linkedid in self._calls else self
+
+
+class RecentlyEnded(Sequence[str]):
+    """The linkedids of the last `ENDED_MEMORY` calls that ended, oldest first. `in` is a
+    lookup and `remember` costs O(log ENDED_MEMORY): nothing is scanned or copied whole."""
+
+    __slots__ = ("_serials", "_order", "_next")
+
+    def __init__(self, serials: immutables.Map[str, int] = immutables.Map(),
+                 order: immutables.Map[int, str] = immutables.Map(), next_serial: int = 0) -> None:
+        self._serials = serials  # linkedid -> the serial it was last remembered under
+        self._order = order  # serial -> linkedid, for the last ENDED_MEMORY serials
+        self._next = next_serial
+
+    def __contains__(self, linkedid: object) -> bool:
+        return linkedid in self._serials
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]  # no slices
+        size = len(self._order)
+        position = index + size if index < 0 else index
+        if not 0 <= position < size:
+            raise IndexError(index)
+        return self._order[self._next - size + position]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (RecentlyEnded, tuple, list)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RecentlyEnded({tuple(self)!r})"
+
+    def remember(self, linkedid: str) -> RecentlyEnded:
+        """These linkedids and `linkedid`, the oldest forgotten beyond ENDED_MEMORY."""
+        serial = self._next
+        order = self._order.set(serial, linkedid)
+        serials = self._serials.set(linkedid, serial)
+        oldest = serial - ENDED_MEMORY
+        if oldest in order:
+            forgotten = order[oldest]
+            order = order.delete(oldest)
+            if serials[forgotten] == oldest:  # not remembered again since
+                serials = serials.delete(forgotten)
+        return RecentlyEnded(serials, order, serial + 1)
+
+
+_NO_CALLS = CallsInProgress()
+_NONE_ENDED = RecentlyEnded()
+_NO_CHANNELS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerState:
-    """Calls in progress by linkedid (tracked or not), and the linkedids that recently ended."""
+    """Calls in progress by linkedid (tracked or not), the call each of their channels is in,
+    and the linkedids that recently ended. Persistent all through: see "What an event costs"."""
 
-    calls: Mapping[str, CallState] = field(default_factory=lambda: _EMPTY)
-    ended: tuple[str, ...] = ()  # oldest first, at most ENDED_MEMORY
+    calls: CallsInProgress = field(default_factory=lambda: _NO_CALLS)
+    owners: immutables.Map[str, str] = immutables.Map()  # uniqueid -> linkedid, every call's channels
+    ended: RecentlyEnded = field(default_factory=lambda: _NONE_ENDED)  # oldest first
 
 
 Step = tuple[TrackerState, tuple[Effect, ...]]
@@ -302,12 +411,13 @@ def _created(rules: Rules, state: TrackerState, event: ChannelCreated) -> Step:
     channel = event.channel
     if not channel.linkedid or channel.linkedid in state.ended:
         return state, ()
+    state, effects = _release(rules, state, channel, event.at)  # a channel is in one call only
     call = state.calls.get(channel.linkedid)
     if call is None:
         call = CallState(channel.linkedid, started_at=event.at, last_at=event.at)
     call = replace(call, channels=call.channels | {channel.uniqueid}, last_at=max(call.last_at, event.at),
                    entry=_entry(call, call.entry, channel))
-    return _put(state, call), ()
+    return _put(state, call), effects
 
 
 def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
@@ -458,14 +568,14 @@ def _hung_up(rules: Rules, state: TrackerState, event: ChannelHungUp) -> Step:
 
 def _resynced(rules: Rules, state: TrackerState, event: Resynced) -> Step:
     live: dict[str, list[LiveChannel]] = {}
-    for item in event.channels:
+    for item in {item.channel.uniqueid: item for item in event.channels}.values():  # once each
         if item.channel.linkedid:
             live.setdefault(item.channel.linkedid, []).append(item)
     effects: list[Effect] = []
-    for linkedid, call in list(state.calls.items()):
-        if linkedid not in live:  # ended while we were not listening
-            state, ended = _end(rules, state, call, call.last_at, partial=True)
-            effects.extend(ended)
+    gone = [call for linkedid, call in state.calls.items() if linkedid not in live]  # while we were away
+    for call in sorted(gone, key=lambda call: (call.started_at, call.linkedid)):  # oldest first
+        state, ended = _end(rules, state, call, call.last_at, partial=True)
+        effects.extend(ended)
     for linkedid, items in live.items():
         if linkedid in state.ended:
             continue
@@ -513,23 +623,27 @@ def _claim(rules: Rules, state: TrackerState, channel: Channel, at: datetime) ->
     target = state.calls.get(channel.linkedid)
     if target is not None and channel.uniqueid in target.channels:
         return state, ()
-    previous = next((call for call in state.calls.values()
-                     if call.linkedid != channel.linkedid and channel.uniqueid in call.channels), None)
-    effects: tuple[Effect, ...] = ()
-    if previous is not None:
-        left = replace(previous, channels=previous.channels - {channel.uniqueid},
-                       bridged=_without(previous.bridged, channel.uniqueid), last_at=max(previous.last_at, at))
-        state, effects = _end(rules, state, left, at) if not left.channels else (_put(state, left), ())
+    state, effects = _release(rules, state, channel, at)
     if target is not None:
         state = _put(state, replace(target, channels=target.channels | {channel.uniqueid}))
     return state, effects
 
 
+def _release(rules: Rules, state: TrackerState, channel: Channel, at: datetime) -> Step:
+    """Take `channel` from the call that has it under another linkedid, if any; that call
+    ends if it was its last channel."""
+    previous = _owner(state, channel)
+    if previous is None or previous.linkedid == channel.linkedid:
+        return state, ()
+    left = replace(previous, channels=previous.channels - {channel.uniqueid},
+                   bridged=_without(previous.bridged, channel.uniqueid), last_at=max(previous.last_at, at))
+    return _end(rules, state, left, at) if not left.channels else (_put(state, left), ())
+
+
 def _owner(state: TrackerState, channel: Channel) -> CallState | None:
-    call = state.calls.get(channel.linkedid)
-    if call is not None and channel.uniqueid in call.channels:
-        return call
-    return next((call for call in state.calls.values() if channel.uniqueid in call.channels), None)
+    """The call that has `channel` (whatever linkedid this event shows), from the index."""
+    linkedid = state.owners.get(channel.uniqueid)
+    return state.calls[linkedid] if linkedid is not None else None
 
 
 def _entry(call: CallState, entry: Entry | None, channel: Channel) -> Entry | None:
@@ -563,11 +677,13 @@ def _placeholder(caller_id: str) -> bool:
 
 
 def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime, *, partial: bool = False) -> Step:
-    """Forget the call, remember its linkedid, and emit its record if it was tracked."""
-    calls = dict(state.calls)
-    calls.pop(call.linkedid, None)
-    ended = (state.ended + (call.linkedid,))[-ENDED_MEMORY:]
-    new_state = TrackerState(MappingProxyType(calls), ended)
+    """Forget the call (`call` is its last version, maybe not stored yet) and its channels,
+    remember its linkedid, and emit its record if it was tracked."""
+    stored = state.calls.get(call.linkedid)
+    channels = (call.channels | stored.channels) if stored is not None else call.channels
+    new_state = TrackerState(state.calls.without(call.linkedid),
+                             _reindex(state.owners, call.linkedid, channels, _NO_CHANNELS),
+                             state.ended.remember(call.linkedid))
     facts = call_facts(rules, call)
     if facts is None:
         return new_state, ()
@@ -575,9 +691,25 @@ def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime, *, pa
 
 
 def _put(state: TrackerState, call: CallState) -> TrackerState:
-    calls = dict(state.calls)
-    calls[call.linkedid] = call
-    return TrackerState(MappingProxyType(calls), state.ended)
+    """Store `call` (new or updated), the channel index following its channels."""
+    stored = state.calls.get(call.linkedid)
+    owners = _reindex(state.owners, call.linkedid, stored.channels if stored is not None else _NO_CHANNELS,
+                      call.channels)
+    return TrackerState(state.calls.with_call(call), owners, state.ended)
+
+
+def _reindex(owners: immutables.Map[str, str], linkedid: str, before: frozenset[str],
+             after: frozenset[str]) -> immutables.Map[str, str]:
+    """The channel index once the call `linkedid` has `after` instead of `before`. A channel
+    that left stays indexed if it is already another call's (a resync may move it first)."""
+    if before is after:
+        return owners
+    for uniqueid in before - after:
+        if owners.get(uniqueid) == linkedid:
+            owners = owners.delete(uniqueid)
+    for uniqueid in after - before:
+        owners = owners.set(uniqueid, linkedid)
+    return owners
 
 
 def _add(employees: tuple[str, ...], employee: str | None) -> tuple[str, ...]:

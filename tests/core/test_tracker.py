@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agi_daemon.asterisk.ami import AmiResync, ChannelSnapshot
 from agi_daemon.asterisk.ami.model import parse_duration
@@ -23,6 +25,7 @@ from agi_daemon.core.tracker import (
     DialStarted,
     LiveChannel,
     Reassign,
+    RecentlyEnded,
     Resynced,
     TrackerState,
     Transferred,
@@ -569,6 +572,13 @@ def test_ringing_call_gone_during_a_disconnection_is_missed():
     assert (record.disposition, record.ended_at, record.ring_seconds) == (Disposition.MISSED, t(1), 1.0)
 
 
+def test_calls_gone_during_a_disconnection_end_oldest_first():
+    state, _ = run([created(trunk(linkedid), n) for n, linkedid in enumerate(["L9", "L1", "L5", "L3"])])
+    state, effects = step(RULES, state, Resynced((), t(60)))
+    assert [record.linkedid for record in records(effects)] == ["L9", "L1", "L5", "L3"]
+    assert tuple(state.ended) == ("L9", "L1", "L5", "L3")
+
+
 def test_call_ended_at_resync_is_never_recorded_again_by_late_events():
     client, alice, events = answered_by_alice()
     state, effects = run(events + [Resynced((), t(60)), created(client, 61), hangup(client, 62)])
@@ -616,6 +626,127 @@ def test_ended_linkedids_are_remembered_only_up_to_a_limit():
     for n in range(ENDED_MEMORY + 5):
         state, _ = run([created(trunk(f"C{n}"), n), hangup(trunk(f"C{n}"), n)], state=state)
     assert len(state.ended) == ENDED_MEMORY and state.ended[-1] == f"C{ENDED_MEMORY + 4}"
+
+
+# ---------------------------------------------------------------- the state: index, memory, sharing
+
+def check_state(state):
+    """What every state between two events must satisfy: each live channel is in exactly one
+    call, and the uniqueid -> linkedid index says which; no call is empty or already ended."""
+    channels = [(uid, call.linkedid) for call in state.calls.values() for uid in call.channels]
+    assert dict(state.owners) == dict(channels)
+    assert len(state.owners) == len(channels)  # no channel in two calls
+    assert all(call.channels for call in state.calls.values())
+    assert not any(linkedid in state.ended for linkedid in state.calls)
+    assert len(state.ended) <= ENDED_MEMORY
+
+
+def run_checked(events, state=None):
+    state = state or TrackerState()
+    effects = []
+    for event in events:
+        state, more = step(RULES, state, event)
+        check_state(state)
+        effects.extend(more)
+    ended = [record.linkedid for record in records(effects)]
+    assert len(ended) == len(set(ended))  # never twice
+    return state, effects
+
+
+@pytest.mark.parametrize("name, k", [(name, None) for name in sorted(FIXTURES)] + ALL_POINTS)
+def test_recorded_call_keeps_the_channel_index_in_step_after_every_event(name, k):
+    items = ami_items(name)
+    if k is not None:
+        items = items[:k] + [snapshot_at(name, k)] + items[k:]
+    state, _ = run_checked([event for event in map(translate, items) if event])
+    assert state.calls == {} and dict(state.owners) == {}
+
+
+def recorded_events(name):
+    return [event for event in map(translate, ami_items(name)) if event is not None]
+
+
+def test_recorded_calls_interleaved_on_one_tracker_each_give_the_record_they_give_alone():
+    """Many calls in progress at once: each call's events only touch that call."""
+    names = [name for name in sorted(FIXTURES) if "resync" not in name]  # a resync ends the others
+    queues = [recorded_events(name) for name in names]
+    interleaved = [queue[i] for i in range(max(map(len, queues))) for queue in queues if i < len(queue)]
+    busy, _ = run([created(trunk(f"B{n}"), n) for n in range(50)])  # calls going on all along
+    state, effects = run_checked(interleaved, busy)
+    assert sorted(records(effects), key=lambda r: r.linkedid) == sorted(
+        (record for name in names for record in records(replay(name)[1])), key=lambda r: r.linkedid)
+    assert set(state.calls) == {f"B{n}" for n in range(50)}
+
+
+def test_a_step_leaves_the_state_it_started_from_unchanged():
+    events = recorded_events("incoming_attended_transfer")
+    middle, _ = run(events[: len(events) // 2])
+    calls, owners, ended = dict(middle.calls), dict(middle.owners), tuple(middle.ended)
+    run(events[len(events) // 2:], state=middle)
+    assert (dict(middle.calls), dict(middle.owners), tuple(middle.ended)) == (calls, owners, ended)
+
+
+def test_channel_created_again_under_another_linkedid_moves_to_that_call():
+    """One channel, one call: the event that shows a new linkedid moves the channel, so the
+    call it left still ends when its own last channel hangs up."""
+    client, alice, events = answered_by_alice()
+    state, effects = run_checked(events + [created(replace(alice, linkedid="L2"), 5)])
+    assert (state.calls["L1"].channels, state.calls["L2"].channels) == ({client.uniqueid}, {alice.uniqueid})
+    state, effects = run_checked([hangup(client, 10)], state)
+    [record] = records(effects)
+    assert (record.linkedid, record.ended_at) == ("L1", t(10)) and set(state.calls) == {"L2"}
+
+
+LINKEDIDS = ["L1", "L2", "L3"]
+UNIQUEIDS = ["L1", "L2", "L3", "L1.1", "L1.2", "L2.1"]
+
+
+def any_channel():
+    """A channel of the pool under any linkedid (so channels move between calls), maybe
+    standing in an entry context."""
+    return st.builds(
+        lambda uid, linkedid, entry: Channel(uid, f"Local/{101 + len(uid) % 2}@employees-0000000{len(uid)};1",
+                                             linkedid, "agi-daemon-incoming" if entry else "employees",
+                                             "0184880000", CLIENT, entry),
+        st.sampled_from(UNIQUEIDS), st.sampled_from(LINKEDIDS), st.sampled_from([None, Direction.INCOMING]))
+
+
+def any_event():
+    at = st.just(T0)  # times are set in order below
+    status = st.sampled_from(["ANSWER", "BUSY", "NOANSWER", "CANCEL", "CHANUNAVAIL"])
+    bridge = st.sampled_from(["b1", "b2"])
+    live_channel = st.builds(live, any_channel(), st.floats(0, 60), st.just("Up"), st.sampled_from(["", "b1"]))
+    return st.one_of(
+        st.builds(ChannelCreated, any_channel(), at),
+        st.builds(DialStarted, st.none() | any_channel(), any_channel(), st.just("102@employees"), at),
+        st.builds(DialEnded, st.none() | any_channel(), any_channel(), status, at),
+        st.builds(BridgeEntered, any_channel(), bridge, at),
+        st.builds(BridgeLeft, any_channel(), bridge, at),
+        st.builds(Transferred, st.sampled_from([A, B]), any_channel(), st.none() | any_channel(),
+                  st.none() | any_channel(), st.sampled_from(["", "102"]), at, bridge),
+        st.builds(ChannelHungUp, any_channel(), st.just("16"), at),
+        st.builds(Resynced, st.lists(live_channel, max_size=4).map(tuple), at),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(any_event(), max_size=40))
+def test_any_event_sequence_keeps_the_channel_index_in_step(events):
+    run_checked([replace(event, at=t(n)) for n, event in enumerate(events)])
+
+
+@pytest.mark.parametrize("period", [1, 7, 300, ENDED_MEMORY, ENDED_MEMORY + 1, 2000],
+                         ids=lambda period: f"period-{period}")
+def test_ended_memory_keeps_the_last_linkedids_in_order_like_a_bounded_tuple(period):
+    """`ended` behaves as `(ended + (linkedid,))[-ENDED_MEMORY:]`, repeats included."""
+    memory, model = RecentlyEnded(), ()
+    for n in range(2 * ENDED_MEMORY + 50):
+        linkedid = f"C{n % period}"
+        memory, model = memory.remember(linkedid), (model + (linkedid,))[-ENDED_MEMORY:]
+        if n % 97 == 0 or n >= 2 * ENDED_MEMORY + 40:
+            assert tuple(memory) == model and memory == model and len(memory) == len(model)
+            assert memory[-1] == model[-1] and memory[0] == model[0]
+            assert all((f"C{m}" in memory) == (f"C{m}" in model) for m in range(min(period, 2000)))
 
 
 # ---------------------------------------------------------------- pieces
