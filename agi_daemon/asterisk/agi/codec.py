@@ -320,8 +320,9 @@ def set_variable(name: str, value: str) -> bytes:
     return encode_command("SET VARIABLE", _variable_name(name), value)
 
 
-# What MSet's argument parsing would split on or unescape: such a value goes by SET VARIABLE.
-_MSET_UNSAFE = re.compile(r'[,"\\()|\[\]{}\x00-\x1f]')
+# What MSet's argument parsing would split on or unescape, or Asterisk could read as an
+# expression (${...}, $[...]): such a value goes by SET VARIABLE, which takes it literally.
+_MSET_UNSAFE = re.compile(r'[,"\\()|\[\]{}$\x00-\x1f]')
 
 
 def set_variables(pairs: Sequence[tuple[str, str]]) -> bytes | None:

@@ -589,7 +589,11 @@ async def test_several_variables_go_in_one_mset_round_trip():
         await asterisk.close()
 
 
-@pytest.mark.parametrize("value, mset_reply", [("a,b", None), ("plain", b"200 result=-2\n")], ids=["comma-in-value", "mset-refused"])
+@pytest.mark.parametrize(
+    "value, mset_reply",
+    [("a,b", None), ("x${EVIL}", None), ("plain", b"200 result=-2\n")],
+    ids=["comma-in-value", "expression-in-value", "mset-refused"],
+)
 async def test_variables_mset_cannot_carry_go_one_by_one_status_last(value, mset_reply):
     async def incoming(session: AgiSession) -> None:
         await session.set_variables([("AGI_DAEMON_TRUNK", value), ("AGI_DAEMON_STATUS", "ok")])
