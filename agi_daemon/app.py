@@ -48,22 +48,30 @@ class Daemon:
         self.pending: PendingWork | None = None
         self.ami: AmiClient | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
 
     def reload(self) -> None:
         """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns."""
         if self._tasks is None:
-            log.warning("reload ignored: the daemon is not running yet")
+            log.warning("reload ignored: the daemon is not running")
             return
-        self._tasks.create_task(self._reload())
+        try:
+            self._tasks.create_task(self._reload())
+        except RuntimeError:  # the TaskGroup is shutting down
+            log.warning("reload ignored: the daemon is stopping")
 
     async def _reload(self) -> None:
-        before = self._holder.current
-        try:
-            problems = await asyncio.to_thread(self._holder.reload)
-        except Exception:
-            log.exception("reload failed, the running config stays")
-            return
+        async with self._reloading:  # two quick SIGHUPs: one reload after the other
+            before = self._holder.current
+            try:
+                problems = await asyncio.to_thread(self._holder.reload)
+            except Exception:
+                log.exception("reload failed, the running config stays")
+                return
+            self._report_reload(before, problems)
+
+    def _report_reload(self, before: Settings, problems: list) -> None:
         if problems:
             log.error("reload refused, the running config stays:\n%s", "\n".join(map(str, problems)))
             return

@@ -64,7 +64,7 @@ def _incoming_line(rules: Rules, line: Line, taken: dict[str, str]) -> list[str]
     ring = group.ring_seconds if group else 20
     out = ["", f"; {_comment(line.name)} {line.number}: queue group {_comment(line.queue_group)}"
                f" ({strategy.value}, {ring} s{' per member' if strategy is QueueStrategy.IN_ORDER else ''})"]
-    forms = [form for form in dial_forms(line.number) if form not in taken]
+    forms = [form for form in dial_forms(line.number, rules.default_region) if form not in taken]
     if not forms:
         return out + ["; every form of this number already belongs to an earlier line"]
     main, aliases = forms[0], forms[1:]

@@ -183,6 +183,7 @@ class CallRecord:
     talk_seconds: float = 0.0
     transfers: tuple[Transfer, ...] = ()
     entity: EntityRef | None = None
+    partial: bool = False  # a best guess (the call ended while AMI was down): yields to any report
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ def trunk_number(rules: Rules, dial_string: str) -> str | None:
     """The external number a Dial to the trunk carries ("0611223344@trunk" or
     "PJSIP/0611223344@trunk" for trunk_template "PJSIP/{number}@trunk"), else None."""
     template = rules.dialing.trunk_template
-    for form in (template, template.partition("/")[2]):
+    forms = (template, template.partition("/")[2]) if "/" in template else (template,)
+    for form in forms:
         prefix, _, suffix = form.partition("{number}")
         if dial_string.startswith(prefix) and dial_string.endswith(suffix) and len(dial_string) > len(prefix) + len(suffix):
             number = dial_string[len(prefix): len(dial_string) - len(suffix)]

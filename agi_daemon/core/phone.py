@@ -35,9 +35,9 @@ def try_e164(text: str, region: str) -> str | None:
         return None
 
 
-def dial_forms(e164: str) -> tuple[str, ...]:
-    """The digit strings a trunk may deliver for this number, every form `to_e164` reads back
-    to it: E.164 with and without '+', the 00 international prefix, the national form with
+def dial_forms(e164: str, region: str) -> tuple[str, ...]:
+    """The digit strings a trunk may deliver for this number that `to_e164(form, region)`
+    reads back to it: E.164 with and without '+', the 00 international prefix, the national form with
     its trunk prefix, and the national number without it."""
     parsed = phonenumbers.parse(e164, None)
     national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
@@ -45,7 +45,9 @@ def dial_forms(e164: str) -> tuple[str, ...]:
     digits = e164.lstrip("+")
     significant = phonenumbers.national_significant_number(parsed)
     forms = [e164, digits, "00" + digits, national_digits, significant]
-    return tuple(dict.fromkeys(form for form in forms if form))
+    # Only the forms the daemon reads back to this number in `region`: a national form of a
+    # foreign line would be another number (or none) to the daemon.
+    return tuple(dict.fromkeys(form for form in forms if form and try_e164(form, region) == e164))
 
 
 def masked(number: str | None, keep: int = 4) -> str:

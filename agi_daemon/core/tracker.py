@@ -105,6 +105,7 @@ import immutables
 
 from .model import CallRecord, Direction, Disposition, Rules, Transfer, TransferKind
 from .outcome import disposition_for, employee_for_peer, trunk_number
+from .phone import try_e164
 from .rules import CallFacts, identify_incoming, identify_outgoing
 
 ENDED_MEMORY = 512  # how many ended linkedids are remembered against late events
@@ -475,6 +476,8 @@ def _direct_outgoing(rules: Rules, event: DialStarted) -> Entry | None:
     caller = event.caller.caller_id if event.caller is not None else ""
     if number is None or rules.employee_by_extension(caller) is None:
         return None
+    if employee_for_peer(rules, event.dial_string) is not None or try_e164(number, rules.default_region) is None:
+        return None  # an internal call (a trunk template shaped like the employees'), not the trunk
     return Entry(Direction.OUTGOING, number, caller)
 
 

@@ -65,6 +65,7 @@ _LOOKUP_ORDER = (EntityType.CONTACT, EntityType.COMPANY, EntityType.LEAD)
 # The CRM's own worker threads (each with its database connection), and how long close()
 # waits for the operations in flight beyond the busy timeout.
 _WORKERS = 4
+_STALLED_S = 2.0  # an operation in flight this long means the database is stalled: say busy
 _CLOSE_GRACE_S = 5.0
 
 T = TypeVar("T")
@@ -84,7 +85,7 @@ class EmbeddedCrm:
         self._executor: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
         self._writer: Engine | None = None
-        self._running: set[asyncio.Future[Any]] = set()
+        self._running: dict[asyncio.Future[Any], float] = {}  # in flight -> submitted at (loop time)
         self._open_lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
@@ -126,12 +127,13 @@ class EmbeddedCrm:
             self._executor = self._engine = self._writer = None
             if executor is None or engine is None:
                 return
-            executor.shutdown(wait=False)  # what was submitted still runs
+            executor.shutdown(wait=False)  # what was submitted still runs, for a while (below)
             if self._running:
                 bound = self._busy_timeout_ms / 1000 + _CLOSE_GRACE_S
-                _, late = await asyncio.wait(self._running, timeout=bound)
+                _, late = await asyncio.wait(set(self._running), timeout=bound)
                 if late:
                     log.warning("closing the CRM with %d operations still running", len(late))
+                    executor.shutdown(wait=False, cancel_futures=True)  # drop those not started
             engine.dispose()
 
     # -- CrmAdapter ---------------------------------------------------------------------------
@@ -227,8 +229,9 @@ class EmbeddedCrm:
         await self._run("set the responsible", assign, write=True)
 
     async def log_call(self, record: CallRecord, *, keep_existing: bool = False) -> None:
-        """Record a finished call (R12) on its entity. A second record of the same call
-        (linkedid) replaces the first, unless `keep_existing`: then the first one stays."""
+        """Record a finished call (R12) on its entity, one row per linkedid. A second record
+        replaces the first, unless `keep_existing`: then it replaces only a `partial` first
+        record, and a partial record never replaces anything."""
         values = {
             "linkedid": record.linkedid,
             "direction": record.direction.value,
@@ -248,10 +251,13 @@ class EmbeddedCrm:
             ],
             "entity_type": record.entity.type.value if record.entity else None,
             "entity_id": record.entity.id if record.entity else None,
+            "partial": record.partial,
         }
 
         def log_it(conn: Connection) -> None:
-            conn.execute(_upsert(conn.dialect.name, calls, replace=not keep_existing), values)
+            statement = _upsert(conn.dialect.name, calls, replace=not keep_existing or not record.partial,
+                                only_over_partial=keep_existing)
+            conn.execute(statement, values)
 
         await self._run("log a call", log_it, write=True)
 
@@ -329,14 +335,19 @@ class EmbeddedCrm:
         engine, executor = (self._writer if write else self._engine), self._executor
         if engine is None or executor is None:
             raise CrmUnavailable("the embedded CRM is not open (await open() first)")
+        loop = asyncio.get_running_loop()
+        if self._running and loop.time() - min(self._running.values()) > _STALLED_S:
+            # The database is stalled (a lock, a full disk): queueing more behind it would make
+            # every later lookup miss its deadline and every retry add one more copy.
+            raise CrmUnavailable(f"the database is not keeping up ({len(self._running)} operations waiting)")
 
         def transaction() -> T:
             with _crm_errors(action), engine.begin() as conn:
                 return work(conn)
 
-        running = asyncio.get_running_loop().run_in_executor(executor, transaction)
-        self._running.add(running)
-        running.add_done_callback(self._running.discard)
+        running = loop.run_in_executor(executor, transaction)
+        self._running[running] = loop.time()
+        running.add_done_callback(lambda done: self._running.pop(done, None))
         # a caller that gives up does not stop the transaction, and close() still waits for it
         return await asyncio.shield(running)
 
@@ -379,9 +390,10 @@ _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals
 
 
 @cache
-def _upsert(dialect: str, table: Table, *, replace: bool) -> postgresql.Insert | sqlite.Insert:
+def _upsert(dialect: str, table: Table, *, replace: bool, only_over_partial: bool = False) -> postgresql.Insert | sqlite.Insert:
     """The INSERT of a row keyed by its linkedid: when the linkedid is already there, the row
-    is replaced by the new values (every column but the id), or left as it is."""
+    is replaced by the new values (every column but the id) — only if it is partial, with
+    `only_over_partial` — or left as it is."""
     statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
     if not replace:
         return statement.on_conflict_do_nothing(index_elements=["linkedid"])
@@ -390,7 +402,8 @@ def _upsert(dialect: str, table: Table, *, replace: bool) -> postgresql.Insert |
         for column in table.c
         if column.name not in ("id", "linkedid")
     }
-    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced)
+    where = table.c.partial.is_(True) if only_over_partial else None
+    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced, where=where)
 
 
 def _records_of_call(

@@ -9,7 +9,7 @@ The shapes are the command line contract (DESIGN.md §4):
   those of its contact and company.
 - calls: `id`, `direction`, `line`, `number`, `disposition`, `answered_by`, `ring_seconds`,
   `talk_seconds`, `transfers`, `entity`, `linkedid`, `started_at`, `answered_at`, `ended_at`,
-  `employees`.
+  `employees`, `partial` (true for a best guess: the call ended while AMI was down).
 - offers: `id`, `linkedid`, `direction`, `line`, `phone`, `employees`, `status`,
   `created_at`.
 
@@ -99,6 +99,7 @@ def call_json(row: Any) -> Json:
         "answered_at": _iso(row["answered_at"]),
         "ended_at": _iso(row["ended_at"]),
         "employees": row["employees"],
+        "partial": bool(row["partial"]),
     }
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 
@@ -143,6 +145,8 @@ calls = Table(
     Column("transfers", JsonText(), nullable=False),  # [{"from", "to", "kind"}]
     Column("entity_type", String(16), nullable=True),
     Column("entity_id", Integer, nullable=True),
+    # True for a best guess (the call ended while AMI was down): any real report replaces it.
+    Column("partial", Boolean, nullable=False, server_default=false()),
 )
 
 offers = Table(

@@ -65,7 +65,8 @@ class CallLogService:
         unless it is `partial` (the call ended while AMI was down: the report knows better)."""
         rules = self._rules()
         external = try_e164(record.number, rules.default_region)
-        return await self._log(rules, record.linkedid, external, lambda entity, _: replace(record, entity=entity), keep_existing=partial)
+        return await self._log(rules, record.linkedid, external,
+                               lambda entity, _: replace(record, entity=entity, partial=partial), keep_existing=partial)
 
     async def _log(
         self,

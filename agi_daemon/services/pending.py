@@ -66,9 +66,12 @@ class PendingWork:
     async def drain(self, timeout: float) -> int:
         """At shutdown: wait for every call's work, cancel what is still running after
         `timeout` seconds; returns how many were cancelled."""
-        if not self._tasks:
-            return 0
-        _, late = await asyncio.wait(self._all(), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Work started during the drain (a last tracking effect) gets the same deadline.
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(self._all(), timeout=left)
+        late = self._all()
         for task in late:
             task.cancel()
         if late:

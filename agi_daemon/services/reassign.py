@@ -12,6 +12,10 @@ from .retry import DEFAULT_DELAYS, with_retries
 
 log = logging.getLogger(__name__)
 
+# Routing's CRM work is bounded (retries with a time limit per attempt): waiting this many
+# settle timeouts for it covers it; past that something is wrong and the transfer is dropped.
+SETTLE_ROUNDS = 12
+
 
 class ReassignService:
     def __init__(
@@ -37,8 +41,14 @@ class ReassignService:
             return False
         # The call's records may still be being created (a slow CRM): "none yet" must not be
         # mistaken for a known client, so wait for that work, however long the CRM takes.
-        while not await self._pending.settle(linkedid, self._settle_timeout):
+        for _ in range(SETTLE_ROUNDS):
+            if await self._pending.settle(linkedid, self._settle_timeout):
+                break
             log.warning("call %s: records still being created, the %s transfer to %s waits", linkedid, kind.value, employee)
+        else:
+            log.error("call %s: records still not created after %.0f s: the %s transfer to %s is not applied",
+                      linkedid, SETTLE_ROUNDS * self._settle_timeout, kind.value, employee)
+            return False
         try:
             created = await with_retries(lambda: self._crm.records_created_by_call(linkedid), self._retry_delays)
             if created is None:

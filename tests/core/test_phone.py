@@ -25,12 +25,18 @@ def test_unreadable_number_raises_invalid_phone(text):
 
 
 def test_dial_forms_cover_what_a_trunk_delivers():
-    assert set(dial_forms("+33184880000")) == {"+33184880000", "33184880000", "0033184880000", "0184880000", "184880000"}
+    assert set(dial_forms("+33184880000", "FR")) == {"+33184880000", "33184880000", "0033184880000", "0184880000", "184880000"}
 
 
 @pytest.mark.parametrize("e164, region", [("+33184880000", "FR"), ("+12125550100", "US"), ("+442079460000", "GB")])
 def test_every_dial_form_reads_back_to_the_same_number(e164, region):
-    assert {to_e164(form, region) for form in dial_forms(e164)} == {e164}
+    assert dial_forms(e164, region)
+    assert {to_e164(form, region) for form in dial_forms(e164, region)} == {e164}
+
+
+def test_foreign_line_keeps_only_the_forms_the_daemon_reads_back():
+    forms = dial_forms("+442071234567", "FR")
+    assert set(forms) == {"+442071234567", "00442071234567"}
 
 
 def test_masked_number_shows_only_last_digits():

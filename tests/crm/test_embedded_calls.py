@@ -64,6 +64,7 @@ async def test_logged_call_is_listed_with_every_contract_field(crm: EmbeddedCrm)
             "answered_at": "2024-05-01T09:30:12+00:00",
             "ended_at": "2024-05-01T09:31:35+00:00",
             "employees": ["alice", "bob"],
+            "partial": False,
         }
     ]
 
@@ -101,6 +102,20 @@ async def test_call_logged_with_keep_existing_is_written_when_first(crm: Embedde
 
     (call,) = await crm.list_records("calls")
     assert call["disposition"] == "answered"
+
+
+async def test_partial_record_yields_to_the_report_and_never_replaces_one(crm: EmbeddedCrm) -> None:
+    """A best guess (the call ended while AMI was down) is replaced by the hangup report
+    (keep_existing), and written with keep_existing never replaces a real record."""
+    guess = replace(answered_call(), disposition=Disposition.MISSED, partial=True)
+    await crm.log_call(guess, keep_existing=True)
+    await crm.log_call(answered_call(), keep_existing=True)
+    (call,) = await crm.list_records("calls")
+    assert (call["disposition"], call["partial"]) == ("answered", False)
+
+    await crm.log_call(guess, keep_existing=True)
+    (call,) = await crm.list_records("calls")
+    assert (call["disposition"], call["partial"]) == ("answered", False)
 
 
 async def test_call_times_in_another_zone_are_listed_in_utc(crm: EmbeddedCrm) -> None:

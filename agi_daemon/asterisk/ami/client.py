@@ -325,8 +325,8 @@ class AmiClient:
             self._connected = True
             self._log.info("AMI %s:%d: logged in as %s (%s, events %s)", self._host, self._port,
                            self._username, banner, self._event_mask)
+            self._dropped_at_resync = self._dropped  # a resync dropped itself counts: retried
             await self._resync(link)
-            self._dropped_at_resync = self._dropped
             await self._keepalive(link)
         finally:
             self._connected = False
