@@ -365,9 +365,10 @@ class AmiClient:
                 answered = _succeeded(reply) and reply.get("Ping", "").lower() == "pong"
             if answered:
                 missed = 0
-                if self._dropped > self._dropped_at_resync:
+                if self._dropped > self._dropped_at_resync and self.queue.qsize() < self.queue.maxsize // 2:
                     # Events were lost (a Hangup among them would leave a call open forever):
-                    # read the live channels again, as after a reconnect.
+                    # once the consumer has caught up, read the live channels again, as after
+                    # a reconnect.
                     self._dropped_at_resync = self._dropped
                     self._held = []
                     await self._resync(link)

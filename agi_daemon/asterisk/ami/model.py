@@ -13,15 +13,12 @@ from typing import overload
 from .codec import AmiFields
 
 
-@dataclass(frozen=True, slots=True)
-class AmiEvent:
-    """One Asterisk event. ``fields`` holds every header (``Event`` included), read-only and
-    case-insensitive; ``received_at`` is the client clock's reading (epoch seconds by default)
-    when the event was read."""
+class _Headers:
+    """Read access to an AMI message's headers, any case; a plain mapping given to the
+    constructor is frozen into AmiFields."""
 
-    name: str
+    __slots__ = ()
     fields: Mapping[str, str]
-    received_at: float
 
     def __post_init__(self) -> None:
         if not isinstance(self.fields, AmiFields):
@@ -35,6 +32,17 @@ class AmiEvent:
     def get(self, key: str, default: str | None = None) -> str | None:
         """The header's value (any case), or ``default``."""
         return self.fields.get(key, default)
+
+
+@dataclass(frozen=True, slots=True)
+class AmiEvent(_Headers):
+    """One Asterisk event. ``fields`` holds every header (``Event`` included), read-only and
+    case-insensitive; ``received_at`` is the client clock's reading (epoch seconds by default)
+    when the event was read."""
+
+    name: str
+    fields: Mapping[str, str]
+    received_at: float
 
     @property
     def linkedid(self) -> str | None:
@@ -51,26 +59,13 @@ class AmiEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class AmiResponse:
+class AmiResponse(_Headers):
     """Asterisk's answer to an action. For list actions (``Status``, ``CoreShowChannels`` …)
     ``events`` holds the listed items, without the closing ``…Complete`` event."""
 
     success: bool
     fields: Mapping[str, str]
     events: tuple[AmiEvent, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.fields, AmiFields):
-            object.__setattr__(self, "fields", AmiFields(self.fields))
-
-    @overload
-    def get(self, key: str) -> str | None: ...
-    @overload
-    def get(self, key: str, default: str) -> str: ...
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        """The header's value (any case), or ``default``."""
-        return self.fields.get(key, default)
 
     @property
     def message(self) -> str:
