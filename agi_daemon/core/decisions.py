@@ -143,7 +143,10 @@ def _endpoint(rules: Rules, employee_id: str) -> str | None:
 def crm_action_for(rules: Rules, call: CallFacts, match: Match | None) -> tuple[CrmAction, tuple[TraceStep, ...]]:
     """What a call from a number the CRM has screened in creates (R3, R4, R1, R11, R5, R9)."""
     if match is not None:
-        return None, (TraceStep("R12", True, f"known client: the call is logged on {match.entity}, nothing created"),)
+        return None, (
+            TraceStep("R12", True, f"known client: the call is logged on {match.entity}, nothing created"),
+            TraceStep("R10", False, "known client: a manual transfer never changes the responsible"),
+        )
     crm = call.line.crm
     allowed = crm.create_for is CreateFor.ALL or crm.create_for.value == call.direction.value
     if not allowed:
@@ -163,6 +166,12 @@ def crm_action_for(rules: Rules, call: CallFacts, match: Match | None) -> tuple[
         steps.append(TraceStep("R11", True, f"the deal goes to pipeline {policy.pipeline}"))
     steps.append(TraceStep("R5", True, f"source {crm.source}"))
     steps.append(TraceStep("R9", True, why))
+    logged_on = "lead" if policy.mode is CrmMode.CLASSIC else "deal"
+    steps.append(TraceStep("R12", True, f"the call is logged on the new {logged_on}"))
+    if crm.reassign_on_manual_transfer:
+        steps.append(TraceStep("R10", True, "a manual transfer gives the new records to the transfer target"))
+    else:
+        steps.append(TraceStep("R10", False, "reassign_on_manual_transfer is off: the records keep their responsible"))
     assert call.external is not None  # screening ALLOWED implies a readable number
     plan = RecordPlan(
         mode=policy.mode,

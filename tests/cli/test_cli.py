@@ -96,7 +96,7 @@ def test_simulate_unknown_caller_shows_lead_creation_and_its_rules(config, capsy
     assert result["status"] == "ok"
     assert result["crm_action"]["create"]["responsible"] == "alice"
     assert result["crm_action"]["create"]["source"] == "CALL"
-    assert fired(result) == ["queue", "R4", "R3", "R1", "R5", "R9"]
+    assert fired(result) == ["queue", "R4", "R3", "R1", "R5", "R9", "R12", "R10"]
 
 
 def test_simulate_known_client_rings_responsible_first(config, capsys):
@@ -119,6 +119,24 @@ def test_simulate_known_client_rings_responsible_first(config, capsys):
 def test_simulate_names_the_rule_that_fired(config, capsys, argv, rule, status):
     result = simulate(capsys, config, *argv)
     assert result["status"] == status and rule in fired(result)
+
+
+def test_simulate_simple_mode_shows_the_deal_pipeline_and_what_is_created(config, capsys):
+    config.write_text(config.read_text().replace("mode: classic", "mode: simple").replace("pipeline: general", "pipeline: inbound")
+                      .replace("create_with: contact", "create_with: company"))
+    result = simulate(capsys, config, "--direction", "incoming", "--line", "0184880000", "--caller", "0699999999")
+    create = result["crm_action"]["create"]
+    assert (create["mode"], create["pipeline"], create["create_with"]) == ("simple", "inbound", "company")
+    assert {"R1", "R11", "R12"} <= set(fired(result))
+    r11 = next(step for step in result["trace"] if step["rule"] == "R11")
+    assert r11["reason"] == "the deal goes to pipeline inbound"
+
+
+def test_simulate_line_without_reassign_says_transfers_keep_the_responsible(config, capsys):
+    config.write_text(config.read_text().replace("reassign_on_manual_transfer: true", "reassign_on_manual_transfer: false"))
+    result = simulate(capsys, config, "--direction", "incoming", "--line", "0184880000", "--caller", "0699999999")
+    r10 = next(step for step in result["trace"] if step["rule"] == "R10")
+    assert not r10["fired"] and "reassign_on_manual_transfer is off" in r10["reason"]
 
 
 def test_simulate_unknown_line_is_an_error_with_reason(config, capsys):
