@@ -94,8 +94,7 @@ class RoutingService:
     async def _perform(self, call: CallFacts, decision: Decision) -> None:
         action = decision.crm_action
         if isinstance(action, CreateRecords):
-            created = await with_retries(lambda: self._crm.create_records(action.plan), self._retry_delays)
-            log.info("call %s: created %s for %s", call.linkedid, ", ".join(map(str, created.all)), masked(action.plan.phone))
+            await with_retries(lambda: self._crm.create_records(action.plan), self._retry_delays)  # the CRM logs what it created
         elif isinstance(action, MakeOffer):
             offer = Offer(call.linkedid, call.direction, call.line.number, call.external or "", action.employees, self._clock.now())
             await with_retries(lambda: self._crm.record_offer(offer), self._retry_delays)
