@@ -9,6 +9,10 @@ Real Asterisk (tests marked `asterisk`, helpers in tests/asterisk/):
                     a test points it at its own FastAGI server with asterisk.set_agi_port(port)
   asterisk_ami      function: a connected tests.asterisk.ami_client.TestAmi on `asterisk`; at
                     teardown it hangs up the calls it originated
+  employees         function: `asterisk`, with every employee answering again after the test
+
+The whole daemon (tests/daemon_harness.py):
+  crm               function: the embedded CRM on a SQLite file in tmp_path, opened
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import os
 
 import pytest
 
+from agi_daemon.crm.embedded import EmbeddedCrm
 from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
 
@@ -59,3 +64,18 @@ async def asterisk_ami(asterisk):
     finally:
         await ami.hangup_originated()
         await ami.close()
+
+
+@pytest.fixture
+async def crm(tmp_path):
+    """The embedded CRM the daemon under test uses; the test reads it back."""
+    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
+        yield store
+
+
+@pytest.fixture
+async def employees(asterisk):
+    """The shared sandbox; every employee answers unless the test says otherwise (reset after)."""
+    yield asterisk
+    for extension in ("101", "102"):
+        asterisk.set_global(f"EMPLOYEE_{extension}", "answer")

@@ -12,10 +12,7 @@ import contextlib
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from agi_daemon.app import Daemon
-from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.settings import SettingsHolder
 from tests.asterisk.ami_client import user_event
 
@@ -25,21 +22,6 @@ CLIENT = "+33611223344"
 UNKNOWN = "+33699887766"
 BLOCKED = "+33140000000"
 ALICE_MOBILE = "+33612000001"
-
-
-@pytest.fixture
-async def crm(tmp_path):
-    """The embedded CRM the daemon under test uses; the test reads it back."""
-    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
-        yield store
-
-
-@pytest.fixture
-async def employees(asterisk):
-    """The shared sandbox; every employee answers unless the test says otherwise (reset after)."""
-    yield asterisk
-    for extension in ("101", "102"):
-        asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
 
 
 def rang(linkedid: str, extension: str):

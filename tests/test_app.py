@@ -12,8 +12,8 @@ import time
 import pytest
 
 from tests.asterisk.ami_client import user_event
-from tests.daemon_harness import (  # noqa: F401 - crm and employees are fixtures
-    ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, crm, employees, eventually, logged_calls, rang, running_daemon,
+from tests.daemon_harness import (
+    ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, eventually, logged_calls, rang, running_daemon,
     write_config,
 )
 from tests.services.crm_fakes import SlowCrm

@@ -10,8 +10,8 @@ import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
 from tests.asterisk.ami_client import event_named, user_event
-from tests.daemon_harness import (  # noqa: F401 - crm and employees are fixtures
-    CLIENT, UNKNOWN, agi_call, crm, employees, eventually, logged_calls, rang, running_daemon, write_config,
+from tests.daemon_harness import (
+    CLIENT, UNKNOWN, agi_call, eventually, logged_calls, rang, running_daemon, write_config,
 )
 from tests.tcp_proxy import TcpProxy
 

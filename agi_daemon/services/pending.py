@@ -24,13 +24,21 @@ class PendingWork:
     def start(self, key: str, work: Coroutine[Any, Any, Any], *, in_order: bool = False) -> "asyncio.Task[Any]":
         """Run `work` for `key` (a call's linkedid, or a name derived from it). With
         `in_order`, it starts only once the work already running for `key` is done, so one
-        call's effects apply in the order they happened. The coroutine must handle its own
-        errors: a TaskGroup task that raises would cancel its siblings."""
+        call's effects apply in the order they happened. An error in `work` is logged here:
+        a TaskGroup task that raised would cancel its siblings, the whole daemon."""
         earlier = set(self._tasks.get(key, ())) if in_order else set()
-        task = self._spawn(self._after(earlier, work) if earlier else work)
+        task = self._spawn(self._guarded(key, self._after(earlier, work) if earlier else work))
         self._tasks.setdefault(key, set()).add(task)
         task.add_done_callback(lambda done, key=key: self._forget(key, done))
         return task
+
+    @staticmethod
+    async def _guarded(key: str, work: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await work
+        except Exception:
+            log.exception("CRM work %s crashed", key)
+            return None
 
     @staticmethod
     async def _after(earlier: set["asyncio.Task[Any]"], work: Coroutine[Any, Any, Any]) -> Any:

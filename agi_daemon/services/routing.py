@@ -71,7 +71,7 @@ class RoutingService:
 
     async def _crm_work(self, rules: Rules, call: CallFacts, screening: Screening, looked_up: "asyncio.Future[_Lookup]") -> None:
         """Look the caller up, tell the waiting router, then create what the decision says.
-        Every error is logged here: this task belongs to the app's TaskGroup."""
+        (PendingWork logs any other error: this task belongs to the app's TaskGroup.)"""
         assert call.external is not None
         phone = call.external
         try:
@@ -85,11 +85,9 @@ class RoutingService:
             decision = decide(rules, call, screening, LookupOutcome.ANSWERED, match)
             await self._perform(call, decision)
         except CrmError as exc:
-            _resolve(looked_up, (LookupOutcome.FAILED, None))
             log.error("call %s: CRM work for %s given up: %s", call.linkedid, masked(phone), exc)
-        except Exception:
+        finally:  # whatever happened, the router waiting for the lookup is answered
             _resolve(looked_up, (LookupOutcome.FAILED, None))
-            log.exception("call %s: CRM work for %s crashed", call.linkedid, masked(phone))
 
     async def _perform(self, call: CallFacts, decision: Decision) -> None:
         action = decision.crm_action

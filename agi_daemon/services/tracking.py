@@ -59,11 +59,4 @@ class TrackingService:
             else:
                 continue
             # One call's effects apply in order: A->B then B->C leaves C responsible.
-            self._pending.start(f"tracking:{linkedid}", self._guarded(work, linkedid), in_order=True)
-
-    @staticmethod
-    async def _guarded(work, linkedid: str) -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("call %s: tracking effect crashed", linkedid)
+            self._pending.start(f"tracking:{linkedid}", work, in_order=True)

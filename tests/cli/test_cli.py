@@ -1,6 +1,5 @@
 """The command line contract of DESIGN.md §4, run in-process on real files and a real SQLite CRM."""
 import json
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -1,13 +1,12 @@
 """Fixtures of the embedded CRM tests: a real SQLite file in the test's tmp_path."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agi_daemon.core.model import CreateWith, CrmMode, Direction, RecordPlan
-from agi_daemon.crm.embedded import EmbeddedCrm
 
 LINE = "+33184880000"
 
@@ -17,10 +16,7 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/crm.sqlite3"
 
 
-@pytest.fixture
-async def crm(database_url: str) -> AsyncIterator[EmbeddedCrm]:
-    async with EmbeddedCrm(database_url) as opened:
-        yield opened
+# `crm` (the store on a SQLite file in tmp_path, opened) comes from tests/conftest.py.
 
 
 PlanFactory = Callable[..., RecordPlan]

@@ -52,3 +52,22 @@ async def test_drain_cancels_work_that_outlives_the_timeout():
         assert await pending.drain(0.1) == 1
         assert pending.in_flight == 0
     assert finished == [True]
+
+
+async def test_work_that_crashes_is_logged_and_leaves_the_other_calls_running(caplog):
+    finished = []
+
+    async def broken():
+        raise RuntimeError("a bug")
+
+    async def fine():
+        await asyncio.sleep(0.05)
+        finished.append(True)
+
+    async with asyncio.TaskGroup() as group:  # would be cancelled whole if the error escaped
+        pending = PendingWork(group.create_task)
+        pending.start("L1", broken())
+        pending.start("L2", fine())
+        assert await pending.settle("L2", 2)
+    assert finished == [True]
+    assert any("CRM work L1 crashed" in r.getMessage() for r in caplog.records)

@@ -7,7 +7,6 @@ import pytest
 
 from agi_daemon.core.decisions import RoutingStatus
 from agi_daemon.core.model import CreateFor, UnknownCaller
-from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.services.call_log import CallLogService
 from agi_daemon.services.pending import PendingWork
 from agi_daemon.services.routing import RoutingService
@@ -25,9 +24,9 @@ class FixedClock:
 
 
 @pytest.fixture
-async def store(tmp_path):
-    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as crm:
-        yield crm
+def store(crm):
+    """The real embedded CRM (tests/conftest.py), named apart from the fakes wrapping it."""
+    return crm
 
 
 @pytest.fixture

@@ -5,14 +5,10 @@ so the session ends before the CRM is written.
 """
 from __future__ import annotations
 
-import logging
-
 from ...services.call_log import CallLogService
 from ...services.pending import PendingWork
 from ..agi import AgiSession
 from ..variables import CALL_END_ARGS
-
-log = logging.getLogger(__name__)
 
 
 class CallEndRoute:
@@ -23,10 +19,4 @@ class CallEndRoute:
     async def __call__(self, session: AgiSession) -> None:
         values = dict(zip(CALL_END_ARGS, session.request.args))
         key = f"call-end:{values.get('linkedid') or session.request.uniqueid}"
-        self._pending.start(key, self._log(values))
-
-    async def _log(self, values: dict[str, str]) -> None:
-        try:
-            await self._call_log.call_ended(values)
-        except Exception:
-            log.exception("call %s: logging the call crashed", values.get("linkedid"))
+        self._pending.start(key, self._call_log.call_ended(values))
