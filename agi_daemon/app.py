@@ -18,6 +18,7 @@ from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
 from .services.reassign import ReassignService
+from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import Settings, SettingsHolder
@@ -98,8 +99,10 @@ class Daemon:
                 self._tasks = tasks
                 pending = PendingWork(tasks.create_task)
                 self.pending = pending
-                routing = RoutingService(rules, crm, self._clock, pending, deadline=settings.daemon.crm_deadline_ms / 1000)
-                call_log = CallLogService(rules, crm, self._clock, pending)
+                routed = RoutedCalls()  # what routing decided, for the hangup report
+                routing = RoutingService(rules, crm, self._clock, pending,
+                                         deadline=settings.daemon.crm_deadline_ms / 1000, routed=routed)
+                call_log = CallLogService(rules, crm, self._clock, pending, routed=routed)
                 ami = self._start_tracking(settings, tasks, rules, call_log, ReassignService(rules, crm, pending), pending)
                 fastagi = settings.daemon.fastagi
                 server = FastAgiServer(

@@ -29,10 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="check the YAML file, print every problem"))
     sim = with_config(sub.add_parser("simulate", help="show the decision and rule trace for one call"))
     sim.add_argument("--direction", choices=["incoming", "outgoing"], required=True)
-    sim.add_argument("--line", default="", help="incoming: the line called")
+    sim.add_argument("--line", help="incoming: the line called (required); outgoing: the employee's line, "
+                     "to check (an outgoing call goes out on the calling employee's line)")
     sim.add_argument("--caller", required=True, help="incoming: the client's number; outgoing: the employee's extension")
-    sim.add_argument("--callee", help="outgoing: the number dialled")
-    sim.add_argument("--json", action="store_true")
+    sim.add_argument("--callee", help="outgoing: the number dialled (required)")
+    sim.add_argument("--json", action="store_true", help="print the decision as one JSON object")
     with_config(sub.add_parser("dialplan", help="print the fallback contexts generated from the YAML file"))
 
     crm = sub.add_parser("crm", help="the embedded CRM").add_subparsers(dest="crm_command", required=True)
@@ -115,18 +116,16 @@ def _phone(text: str, settings: Settings) -> str:
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from .core.rules import CrmAccess, UnknownLine, screen
-    from .simulation import decision_json, decision_text, identify, simulate
+    from .core.model import Direction
+    from .simulation import Refused, call_entry, decision_json, decision_text, simulate
 
-    rules = settings.rules
-    if args.direction == "outgoing" and not args.callee:
-        raise SystemExit("agi-daemon: simulate --direction outgoing needs --callee (the number dialled)")
-    call = identify(rules, args.direction, args.line, args.caller, args.callee)
-    match = None
-    if not isinstance(call, UnknownLine) and screen(rules, call).access is CrmAccess.ALLOWED:
-        async with _open_crm(settings) as crm:
-            match = await crm.find_by_phone(call.external)
-    decision = simulate(rules, call, match)
+    try:
+        entry = call_entry(settings.rules, Direction(args.direction), line=args.line, caller=args.caller, callee=args.callee)
+    except Refused as exc:
+        print(f"agi-daemon simulate: {'error: ' if exc.usage else ''}{exc}", file=sys.stderr)
+        return 2 if exc.usage else 1
+    async with _open_crm(settings) as crm:
+        decision = await simulate(settings.rules, crm, entry)
     print(json.dumps(decision_json(decision), indent=2) if args.json else decision_text(decision))
     return 0
 

@@ -1,8 +1,9 @@
 """Where a call goes and what the CRM gets from it: rules R1-R6, R9 and R11 as one pure function.
 
-`decide()` takes the call's facts, the screening (R7/R8) and the outcome of the CRM lookup,
-and returns a Decision with the rule trace. The routing service performs it; `simulate`
-prints it.
+`decide()` takes the call's facts, the screening (R7/R8) and how the CRM lookup ended, and
+returns the call's one Decision with the rule trace. The routing service performs it;
+`simulate` prints it. What a new caller creates (the CRM action) is worked out once, when the
+lookup answers (`answered`), whether or not routing still waits for it.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from enum import StrEnum
 
 import phonenumbers
 
-from .model import CreateFor, CrmMode, Direction, Match, QueueStrategy, RecordPlan, Rules, UnknownCaller
+from .model import CreateFor, CrmMode, Direction, Line, Match, QueueStrategy, RecordPlan, Rules, UnknownCaller
 from .rules import CallFacts, CrmAccess, Screening, TraceStep
 
 
@@ -35,6 +36,7 @@ class Route:
 
     queue_group: str | None = None
     queue_targets: tuple[str, ...] = ()
+    queue_members: tuple[str, ...] = ()  # the employee ids behind queue_targets, in order
     queue_ring: int = 0
     strategy: QueueStrategy = QueueStrategy.IN_ORDER
     responsible: str | None = None  # employee id rung first
@@ -57,45 +59,64 @@ CrmAction = CreateRecords | MakeOffer | None
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """How the CRM lookup of a call ended and, when it answered, what that means for the CRM
+    (R1, R3-R5, R9-R12): built by `answered`; else one of NOT_ASKED, LATE, FAILED."""
+
+    outcome: LookupOutcome
+    match: Match | None = None
+    action: CrmAction = None
+    action_trace: tuple[TraceStep, ...] = ()
+
+
+def answered(rules: Rules, call: CallFacts, match: Match | None) -> Lookup:
+    """The lookup answered `match` (None: a new client): what the call creates in the CRM."""
+    action, steps = crm_action_for(rules, call, match)
+    return Lookup(LookupOutcome.ANSWERED, match, action, steps)
+
+
+NOT_ASKED = Lookup(LookupOutcome.NOT_ASKED)
+LATE = Lookup(LookupOutcome.LATE)
+FAILED = Lookup(LookupOutcome.FAILED)
+
+
+@dataclass(frozen=True)
 class Decision:
     status: RoutingStatus
     route: Route | None
     crm_action: CrmAction
     match: Match | None
     trace: tuple[TraceStep, ...]
+    line: Line | None = None  # the line the call was identified on (None: unknown line)
 
 
-def decide(
-    rules: Rules,
-    call: CallFacts,
-    screening: Screening,
-    lookup: LookupOutcome,
-    match: Match | None = None,
-) -> Decision:
-    """The whole decision for a call whose lookup ended as `lookup` (with `match` if known)."""
-    trace = list(screening.trace)
-    if lookup is LookupOutcome.LATE:
+def decide(rules: Rules, call: CallFacts, screening: Screening, lookup: Lookup) -> Decision:
+    """The whole decision for a call whose lookup ended as `lookup`."""
+    trace = [*call.trace, *screening.trace]
+    outcome = lookup.outcome
+    match = lookup.match if outcome is LookupOutcome.ANSWERED else None
+    if outcome is LookupOutcome.LATE:
         trace.append(TraceStep("deadline", True, "the CRM did not answer within crm_deadline_ms: queue group now, CRM work afterwards"))
-    elif lookup is LookupOutcome.FAILED:
+    elif outcome is LookupOutcome.FAILED:
         trace.append(TraceStep("deadline", True, "the CRM lookup failed: queue group now, CRM work retried afterwards"))
-    elif lookup is LookupOutcome.ANSWERED:
+    elif outcome is LookupOutcome.ANSWERED:
         trace.append(_known_step(match))
 
-    route, route_steps = route_for(rules, call, match if lookup is LookupOutcome.ANSWERED else None)
+    route, route_steps = route_for(rules, call, match)
     trace.extend(route_steps)
 
     action: CrmAction = None
-    if screening.access is CrmAccess.ALLOWED and lookup is LookupOutcome.ANSWERED:
-        action, action_steps = crm_action_for(rules, call, match)
-        trace.extend(action_steps)
+    if screening.access is CrmAccess.ALLOWED and outcome is LookupOutcome.ANSWERED:
+        action = lookup.action
+        trace.extend(lookup.action_trace)
 
     if screening.access is CrmAccess.EXCLUDED:
         status = RoutingStatus.EXCLUDED
-    elif lookup in (LookupOutcome.LATE, LookupOutcome.FAILED):
+    elif outcome in (LookupOutcome.LATE, LookupOutcome.FAILED):
         status = RoutingStatus.FALLBACK
     else:
         status = RoutingStatus.OK
-    return Decision(status, route, action, match, tuple(trace))
+    return Decision(status, route, action, match, tuple(trace), call.line)
 
 
 def _known_step(match: Match | None) -> TraceStep:
@@ -109,12 +130,14 @@ def route_for(rules: Rules, call: CallFacts, match: Match | None) -> tuple[Route
     line's queue group. Outgoing: the trunk."""
     if call.direction is Direction.OUTGOING:
         number = call.external or "".join(ch for ch in call.external_text if ch.isdigit() or ch == "+")
-        target = rules.dialing.trunk_template.format(number=number)
-        return Route(trunk_target=target), (TraceStep("trunk", True, f"outgoing call dialled through {target.split('/')[0]}"),)
+        trunk = rules.dialing.trunk_template.format(number=number)
+        return Route(trunk_target=trunk), (TraceStep("trunk", True, f"outgoing call dialled through {trunk.split('/')[0]}"),)
 
     group = rules.queue_groups[call.line.queue_group]
-    targets = tuple(_endpoint(rules, member) for member in group.members if _endpoint(rules, member))
-    route = Route(group.id, targets, group.ring_seconds, group.strategy)
+    reachable = [(member, endpoint) for member in group.members if (endpoint := _endpoint(rules, member))]
+    targets = tuple(endpoint for _, endpoint in reachable)
+    members = tuple(member for member, _ in reachable)
+    route = Route(group.id, targets, members, group.ring_seconds, group.strategy)
     steps: list[TraceStep] = []
     crm = call.line.crm
     if match is None:
@@ -126,7 +149,8 @@ def route_for(rules: Rules, call: CallFacts, match: Match | None) -> tuple[Route
     elif (target := _endpoint(rules, match.responsible)) is None:
         steps.append(TraceStep("R6", False, f"responsible {match.responsible} has no extension: queue group"))
     else:
-        route = Route(group.id, targets, group.ring_seconds, group.strategy, match.responsible, target, crm.responsible_ring_seconds)
+        route = Route(group.id, targets, members, group.ring_seconds, group.strategy,
+                      match.responsible, target, crm.responsible_ring_seconds)
         steps.append(TraceStep("R6", True, f"known client: ring responsible {match.responsible} for {crm.responsible_ring_seconds} s, then queue group {group.id}"))
     if route.responsible is None:
         steps.append(TraceStep("queue", True, f"ring queue group {group.id} ({group.strategy.value}, {group.ring_seconds} s)"))

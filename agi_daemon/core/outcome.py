@@ -1,12 +1,13 @@
-"""How a finished call is recorded (R12), from what the dialplan reports at hangup."""
+"""How a finished call is recorded (R12), from what the dialplan reports at hangup and what
+routing decided for the call."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from .decisions import Route
 from .model import CallRecord, Direction, Disposition, EntityRef, Rules
-from .rules import CallFacts
+from .rules import CallEntry, CallFacts
 
 _DISPOSITIONS = {
     "ANSWER": Disposition.ANSWERED,
@@ -24,47 +25,20 @@ _DISPOSITIONS = {
 
 @dataclass(frozen=True)
 class HangupReport:
-    """The dialplan's hangup handler's arguments (variables.CALL_END_ARGS), parsed."""
+    """What the dialplan's hangup handler reports (variables.CALL_END_ARGS), as the edge read it:
+    unreadable values are already None, never errors."""
 
     linkedid: str
-    status: str
-    direction: Direction
-    exten: str
-    callerid: str
-    dialstatus: str
+    status: str  # the routing answer the dialplan acted on ("" when the daemon did not answer)
+    entry: CallEntry  # how the call entered the daemon's dialplan
+    dialstatus: str  # DIALSTATUS of the last Dial, upper case
     answered_seconds: float | None
-    peer: str
+    peer: str  # DIALEDPEERNUMBER: the dial target that answered
     started_at: datetime | None
 
-
-def parse_hangup_report(values: dict[str, str]) -> HangupReport:
-    """Build the report from the named arguments; unreadable numbers become None, never errors."""
-    direction = Direction.OUTGOING if values.get("direction") == Direction.OUTGOING.value else Direction.INCOMING
-    return HangupReport(
-        linkedid=values.get("linkedid", ""),
-        status=values.get("status", ""),
-        direction=direction,
-        exten=values.get("exten", ""),
-        callerid=values.get("callerid", ""),
-        dialstatus=values.get("dialstatus", "").upper(),
-        answered_seconds=_seconds(values.get("answered_ms"), 1000),
-        peer=values.get("peer", ""),
-        started_at=_epoch(values.get("t0")),
-    )
-
-
-def _seconds(text: str | None, divisor: int) -> float | None:
-    try:
-        return max(0.0, float(text or "")) / divisor
-    except ValueError:
-        return None
-
-
-def _epoch(text: str | None) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(float(text or ""), tz=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        return None
+    @property
+    def direction(self) -> Direction:
+        return self.entry.direction
 
 
 def disposition_for(dialstatus: str) -> Disposition:
@@ -106,7 +80,12 @@ def call_record(
     entity: EntityRef | None,
     ended_at: datetime,
 ) -> CallRecord:
-    """The R12 record: who was involved, who answered, and how long it rang and talked."""
+    """The R12 record: who was involved, who answered, and how long it rang and talked.
+
+    `call` and `route` are what routing worked out and decided for the call; `route` is None
+    when routing did not decide it (the daemon did not answer, or was restarted since): the
+    employees involved are then only the one who answered. Never re-decided at hangup time:
+    the rules may have been reloaded since."""
     disposition = disposition_for(report.dialstatus)
     started_at = min(report.started_at or ended_at, ended_at)
     talk = report.answered_seconds if disposition is Disposition.ANSWERED else None
@@ -118,11 +97,9 @@ def call_record(
         employees = (call.employee.id,) if call.employee else ()
     else:
         answered_by = employee_for_peer(rules, report.peer) if disposition is Disposition.ANSWERED else None
-        if route is not None:
-            rung = ((route.responsible,) if route.responsible else ()) + tuple(
-                rules.queue_groups[route.queue_group].members if route.queue_group else ()
-            )
-            employees = tuple(dict.fromkeys(rung))
+        rung = ((route.responsible,) if route is not None and route.responsible else ()) + (
+            route.queue_members if route is not None else ())
+        employees = tuple(dict.fromkeys(rung + ((answered_by,) if answered_by else ())))
     return CallRecord(
         linkedid=report.linkedid,
         direction=call.direction,

@@ -21,8 +21,21 @@ class TraceStep:
 
 
 @dataclass(frozen=True)
+class CallEntry:
+    """How a call entered the daemon's dialplan, as Asterisk shows it: what `identify` reads.
+
+    The same two fields in both directions, in Asterisk's order (EXTEN, then caller ID):
+    incoming, EXTEN is the line as the trunk delivers it and the caller ID the client's number;
+    outgoing, EXTEN is the number the employee dialled and the caller ID their extension."""
+
+    direction: Direction
+    exten: str
+    caller_id: str
+
+
+@dataclass(frozen=True)
 class CallFacts:
-    """What the dialplan told us about a call, resolved against the YAML file."""
+    """Which line, which employee, which external number: a call resolved against the YAML file."""
 
     direction: Direction
     line: Line
@@ -30,6 +43,7 @@ class CallFacts:
     external_text: str  # the number as Asterisk gave it
     linkedid: str
     employee: Employee | None = None  # outgoing: the employee who dialled
+    trace: tuple[TraceStep, ...] = ()  # which line was used, and why
 
 
 @dataclass(frozen=True)
@@ -61,42 +75,54 @@ def _external(text: str, region: str) -> str | None:
     return try_e164(text, region)
 
 
-def identify_incoming(rules: Rules, line_text: str, caller_text: str, linkedid: str) -> CallFacts | UnknownLine:
-    """An incoming call: EXTEN is the line as the trunk delivers it, the caller ID the client."""
-    line_number = try_e164(line_text, rules.default_region)
+def identify(rules: Rules, entry: CallEntry, linkedid: str) -> CallFacts | UnknownLine:
+    """The one place where a call's line, employee and external number are worked out: for
+    routing, the hangup report, call tracking and `simulate` alike.
+
+    Incoming: the line is EXTEN. Outgoing: the line is the calling employee's own line from
+    the YAML file, or the first line."""
+    if entry.direction is Direction.INCOMING:
+        return _incoming(rules, entry, linkedid)
+    return _outgoing(rules, entry, linkedid)
+
+
+def _incoming(rules: Rules, entry: CallEntry, linkedid: str) -> CallFacts | UnknownLine:
+    line_number = try_e164(entry.exten, rules.default_region)
     line = rules.lines.get(line_number) if line_number else None
     if line is None:
-        step = TraceStep("R2", False, f"line {line_text!r} is not among the numbers of the config")
-        return UnknownLine(line_text, (step,))
+        step = TraceStep("line", False, f"line {entry.exten!r} is not among the numbers of the config")
+        return UnknownLine(entry.exten, (step,))
     return CallFacts(
         direction=Direction.INCOMING,
         line=line,
-        external=_external(caller_text, rules.default_region),
-        external_text=caller_text,
+        external=_external(entry.caller_id, rules.default_region),
+        external_text=entry.caller_id,
         linkedid=linkedid,
+        trace=(TraceStep("line", True, f"line {line.number} ({line.name}): the number called"),),
     )
 
 
-def identify_outgoing(rules: Rules, extension: str, number_text: str, linkedid: str) -> CallFacts | UnknownLine:
-    """An outgoing call: the caller ID is the employee's extension, EXTEN the dialled number.
-
-    The line is the employee's own line from the YAML file, or the first line.
-    """
-    employee = rules.employee_by_extension(extension)
-    line = None
-    if employee is not None and employee.line:
-        line = rules.lines.get(employee.line)
-    if line is None and rules.lines:
-        line = next(iter(rules.lines.values()))
+def _outgoing(rules: Rules, entry: CallEntry, linkedid: str) -> CallFacts | UnknownLine:
+    employee = rules.employee_by_extension(entry.caller_id)
+    line = rules.lines.get(employee.line) if employee is not None and employee.line else None
+    if line is not None:
+        why = f"the line of employee {employee.id}" if employee is not None else ""
+    else:
+        line = next(iter(rules.lines.values()), None)
+        if employee is None:
+            why = f"the first line of the config: extension {entry.caller_id!r} is not an employee's"
+        else:
+            why = f"the first line of the config: employee {employee.id} has no line of their own"
     if line is None:
-        return UnknownLine("", (TraceStep("R2", False, "the config has no line for outgoing calls"),))
+        return UnknownLine("", (TraceStep("line", False, "the config has no line for outgoing calls"),))
     return CallFacts(
         direction=Direction.OUTGOING,
         line=line,
-        external=_external(number_text, rules.default_region),
-        external_text=number_text,
+        external=_external(entry.exten, rules.default_region),
+        external_text=entry.exten,
         linkedid=linkedid,
         employee=employee,
+        trace=(TraceStep("line", True, f"line {line.number} ({line.name}), {why}"),),
     )
 
 

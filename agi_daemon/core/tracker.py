@@ -20,9 +20,9 @@ Which calls are tracked
   A call is tracked when one of its channels is seen in an entry context
   (agi-daemon-incoming / -outgoing or their fallbacks; any event showing the channel there
   will do, so a trunk channel that starts in the admin's own context and is sent there by
-  Goto counts from its creation). `call_facts` applies `rules.identify_incoming` (EXTEN is the
-  line, caller ID the client) or `identify_outgoing` (caller ID is the employee's extension,
-  EXTEN the dialled number) to that entry, when needed (a transfer, the end): the line, the
+  Goto counts from its creation). `call_facts` applies `rules.identify` to that entry
+  (incoming: EXTEN is the line, caller ID the client; outgoing: caller ID is the employee's
+  extension, EXTEN the dialled number), when needed (a transfer, the end): the line, the
   external number, the calling employee. A line the config does not list: never tracked.
   An outgoing call that never passed through those contexts is tracked too: a channel whose
   caller ID is an employee's extension dialling the trunk (`asterisk.trunk_template`, read
@@ -99,14 +99,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Union
+from typing import TypedDict, TypeVar, Union, overload
 
 import immutables
 
 from .model import CallRecord, Direction, Disposition, Rules, Transfer, TransferKind
 from .outcome import disposition_for, employee_for_peer, trunk_number
 from .phone import try_e164
-from .rules import CallFacts, identify_incoming, identify_outgoing
+from .rules import CallEntry, CallFacts, identify
+
+_T = TypeVar("_T")
 
 ENDED_MEMORY = 512  # how many ended linkedids are remembered against late events
 
@@ -251,15 +253,6 @@ class Bridged:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """How the call entered the daemon's dialplan: the facts `rules.identify_*` read."""
-
-    direction: Direction
-    exten: str
-    caller_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class CallState:
     """What is known of one call in progress."""
 
@@ -267,7 +260,7 @@ class CallState:
     started_at: datetime
     last_at: datetime  # the latest event applied to the call
     channels: frozenset[str] = frozenset()  # uniqueids alive
-    entry: Entry | None = None  # None until a channel is seen in an entry context
+    entry: CallEntry | None = None  # None until a channel is seen in an entry context
     legs: tuple[DialLeg, ...] = ()
     bridged: tuple[Bridged, ...] = ()
     answered_at: datetime | None = None
@@ -290,7 +283,13 @@ class CallsInProgress(Mapping[str, CallState]):
     def __getitem__(self, linkedid: str) -> CallState:
         return self._calls[linkedid]
 
-    def get(self, linkedid: str, default: CallState | None = None) -> CallState | None:
+    @overload
+    def get(self, linkedid: str, /) -> CallState | None: ...
+
+    @overload
+    def get(self, linkedid: str, default: CallState | _T, /) -> CallState | _T: ...
+
+    def get(self, linkedid: str, default: object = None, /) -> object:
         return self._calls.get(linkedid, default)
 
     def __contains__(self, linkedid: object) -> bool:
@@ -385,6 +384,19 @@ class TrackerState:
 
 Step = tuple[TrackerState, tuple[Effect, ...]]
 
+
+class CallChanges(TypedDict, total=False):
+    """An update of a CallState that the type checker follows: `replace(call, **changes)`."""
+
+    last_at: datetime
+    entry: CallEntry
+    legs: tuple[DialLeg, ...]
+    bridged: tuple[Bridged, ...]
+    answered_at: datetime
+    answered_by: str | None
+    talking_to: str | None
+    rung: tuple[str, ...]
+
 # ---------------------------------------------------------------------------- the fold
 
 
@@ -439,7 +451,7 @@ def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
         entry = _entry(call, entry, shown)
     if entry is not call.entry:
         call = replace(call, entry=entry)
-    changes: dict[str, object] = {}
+    changes: CallChanges = {}
     match event:
         case DialStarted():
             changes = _dial_started(rules, call, event)
@@ -457,19 +469,19 @@ def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
     return _put(state, replace(call, **changes) if changes else call), effects
 
 
-def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> dict[str, object]:
+def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> CallChanges:
     if any(leg.destination == event.destination.uniqueid and not leg.status for leg in call.legs):
         return {}  # the same DialBegin again
     employee = (employee_for_peer(rules, event.dial_string)
                 or employee_for_channel(rules, event.destination.name))
     leg = DialLeg(event.destination.uniqueid, employee, event.at)
-    changes: dict[str, object] = {"legs": call.legs + (leg,), "rung": _add(call.rung, employee)}
+    changes: CallChanges = {"legs": call.legs + (leg,), "rung": _add(call.rung, employee)}
     if call.entry is None and (entry := _direct_outgoing(rules, event)) is not None:
         changes["entry"] = entry
     return changes
 
 
-def _direct_outgoing(rules: Rules, event: DialStarted) -> Entry | None:
+def _direct_outgoing(rules: Rules, event: DialStarted) -> CallEntry | None:
     """An employee's channel dialling the trunk without passing through agi-daemon-outgoing
     (a dialplan of its own, a speed dial): still an outgoing call to log (R12)."""
     number = trunk_number(rules, event.dial_string)
@@ -478,15 +490,15 @@ def _direct_outgoing(rules: Rules, event: DialStarted) -> Entry | None:
         return None
     if employee_for_peer(rules, event.dial_string) is not None or try_e164(number, rules.default_region) is None:
         return None  # an internal call (a trunk template shaped like the employees'), not the trunk
-    return Entry(Direction.OUTGOING, number, caller)
+    return CallEntry(Direction.OUTGOING, number, caller)
 
 
-def _dial_ended(rules: Rules, call: CallState, event: DialEnded) -> dict[str, object]:
+def _dial_ended(rules: Rules, call: CallState, event: DialEnded) -> CallChanges:
     status = event.status.upper() or "CANCEL"
     legs = list(call.legs)
     index = next((i for i in range(len(legs) - 1, -1, -1)
                   if legs[i].destination == event.destination.uniqueid and not legs[i].status), None)
-    changes: dict[str, object] = {}
+    changes: CallChanges = {}
     if index is None:  # its DialBegin was missed (before a resync): the leg is known from here
         employee = employee_for_channel(rules, event.destination.name)
         legs.append(DialLeg(event.destination.uniqueid, employee, event.at, status))
@@ -501,11 +513,11 @@ def _dial_ended(rules: Rules, call: CallState, event: DialEnded) -> dict[str, ob
 
 
 def _bridges(call: CallState, bridged: tuple[Bridged, ...], entered: Iterable[str],
-             at: datetime) -> dict[str, object]:
+             at: datetime) -> CallChanges:
     """The call's channels now in bridges are `bridged`, some just entered bridges `entered`:
     a call not yet answered is answered (at `at`) as soon as a bridge holds two of its
     channels, or, incoming, one of an employee."""
-    changes: dict[str, object] = {"bridged": bridged}
+    changes: CallChanges = {"bridged": bridged}
     if call.answered_at is not None:
         return changes
     incoming = _direction(call) is Direction.INCOMING
@@ -524,7 +536,7 @@ def _without(bridged: tuple[Bridged, ...], uniqueid: str) -> tuple[Bridged, ...]
     return tuple(b for b in bridged if b.uniqueid != uniqueid)
 
 
-def _answer(call: CallState, employee: str | None, at: datetime) -> dict[str, object]:
+def _answer(call: CallState, employee: str | None, at: datetime) -> CallChanges:
     incoming = _direction(call) is Direction.INCOMING
     return {"answered_at": at, "answered_by": employee if incoming else None,
             "talking_to": employee if incoming and employee else call.talking_to}
@@ -582,11 +594,13 @@ def _resynced(rules: Rules, state: TrackerState, event: Resynced) -> Step:
     for linkedid, items in live.items():
         if linkedid in state.ended:
             continue
-        call = state.calls.get(linkedid)
-        if call is None:
+        known = state.calls.get(linkedid)
+        if known is None:
             age = max(item.age_seconds for item in items)
             started = event.at - timedelta(seconds=max(0.0, age))
             call = CallState(linkedid, started_at=started, last_at=started)
+        else:
+            call = known
         entry = call.entry
         for item in sorted(items, key=lambda item: -item.age_seconds):
             entry = _entry(call, entry, item.channel)
@@ -614,7 +628,9 @@ def _from_snapshot(rules: Rules, call: CallState, items: list[LiveChannel], at: 
     if youngest is not None:
         answered_at = max(call.last_at, at - timedelta(seconds=max(0.0, youngest)))
     changes = _bridges(call, tuple(bridged), dict.fromkeys(b.bridge_id for b in bridged), answered_at)
-    return replace(call, rung=rung, last_at=max(call.last_at, at), **changes)
+    changes["rung"] = rung
+    changes["last_at"] = max(call.last_at, at)
+    return replace(call, **changes)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -649,7 +665,7 @@ def _owner(state: TrackerState, channel: Channel) -> CallState | None:
     return state.calls[linkedid] if linkedid is not None else None
 
 
-def _entry(call: CallState, entry: Entry | None, channel: Channel) -> Entry | None:
+def _entry(call: CallState, entry: CallEntry | None, channel: Channel) -> CallEntry | None:
     """The call's entry, the first time one of its channels stands in an entry context;
     completed when that sighting had no caller ID yet (a Local channel's creation).
     Returns `entry` itself when nothing changes."""
@@ -658,20 +674,16 @@ def _entry(call: CallState, entry: Entry | None, channel: Channel) -> Entry | No
     caller = "" if _placeholder(channel.caller_id) else channel.caller_id
     if entry is not None and (entry.direction is not channel.entry or entry.caller_id or not caller):
         return entry
-    return Entry(channel.entry, channel.exten, caller)
+    return CallEntry(channel.entry, channel.exten, caller)
 
 
 def call_facts(rules: Rules, call: CallState) -> CallFacts | None:
-    """The call identified from its entry (`rules.identify_*`); None while it has not entered
+    """The call identified from its entry (`rules.identify`); None while it has not entered
     the daemon's contexts, or on a line the config does not list: such a call is not tracked.
     Computed only when needed (a transfer, the end): it parses phone numbers."""
-    entry = call.entry
-    if entry is None:
+    if call.entry is None:
         return None
-    if entry.direction is Direction.INCOMING:
-        facts = identify_incoming(rules, entry.exten, entry.caller_id, call.linkedid)
-    else:
-        facts = identify_outgoing(rules, entry.caller_id, entry.exten, call.linkedid)
+    facts = identify(rules, call.entry, call.linkedid)
     return facts if isinstance(facts, CallFacts) else None
 
 

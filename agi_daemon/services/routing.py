@@ -3,6 +3,11 @@
 A call is never left waiting on the CRM: the lookup runs as the call's pending work, routing
 waits for it at most `deadline` seconds and then sends the call to the queue group. The
 rest of the CRM work (creating records or an offer) always happens after the answer.
+
+Each call is decided once: when the lookup answers, what it means for the CRM (core's
+`answered`) is worked out once, used by the CRM work and, if routing still waits, by the
+call's one `decide`; past the deadline the call is decided without it (queue group) and the
+CRM work still creates what the answer says.
 """
 from __future__ import annotations
 
@@ -10,17 +15,18 @@ import asyncio
 import logging
 from typing import Callable, Sequence
 
-from ..core.decisions import CreateRecords, Decision, LookupOutcome, MakeOffer, RoutingStatus, decide
-from ..core.model import Match, Offer, Rules
+from ..core.decisions import (
+    FAILED, LATE, NOT_ASKED, CrmAction, CreateRecords, Decision, Lookup, MakeOffer, RoutingStatus, answered, decide,
+)
+from ..core.model import Offer, Rules
 from ..core.phone import masked
 from ..core.ports import Clock, CrmAdapter, CrmError
-from ..core.rules import CallFacts, CrmAccess, Screening, UnknownLine, identify_incoming, identify_outgoing, screen
+from ..core.rules import CallEntry, CallFacts, CrmAccess, UnknownLine, identify, screen
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, attempt, with_retries
+from .routed_calls import RoutedCalls
 
 log = logging.getLogger(__name__)
-
-_Lookup = tuple[LookupOutcome, Match | None]
 
 
 class RoutingService:
@@ -32,73 +38,81 @@ class RoutingService:
         pending: PendingWork,
         *,
         deadline: float,
+        routed: RoutedCalls | None = None,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
+        dry_run: bool = False,
     ) -> None:
         """`rules` returns the running rules (they change on reload); `deadline` is
-        daemon.crm_deadline_ms in seconds."""
+        daemon.crm_deadline_ms in seconds; `routed` keeps each decision for the call log.
+        `dry_run` (simulate): decide exactly as for a real call, but create nothing."""
         self._rules = rules
         self._crm = crm
         self._clock = clock
         self._pending = pending
         self._deadline = deadline
+        self._routed = routed
         self._retry_delays = retry_delays
+        self._dry_run = dry_run
 
-    async def route_incoming(self, line_text: str, caller_text: str, linkedid: str) -> Decision:
+    async def route(self, entry: CallEntry, linkedid: str) -> Decision:
+        """Where the call that entered the dialplan as `entry` goes."""
         rules = self._rules()
-        return await self._route(rules, identify_incoming(rules, line_text, caller_text, linkedid))
-
-    async def route_outgoing(self, extension: str, number_text: str, linkedid: str) -> Decision:
-        rules = self._rules()
-        return await self._route(rules, identify_outgoing(rules, extension, number_text, linkedid))
-
-    async def _route(self, rules: Rules, call: CallFacts | UnknownLine) -> Decision:
+        call = identify(rules, entry, linkedid)
         if isinstance(call, UnknownLine):
-            log.warning("no line for %s: the dialplan falls back", masked(call.line_text))
+            log.warning("call %s: no line for %s, the dialplan falls back", linkedid, masked(call.line_text))
             return Decision(RoutingStatus.ERROR, None, None, None, call.trace)
         screening = screen(rules, call)
-        if screening.access is not CrmAccess.ALLOWED:
-            log.info("call %s: %s, no CRM lookup", call.linkedid, screening.access.value)
-            return decide(rules, call, screening, LookupOutcome.NOT_ASKED)
+        if screening.access is CrmAccess.ALLOWED:
+            lookup = await self._look_up(rules, call)
+        else:
+            log.info("call %s: %s, no CRM lookup", linkedid, screening.access.value)
+            lookup = NOT_ASKED
+        decision = decide(rules, call, screening, lookup)
+        if self._routed is not None:
+            self._routed.remember(call, decision.route)
+        return decision
 
-        looked_up: asyncio.Future[_Lookup] = asyncio.get_running_loop().create_future()
-        self._pending.start(call.linkedid, self._crm_work(rules, call, screening, looked_up))
+    async def _look_up(self, rules: Rules, call: CallFacts) -> Lookup:
+        """Start the call's CRM work and wait for its lookup, at most the deadline."""
+        looked_up: asyncio.Future[Lookup] = asyncio.get_running_loop().create_future()
+        self._pending.start(call.linkedid, self._crm_work(rules, call, looked_up))
         try:
-            outcome, match = await asyncio.wait_for(asyncio.shield(looked_up), self._deadline)
+            return await asyncio.wait_for(asyncio.shield(looked_up), self._deadline)
         except TimeoutError:
             log.warning("call %s: CRM lookup over %.0f ms, routing to the queue group", call.linkedid, self._deadline * 1000)
-            outcome, match = LookupOutcome.LATE, None
-        return decide(rules, call, screening, outcome, match)
+            return LATE
 
-    async def _crm_work(self, rules: Rules, call: CallFacts, screening: Screening, looked_up: "asyncio.Future[_Lookup]") -> None:
-        """Look the caller up, tell the waiting router, then create what the decision says.
+    async def _crm_work(self, rules: Rules, call: CallFacts, looked_up: asyncio.Future[Lookup]) -> None:
+        """Look the caller up, tell the waiting router, then create what the answer says.
         (PendingWork logs any other error: this task belongs to the app's TaskGroup.)"""
-        assert call.external is not None
+        assert call.external is not None  # screened ALLOWED: a readable number
         phone = call.external
         try:
             try:
                 match = await attempt(lambda: self._crm.find_by_phone(phone))
             except CrmError as exc:
                 log.warning("call %s: CRM lookup of %s failed (%s), retrying", call.linkedid, masked(phone), exc)
-                _resolve(looked_up, (LookupOutcome.FAILED, None))
+                _resolve(looked_up, FAILED)
                 match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
-            _resolve(looked_up, (LookupOutcome.ANSWERED, match))
-            decision = decide(rules, call, screening, LookupOutcome.ANSWERED, match)
-            await self._perform(call, decision)
+            lookup = answered(rules, call, match)
+            _resolve(looked_up, lookup)
+            if not self._dry_run:
+                await self._perform(call, lookup.action)
         except CrmError as exc:
             log.error("call %s: CRM work for %s given up: %s", call.linkedid, masked(phone), exc)
         finally:  # whatever happened, the router waiting for the lookup is answered
-            _resolve(looked_up, (LookupOutcome.FAILED, None))
+            _resolve(looked_up, FAILED)
 
-    async def _perform(self, call: CallFacts, decision: Decision) -> None:
-        action = decision.crm_action
+    async def _perform(self, call: CallFacts, action: CrmAction) -> None:
         if isinstance(action, CreateRecords):
-            await with_retries(lambda: self._crm.create_records(action.plan), self._retry_delays)  # the CRM logs what it created
+            plan = action.plan
+            await with_retries(lambda: self._crm.create_records(plan), self._retry_delays)  # the CRM logs what it created
         elif isinstance(action, MakeOffer):
             offer = Offer(call.linkedid, call.direction, call.line.number, call.external or "", action.employees, self._clock.now())
             await with_retries(lambda: self._crm.record_offer(offer), self._retry_delays)
             log.info("call %s: offer to create a record for %s", call.linkedid, masked(call.external))
 
 
-def _resolve(future: "asyncio.Future[_Lookup]", value: _Lookup) -> None:
+def _resolve(future: asyncio.Future[Lookup], value: Lookup) -> None:
     if not future.done():
         future.set_result(value)

@@ -3,30 +3,45 @@ from dataclasses import replace
 
 import pytest
 
-from agi_daemon.core.decisions import CreateRecords, LookupOutcome, MakeOffer, RoutingStatus, decide
+from agi_daemon.core.decisions import (
+    FAILED, LATE, NOT_ASKED, CreateRecords, LookupOutcome, MakeOffer, RoutingStatus, answered, decide,
+)
 from agi_daemon.core.model import (
     CreateFor, CreateWith, CrmMode, Direction, EntityRef, EntityType, Match, QueueStrategy, UnknownCaller,
 )
-from agi_daemon.core.rules import CrmAccess, UnknownLine, identify_incoming, identify_outgoing, screen
+from agi_daemon.core.rules import CallEntry, CrmAccess, UnknownLine, identify, screen
 
 from .rules_factory import ALICE_MOBILE, BLOCKED, CLIENT, PARIS, make_rules, with_line_crm
 
 KNOWN_BY_BOB = Match(EntityRef(EntityType.CONTACT, 7), "bob", "Client SA")
 
 
+def identify_incoming(rules, line, caller, linkedid="1700000000.1"):
+    return identify(rules, CallEntry(Direction.INCOMING, line, caller), linkedid)
+
+
+def identify_outgoing(rules, extension, number, linkedid="1700000000.2"):
+    return identify(rules, CallEntry(Direction.OUTGOING, number, extension), linkedid)
+
+
+def _lookup(rules, call, outcome, match):
+    return {LookupOutcome.ANSWERED: lambda: answered(rules, call, match), LookupOutcome.LATE: lambda: LATE,
+            LookupOutcome.FAILED: lambda: FAILED, LookupOutcome.NOT_ASKED: lambda: NOT_ASKED}[outcome]()
+
+
 def incoming(rules, caller=CLIENT, line="01 84 88 00 00", lookup=LookupOutcome.ANSWERED, match=None):
-    call = identify_incoming(rules, line, caller, "1700000000.1")
+    call = identify_incoming(rules, line, caller)
     screening = screen(rules, call)
     if screening.access is not CrmAccess.ALLOWED:
         lookup = LookupOutcome.NOT_ASKED
-    return decide(rules, call, screening, lookup, match)
+    return decide(rules, call, screening, _lookup(rules, call, lookup, match))
 
 
 def outgoing(rules, number=CLIENT, extension="101", match=None):
-    call = identify_outgoing(rules, extension, number, "1700000000.2")
+    call = identify_outgoing(rules, extension, number)
     screening = screen(rules, call)
     lookup = LookupOutcome.ANSWERED if screening.access is CrmAccess.ALLOWED else LookupOutcome.NOT_ASKED
-    return decide(rules, call, screening, lookup, match)
+    return decide(rules, call, screening, _lookup(rules, call, lookup, match))
 
 
 def fired(decision):

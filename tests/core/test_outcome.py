@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 import pytest
 
 from agi_daemon.core.decisions import route_for
-from agi_daemon.core.model import Disposition, EntityRef, EntityType
-from agi_daemon.core.outcome import call_record, disposition_for, employee_for_peer, parse_hangup_report
-from agi_daemon.core.rules import identify_incoming, identify_outgoing
+from agi_daemon.core.model import Direction, Disposition, EntityRef, EntityType
+from agi_daemon.core.outcome import HangupReport, call_record, disposition_for, employee_for_peer
+from agi_daemon.core.rules import CallEntry, identify
 
 from .rules_factory import CLIENT, PARIS, make_rules
 
@@ -28,15 +28,19 @@ def test_answering_peer_maps_to_employee(peer, employee):
     assert employee_for_peer(make_rules(), peer) == employee
 
 
+INCOMING = CallEntry(Direction.INCOMING, "0184880000", CLIENT)
+OUTGOING = CallEntry(Direction.OUTGOING, CLIENT, "101")
+
+
 def report(**values):
-    base = {"linkedid": "L1", "status": "ok", "direction": "incoming", "exten": "0184880000", "callerid": CLIENT,
-            "dialstatus": "ANSWER", "answered_ms": "12500", "peer": "102@employees", "t0": f"{T0:.3f}"}
-    return parse_hangup_report({**base, **values})
+    base = {"linkedid": "L1", "status": "ok", "entry": INCOMING, "dialstatus": "ANSWER", "answered_seconds": 12.5,
+            "peer": "102@employees", "started_at": datetime.fromtimestamp(T0, tz=timezone.utc)}
+    return HangupReport(**{**base, **values})
 
 
 def test_answered_call_record_has_ring_and_talk_seconds_and_who_answered():
     rules = make_rules()
-    call = identify_incoming(rules, "0184880000", CLIENT, "L1")
+    call = identify(rules, INCOMING, "L1")
     lead = EntityRef(EntityType.LEAD, 3)
     record = call_record(rules, call, report(), route_for(rules, call, None)[0], lead, END)
     assert record.disposition is Disposition.ANSWERED
@@ -49,18 +53,25 @@ def test_answered_call_record_has_ring_and_talk_seconds_and_who_answered():
 
 def test_missed_call_record_rings_the_whole_time_and_nobody_answered():
     rules = make_rules()
-    call = identify_incoming(rules, "0184880000", CLIENT, "L1")
-    record = call_record(rules, call, report(dialstatus="NOANSWER", answered_ms="", peer=""), None, None, END)
+    call = identify(rules, INCOMING, "L1")
+    record = call_record(rules, call, report(dialstatus="NOANSWER", answered_seconds=None, peer=""), None, None, END)
     assert record.disposition is Disposition.MISSED
     assert record.answered_by is None and record.answered_at is None
     assert record.ring_seconds == pytest.approx(30.0) and record.talk_seconds == 0.0
 
 
-def test_garbled_report_values_do_not_raise():
+def test_report_without_start_or_answer_time_ends_at_hangup():
     rules = make_rules()
-    call = identify_outgoing(rules, "101", CLIENT, "L1")
-    record = call_record(rules, call, report(direction="outgoing", t0="yesterday", answered_ms="x"), None, None, END)
+    call = identify(rules, OUTGOING, "L1")
+    record = call_record(rules, call, report(entry=OUTGOING, started_at=None, answered_seconds=None), None, None, END)
     assert record.started_at == END and record.employees == ("alice",)
+
+
+def test_call_routing_did_not_decide_lists_only_who_answered():
+    rules = make_rules()
+    call = identify(rules, INCOMING, "L1")
+    record = call_record(rules, call, report(), None, None, END)
+    assert record.employees == ("bob",) and record.answered_by == "bob"
 
 
 @pytest.mark.parametrize(

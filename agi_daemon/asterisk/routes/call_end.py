@@ -1,10 +1,17 @@
 """Route `call-end`: the hangup handler reports how the call ended; the call is logged (R12).
 
 Asterisk sends everything as AGI arguments (variables.CALL_END_ARGS) and needs no answer,
-so the session ends before the CRM is written.
+so the session ends before the CRM is written. The arguments become a typed HangupReport
+here, at the edge: the call log never sees the dialplan's strings.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+from ...core.model import Direction
+from ...core.outcome import HangupReport
+from ...core.rules import CallEntry
 from ...services.call_log import CallLogService
 from ...services.pending import PendingWork
 from ..agi import AgiSession
@@ -17,6 +24,35 @@ class CallEndRoute:
         self._pending = pending
 
     async def __call__(self, session: AgiSession) -> None:
-        values = dict(zip(CALL_END_ARGS, session.request.args))
-        key = f"call-end:{values.get('linkedid') or session.request.uniqueid}"
-        self._pending.start(key, self._call_log.call_ended(values))
+        values = dict(zip(CALL_END_ARGS, session.request.args, strict=False))  # Asterisk may send fewer
+        report = hangup_report(values, fallback_linkedid=session.request.uniqueid)
+        self._pending.start(f"call-end:{report.linkedid}", self._call_log.call_ended(report))
+
+
+def hangup_report(values: Mapping[str, str], *, fallback_linkedid: str = "") -> HangupReport:
+    """The report from the hangup handler's named arguments; unreadable numbers become None,
+    never errors."""
+    direction = Direction.OUTGOING if values.get("direction") == Direction.OUTGOING.value else Direction.INCOMING
+    return HangupReport(
+        linkedid=values.get("linkedid") or fallback_linkedid,
+        status=values.get("status", ""),
+        entry=CallEntry(direction, values.get("exten", ""), values.get("callerid", "")),
+        dialstatus=values.get("dialstatus", "").upper(),
+        answered_seconds=_seconds(values.get("answered_ms"), 1000),
+        peer=values.get("peer", ""),
+        started_at=_epoch(values.get("t0")),
+    )
+
+
+def _seconds(text: str | None, divisor: int) -> float | None:
+    try:
+        return max(0.0, float(text or "")) / divisor
+    except ValueError:
+        return None
+
+
+def _epoch(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(text or ""), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from ...core.decisions import Decision
 from ...core.model import Direction
+from ...core.rules import CallEntry
 from ...services.routing import RoutingService
 from ..agi import AgiSession
 from . import answer
@@ -25,15 +25,11 @@ class RoutingRoute:
     async def __call__(self, session: AgiSession) -> None:
         request = session.request
         linkedid = request.args[0] if request.args and request.args[0] else request.uniqueid
+        entry = CallEntry(self._direction, request.extension, request.callerid)
         try:
-            decision = await self._decide(request.extension, request.callerid, linkedid)
+            decision = await self._routing.route(entry, linkedid)
         except Exception:
             log.exception("call %s: %s routing failed, the dialplan falls back", linkedid, self._direction.value)
             await answer.send_error(session)
             return
         await answer.send(session, decision)
-
-    async def _decide(self, extension: str, callerid: str, linkedid: str) -> Decision:
-        if self._direction is Direction.INCOMING:
-            return await self._routing.route_incoming(extension, callerid, linkedid)
-        return await self._routing.route_outgoing(callerid, extension, linkedid)
