@@ -15,6 +15,7 @@ from pathlib import Path
 from agi_daemon.app import Daemon
 from agi_daemon.settings import SettingsHolder
 from tests.asterisk.ami_client import user_event
+from tests.fakes.polling import eventually
 
 PARIS = "+33184880000"  # create / classic by default
 LYON = "+33472000000"  # offer
@@ -119,45 +120,3 @@ def _connected(daemon):
         return daemon.ami.connected
 
     return probe
-
-
-async def agi_call(port: int, route: str, *, extension: str, callerid: str, args: tuple[str, ...] = (),
-                   timeout: float = 5.0) -> dict[str, str]:
-    """Play Asterisk's side of one FastAGI session: send the header, answer every command
-    `200 result=1`, and return the variables the daemon set."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    header = {
-        "agi_network": "yes", "agi_network_script": route, "agi_request": f"agi://127.0.0.1:{port}/{route}",
-        "agi_channel": "Local/test-00000001;2", "agi_uniqueid": "1700000000.1", "agi_callerid": callerid,
-        "agi_context": "agi-daemon-incoming", "agi_extension": extension, "agi_priority": "1",
-    }
-    header.update({f"agi_arg_{i}": value for i, value in enumerate(args, 1)})
-    writer.write("".join(f"{k}: {v}\n" for k, v in header.items()).encode() + b"\n")
-    variables: dict[str, str] = {}
-    try:
-        async with asyncio.timeout(timeout):
-            while line := await reader.readline():
-                words = line.decode().strip().split(" ", 3)
-                if words[:2] == ["SET", "VARIABLE"]:
-                    variables[words[2].strip('"')] = words[3].strip('"') if len(words) > 3 else ""
-                    writer.write(b"200 result=1\n")
-                elif words[:2] == ["EXEC", '"MSet"']:
-                    for assignment in words[2].strip('"').split(","):
-                        name, _, value = assignment.partition("=")
-                        variables[name] = value
-                    writer.write(b"200 result=0\n")
-                else:
-                    writer.write(b"200 result=1\n")
-    finally:
-        writer.close()
-    return variables
-
-
-async def eventually(probe, timeout: float = 8.0, interval: float = 0.1):
-    """Poll `probe()` (async) until it returns something truthy; fail with the last value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(interval)

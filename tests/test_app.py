@@ -12,11 +12,9 @@ import time
 import pytest
 
 from tests.asterisk.ami_client import user_event
-from tests.daemon_harness import (
-    ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, eventually, logged_calls, rang, running_daemon,
-    write_config,
-)
-from tests.services.crm_fakes import SlowCrm
+from tests.daemon_harness import ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, logged_calls, rang, running_daemon, write_config
+from tests.fakes.polling import eventually
+from tests.fakes.crm import SlowCrm
 
 pytestmark = pytest.mark.asterisk
 

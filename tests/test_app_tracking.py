@@ -10,9 +10,9 @@ import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
 from tests.asterisk.ami_client import event_named, user_event
-from tests.daemon_harness import (
-    CLIENT, UNKNOWN, agi_call, eventually, logged_calls, rang, running_daemon, write_config,
-)
+from tests.daemon_harness import CLIENT, UNKNOWN, logged_calls, rang, running_daemon, write_config
+from tests.fakes.fastagi import agi_call
+from tests.fakes.polling import eventually
 from tests.tcp_proxy import TcpProxy
 
 PARIS_AS_DIALLED = "0184880000"

@@ -79,9 +79,12 @@ class EmbeddedCrm:
     thread of the CRM's own small pool: one thread hop per operation, and the event loop
     never blocks nor waits behind other users of a shared pool."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, stalled_after: float = _STALLED_S) -> None:
+        """`stalled_after`: seconds an operation may be in flight before the database counts as
+        stalled and new operations fail at once with CrmUnavailable."""
         self.url = database_url(url)
         self._busy_timeout_ms = busy_timeout_ms
+        self._stalled_after = stalled_after
         self._executor: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
         self._writer: Engine | None = None
@@ -336,7 +339,7 @@ class EmbeddedCrm:
         if engine is None or executor is None:
             raise CrmUnavailable("the embedded CRM is not open (await open() first)")
         loop = asyncio.get_running_loop()
-        if self._running and loop.time() - min(self._running.values()) > _STALLED_S:
+        if self._running and loop.time() - min(self._running.values()) > self._stalled_after:
             # The database is stalled (a lock, a full disk): queueing more behind it would make
             # every later lookup miss its deadline and every retry add one more copy.
             raise CrmUnavailable(f"the database is not keeping up ({len(self._running)} operations waiting)")

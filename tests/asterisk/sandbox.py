@@ -35,6 +35,7 @@ from pathlib import Path
 
 from agi_daemon.asterisk.fallback import render_fallback
 from agi_daemon.core.model import Rules
+from tests.fakes.rules import NO_RULES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROJECT_DIALPLAN = PROJECT_DIR / "dialplan" / "agi-daemon.conf"
@@ -345,8 +346,7 @@ class AsteriskSandbox:
         for name, text in files.items():
             (self.etc / name).write_text(text)
         self.copy_project_dialplan(reload=False)
-        empty = Rules(default_region="FR", employees={}, queue_groups={}, lines={})
-        self.write_fallback(empty, reload=False)
+        self.write_fallback(NO_RULES, reload=False)
 
     def _asterisk_conf(self) -> str:
         d = self.inside

@@ -15,34 +15,17 @@ from pathlib import Path
 import pytest
 
 from agi_daemon.asterisk import variables
-from agi_daemon.core.model import Dialing, Employee, Line, QueueGroup, QueueStrategy, Rules
 from tests.asterisk.ami_client import event_named, user_event
 from tests.asterisk.sandbox import closed_port
+from tests.fakes.rules import LYON, PARIS, two_line_rules
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "agi-daemon.conf"
 
-PARIS = "+33184880000"  # in_order: dora (no extension), alice 101, bob 102; 2 s each
-LYON = "+33478000000"  # ring_all: alice 101 and bob 102, 3 s
+# PARIS in_order: dora (no extension), alice 101, bob 102; 2 s each. LYON ring_all: alice 101 and bob 102, 3 s
 CLIENT = "+33611223344"
 EXTERNAL = "+33699887766"
 
-RULES = Rules(
-    default_region="FR",
-    employees={
-        "alice": Employee("alice", "Alice Martin", "101"),
-        "bob": Employee("bob", "Bob Durand", "102"),
-        "dora": Employee("dora", "Dora No-Phone", None),
-    },
-    queue_groups={
-        "sales": QueueGroup("sales", ("dora", "alice", "bob"), QueueStrategy.IN_ORDER, 2),
-        "support": QueueGroup("support", ("alice", "bob"), QueueStrategy.RING_ALL, 3),
-    },
-    lines={
-        PARIS: Line(PARIS, "Paris sales line", "sales"),
-        LYON: Line(LYON, "Lyon support line", "support"),
-    },
-    dialing=Dialing("Local/{extension}@employees", "Local/{number}@trunk"),
-)
+RULES = two_line_rules(sales_ring=2, support=("alice", "bob"), support_ring=3, support_line_name="Lyon support line")
 
 
 def employee(extension: str) -> str:

@@ -9,30 +9,12 @@ from dataclasses import replace
 import pytest
 
 from agi_daemon.asterisk.fallback import INCOMING_CONTEXT, OUTGOING_CONTEXT, render_fallback
-from agi_daemon.core.model import Dialing, Employee, Line, QueueGroup, QueueStrategy, Rules
-
-PARIS = "+33184880000"
-LYON = "+33478000000"
+from agi_daemon.core.model import Dialing, Line, QueueGroup, QueueStrategy, Rules
+from tests.fakes.rules import LYON, NO_RULES, PARIS, two_line_rules
 
 
 def make_rules(strategy: QueueStrategy = QueueStrategy.IN_ORDER) -> Rules:
-    return Rules(
-        default_region="FR",
-        employees={
-            "alice": Employee("alice", "Alice Martin", "101"),
-            "bob": Employee("bob", "Bob Durand", "102"),
-            "dora": Employee("dora", "Dora No-Phone", None),
-        },
-        queue_groups={
-            "sales": QueueGroup("sales", ("dora", "alice", "bob"), strategy, ring_seconds=7),
-            "support": QueueGroup("support", ("bob",), QueueStrategy.RING_ALL, ring_seconds=30),
-        },
-        lines={
-            PARIS: Line(PARIS, "Paris sales line", "sales"),
-            LYON: Line(LYON, "Lyon; support (after-sales)", "support"),
-        },
-        dialing=Dialing("Local/{extension}@employees", "Local/{number}@trunk"),
-    )
+    return two_line_rules(strategy)
 
 
 def context(text: str, name: str) -> str:
@@ -123,5 +105,5 @@ def test_two_lines_never_claim_the_same_extension():
 
 
 def test_no_lines_still_defines_both_contexts():
-    text = render_fallback(Rules(default_region="FR", employees={}, queue_groups={}, lines={}))
+    text = render_fallback(NO_RULES)
     assert f"[{INCOMING_CONTEXT}]" in text and f"[{OUTGOING_CONTEXT}]" in text

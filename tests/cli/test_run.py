@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from tests.daemon_harness import UNKNOWN, agi_call, write_config
+from tests.daemon_harness import UNKNOWN, write_config
+from tests.fakes.fastagi import agi_call
 from tests.asterisk.sandbox import closed_port
 
 

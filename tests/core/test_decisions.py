@@ -11,7 +11,7 @@ from agi_daemon.core.model import (
 )
 from agi_daemon.core.rules import CallEntry, CrmAccess, UnknownLine, identify, screen
 
-from .rules_factory import ALICE_MOBILE, BLOCKED, CLIENT, PARIS, make_rules, with_line_crm
+from tests.fakes.rules import ALICE_MOBILE, BLOCKED, CLIENT, PARIS, make_rules, with_line_crm
 
 KNOWN_BY_BOB = Match(EntityRef(EntityType.CONTACT, 7), "bob", "Client SA")
 

@@ -7,7 +7,7 @@ from agi_daemon.core.model import Direction, Disposition, EntityRef, EntityType
 from agi_daemon.core.outcome import HangupReport, call_record, disposition_for, employee_for_peer
 from agi_daemon.core.rules import CallEntry, identify
 
-from .rules_factory import CLIENT, PARIS, make_rules
+from tests.fakes.rules import CLIENT, PARIS, make_rules
 
 T0 = 1_764_000_000.250
 END = datetime.fromtimestamp(T0 + 30, tz=timezone.utc)

@@ -36,7 +36,7 @@ from agi_daemon.core.tracker import (
 )
 from tests.fixtures import AMI_DIR, ami_fixture_names, ami_items
 
-from .rules_factory import CLIENT, PARIS, make_rules
+from tests.fakes.rules import CLIENT, PARIS, make_rules
 
 RULES = make_rules()  # alice 101 (line Paris), bob 102; endpoints Local/{extension}@employees
 EXTERNAL = "+33699887766"

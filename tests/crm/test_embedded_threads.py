@@ -131,12 +131,12 @@ async def test_stalled_database_answers_busy_instead_of_queueing_without_end(tmp
     from agi_daemon.core.ports import CrmUnavailable
 
     path = tmp_path / "crm.sqlite3"
-    async with EmbeddedCrm(f"sqlite:///{path}", busy_timeout_ms=4000) as crm:
+    async with EmbeddedCrm(f"sqlite:///{path}", busy_timeout_ms=4000, stalled_after=0.2) as crm:
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
             first = [asyncio.create_task(crm.add_record("contact", f"C{n}", f"+3361100{n:04d}", None)) for n in range(8)]
-            await asyncio.sleep(2.5)  # the first ones wait on the lock: the database is stalled
+            await asyncio.sleep(0.4)  # the first ones wait on the lock past stalled_after: stalled
             started = asyncio.get_running_loop().time()
             later = await asyncio.gather(*(crm.find_by_phone(f"+3361200{n:04d}") for n in range(50)), return_exceptions=True)
             answered_in = asyncio.get_running_loop().time() - started

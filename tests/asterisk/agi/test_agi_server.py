@@ -20,65 +20,8 @@ from agi_daemon.asterisk.agi import (
     Handler,
 )
 
-WAIT = 5.0  # upper bound for every wait in these tests: nothing may hang
-
-
-def header(
-    route: str = "incoming",
-    *,
-    uniqueid: str = "1700000000.1",
-    channel: str = "Local/0184880000@agi-daemon-incoming-00000001;2",
-    callerid: str = "0612345678",
-    args: tuple[str, ...] = ("1700000000.0",),
-) -> bytes:
-    lines = [
-        "agi_network: yes",
-        f"agi_network_script: {route}",
-        f"agi_request: agi://127.0.0.1:4573/{route}",
-        f"agi_channel: {channel}",
-        f"agi_uniqueid: {uniqueid}",
-        f"agi_callerid: {callerid}",
-        "agi_calleridname: unknown",
-        "agi_context: agi-daemon-incoming",
-        "agi_extension: 0184880000",
-        "agi_priority: 2",
-        *(f"agi_arg_{i}: {arg}" for i, arg in enumerate(args, 1)),
-    ]
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-class FakeAsterisk:
-    """Asterisk's side of one FastAGI connection."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, port: int) -> FakeAsterisk:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), WAIT)
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await asyncio.wait_for(self.writer.drain(), WAIT)
-
-    async def command(self) -> bytes:
-        return await asyncio.wait_for(self.reader.readline(), WAIT)
-
-    async def rest(self) -> bytes:
-        """Everything the server still sends until it closes the connection."""
-        try:
-            return await asyncio.wait_for(self.reader.read(), WAIT)
-        except ConnectionResetError:
-            return b""
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await asyncio.wait_for(self.writer.wait_closed(), WAIT)
-        except ConnectionError:
-            pass
+from tests.fakes.fastagi import WAIT, FakeAsterisk, header
+from tests.fakes.polling import until
 
 
 @asynccontextmanager
@@ -90,13 +33,6 @@ async def running(routes: dict[str, Handler], **options: Any) -> AsyncIterator[F
         yield server
     finally:
         await asyncio.wait_for(server.close(timeout=1.0), WAIT)
-
-
-async def until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
 
 
 async def test_full_session_sets_variable_and_closes():

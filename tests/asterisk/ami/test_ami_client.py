@@ -22,6 +22,8 @@ from agi_daemon.asterisk.ami import (
     ChannelSnapshot,
 )
 
+from tests.fakes.polling import until
+
 from .fake_ami import FakeAmi, channel
 
 SECRET = "s3cret-Zq81-never-logged"
@@ -50,12 +52,6 @@ async def running(client: AmiClient) -> AsyncIterator[asyncio.Task[None]]:
 
 async def next_item(client: AmiClient, timeout: float = 2.0) -> AmiItem:
     return await asyncio.wait_for(client.queue.get(), timeout)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 def user_event(seq: int) -> dict[str, str]:

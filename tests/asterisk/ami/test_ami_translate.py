@@ -23,7 +23,7 @@ from agi_daemon.core.tracker import (
     Resynced,
     Transferred,
 )
-from tests.core.rules_factory import make_rules
+from tests.fakes.rules import make_rules
 from tests.fixtures import ami_fixture_names, ami_items
 
 PROJECT = Path(__file__).resolve().parents[3]

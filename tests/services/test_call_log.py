@@ -1,0 +1,119 @@
+"""R12 from the hangup report, on a hand-written in-memory CRM: the call is logged from what
+routing decided, never decided again at hangup time; tracking's record wins."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agi_daemon.core.decisions import RoutingStatus
+from agi_daemon.core.model import CallRecord, Direction, Disposition, EntityType
+from agi_daemon.core.outcome import HangupReport
+from agi_daemon.core.rules import CallEntry
+from agi_daemon.services.call_log import CallLogService
+from agi_daemon.services.pending import PendingWork
+from agi_daemon.services.routed_calls import RoutedCalls
+from agi_daemon.services.routing import RoutingService
+from tests.fakes.clock import FixedClock
+from tests.fakes.crm import MemoryCrm
+from tests.fakes.rules import CLIENT, PARIS, make_rules, with_line_crm
+
+ENTRY = CallEntry(Direction.INCOMING, "01 84 88 00 00", "06 11 22 33 44")
+
+
+@pytest.fixture
+async def tasks():
+    async with asyncio.TaskGroup() as group:
+        yield group
+
+
+class Pbx:
+    """Routing and the call log sharing one CRM, one clock and the running rules, which the
+    test may reload."""
+
+    def __init__(self, tasks, crm, rules) -> None:
+        self.rules = rules
+        self.crm = crm
+        self.clock = FixedClock()
+        self.pending = PendingWork(tasks.create_task)
+        routed = RoutedCalls()
+        self.routing = RoutingService(lambda: self.rules, crm, self.clock, self.pending, deadline=1.0, routed=routed)
+        self.call_log = CallLogService(lambda: self.rules, crm, self.clock, self.pending, routed=routed, settle_timeout=5)
+
+    def report(self, linkedid: str, entry: CallEntry = ENTRY, *, dialstatus="ANSWER", peer="101@employees") -> HangupReport:
+        started = self.clock.at
+        self.clock.at += timedelta(seconds=40)
+        return HangupReport(linkedid, "ok", entry, dialstatus, 25.0 if dialstatus == "ANSWER" else None, peer, started)
+
+
+async def test_hangup_report_logs_the_route_routing_chose_not_the_one_of_reloaded_rules(tasks):
+    crm = MemoryCrm()
+    known = crm.add_known(CLIENT, EntityType.CONTACT, "bob")
+    pbx = Pbx(tasks, crm, make_rules())
+    decision = await pbx.routing.route(ENTRY, "L1")
+    assert decision.route.responsible == "bob"  # R6: bob first, then the queue group alice, bob
+    # the admin reloads: known clients no longer go to their responsible, bob leaves the group
+    reloaded = with_line_crm(make_rules(), route_known_to_responsible=False)
+    pbx.rules = replace(reloaded, queue_groups={"sales": replace(reloaded.queue_groups["sales"], members=("alice",))})
+    record = await pbx.call_log.call_ended(pbx.report("L1", peer="102@employees"))
+    assert record.employees == ("bob", "alice")  # who was really rung
+    assert (record.answered_by, record.entity, record.line) == ("bob", known.entity, PARIS)
+    assert crm.calls["L1"] == record
+
+
+async def test_hangup_report_of_a_call_routing_never_decided_is_identified_from_the_report(tasks):
+    crm = MemoryCrm()
+    known = crm.add_known(CLIENT, EntityType.COMPANY, "bob")
+    pbx = Pbx(tasks, crm, make_rules())  # the daemon was down when the call came in: no decision
+    record = await pbx.call_log.call_ended(pbx.report("L2"))
+    assert (record.direction, record.line, record.number) == (Direction.INCOMING, PARIS, CLIENT)
+    assert (record.employees, record.answered_by, record.entity) == (("alice",), "alice", known.entity)
+
+
+async def test_hangup_report_of_a_new_client_is_logged_on_the_lead_the_call_created(tasks):
+    crm = MemoryCrm()
+    pbx = Pbx(tasks, crm, make_rules())
+    decision = await pbx.routing.route(ENTRY, "L3")
+    record = await pbx.call_log.call_ended(pbx.report("L3", dialstatus="NOANSWER", peer=""))
+    [created] = crm.created.values()
+    assert decision.status is RoutingStatus.OK
+    assert (record.entity, record.disposition, record.employees) == (created.lead, Disposition.MISSED, ("alice", "bob"))
+    assert record.ring_seconds == 40.0 and record.talk_seconds == 0.0
+
+
+async def test_hangup_report_on_a_line_the_config_does_not_have_is_not_logged(tasks):
+    crm = MemoryCrm()
+    pbx = Pbx(tasks, crm, make_rules())
+    assert await pbx.call_log.call_ended(pbx.report("L4", CallEntry(Direction.INCOMING, "0100000000", CLIENT))) is None
+    assert crm.calls == {}
+
+
+@pytest.mark.parametrize("tracking_first", [True, False], ids=["tracking-first", "report-first"])
+async def test_tracking_record_wins_over_the_hangup_report_whichever_comes_first(tasks, tracking_first):
+    crm = MemoryCrm()
+    pbx = Pbx(tasks, crm, make_rules())
+    await pbx.routing.route(ENTRY, "L5")
+    at = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    tracked = CallRecord("L5", Direction.INCOMING, PARIS, CLIENT, Disposition.ANSWERED, at, at + timedelta(seconds=60),
+                         answered_by="bob", employees=("alice", "bob"), talk_seconds=50.0)
+    if tracking_first:
+        await pbx.call_log.tracked_call_ended(tracked)
+        await pbx.call_log.call_ended(pbx.report("L5"))
+    else:
+        await pbx.call_log.call_ended(pbx.report("L5"))
+        await pbx.call_log.tracked_call_ended(tracked)
+    logged = crm.calls["L5"]
+    assert (logged.answered_by, logged.talk_seconds) == ("bob", 50.0)
+    assert logged.entity == crm.created["L5"].lead
+
+
+async def test_excluded_number_is_routed_and_never_logged(tasks):
+    crm = MemoryCrm()
+    pbx = Pbx(tasks, crm, make_rules())
+    blocked = CallEntry(Direction.INCOMING, "0184880000", "+33 1 40 00 00 00")
+    decision = await pbx.routing.route(blocked, "L6")
+    assert decision.status is RoutingStatus.EXCLUDED
+    assert await pbx.call_log.call_ended(pbx.report("L6", blocked)) is None
+    assert (crm.calls, crm.lookups, crm.created) == ({}, [], {})

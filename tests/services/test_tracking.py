@@ -1,0 +1,89 @@
+"""R10 and R12 from call tracking, without the Asterisk sandbox: the AMI events of real calls
+(recorded from Asterisk 22, tests/fixtures/ami) through TrackingService, the reassign and
+call-log services, on a hand-written in-memory CRM."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from agi_daemon.asterisk.ami.translate import translate
+from agi_daemon.core.model import Direction, EntityType, Transfer, TransferKind
+from agi_daemon.core.rules import CallEntry
+from agi_daemon.services.call_log import CallLogService
+from agi_daemon.services.pending import PendingWork
+from agi_daemon.services.reassign import ReassignService
+from agi_daemon.services.routed_calls import RoutedCalls
+from agi_daemon.services.routing import RoutingService
+from agi_daemon.services.tracking import TrackingService
+from tests.fakes.clock import FixedClock
+from tests.fakes.crm import MemoryCrm, SlowCrm
+from tests.fakes.rules import CLIENT, make_rules, with_line_crm
+from tests.fixtures import AMI_DIR, ami_items
+
+TRANSFERS = {"incoming_blind_transfer": TransferKind.BLIND, "incoming_attended_transfer": TransferKind.ATTENDED}
+
+
+@pytest.fixture
+async def tasks():
+    async with asyncio.TaskGroup() as group:
+        yield group
+
+
+def linkedid_of(name: str) -> str:
+    return json.loads((AMI_DIR / f"{name}.json").read_text())[0]["fields"]["Linkedid"]
+
+
+async def replay(tasks, crm, name: str, rules=None, deadline=1.0):
+    """Route the recorded call as the dialplan would, then follow its AMI events; returns
+    once every effect has been applied."""
+    rules = rules or make_rules()
+    pending = PendingWork(tasks.create_task)
+    routed = RoutedCalls()
+    clock = FixedClock()
+    routing = RoutingService(lambda: rules, crm, clock, pending, deadline=deadline, routed=routed, retry_delays=(0.01,))
+    call_log = CallLogService(lambda: rules, crm, clock, pending, routed=routed, settle_timeout=5)
+    reassign = ReassignService(lambda: rules, crm, pending, settle_timeout=5)
+    tracking = TrackingService(lambda: rules, call_log, reassign, pending)
+    linkedid = linkedid_of(name)
+    await routing.route(CallEntry(Direction.INCOMING, "+33184880000", CLIENT), linkedid)
+    for event in filter(None, map(translate, ami_items(name))):
+        tracking.handle(event)
+    assert await pending.settle(f"tracking:{linkedid}", 10) and await pending.settle(linkedid, 10)
+    return linkedid
+
+
+@pytest.mark.parametrize("name", TRANSFERS)
+async def test_new_client_call_transferred_gives_its_lead_to_the_target_and_logs_the_transfer(tasks, name):
+    crm = MemoryCrm()
+    linkedid = await replay(tasks, crm, name)
+    lead = crm.created[linkedid].lead
+    assert crm.responsible[lead] == "bob"  # created for alice (queue head), moved to bob (R10)
+    logged = crm.calls[linkedid]
+    assert logged.entity == lead and logged.answered_by == "alice"
+    assert logged.transfers == (Transfer("alice", "bob", TRANSFERS[name]),)
+
+
+@pytest.mark.parametrize("name", TRANSFERS)
+async def test_known_client_call_transferred_keeps_the_responsible(tasks, name):
+    crm = MemoryCrm()
+    known = crm.add_known(CLIENT, EntityType.CONTACT, "alice")
+    linkedid = await replay(tasks, crm, name)
+    assert crm.created == {} and crm.responsible[known.entity] == "alice"
+    assert crm.calls[linkedid].entity == known.entity
+
+
+async def test_transfer_on_a_line_without_reassign_keeps_the_responsible(tasks):
+    crm = MemoryCrm()
+    linkedid = await replay(tasks, crm, "incoming_blind_transfer", with_line_crm(make_rules(), reassign_on_manual_transfer=False))
+    assert crm.responsible[crm.created[linkedid].lead] == "alice"
+
+
+async def test_transfer_while_the_lead_is_still_being_created_waits_for_it(tasks):
+    crm = MemoryCrm()
+    # routing gives up on the lookup after 50 ms: the call is answered, transferred and over
+    # before the lead exists
+    linkedid = await replay(tasks, SlowCrm(crm, delay=0.3), "incoming_blind_transfer", deadline=0.05)
+    assert crm.responsible[crm.created[linkedid].lead] == "bob"
+    assert crm.calls[linkedid].entity == crm.created[linkedid].lead
