@@ -9,7 +9,7 @@ from agi_daemon.core.decisions import (
 from agi_daemon.core.model import (
     CreateFor, CreateWith, CrmMode, Direction, EntityRef, EntityType, Match, QueueStrategy, UnknownCaller,
 )
-from agi_daemon.core.rules import CallEntry, CrmAccess, UnknownLine, identify, screen
+from agi_daemon.core.rules import CallEntry, CrmAccess, TraceStep, UnknownLine, identify, screen
 
 from tests.fakes.rules import ALICE_MOBILE, BLOCKED, CLIENT, PARIS, make_rules, with_line_crm
 
@@ -207,3 +207,31 @@ def test_ring_all_strategy_is_passed_to_the_dialplan():
 def test_line_settings_are_per_line():
     rules = with_line_crm(make_rules(), source="PARTNER", unknown_caller=UnknownCaller.OFFER)
     assert isinstance(incoming(rules).crm_action, MakeOffer)
+
+
+@pytest.mark.parametrize(
+    "entry, reason",
+    [
+        (CallEntry(Direction.INCOMING, "01 84 88 00 00", CLIENT), "line +33184880000 (Paris sales line): the number called"),
+        (CallEntry(Direction.OUTGOING, CLIENT, "101"), "line +33184880000 (Paris sales line), the line of employee alice"),
+        (CallEntry(Direction.OUTGOING, CLIENT, "102"),
+         "line +33184880000 (Paris sales line), the first line of the config: employee bob has no line of their own"),
+        (CallEntry(Direction.OUTGOING, CLIENT, "999"),
+         "line +33184880000 (Paris sales line), the first line of the config: extension '999' is not an employee's"),
+    ],
+    ids=["incoming", "employee-line", "no-line", "unknown-extension"],
+)
+def test_decision_trace_starts_with_the_line_used_and_why(entry, reason):
+    rules = make_rules(create_for=CreateFor.ALL)
+    call = identify(rules, entry, "x")
+    decision = decide(rules, call, screen(rules, call), answered(rules, call, None))
+    assert decision.trace[0] == TraceStep("line", True, reason)
+    assert decision.line.number == PARIS
+
+
+def test_late_lookup_routes_to_the_queue_group_and_leaves_the_crm_work_for_later():
+    rules = make_rules()
+    call = identify_incoming(rules, "0184880000", CLIENT)
+    decision = decide(rules, call, screen(rules, call), LATE)
+    assert decision.status is RoutingStatus.FALLBACK and decision.crm_action is None
+    assert decision.route.responsible is None and decision.route.queue_members == ("alice", "bob")
