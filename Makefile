@@ -9,7 +9,7 @@ export AGI_DAEMON_ASTERISK_ROOT := $(ASTERISK_ROOT)
 export AGI_DAEMON_AMI_SECRET ?= dev-ami-secret
 export AGI_DAEMON_ARI_PASSWORD ?= dev-ari-password
 
-.PHONY: run test venv sandbox bench check-config clean
+.PHONY: run test lint venv sandbox bench check-config clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,8 +27,13 @@ run: venv
 	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
 	exec $(BIN)/agi-daemon run -c config/agi-daemon.yaml
 
-test: venv sandbox
+test: lint sandbox
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Types (mypy, strict on core/) and lint (ruff), configured in pyproject.toml; part of `make test`.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python -m bench

@@ -59,7 +59,7 @@ def call_entry(rules: Rules, direction: Direction, *, line: str | None, caller: 
         raise Refused("the config has no line for outgoing calls")
     if line:
         wanted = try_e164(line, rules.default_region)
-        if wanted not in rules.lines:
+        if wanted is None or wanted not in rules.lines:
             raise Refused(f"line {line!r} is not among the numbers of the config; its lines: {_lines(rules)}")
         if wanted != facts.line.number:
             raise Refused(

@@ -30,6 +30,21 @@ def rang(linkedid: str, extension: str):
     return user_event("AgiDaemonTestRing", linkedid=linkedid, extension=extension)
 
 
+def call_log_said(caplog, linkedid: str, text: str, times: int = 1):
+    """A probe: the daemon's call log has said `text` about call `linkedid` at least `times`
+    times (a positive signal that a report was handled, even one that writes nothing). The
+    test sets caplog to INFO for CALL_LOG."""
+    def probe() -> bool:
+        said = [r for r in caplog.records
+                if r.name == CALL_LOG and linkedid in r.getMessage() and text in r.getMessage()]
+        return len(said) >= times
+
+    return probe
+
+
+CALL_LOG = "agi_daemon.services.call_log"
+
+
 async def logged_calls(crm, linkedid: str) -> list[dict]:
     return [c for c in await crm.list_records("calls") if c["linkedid"] == linkedid]
 

@@ -7,12 +7,15 @@ the trunk is Local/<number>@trunk; ring times are 2 s so the suite stays quick.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
 
 from tests.asterisk.ami_client import user_event
-from tests.daemon_harness import ALICE_MOBILE, BLOCKED, CLIENT, UNKNOWN, logged_calls, rang, running_daemon, write_config
+from tests.daemon_harness import (
+    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon, write_config,
+)
 from tests.fakes.polling import eventually
 from tests.fakes.crm import SlowCrm
 
@@ -77,7 +80,8 @@ async def test_offer_line_creates_nothing_and_records_the_offer(tmp_path, crm, a
 
 
 @pytest.mark.parametrize("caller", [BLOCKED, ALICE_MOBILE], ids=["exception-list", "employee-mobile"])
-async def test_excluded_caller_is_routed_and_nothing_reaches_the_crm(tmp_path, crm, asterisk_ami, employees, caller):
+async def test_excluded_caller_is_routed_and_nothing_reaches_the_crm(tmp_path, crm, asterisk_ami, employees, caller, caplog):
+    caplog.set_level(logging.INFO, logger=CALL_LOG)
     async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, caller)
@@ -86,7 +90,9 @@ async def test_excluded_caller_is_routed_and_nothing_reaches_the_crm(tmp_path, c
         status = await asterisk_ami.getvar("AGI_DAEMON_STATUS", caller_side)
         await asyncio.sleep(0.5)
         await asterisk_ami.hangup_call(call.linkedid)
-        await asyncio.sleep(1.0)  # let the hangup handler report: the daemon must drop it
+        # both reports of the call's end (the hangup handler's and call tracking's) handled
+        handled = await eventually(call_log_said(caplog, call.linkedid, "not logged", times=2))
+    assert handled
     assert status == "excluded"
     assert await nothing_in_crm(crm) == {}
 

@@ -20,6 +20,9 @@ class CrmRejected(CrmError):
 
 
 class CrmAdapter(Protocol):
+    async def open(self) -> None:
+        """Connect, or prepare the store; idempotent. Called once before any other method."""
+
     async def find_by_phone(self, phone: str) -> Match | None:
         """The known client with this E.164 number: contact first, then company, then an
         unconverted lead. None for an unknown number."""

@@ -85,6 +85,7 @@ class CallLogService:
         """Screen (R7, R8: excluded calls leave no trace), find the record to log on, write."""
         access = screen_number(rules, external).access
         if access is CrmAccess.EXCLUDED:
+            log.info("call %s: not logged: %s is excluded from the CRM (R7/R8)", linkedid, masked(external))
             return None
         try:
             entity = await self._entity(linkedid, external, access)

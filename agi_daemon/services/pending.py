@@ -7,6 +7,7 @@ call log always lands on the records the call created.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Callable, Coroutine
 
@@ -29,7 +30,7 @@ class PendingWork:
         earlier = set(self._tasks.get(key, ())) if in_order else set()
         task = self._spawn(self._guarded(key, self._after(earlier, work) if earlier else work))
         self._tasks.setdefault(key, set()).add(task)
-        task.add_done_callback(lambda done, key=key: self._forget(key, done))
+        task.add_done_callback(functools.partial(self._forget, key))
         return task
 
     @staticmethod

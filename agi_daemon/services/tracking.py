@@ -6,7 +6,7 @@ the call (owned by the app's TaskGroup) after the routing's own CRM work for tha
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterable, Callable
+from typing import Any, AsyncIterable, Callable, Coroutine
 
 from ..core.model import Rules
 from ..core.tracker import CallEnded, Reassign, TrackerEvent, TrackerState, step
@@ -49,6 +49,7 @@ class TrackingService:
             log.exception("call tracking could not apply %s; state kept", type(event).__name__)
             return
         for effect in effects:
+            work: Coroutine[Any, Any, object]
             if isinstance(effect, CallEnded):
                 record = effect.record
                 work = self._call_log.tracked_call_ended(record, partial=effect.partial)

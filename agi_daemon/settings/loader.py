@@ -122,4 +122,4 @@ def _rules(sections: dict[str, Any], log: ProblemLog) -> Rules | None:
 @cache
 def _section_adapter(name: str) -> TypeAdapter[Any]:
     field = SettingsFile.model_fields[name]
-    return TypeAdapter(Annotated[field.annotation, field])
+    return TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]  # built at run time

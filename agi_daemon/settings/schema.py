@@ -6,7 +6,7 @@ is known, and checks the names that refer to other keys (members, queue groups, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from string import Formatter
@@ -30,7 +30,6 @@ from agi_daemon.core.model import (
 _LINE_CRM = LineCrm()
 _CRM_POLICY = CrmPolicy()
 _DIALING = Dialing()
-_QUEUE_GROUP = {field.name: field.default for field in fields(QueueGroup)}
 
 
 class Section(BaseModel):
@@ -226,8 +225,8 @@ class EmployeeEntry(Section):
 
 class QueueGroupEntry(Section):
     members: Annotated[tuple[str, ...], AfterValidator(_members)]
-    strategy: QueueStrategy = _QUEUE_GROUP["strategy"]
-    ring_seconds: Count = _QUEUE_GROUP["ring_seconds"]
+    strategy: QueueStrategy = QueueGroup.strategy  # the core's defaults
+    ring_seconds: Count = QueueGroup.ring_seconds
 
 
 class LineCrmEntry(Section):

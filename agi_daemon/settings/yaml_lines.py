@@ -77,6 +77,7 @@ class _Reader:
                 return self._mapping(node, path)
             if isinstance(node, SequenceNode):
                 return self._sequence(node, path)
+            assert isinstance(node, ScalarNode)  # the third and last kind of YAML node
             return self._scalar(node)
         finally:
             self._open.discard(id(node))

@@ -146,7 +146,7 @@ def test_dialplan_agi_calls_use_the_routes_and_argument_counts_of_variables():
 
 
 def test_the_hangup_handler_passes_call_end_args_in_order():
-    line = next(l for l in dialplan_text().splitlines() if f"/{variables.ROUTE_CALL_END}," in l)
+    line = next(text for text in dialplan_text().splitlines() if f"/{variables.ROUTE_CALL_END}," in text)
     args = line.split(f"/{variables.ROUTE_CALL_END},", 1)[1].rsplit(")", 1)[0].split(",")
     expected = {
         "linkedid": "${CHANNEL(linkedid)}", "status": f"${{{variables.STATUS}}}",

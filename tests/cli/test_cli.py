@@ -35,8 +35,8 @@ def test_check_config_on_broken_file_prints_file_line_path_message(config, capsy
     broken = config.read_text().replace("members: [alice, bob]", "members: [alice, zoe]").replace("events: ami", "events: sip")
     config.write_text(broken)
     lines = broken.splitlines()
-    events_line = next(i for i, l in enumerate(lines, 1) if "events: sip" in l)
-    members_line = next(i for i, l in enumerate(lines, 1) if "members: [alice, zoe]" in l)
+    events_line = next(i for i, text in enumerate(lines, 1) if "events: sip" in text)
+    members_line = next(i for i, text in enumerate(lines, 1) if "members: [alice, zoe]" in text)
     code, out, _ = run(capsys, "check-config", "-c", config)
     assert code == 1
     assert out.splitlines() == [

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from .backoff import backoff_delay
 from .codec import AmiFields, AmiParser, encode_action
@@ -271,7 +272,8 @@ class AmiClient:
                     return
             getter = asyncio.ensure_future(self.queue.get())
             try:
-                await asyncio.wait({getter, stop}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Future[Any]] = {getter, stop}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 if not getter.done():
                     getter.cancel()

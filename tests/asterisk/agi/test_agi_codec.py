@@ -1,6 +1,8 @@
 """The FastAGI codec without sockets: header, replies, command encoding."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -162,7 +164,7 @@ def test_header_split_anywhere_gives_same_request_and_remainder(cuts, crlf):
     bounds = sorted({0, len(data), *(min(cut, len(data)) for cut in cuts)})
     parser = HeaderParser()
     results = []
-    for start, stop in zip(bounds, bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         if results and results[-1] is not None:
             break
         results.append(parser.feed(data[start:stop]))

@@ -505,7 +505,7 @@ async def test_close_lets_running_sessions_finish_within_timeout():
 async def test_port_before_start_raises_and_stats_are_a_frozen_snapshot():
     server = FastAgiServer({}, allowed_peers=[])
     with pytest.raises(RuntimeError, match="not started"):
-        server.port
+        _ = server.port
     stats = server.stats()
     with pytest.raises(dataclasses.FrozenInstanceError):
         stats.sessions = 3  # type: ignore[misc]

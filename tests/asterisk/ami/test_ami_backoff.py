@@ -26,7 +26,7 @@ def test_delays_stay_within_minimum_and_ceiling_and_grow_on_average() -> None:
         ceiling = backoff_ceiling(attempt, minimum=MINIMUM, maximum=MAXIMUM)
         assert all(MINIMUM <= d <= ceiling <= MAXIMUM for d in delays)
         means.append(statistics.fmean(delays))
-    assert all(a < b for a, b in zip(means[:6], means[1:7]))  # grows until the cap
+    assert all(a < b for a, b in zip(means[:6], means[1:7], strict=True))  # grows until the cap
     assert means[-1] == pytest.approx((MINIMUM + MAXIMUM) / 2, rel=0.1)
 
 

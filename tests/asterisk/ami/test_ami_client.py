@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -180,7 +181,7 @@ async def test_wrong_secret_gives_clear_error_retries_with_backoff_and_never_log
             assert "AmiAuthError" in client.last_error
             assert "Authentication failed" in client.last_error
         times = [t for t, accepted in ami.logins if not accepted]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert all(gap >= 0.045 for gap in gaps), gaps
         assert wrong not in caplog.text and SECRET not in caplog.text
         assert "login refused" in caplog.text

@@ -1,6 +1,8 @@
 """The sans-IO AMI codec, without sockets."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +36,7 @@ def test_whole_stream_yields_banner_and_messages_in_order() -> None:
 @given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=30))
 def test_any_split_into_reads_yields_the_same_messages(cuts: list[int]) -> None:
     bounds = [0, *sorted(set(cuts)), len(STREAM)]
-    chunks = [STREAM[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [STREAM[a:b] for a, b in itertools.pairwise(bounds)]
     assert parse_all(AmiParser(), chunks) == AmiParser().feed(STREAM)
 
 
