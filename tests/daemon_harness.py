@@ -15,6 +15,7 @@ from pathlib import Path
 from agi_daemon.app import Daemon
 from agi_daemon.settings import SettingsHolder
 from tests.asterisk.ami_client import user_event
+from tests.fakes.fastagi import agi_call as agi_call  # for bench/, which plays the same FastAGI peer
 from tests.fakes.polling import eventually
 
 PARIS = "+33184880000"  # create / classic by default
