@@ -18,6 +18,7 @@ from .core.ports import CrmAdapter
 from .core.rules import CallEntry, CallFacts, identify
 from .services.clock import SystemClock
 from .services.pending import PendingWork
+from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 
 SIMULATED_LINKEDID = "simulated"
@@ -82,7 +83,7 @@ async def simulate(rules: Rules, crm: CrmAdapter, entry: CallEntry) -> Decision:
     """The decision routing makes for the call `entry`, without creating anything."""
     async with asyncio.TaskGroup() as tasks:
         routing = RoutingService(lambda: rules, crm, SystemClock(), PendingWork(tasks.create_task),
-                                 deadline=LOOKUP_SECONDS, dry_run=True)
+                                 deadline=LOOKUP_SECONDS, routed=RoutedCalls(), dry_run=True)
         decision = await routing.route(entry, SIMULATED_LINKEDID)
     return decision
 

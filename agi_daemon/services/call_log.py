@@ -35,7 +35,7 @@ class CallLogService:
         clock: Clock,
         pending: PendingWork,
         *,
-        routed: RoutedCalls | None = None,
+        routed: RoutedCalls,
         settle_timeout: float = 10.0,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
     ) -> None:
@@ -53,7 +53,7 @@ class CallLogService:
         call already. Returns the record, or None (excluded, unknown line, CRM failure)."""
         ended_at = self._clock.now()
         rules = self._rules()
-        routed = self._routed.pop(report.linkedid) if self._routed is not None else None
+        routed = self._routed.pop(report.linkedid)
         if routed is not None:
             call, route = routed.call, routed.route
         else:

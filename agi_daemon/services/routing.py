@@ -38,7 +38,7 @@ class RoutingService:
         pending: PendingWork,
         *,
         deadline: float,
-        routed: RoutedCalls | None = None,
+        routed: RoutedCalls,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
         dry_run: bool = False,
     ) -> None:
@@ -68,8 +68,7 @@ class RoutingService:
             log.info("call %s: %s, no CRM lookup", linkedid, screening.access.value)
             lookup = NOT_ASKED
         decision = decide(rules, call, screening, lookup)
-        if self._routed is not None:
-            self._routed.remember(call, decision.route)
+        self._routed.remember(call, decision.route)
         return decision
 
     async def _look_up(self, rules: Rules, call: CallFacts) -> Lookup:
