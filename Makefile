@@ -42,4 +42,4 @@ check-config: venv
 	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
