@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
-from tests.asterisk.ami_client import event_named, user_event
+from tests.asterisk.ami_client import bridged_employee_channel, event_named, user_event
 from tests.daemon_harness import (
     CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon, write_config,
 )
@@ -21,15 +21,9 @@ from tests.tcp_proxy import TcpProxy
 PARIS_AS_DIALLED = "0184880000"
 
 
-async def employee_channel(ami, linkedid: str, extension: str) -> str:
-    channels = await ami.channels(linkedid)
-    return next(c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1"))
-
-
-
 async def transfer(ami, call, kind: str) -> None:
     """alice (101), who answered, transfers the call to bob (102) the way an agent would."""
-    alice = await employee_channel(ami, call.linkedid, "101")
+    alice = await bridged_employee_channel(ami, call.linkedid, "101")
     since = ami.mark()
     if kind == "blind":
         await ami.action({"Action": "BlindTransfer", "Channel": alice, "Exten": "102", "Context": "employees"})

@@ -253,3 +253,13 @@ class _Connecting:
 
     async def __aexit__(self, *exc) -> None:
         await self._client.close()
+
+
+async def bridged_employee_channel(ami: TestAmi, linkedid: str, extension: str, timeout: float = 5.0) -> str:
+    """The channel of employee <extension> (Local/<ext>@employees-...;1) on call <linkedid>, once
+    it is in a bridge with the caller: only then can it transfer (Asterisk answers a transfer
+    of a channel not bridged yet with "Transfer invalid"; Originate's answer comes first)."""
+    channels = await ami.channels(linkedid)
+    channel = next(c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1"))
+    await ami.wait_event(event_named("BridgeEnter", channel=channel), timeout)
+    return channel

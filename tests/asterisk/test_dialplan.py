@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agi_daemon.asterisk import variables
-from tests.asterisk.ami_client import event_named, user_event
+from tests.asterisk.ami_client import bridged_employee_channel, event_named, user_event
 from tests.asterisk.sandbox import closed_port
 from tests.fakes.rules import LYON, PARIS, two_line_rules
 
@@ -344,18 +344,13 @@ async def test_daemon_down_outgoing_call_still_reaches_the_trunk(dialplan, aster
 
 # ---------------------------------------------------------------- transfers with feature codes
 
-async def employee_channel(ami, linkedid: str, extension: str) -> str:
-    channels = await ami.channels(linkedid)
-    return next(c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1"))
-
-
 @pytest.mark.asterisk
 async def test_answering_employee_can_attended_transfer_with_the_feature_code(dialplan, asterisk_ami):
     """AMI Atxfer works on the *called* employee because the dialplan dials with `t`
     (with `T` alone Asterisk ignores it: `T` is for the calling party)."""
     call = await asterisk_ami.originate_incoming(PARIS, CLIENT)
     await asyncio.wait_for(call.response, 5)
-    alice = await employee_channel(asterisk_ami, call.linkedid, "101")
+    alice = await bridged_employee_channel(asterisk_ami, call.linkedid, "101")
     # "#" ends the digit collection at once instead of after transferdigittimeout.
     await asterisk_ami.action({"Action": "Atxfer", "Channel": alice, "Exten": "102#", "Context": "employees"})
     await asterisk_ami.wait_event(ring_of(call.linkedid, "102"), 5)
@@ -369,7 +364,7 @@ async def test_answering_employee_can_attended_transfer_with_the_feature_code(di
 async def test_answering_employee_can_be_blind_transferred_over_ami(dialplan, asterisk_ami):
     call = await asterisk_ami.originate_incoming(PARIS, CLIENT)
     await asyncio.wait_for(call.response, 5)
-    alice = await employee_channel(asterisk_ami, call.linkedid, "101")
+    alice = await bridged_employee_channel(asterisk_ami, call.linkedid, "101")
     await asterisk_ami.action({"Action": "BlindTransfer", "Channel": alice, "Exten": "102", "Context": "employees"})
     transfer = await asterisk_ami.wait_event(event_named("BlindTransfer", transfererchannel=alice), 5)
     assert (transfer["result"], transfer["extension"]) == ("Success", "102")
@@ -383,6 +378,7 @@ async def test_calling_employee_can_attended_transfer_an_outgoing_call(dialplan,
     await asyncio.wait_for(call.response, 5)
     channels = await asterisk_ami.channels(call.linkedid)
     caller = next(c for c in channels if c.startswith(f"Local/{EXTERNAL}@agi-daemon-outgoing-") and c.endswith(";2"))
+    await asterisk_ami.wait_event(event_named("BridgeEnter", channel=caller), 5)  # bridged with the trunk: may transfer
     await asterisk_ami.action({"Action": "Atxfer", "Channel": caller, "Exten": "102#", "Context": "employees"})
     await asterisk_ami.wait_event(ring_of(call.linkedid, "102"), 5)
     await asyncio.sleep(0.3)
