@@ -10,7 +10,10 @@ import logging
 import signal
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
-from .asterisk.ami.translate import EVENT_NAMES, tracker_events
+from .asterisk.ami.translate import EVENT_NAMES
+from .asterisk.ari import APP_EVENT_TYPES, AriClient, StasisRouting
+from .asterisk.ari import EVENT_TYPES as ARI_EVENT_TYPES
+from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
 from .asterisk.routes.table import route_table
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
@@ -22,10 +25,12 @@ from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import Settings, SettingsHolder
+from .settings import EventsInterface
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait in Stasis for its decision
 
 
 def build_crm(settings: Settings) -> EmbeddedCrm:
@@ -47,7 +52,10 @@ class Daemon:
         self._clock = clock or SystemClock()
         self.agi_port: int | None = None
         self.pending: PendingWork | None = None
-        self.ami: AmiClient | None = None
+        self.ami: AmiClient | None = None  # asterisk.events: ami
+        self.ari: AriClient | None = None  # asterisk.events: ari
+        self.stasis: StasisRouting | None = None
+        self.event_source: EventSource | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
@@ -103,7 +111,8 @@ class Daemon:
                 routing = RoutingService(rules, crm, self._clock, pending,
                                          deadline=settings.daemon.crm_deadline_ms / 1000, routed=routed)
                 call_log = CallLogService(rules, crm, self._clock, pending, routed=routed)
-                ami = self._start_tracking(settings, tasks, rules, call_log, ReassignService(rules, crm, pending), pending)
+                events = self._start_asterisk_events(settings, tasks, rules, routing, call_log,
+                                                     ReassignService(rules, crm, pending), pending)
                 fastagi = settings.daemon.fastagi
                 server = FastAgiServer(
                     route_table(routing, call_log, pending),
@@ -120,7 +129,7 @@ class Daemon:
                     await stop.wait()
                 finally:
                     await server.close()
-                    await ami.close()
+                    await events.close()
                     left = await pending.drain(DRAIN_SECONDS)
                     if left:
                         log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
@@ -129,16 +138,34 @@ class Daemon:
             if owned:
                 await crm.close()
 
-    def _start_tracking(self, settings: Settings, tasks: asyncio.TaskGroup, rules, call_log, reassign, pending) -> AmiClient:
-        """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
-        ami_settings = settings.asterisk.ami
-        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
-                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+    def _start_asterisk_events(self, settings: Settings, tasks: asyncio.TaskGroup, rules, routing, call_log,
+                               reassign, pending) -> EventSource:
+        """Follow calls (R10 transfers, R12 call log) over the interface `asterisk.events`
+        names: AMI, or ARI, which also runs the Stasis application that routes the calls of
+        dialplan/agi-daemon-stasis.conf (with the same routing service as FastAGI)."""
+        source: EventSource
+        if settings.asterisk.events is EventsInterface.ARI:
+            ari_settings = settings.asterisk.ari
+            assert ari_settings is not None  # settings require it with events: ari
+            stasis = StasisRouting(None, ari_settings.app, routing, call_log, pending,
+                                   deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
+            ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
+                            ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES,
+                            on_app_event=stasis.handle)
+            stasis.use(ari)
+            self.ari, self.stasis = ari, stasis
+            source = AriEventSource(ari)
+        else:
+            ami_settings = settings.asterisk.ami
+            ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                            ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+            self.ami = ami
+            source = AmiEventSource(ami)
         tracking = TrackingService(rules, call_log, reassign, pending)
-        self.ami, self.tracking = ami, tracking
-        tasks.create_task(ami.run())
-        tasks.create_task(tracking.run(tracker_events(ami.events())))
-        return ami
+        self.event_source, self.tracking = source, tracking
+        tasks.create_task(source.run())
+        tasks.create_task(tracking.run(source.events()))
+        return source
 
 
 async def run_until_signalled(holder: SettingsHolder) -> None:

@@ -46,8 +46,8 @@ pytestmark = pytest.mark.asterisk
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])
-async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path, crm, asterisk_ami, employees, kind):
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path, mode, crm, asterisk_ami, employees, kind):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
         [lead] = await eventually(lambda: crm.list_records("leads"))
         assert lead["responsible"] == "alice"
@@ -61,9 +61,9 @@ async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])
-async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, crm, asterisk_ami, employees, kind):
+async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees, kind):
     contact = await crm.add_record("contact", "Client SA", CLIENT, "alice")  # alice is rung first (R6)
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         call = await answered_call(asterisk_ami, CLIENT)
         await transfer(asterisk_ami, call, kind)
         await asterisk_ami.hangup_call(call.linkedid)
@@ -74,8 +74,8 @@ async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, crm
     assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
 
 
-async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, reassign=False, ami=employees.daemon_ami), crm):
+async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path, reassign=False), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
         await eventually(lambda: crm.list_records("leads"))
         await transfer(asterisk_ami, call, "blind")
@@ -85,10 +85,10 @@ async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path,
     assert lead["responsible"] == "alice"
 
 
-async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_head_responsible(tmp_path, crm, asterisk_ami, employees):
+async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_head_responsible(tmp_path, mode, crm, asterisk_ami, employees):
     employees.set_global("EMPLOYEE_101", "noanswer")
     employees.set_global("EMPLOYEE_102", "noanswer")
-    async with running_daemon(employees, write_config(tmp_path, ring=2, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path, ring=2), crm):
         since = asterisk_ami.mark()
         started = time.monotonic()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
@@ -103,8 +103,8 @@ async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_
     assert lead["responsible"] == "alice"
 
 
-async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
         answered = time.monotonic()
         await asyncio.sleep(2.0)
@@ -139,10 +139,10 @@ async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_sti
 
 
 @pytest.mark.parametrize("number, logged_on", [("0611223344", "contact"), ("0612000001", None)], ids=["known-contact", "employee-mobile"])
-async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, crm, asterisk_ami, employees, number, logged_on, caplog):
+async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, mode, crm, asterisk_ami, employees, number, logged_on, caplog):
     caplog.set_level(logging.INFO, logger=CALL_LOG)
     contact = await crm.add_record("contact", "Client SA", CLIENT, "alice")
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate(f"Local/{number}@phones", '"bob" <102>')
         await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid, number=number), 5, since=since)

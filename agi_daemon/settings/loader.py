@@ -101,11 +101,9 @@ def _check_events_interface(sections: dict[str, Any], log: ProblemLog) -> None:
 def _check_available(sections: dict[str, Any], log: ProblemLog) -> None:
     """Values the contract names but this version cannot run yet: refused here, so that
     check-config tells the admin before `run` would."""
-    crm, asterisk = sections.get("crm"), sections.get("asterisk")
+    crm = sections.get("crm")
     if crm is not None and crm.adapter is not CrmAdapterKind.EMBEDDED:
         log.add(("crm", "adapter"), f"{crm.adapter.value} is not available in this version: use embedded")
-    if asterisk is not None and asterisk.events is not EventsInterface.AMI:
-        log.add(("asterisk", "events"), f"{asterisk.events.value} is not available in this version: use ami")
 
 
 def _rules(sections: dict[str, Any], log: ProblemLog) -> Rules | None:

@@ -1,0 +1,29 @@
+"""Asterisk REST Interface edge: the events WebSocket and REST calls (`client`), ARI events as
+tracker events (`translate`), and the daemon's Stasis application (`stasis`).
+
+Design choice: aiohttp directly, not aioari. aioari (the asyncio port of ari-py, which does not
+import on Python 3) is thin where the daemon needs substance: no reconnection, no resync, no
+heartbeat, event callbacks run inline on the socket reader, and it downloads Asterisk's Swagger
+resource list at each connection to build its objects. The daemon uses four REST calls
+(GET /channels, GET /bridges, POST /channels/{id}/variable, POST /channels/{id}/continue), one
+PUT (the event filter) and the events WebSocket: wrapping aioari would mean writing the
+reconnect, resync, back-pressure and error translation anyway, around a library that gives
+nothing else here. aiohttp is the library aioari itself sits on.
+
+Usage::
+
+    client = AriClient(url, user, password, "agi-daemon", event_types=EVENT_TYPES,
+                       app_types=APP_EVENT_TYPES, on_app_event=stasis.handle)
+    tg.create_task(client.run())
+    async for event in tracker_events(client.events()): ...
+"""
+from .client import AriClient
+from .errors import AriError, AriRefused, AriUnavailable
+from .model import AriEvent, AriItem, AriResync
+from .stasis import APP_EVENT_TYPES, StasisRouting
+from .translate import EVENT_TYPES, tracker_events, translate
+
+__all__ = [
+    "APP_EVENT_TYPES", "EVENT_TYPES", "AriClient", "AriError", "AriEvent", "AriItem", "AriRefused",
+    "AriResync", "AriUnavailable", "StasisRouting", "tracker_events", "translate",
+]
