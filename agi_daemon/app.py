@@ -11,9 +11,10 @@ import signal
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES
-from .asterisk.ari import APP_EVENT_TYPES, AriClient, StasisRouting
 from .asterisk.ari import EVENT_TYPES as ARI_EVENT_TYPES
+from .asterisk.ari import AriClient
 from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
+from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm

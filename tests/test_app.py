@@ -14,7 +14,7 @@ import pytest
 
 from tests.asterisk.ami_client import user_event
 from tests.daemon_harness import (
-    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon, write_config,
+    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon,
 )
 from tests.fakes.polling import eventually
 from tests.fakes.crm import SlowCrm

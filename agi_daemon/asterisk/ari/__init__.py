@@ -1,5 +1,6 @@
-"""Asterisk REST Interface edge: the events WebSocket and REST calls (`client`), ARI events as
-tracker events (`translate`), and the daemon's Stasis application (`stasis`).
+"""Asterisk REST Interface edge: the events WebSocket and REST calls (`client`) and ARI events as
+tracker events (`translate`). The daemon's Stasis application, which routes calls over ARI,
+is a route like the FastAGI ones: agi_daemon/asterisk/routes/stasis.py.
 
 Design choice: aiohttp directly, not aioari. aioari (the asyncio port of ari-py, which does not
 import on Python 3) is thin where the daemon needs substance: no reconnection, no resync, no
@@ -20,10 +21,9 @@ Usage::
 from .client import AriClient
 from .errors import AriError, AriRefused, AriUnavailable
 from .model import AriEvent, AriItem, AriResync
-from .stasis import APP_EVENT_TYPES, StasisRouting
 from .translate import EVENT_TYPES, tracker_events, translate
 
 __all__ = [
-    "APP_EVENT_TYPES", "EVENT_TYPES", "AriClient", "AriError", "AriEvent", "AriItem", "AriRefused",
-    "AriResync", "AriUnavailable", "StasisRouting", "tracker_events", "translate",
+    "EVENT_TYPES", "AriClient", "AriError", "AriEvent", "AriItem", "AriRefused", "AriResync",
+    "AriUnavailable", "tracker_events", "translate",
 ]

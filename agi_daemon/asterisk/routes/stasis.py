@@ -1,4 +1,4 @@
-"""The daemon's Stasis application: routing and the hangup report over ARI, with the same
+"""The daemon's Stasis application (the routes of the Stasis dialplan): routing and the hangup report over ARI, with the same
 services and the same channel variables as the FastAGI routes.
 
 dialplan/agi-daemon-stasis.conf runs ``Stasis(<app>,incoming|outgoing,${CHANNEL(linkedid)})``
@@ -28,11 +28,11 @@ from ...services.call_log import CallLogService
 from ...services.pending import PendingWork
 from ...services.routing import RoutingService
 from .. import variables as v
-from ..routes.answer import assignments
-from ..routes.call_end import hangup_report
-from .errors import AriError, AriRefused
-from .model import AriEvent, AriItem, AriResync, Json
-from .translate import LINKEDID_VAR
+from ..ari.errors import AriError, AriRefused
+from ..ari.model import AriEvent, AriItem, AriResync, Json
+from ..ari.translate import LINKEDID_VAR
+from .answer import assignments
+from .call_end import hangup_report
 
 log = logging.getLogger(__name__)
 
