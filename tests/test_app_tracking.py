@@ -10,10 +10,11 @@ import time
 import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
-from tests.asterisk.ami_client import bridged_employee_channel, event_named, user_event
+from tests.asterisk.ami_client import TestAmi, bridged_employee_channel, event_named, user_event
 from tests.daemon_harness import (
-    CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon, write_config,
+    CALL_LOG, CLIENT, MODE_IDS, MODES, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon, write_config,
 )
+from tests.fakes.crm import SlowCrm
 from tests.fakes.fastagi import agi_call
 from tests.fakes.polling import eventually
 from tests.tcp_proxy import TcpProxy
@@ -138,6 +139,68 @@ async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_sti
     assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
 
 
+async def test_ari_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, crm, asterisk_ami, employees, caplog):
+    caplog.set_level(logging.INFO, logger=CALL_LOG)
+    mode = Mode("ari", employees)
+    url, user, password = employees.daemon_ari
+    async with TcpProxy(employees.http_port) as proxy:
+        config = mode.config(tmp_path, ari=(f"http://127.0.0.1:{proxy.port}", user, password))
+        async with running_daemon(employees, config, crm) as daemon:
+            call = await answered_call(asterisk_ami, UNKNOWN)
+            await eventually(lambda: crm.list_records("leads"))
+            proxy.cut()
+            await eventually(lambda: _reconnected(daemon), timeout=10)
+            await transfer(asterisk_ami, call, "blind")
+            moved = await eventually(lambda: _responsible_is(crm, "leads", "bob"))
+            await asterisk_ami.hangup_call(call.linkedid)
+            [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
+            # both reports of the call's end (tracking's and the hangup handler's) written
+            both = await eventually(call_log_said(caplog, call.linkedid, ": logged ", times=2))
+            assert daemon.event_source.dropped == 0
+        assert proxy.connections >= 2
+    assert moved and both
+    assert len(await logged_calls(crm, call.linkedid)) == 1
+    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
+
+
+async def test_ari_link_cut_while_a_call_waits_in_stasis_the_call_still_leaves_within_the_deadline(tmp_path, crm, asterisk_ami, employees):
+    """The events WebSocket dies while the daemon decides (a slow CRM): the answer goes by REST
+    on a new connection, and the call rings the queue group within the deadline."""
+    mode = Mode("ari", employees)
+    url, user, password = employees.daemon_ari
+    slow = SlowCrm(crm, delay=1.5)
+    async with TcpProxy(employees.http_port) as proxy:
+        config = mode.config(tmp_path, ari=(f"http://127.0.0.1:{proxy.port}", user, password), deadline_ms=300)
+        async with running_daemon(employees, config, slow) as daemon:
+            since = asterisk_ami.mark()
+            started = time.monotonic()
+            call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
+            await eventually(lambda: _deciding(daemon), timeout=5, interval=0.005)
+            proxy.cut()
+            await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
+            waited = time.monotonic() - started
+            await eventually(lambda: _reconnected(daemon), timeout=10)
+    assert waited < 0.300 + 0.250  # the deadline, plus Asterisk setting the call up and ringing
+
+
+@pytest.mark.parametrize("transport", MODES, ids=MODE_IDS)
+async def test_asterisk_restarted_while_the_daemon_runs_the_daemon_reconnects_and_routes_and_tracks_the_next_call(tmp_path, crm, asterisk_factory, transport):
+    sandbox = asterisk_factory(f"restart-{transport}")
+    async with running_daemon(sandbox, Mode(transport, sandbox).config(tmp_path), crm) as daemon:
+        sandbox.restart()
+        await eventually(lambda: _reconnected(daemon), timeout=30)
+        async with TestAmi.connect(sandbox) as ami:
+            call = await answered_call(ami, UNKNOWN)
+            [caller_side] = [c for c in await ami.channels(call.linkedid) if "@agi-daemon-incoming" in c and c.endswith(";2")]
+            status = await ami.getvar("AGI_DAEMON_STATUS", caller_side)
+            await asyncio.sleep(0.5)
+            await ami.hangup_call(call.linkedid)
+            [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    assert status == "ok"  # the daemon decided: not the fallback
+    [lead] = await crm.list_records("leads")
+    assert (entry["disposition"], entry["answered_by"], entry["entity"]) == ("answered", "alice", f"lead:{lead['id']}")
+
+
 @pytest.mark.parametrize("number, logged_on", [("0611223344", "contact"), ("0612000001", None)], ids=["known-contact", "employee-mobile"])
 async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, mode, crm, asterisk_ami, employees, number, logged_on, caplog):
     caplog.set_level(logging.INFO, logger=CALL_LOG)
@@ -200,7 +263,14 @@ async def _with_transfers(crm, linkedid):
 
 def _reconnected(daemon):
     async def probe():
-        return daemon.ami.reconnects >= 1 and daemon.ami.connected
+        return daemon.event_source.reconnects >= 1 and daemon.event_source.connected
+
+    return probe()
+
+
+def _deciding(daemon):
+    async def probe():
+        return daemon.stasis.deciding > 0
 
     return probe()
 

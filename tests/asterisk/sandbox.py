@@ -172,7 +172,7 @@ class AsteriskSandbox:
         if not keep_ports:
             self._remove_stale_run_dirs()
             self.ami_port, self.http_port = free_port(), free_port()
-        self.write_configs()
+            self.write_configs()
         started = time.monotonic()
         script = (
             f"mount -t proc proc '{self.root}/proc' && mount --bind /dev '{self.root}/dev' && "
@@ -193,6 +193,14 @@ class AsteriskSandbox:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def restart(self) -> None:
+        """Stop Asterisk and start it again with the same files and ports, as after an admin's
+        `core restart now`: channels and run-time globals are gone; extensions.conf is written
+        again so that [globals] has the current AGI_DAEMON_URL, as an admin's file would."""
+        self.stop(keep_files=True)
+        (self.etc / "extensions.conf").write_text(self._extensions_conf())
+        self.start(keep_ports=True)
 
     def stop(self, *, keep_files: bool | None = None, timeout: float = 10.0) -> None:
         process, self.process = self.process, None

@@ -59,6 +59,11 @@ class StasisRouting:
         self._in_hand: set[str] = set()  # channels being routed now
         self.routed = 0
 
+    @property
+    def deciding(self) -> int:
+        """Channels in Stasis whose routing answer is being worked out now."""
+        return len(self._in_hand)
+
     def use(self, ari: AriRequests) -> None:
         """The ARI client to answer through (built after this router: it calls `handle`)."""
         self._ari = ari
