@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agi_daemon.asterisk.ami import AmiResync, ChannelSnapshot
+from agi_daemon.asterisk.ari import AriResync
 from agi_daemon.asterisk.ami.model import parse_duration
 from agi_daemon.asterisk.ami.translate import translate
 from agi_daemon.asterisk.ari.translate import translate as translate_ari
@@ -269,6 +270,81 @@ def test_recorded_call_joined_late_mid_call_still_gives_its_outcome(name, k):
     assert (record.answered_by, record.disposition) == (answered_by, disposition)
     assert set(record.employees) <= set(employees)
     assert set(record.transfers) <= set(transfers) and state.calls == {}
+
+
+def ari_snapshot_at(name, k):
+    """The AriResync an ARI client connecting just before the k-th recorded item would get:
+    GET /channels (each channel as last shown) and GET /bridges, built from the recorded events."""
+    items = json.loads((ARI_DIR / f"{name}.json").read_text())
+    alive: dict[str, dict] = {}
+    bridges: dict[str, list[str]] = {}
+    for item in items[:k]:
+        if "resync" in item:
+            alive = {c["id"]: c for c in item["resync"]["channels"]}
+            bridges = {b["id"]: list(b["channels"]) for b in item["resync"]["bridges"]}
+            continue
+        body = item["body"]
+        for key in ("channel", "peer", "caller", "transferee", "transfer_target", "transferer_first_leg"):
+            shown = body.get(key)
+            if shown and shown["id"] in alive or (key == "channel" and item["type"] == "ChannelCreated"):
+                alive[shown["id"]] = shown
+        if item["type"] == "ChannelDestroyed":
+            alive.pop(body["channel"]["id"], None)
+        elif item["type"] == "ChannelEnteredBridge":
+            bridges.setdefault(body["bridge"]["id"], []).append(body["channel"]["id"])
+        elif item["type"] == "ChannelLeftBridge":
+            members = bridges.get(body["bridge"]["id"], [])
+            if body["channel"]["id"] in members:
+                members.remove(body["channel"]["id"])
+    last = items[k - 1]
+    at = datetime.fromisoformat(last["body"]["timestamp"]).timestamp() if "body" in last else last["received_at"]
+    listed = tuple({"id": bid, "channels": members} for bid, members in bridges.items() if members)
+    return AriResync(tuple(alive.values()), listed, at)
+
+
+def ari_mid_call_points(name):
+    """As `mid_call_points`, over ARI."""
+    items = json.loads((ARI_DIR / f"{name}.json").read_text())
+    points = []
+    for k in range(1, len(items)):
+        if any(item.get("type") in ("ChannelLeftBridge", "BridgeBlindTransfer", "BridgeAttendedTransfer")
+               for item in items[:k]):
+            break
+        if any((c.get("dialplan") or {}).get("context", "").startswith("agi-daemon-")
+               for c in ari_snapshot_at(name, k).channels):
+            points.append((name, k))
+    return points
+
+
+ARI_POINTS = [(name, k) for name in sorted(FIXTURES)
+              for k in range(1, len(json.loads((ARI_DIR / f"{name}.json").read_text())))]
+ARI_MID_CALL_POINTS = [point for name in sorted(FIXTURES) for point in ari_mid_call_points(name)]
+
+
+@pytest.mark.parametrize("name, k", ARI_POINTS)
+def test_recorded_ari_call_with_a_resync_anywhere_gives_the_same_record(name, k):
+    """A reconnection over ARI that lost nothing: GET /channels and /bridges agree with what was seen."""
+    items = ari_items(name)
+    events = [event for event in map(translate_ari, items[:k] + [ari_snapshot_at(name, k)] + items[k:]) if event]
+    state, effects = run(events)
+    assert records(effects) == records(replay(name, "ari")[1])
+    assert reassigns(effects) == reassigns(replay(name, "ari")[1])
+
+
+@pytest.mark.parametrize("name, k", ARI_MID_CALL_POINTS)
+def test_recorded_ari_call_joined_late_mid_call_still_gives_its_outcome(name, k):
+    direction, number, employees, answered_by, disposition, transfers = FIXTURES[name]
+    events = [event for event in map(translate_ari, [ari_snapshot_at(name, k)] + ari_items(name)[k:]) if event]
+    state, effects = run(events)
+    [record] = records(effects)
+    assert (record.direction, record.line, record.number) == (direction, PARIS, number)
+    assert (record.answered_by, record.disposition) == (answered_by, disposition)
+    assert set(record.employees) <= set(employees)
+    assert set(record.transfers) <= set(transfers) and state.calls == {}
+
+
+def test_ari_recordings_give_late_join_points_to_check():
+    assert len(ARI_MID_CALL_POINTS) >= len(FIXTURES)
 
 
 # ---------------------------------------------------------------- hand-built sequences
