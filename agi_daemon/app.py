@@ -152,7 +152,7 @@ class Daemon:
                                    deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
             ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
                             ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES,
-                            on_app_event=stasis.handle)
+                            on_app_event=stasis.handle, at_close=stasis.at_close)
             stasis.use(ari)
             self.ari, self.stasis = ari, stasis
             source = AriEventSource(ari)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.asterisk.ami_client import user_event
 from tests.daemon_harness import (
-    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon,
+    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon,
 )
 from tests.fakes.polling import eventually
 from tests.fakes.crm import SlowCrm
@@ -171,3 +171,14 @@ async def test_daemon_stopped_dialplan_still_routes_to_queue_group(tmp_path, mod
     call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
     await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
     assert await crm.list_records("leads") == []
+
+
+async def test_daemon_stopping_while_a_call_waits_in_stasis_still_sends_the_call_on(tmp_path, crm, asterisk_ami, employees):
+    """Stasis+ARI only (FastAGI has no such state): the daemon is stopped while it decides a
+    call (a slow CRM); the decision is delivered before the ARI link closes, and the call rings."""
+    mode = Mode("ari", employees)
+    since = asterisk_ami.mark()
+    async with running_daemon(employees, mode.config(tmp_path, deadline_ms=300), SlowCrm(crm, delay=1.5)) as daemon:
+        call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
+        assert await eventually(lambda: daemon.stasis.deciding > 0, interval=0.005)
+    await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)

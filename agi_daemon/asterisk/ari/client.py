@@ -19,6 +19,10 @@ Events are decoded and sorted in the reader, synchronously:
   is counted in `dropped` (logged at most once a second), and once the consumer has caught up
   a new snapshot is published, as after a reconnect;
 - the snapshot (`AriResync`) goes to both.
+
+At `close()`, once the WebSocket is closed (Asterisk deactivates the application: new calls'
+Stasis() fail at once), ``at_close`` runs while REST still works: the Stasis application sends
+on the channels still waiting in it, so that stopping the daemon leaves no call in Stasis.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -54,6 +58,7 @@ class AriClient:
         event_types: frozenset[str],
         app_types: frozenset[str] = frozenset(),
         on_app_event: AppHandler | None = None,
+        at_close: Callable[[], Awaitable[None]] | None = None,
         queue_size: int = 10000,
         heartbeat: float = 5.0,
         backoff_min: float = 0.5,
@@ -77,6 +82,7 @@ class AriClient:
         self._event_types = event_types
         self._app_types = app_types
         self._on_app_event = on_app_event
+        self._at_close = at_close
         self._heartbeat = heartbeat
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
@@ -148,6 +154,12 @@ class AriClient:
         finally:
             self._running = False
             self._connected = False
+            if self._at_close is not None:  # the events are off; REST still works for a last word
+                try:
+                    async with asyncio.timeout(self._request_timeout):
+                        await self._at_close()
+                except Exception:
+                    self._log.exception("ARI %s: the last requests before closing failed", self._base)
             http, self._http = self._http, None
             await http.close()
             self._stopped.set()

@@ -56,7 +56,7 @@ class StasisRouting:
         self._call_log = call_log
         self._pending = pending
         self._deadline = deadline
-        self._in_hand: set[str] = set()  # channels being routed now
+        self._in_hand: dict[str, asyncio.Task[None]] = {}  # channels being routed now
         self.routed = 0
 
     @property
@@ -91,8 +91,7 @@ class StasisRouting:
         dialplan = channel.get("dialplan") or {}
         entry = CallEntry(direction, dialplan.get("exten") or "", (channel.get("caller") or {}).get("number") or "")
         linkedid = (args[1] if len(args) > 1 else "") or (channel.get("channelvars") or {}).get(LINKEDID_VAR) or channel_id
-        self._in_hand.add(channel_id)
-        self._pending.start(f"stasis:{channel_id}", self._route(channel_id, entry, linkedid))
+        self._in_hand[channel_id] = self._pending.start(f"stasis:{channel_id}", self._route(channel_id, entry, linkedid))
 
     async def _route(self, channel_id: str, entry: CallEntry, linkedid: str) -> None:
         try:
@@ -110,7 +109,7 @@ class StasisRouting:
             await self._answer(channel_id, pairs)
             self.routed += 1
         finally:
-            self._in_hand.discard(channel_id)
+            self._in_hand.pop(channel_id, None)
 
     async def _answer(self, channel_id: str, pairs: list[tuple[str, str]]) -> None:
         """Set the variables (status last), then send the channel on in the dialplan."""
@@ -129,15 +128,37 @@ class StasisRouting:
             log.error("channel %s: routing answer not delivered (%s); it goes on at the next resync", channel_id, exc)
 
     def _release_waiting(self, channels: tuple[Json, ...]) -> None:
+        for channel_id in self._waiting(channels):
+            log.warning("channel %s was waiting in Stasis %s (its start was not seen): sent on to the fallback",
+                        channel_id, self._app)
+            self._pending.start(f"stasis:{channel_id}", self._answer(channel_id, [(v.STATUS, RoutingStatus.ERROR.value)]))
+
+    def _waiting(self, channels: tuple[Json, ...]) -> list[str]:
+        """The channels of this list that wait in this application, not being routed now."""
+        waiting = []
         for channel in channels:
             dialplan = channel.get("dialplan") or {}
             channel_id = channel.get("id") or ""
-            waiting = (dialplan.get("app_name") == "Stasis"
-                       and (dialplan.get("app_data") or "").split(",", 1)[0] == self._app)
-            if waiting and channel_id and channel_id not in self._in_hand:
-                log.warning("channel %s was waiting in Stasis %s (its start was not seen): sent on to the fallback",
-                            channel_id, self._app)
-                self._pending.start(f"stasis:{channel_id}", self._answer(channel_id, [(v.STATUS, RoutingStatus.ERROR.value)]))
+            if (channel_id and channel_id not in self._in_hand and dialplan.get("app_name") == "Stasis"
+                    and (dialplan.get("app_data") or "").split(",", 1)[0] == self._app):
+                waiting.append(channel_id)
+        return waiting
+
+    async def at_close(self) -> None:
+        """The daemon stops (the events WebSocket is closed, REST still works): let the
+        decisions in progress be delivered (each bounded by the deadline), then send on to the
+        fallback any channel that entered the application meanwhile."""
+        if self._in_hand:
+            await asyncio.wait(set(self._in_hand.values()), timeout=self._deadline + 1.0)
+        assert self._ari is not None
+        try:
+            channels = await self._ari.request("GET", "/channels")
+        except AriError as exc:
+            log.error("Stasis %s: live channels not read at stop (%s)", self._app, exc)
+            return
+        for channel_id in self._waiting(tuple(channels) if isinstance(channels, list) else ()):
+            log.warning("channel %s entered Stasis %s as the daemon stopped: sent on to the fallback", channel_id, self._app)
+            await self._answer(channel_id, [(v.STATUS, RoutingStatus.ERROR.value)])
 
     def _call_ended(self, event: AriEvent) -> None:
         fields = event.body.get("userevent") or {}

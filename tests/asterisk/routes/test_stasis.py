@@ -120,3 +120,19 @@ async def test_channels_found_waiting_in_the_application_at_a_resync_go_on_to_th
     await eventually(lambda: "ch7" in ari.continued_at)
     await pending.drain(5)
     assert set(ari.continued_at) == {"ch7"} and ari.variables("ch7") == [(v.STATUS, "error")]
+
+
+async def test_at_close_decisions_in_progress_are_delivered_and_channels_left_waiting_go_on(tasks, crm):
+    ari = FakeAri()
+    stasis, pending = router(SlowCrm(crm, delay=2.0), tasks, ari, deadline=0.3)
+    stasis.handle(stasis_start("ch1", "incoming", PARIS, CLIENT))
+    waiting = {"id": "ch7", "dialplan": {"app_name": "Stasis", "app_data": "agi-daemon,incoming,L7"}}
+
+    async def listed(method, path, *, params=None, body=None):
+        return [waiting] if path == "/channels" else await FakeAri.request(ari, method, path, params=params, body=body)
+
+    ari.request = listed
+    await stasis.at_close()
+    assert set(ari.continued_at) == {"ch1", "ch7"}
+    assert dict(ari.variables("ch1"))[v.STATUS] == "fallback" and ari.variables("ch7") == [(v.STATUS, "error")]
+    await pending.drain(5)
