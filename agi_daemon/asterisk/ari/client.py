@@ -231,7 +231,9 @@ class AriClient:
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 503:
                 raise AriUnavailable("Asterisk not ready (503)") from None
-            raise AriRefused(exc.status, f"events WebSocket refused for user {self._username!r}") from None
+            if exc.status in (401, 403):
+                raise AriRefused(exc.status, f"login refused for user {self._username!r}") from None
+            raise AriRefused(exc.status, "events WebSocket refused (ARI not loaded yet?)") from None
         try:
             await self._filter_events()
             self._attempt = 0

@@ -38,8 +38,9 @@ async def running(client: AriClient):
 
 def daemon_client(sandbox, url=None, password=None, **options) -> AriClient:
     base, user, secret = sandbox.daemon_ari
+    options = {"backoff_min": 0.05, "backoff_max": 0.2, **options}
     return AriClient(url or base, user, password or secret, "agi-daemon-client-test", event_types=EVENT_TYPES,
-                     backoff_min=0.05, backoff_max=0.2, **options)
+                     **options)
 
 
 async def test_connects_with_the_project_user_and_publishes_a_snapshot_first(asterisk):
@@ -120,3 +121,15 @@ async def test_only_the_event_types_tracking_reads_are_queued(calls_ring, asteri
     types = {item.type for item in items if isinstance(item, AriEvent)}
     assert types and types <= EVENT_TYPES
     assert {"ChannelCreated", "Dial", "ChannelDestroyed"} <= types
+
+
+async def test_asterisk_booting_answers_503_and_the_client_retries_until_connected(asterisk_factory, caplog):
+    sandbox = asterisk_factory("ari-boot")
+    sandbox.stop(keep_files=True)
+    client = daemon_client(sandbox, backoff_min=0.01, backoff_max=0.02)  # tight: the 503 window is short
+    async with running(client):
+        await asyncio.sleep(0.2)  # refused: nothing listens yet
+        await asyncio.to_thread(sandbox.start, keep_ports=True)
+        connected = await eventually(lambda: client.connected, timeout=10)
+    assert connected
+    assert "Asterisk not ready (503)" in caplog.text and "Connect call failed" in caplog.text
