@@ -148,12 +148,11 @@ class Daemon:
         if settings.asterisk.events is EventsInterface.ARI:
             ari_settings = settings.asterisk.ari
             assert ari_settings is not None  # settings require it with events: ari
-            stasis = StasisRouting(None, ari_settings.app, routing, call_log, pending,
-                                   deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
             ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
-                            ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES,
-                            on_app_event=stasis.handle, at_close=stasis.at_close)
-            stasis.use(ari)
+                            ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES)
+            stasis = StasisRouting(ari, ari_settings.app, routing, call_log, pending,
+                                   deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
+            ari.application = stasis  # StasisStart and the hangup reports go to it at once
             self.ari, self.stasis = ari, stasis
             source = AriEventSource(ari)
         else:

@@ -14,16 +14,17 @@ nothing else here. aiohttp is the library aioari itself sits on.
 Usage::
 
     client = AriClient(url, user, password, "agi-daemon", event_types=EVENT_TYPES,
-                       app_types=APP_EVENT_TYPES, on_app_event=stasis.handle)
+                       app_types=APP_EVENT_TYPES)
+    client.application = StasisRouting(client, ...)   # routes/stasis.py
     tg.create_task(client.run())
     async for event in tracker_events(client.events()): ...
 """
-from .client import AriClient
+from .client import AriApplication, AriClient
 from .errors import AriError, AriRefused, AriUnavailable
 from .model import AriEvent, AriItem, AriResync
 from .translate import EVENT_TYPES, tracker_events, translate
 
 __all__ = [
-    "EVENT_TYPES", "AriClient", "AriError", "AriEvent", "AriItem", "AriRefused", "AriResync",
+    "EVENT_TYPES", "AriApplication", "AriClient", "AriError", "AriEvent", "AriItem", "AriRefused", "AriResync",
     "AriUnavailable", "tracker_events", "translate",
 ]

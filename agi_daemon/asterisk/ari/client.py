@@ -13,7 +13,7 @@ one more failed attempt, retried the same way. aiohttp's WebSocket heartbeat (a 
 Credentials go in the Authorization header (HTTP Basic), never in a URL: URLs are logged.
 
 Events are decoded and sorted in the reader, synchronously:
-- `app_types` (StasisStart, the hangup handler's user event) go to ``on_app_event`` at once:
+- `app_types` (StasisStart, the hangup handler's user event) go to the `application` at once:
   a call waiting in Stasis must not queue behind call tracking;
 - `event_types` go on a bounded `asyncio.Queue` for call tracking; when it is full the event
   is counted in `dropped` (logged at most once a second), and once the consumer has caught up
@@ -21,7 +21,7 @@ Events are decoded and sorted in the reader, synchronously:
 - the snapshot (`AriResync`) goes to both.
 
 At `close()`, once the WebSocket is closed (Asterisk deactivates the application: new calls'
-Stasis() fail at once), ``at_close`` runs while REST still works: the Stasis application sends
+Stasis() fail at once), the application's `at_close` runs while REST still works: it sends
 on the channels still waiting in it, so that stopping the daemon leaves no call in Stasis.
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -41,7 +41,16 @@ from ..ami.backoff import backoff_delay
 from .errors import AriError, AriRefused, AriUnavailable
 from .model import AriEvent, AriItem, AriResync
 
-AppHandler = Callable[[AriItem], None]
+
+
+class AriApplication(Protocol):
+    """What runs the Stasis application over this client (agi_daemon/asterisk/routes/stasis.py)."""
+
+    def handle(self, item: AriItem) -> None:
+        """An application event or a snapshot, from the reader: must not wait."""
+
+    async def at_close(self) -> None:
+        """The last requests before the client closes (the WebSocket already is)."""
 
 
 class AriClient:
@@ -57,8 +66,6 @@ class AriClient:
         *,
         event_types: frozenset[str],
         app_types: frozenset[str] = frozenset(),
-        on_app_event: AppHandler | None = None,
-        at_close: Callable[[], Awaitable[None]] | None = None,
         queue_size: int = 10000,
         heartbeat: float = 5.0,
         backoff_min: float = 0.5,
@@ -81,8 +88,7 @@ class AriClient:
         self._username = username
         self._event_types = event_types
         self._app_types = app_types
-        self._on_app_event = on_app_event
-        self._at_close = at_close
+        self.application: AriApplication | None = None  # set before run(), if the daemon routes over ARI
         self._heartbeat = heartbeat
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
@@ -154,10 +160,10 @@ class AriClient:
         finally:
             self._running = False
             self._connected = False
-            if self._at_close is not None:  # the events are off; REST still works for a last word
+            if self.application is not None:  # the events are off; REST still works for a last word
                 try:
                     async with asyncio.timeout(self._request_timeout):
-                        await self._at_close()
+                        await self.application.at_close()
                 except Exception:
                     self._log.exception("ARI %s: the last requests before closing failed", self._base)
             http, self._http = self._http, None
@@ -270,8 +276,8 @@ class AriClient:
         bridges = await self.request("GET", "/bridges") or []
         snapshot = AriResync(tuple(channels), tuple(bridges), self._clock())
         self._log.info("ARI %s: resync with %d live channels, %d bridges", self._base, len(channels), len(bridges))
-        if self._on_app_event is not None:
-            self._on_app_event(snapshot)
+        if self.application is not None:
+            self.application.handle(snapshot)
         self._offer(snapshot)
 
     def _dispatch(self, text: str) -> None:
@@ -281,8 +287,8 @@ class AriClient:
         except (ValueError, KeyError, TypeError):
             self._log.warning("ARI %s: unreadable event ignored", self._base)
             return
-        if kind in self._app_types and self._on_app_event is not None:
-            self._on_app_event(AriEvent(kind, body, self._clock()))
+        if kind in self._app_types and self.application is not None:
+            self.application.handle(AriEvent(kind, body, self._clock()))
         if kind in self._event_types:
             self._offer(AriEvent(kind, body, self._clock()))
 

@@ -46,7 +46,7 @@ class AriRequests(Protocol):
 
 
 class StasisRouting:
-    def __init__(self, ari: AriRequests | None, app: str, routing: RoutingService, call_log: CallLogService,
+    def __init__(self, ari: AriRequests, app: str, routing: RoutingService, call_log: CallLogService,
                  pending: PendingWork, *, deadline: float) -> None:
         """`deadline`: seconds a channel may wait in Stasis for its decision (crm_deadline_ms,
         plus the time to decide)."""
@@ -63,10 +63,6 @@ class StasisRouting:
     def deciding(self) -> int:
         """Channels in Stasis whose routing answer is being worked out now."""
         return len(self._in_hand)
-
-    def use(self, ari: AriRequests) -> None:
-        """The ARI client to answer through (built after this router: it calls `handle`)."""
-        self._ari = ari
 
     def handle(self, item: AriItem) -> None:
         """From the ARI reader, synchronously: start the work, never wait here."""
@@ -113,7 +109,6 @@ class StasisRouting:
 
     async def _answer(self, channel_id: str, pairs: list[tuple[str, str]]) -> None:
         """Set the variables (status last), then send the channel on in the dialplan."""
-        assert self._ari is not None, "StasisRouting.use() was not called"
         try:
             for name, value in pairs:
                 await self._ari.request("POST", f"/channels/{channel_id}/variable",
@@ -150,7 +145,6 @@ class StasisRouting:
         fallback any channel that entered the application meanwhile."""
         if self._in_hand:
             await asyncio.wait(set(self._in_hand.values()), timeout=self._deadline + 1.0)
-        assert self._ari is not None
         try:
             channels = await self._ari.request("GET", "/channels")
         except AriError as exc:
