@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Awaitable, Callable
+
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES, tracker_events
 from .asterisk.routes.table import route_table
+from .core.model import Rules
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
 from .services.call_log import CallLogService
@@ -92,50 +95,107 @@ class Daemon:
         crm = self._crm or build_crm(settings)
         if owned:
             await crm.open()
-        rules = lambda: self._holder.current.rules  # noqa: E731 - the running rules, reload-aware
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                pending = PendingWork(tasks.create_task)
-                self.pending = pending
-                routing = RoutingService(rules, crm, self._clock, pending, deadline=settings.daemon.crm_deadline_ms / 1000)
-                call_log = CallLogService(rules, crm, self._clock, pending)
-                ami = self._start_tracking(settings, tasks, rules, call_log, ReassignService(rules, crm, pending), pending)
-                fastagi = settings.daemon.fastagi
-                server = FastAgiServer(
-                    route_table(routing, call_log, pending),
-                    allowed_peers=fastagi.allowed_peers,
-                    max_header_bytes=fastagi.max_header_bytes,
-                    header_timeout=fastagi.header_timeout_ms / 1000,
-                    max_sessions=fastagi.max_sessions,
-                )
-                await server.start(fastagi.listen.host, fastagi.listen.port)
-                self.agi_port = server.port
-                if ready is not None:
-                    ready.set()
+                parts = Parts(settings, lambda: self._holder.current.rules, crm, self._clock, tasks)
                 try:
+                    await build(parts)
+                    self._expose(parts)
+                    if ready is not None:
+                        ready.set()
                     await stop.wait()
                 finally:
-                    await server.close()
-                    await ami.close()
-                    left = await pending.drain(DRAIN_SECONDS)
-                    if left:
-                        log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+                    await parts.stop()
         finally:
             self._tasks = None
             if owned:
                 await crm.close()
 
-    def _start_tracking(self, settings: Settings, tasks: asyncio.TaskGroup, rules, call_log, reassign, pending) -> AmiClient:
-        """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
-        ami_settings = settings.asterisk.ami
-        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
-                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
-        tracking = TrackingService(rules, call_log, reassign, pending)
-        self.ami, self.tracking = ami, tracking
-        tasks.create_task(ami.run())
-        tasks.create_task(tracking.run(tracker_events(ami.events())))
-        return ami
+    def _expose(self, parts: Parts) -> None:
+        """What tests and signals read from the running daemon."""
+        self.pending, self.ami, self.tracking = parts.pending, parts.ami, parts.tracking
+        self.agi_port = parts.fastagi.port if parts.fastagi else None
+
+
+# ---- the builder: one wiring function per feature, in the order they start ----------------
+
+
+class Parts:
+    """What one run of the daemon is made of. `build` fills it feature by feature; `stop`
+    closes what was started, last started first, then drains the CRM work in flight."""
+
+    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmAdapter, clock: Clock,
+                 tasks: asyncio.TaskGroup) -> None:
+        self.settings = settings
+        self.rules = rules  # the running rules, reload-aware
+        self.crm = crm
+        self.clock = clock
+        self.tasks = tasks
+        self.pending = PendingWork(tasks.create_task)
+        self.routing: RoutingService | None = None
+        self.call_log: CallLogService | None = None
+        self.ami: AmiClient | None = None
+        self.tracking: TrackingService | None = None
+        self.fastagi: FastAgiServer | None = None
+        self._closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    def on_stop(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append((name, close))
+
+    async def stop(self) -> None:
+        for name, close in reversed(self._closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        left = await self.pending.drain(DRAIN_SECONDS)
+        if left:
+            log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+
+
+async def build(parts: Parts) -> None:
+    """Wire every feature of the daemon, one function each."""
+    wire_services(parts)
+    wire_tracking(parts)
+    await wire_fastagi(parts)
+
+
+def wire_services(parts: Parts) -> None:
+    """The use cases: routing (R1-R9, R11) and the call log (R12)."""
+    deadline = parts.settings.daemon.crm_deadline_ms / 1000
+    parts.routing = RoutingService(parts.rules, parts.crm, parts.clock, parts.pending, deadline=deadline)
+    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending)
+
+
+def wire_tracking(parts: Parts) -> None:
+    """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
+    assert parts.call_log is not None
+    ami_settings = parts.settings.asterisk.ami
+    ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                    ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+    reassign = ReassignService(parts.rules, parts.crm, parts.pending)
+    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending)
+    parts.ami, parts.tracking = ami, tracking
+    parts.tasks.create_task(ami.run())
+    parts.tasks.create_task(tracking.run(tracker_events(ami.events())))
+    parts.on_stop("AMI", ami.close)
+
+
+async def wire_fastagi(parts: Parts) -> None:
+    """The FastAGI server the dialplan asks where calls go; closed first at the stop."""
+    assert parts.routing is not None and parts.call_log is not None
+    fastagi = parts.settings.daemon.fastagi
+    server = FastAgiServer(
+        route_table(parts.routing, parts.call_log, parts.pending),
+        allowed_peers=fastagi.allowed_peers,
+        max_header_bytes=fastagi.max_header_bytes,
+        header_timeout=fastagi.header_timeout_ms / 1000,
+        max_sessions=fastagi.max_sessions,
+    )
+    await server.start(fastagi.listen.host, fastagi.listen.port)
+    parts.fastagi = server
+    parts.on_stop("FastAGI", server.close)
 
 
 async def run_until_signalled(holder: SettingsHolder) -> None:
