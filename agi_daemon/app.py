@@ -14,9 +14,12 @@ from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES, tracker_events
 from .asterisk.routes.table import route_table
+from .core.live_calls import Fanout
 from .core.model import Rules
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
+from .crm.pages import CrmPages
+from .crm.users import WebUsers
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
@@ -24,6 +27,9 @@ from .services.reassign import ReassignService
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import Settings, SettingsHolder
+from .web.live import LiveCalls
+from .web.metrics import MeteredCrm, MeteredRouting, Metrics
+from .web.server import WebContext, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,10 @@ class Daemon:
         self._tasks: asyncio.TaskGroup | None = None
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
+        self.web_port: int | None = None
+        self.live: LiveCalls | None = None
+        self.metrics: Metrics | None = None
+        self.parts: Parts | None = None
 
     def reload(self) -> None:
         """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns."""
@@ -116,6 +126,8 @@ class Daemon:
         """What tests and signals read from the running daemon."""
         self.pending, self.ami, self.tracking = parts.pending, parts.ami, parts.tracking
         self.agi_port = parts.fastagi.port if parts.fastagi else None
+        self.web_port = parts.web.port if parts.web else None
+        self.live, self.metrics, self.parts = parts.live, parts.metrics, parts
 
 
 # ---- the builder: one wiring function per feature, in the order they start ----------------
@@ -138,6 +150,11 @@ class Parts:
         self.ami: AmiClient | None = None
         self.tracking: TrackingService | None = None
         self.fastagi: FastAgiServer | None = None
+        self.web: WebServer | None = None
+        self.metrics = Metrics()
+        self.live = LiveCalls()
+        # Who hears live call events: the agents' call windows and the metrics.
+        self.notifier = Fanout((self.live, self.metrics))
         self._closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
 
     def on_stop(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
@@ -159,12 +176,15 @@ async def build(parts: Parts) -> None:
     wire_services(parts)
     wire_tracking(parts)
     await wire_fastagi(parts)
+    await wire_web(parts)
 
 
 def wire_services(parts: Parts) -> None:
     """The use cases: routing (R1-R9, R11) and the call log (R12)."""
     deadline = parts.settings.daemon.crm_deadline_ms / 1000
-    parts.routing = RoutingService(parts.rules, parts.crm, parts.clock, parts.pending, deadline=deadline)
+    timed_crm = MeteredCrm(parts.crm, parts.metrics, deadline)  # lookups timed for /metrics
+    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, deadline=deadline,
+                                   notifier=parts.notifier)
     parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending)
 
 
@@ -175,11 +195,12 @@ def wire_tracking(parts: Parts) -> None:
     ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
                     ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
     reassign = ReassignService(parts.rules, parts.crm, parts.pending)
-    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending)
+    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
     parts.ami, parts.tracking = ami, tracking
     parts.tasks.create_task(ami.run())
     parts.tasks.create_task(tracking.run(tracker_events(ami.events())))
     parts.on_stop("AMI", ami.close)
+    parts.metrics.watch_links(ami, parts.pending)
 
 
 async def wire_fastagi(parts: Parts) -> None:
@@ -187,7 +208,7 @@ async def wire_fastagi(parts: Parts) -> None:
     assert parts.routing is not None and parts.call_log is not None
     fastagi = parts.settings.daemon.fastagi
     server = FastAgiServer(
-        route_table(parts.routing, parts.call_log, parts.pending),
+        route_table(MeteredRouting(parts.routing, parts.metrics), parts.call_log, parts.pending),  # type: ignore[arg-type]
         allowed_peers=fastagi.allowed_peers,
         max_header_bytes=fastagi.max_header_bytes,
         header_timeout=fastagi.header_timeout_ms / 1000,
@@ -196,6 +217,42 @@ async def wire_fastagi(parts: Parts) -> None:
     await server.start(fastagi.listen.host, fastagi.listen.port)
     parts.fastagi = server
     parts.on_stop("FastAGI", server.close)
+
+
+async def wire_web(parts: Parts) -> None:
+    """The agents' call window, the CRM and admin pages, the JSON API, /metrics and /healthz."""
+    web_settings = parts.settings.daemon.web
+    embedded = parts.crm if hasattr(parts.crm, "transaction") else None  # the CRM pages need the SQL store
+    context = WebContext(
+        rules=parts.rules,
+        settings=lambda: parts.settings,
+        crm=parts.crm,
+        pages=CrmPages(embedded) if embedded is not None else None,
+        users=WebUsers(embedded) if embedded is not None else None,
+        live=parts.live,
+        metrics=parts.metrics,
+        health=lambda: health(parts),
+        notifier=parts.notifier,
+        metrics_peers=web_settings.metrics_allowed_peers,
+    )
+    server = WebServer(context)
+    await server.start(web_settings.listen.host, web_settings.listen.port)
+    parts.web = server
+    parts.on_stop("web pages", server.close)
+
+
+def health(parts: Parts) -> tuple[bool, dict[str, object]]:
+    """(FastAGI serving, each link's state) for /healthz and the admin page."""
+    serving = parts.fastagi is not None and parts.fastagi.serving
+    ami = parts.ami
+    return serving, {
+        "fastagi": "serving" if serving else "stopped",
+        "ami": "connected" if ami is not None and ami.connected else "disconnected",
+        "ami_last_error": ami.last_error if ami is not None and not ami.connected else None,
+        "crm": parts.settings.crm.adapter.value,
+        "pending_crm_work": parts.pending.in_flight,
+        "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,
+    }
 
 
 async def run_until_signalled(holder: SettingsHolder) -> None:

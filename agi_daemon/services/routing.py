@@ -11,9 +11,10 @@ import logging
 from typing import Callable, Sequence
 
 from ..core.decisions import CreateRecords, Decision, LookupOutcome, MakeOffer, RoutingStatus, decide
+from ..core.live_calls import NoOneListens, OfferMade, RecordsCreated
 from ..core.model import Match, Offer, Rules
 from ..core.phone import masked
-from ..core.ports import Clock, CrmAdapter, CrmError
+from ..core.ports import Clock, CrmAdapter, CrmError, Notifier
 from ..core.rules import CallFacts, CrmAccess, Screening, UnknownLine, identify_incoming, identify_outgoing, screen
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, attempt, with_retries
@@ -33,9 +34,11 @@ class RoutingService:
         *,
         deadline: float,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
+        notifier: Notifier | None = None,
     ) -> None:
         """`rules` returns the running rules (they change on reload); `deadline` is
-        daemon.crm_deadline_ms in seconds."""
+        daemon.crm_deadline_ms in seconds; `notifier` hears of records created and offers made."""
+        self._notifier = notifier or NoOneListens()
         self._rules = rules
         self._crm = crm
         self._clock = clock
@@ -92,10 +95,12 @@ class RoutingService:
     async def _perform(self, call: CallFacts, decision: Decision) -> None:
         action = decision.crm_action
         if isinstance(action, CreateRecords):
-            await with_retries(lambda: self._crm.create_records(action.plan), self._retry_delays)  # the CRM logs what it created
+            records = await with_retries(lambda: self._crm.create_records(action.plan), self._retry_delays)  # the CRM logs what it created
+            self._notifier.publish(RecordsCreated(call.linkedid, records.primary, action.plan.responsible))
         elif isinstance(action, MakeOffer):
             offer = Offer(call.linkedid, call.direction, call.line.number, call.external or "", action.employees, self._clock.now())
             await with_retries(lambda: self._crm.record_offer(offer), self._retry_delays)
+            self._notifier.publish(OfferMade(offer))
             log.info("call %s: offer to create a record for %s", call.linkedid, masked(call.external))
 
 
