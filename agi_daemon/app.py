@@ -10,6 +10,7 @@ import logging
 import signal
 from typing import Awaitable, Callable
 
+from . import simulation
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES, tracker_events
@@ -17,6 +18,7 @@ from .asterisk.routes.table import route_table
 from .core.live_calls import Fanout
 from .core.model import Rules
 from .core.ports import Clock, CrmAdapter
+from .core.rules import CrmAccess, UnknownLine, screen
 from .crm.embedded import EmbeddedCrm
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
@@ -233,12 +235,25 @@ async def wire_web(parts: Parts) -> None:
         metrics=parts.metrics,
         health=lambda: health(parts),
         notifier=parts.notifier,
+        simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
         metrics_peers=web_settings.metrics_allowed_peers,
     )
     server = WebServer(context)
     await server.start(web_settings.listen.host, web_settings.listen.port)
     parts.web = server
     parts.on_stop("web pages", server.close)
+
+
+async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str, caller: str,
+                        callee: str | None) -> tuple[dict[str, object], str]:
+    """The admin page's simulator: the steps of `agi-daemon simulate` (the same functions of
+    agi_daemon.simulation, the caller looked up in the CRM when screening allows it)."""
+    call = simulation.identify(rules, direction, line, caller, callee)
+    match = None
+    if not isinstance(call, UnknownLine) and screen(rules, call).access is CrmAccess.ALLOWED:
+        match = await crm.find_by_phone(call.external or "")
+    decision = simulation.simulate(rules, call, match)
+    return simulation.decision_json(decision), simulation.decision_text(decision)
 
 
 def health(parts: Parts) -> tuple[bool, dict[str, object]]:

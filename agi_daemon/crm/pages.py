@@ -8,39 +8,18 @@ those of `crm list --json`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, type_coerce
 
+from ..core.crm_queries import PAGE_SIZE, CallFilter, RecordFilter
 from ..core.model import EntityRef, EntityType
 from ..core.ports import CrmRejected
 from .records_json import Json, _has_phone, call_json, records_json
 from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
 
-PAGE_SIZE = 200
 OFFER_TAKEN = "taken"
-
-
-@dataclass(frozen=True)
-class CallFilter:
-    phone: str | None = None  # E.164
-    employee: str | None = None  # an employee involved (rung, answered, transferred to)
-    line: str | None = None  # E.164
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = PAGE_SIZE
-
-
-@dataclass(frozen=True)
-class RecordFilter:
-    phone: str | None = None
-    responsible: str | None = None
-    pipeline: str | None = None  # deals only
-    since: datetime | None = None  # created at or after
-    until: datetime | None = None
-    limit: int = PAGE_SIZE
 
 
 class CrmPages:

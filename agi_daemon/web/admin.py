@@ -9,8 +9,6 @@ from typing import Any
 from aiohttp import web
 
 from ..core.ports import CrmError
-from ..core.rules import CrmAccess, UnknownLine, screen
-from ..simulation import decision_json, decision_text, identify, simulate
 from .chart import calls_per_hour_svg
 from .i18n import translator
 from .server import WebContext, context, language, render
@@ -41,16 +39,11 @@ async def simulate_call(ctx: WebContext, direction: str, line: str, caller: str,
     """What `agi-daemon simulate --json` prints for the same call, and its text form."""
     if direction not in ("incoming", "outgoing"):
         raise web.HTTPBadRequest(text="direction must be incoming or outgoing")
-    rules = ctx.rules()
-    call = identify(rules, direction, line, caller, callee)
-    match = None
-    if not isinstance(call, UnknownLine) and screen(rules, call).access is CrmAccess.ALLOWED:
-        try:
-            match = await ctx.crm.find_by_phone(call.external)
-        except CrmError as exc:
-            raise web.HTTPServiceUnavailable(text=f"the CRM lookup failed: {exc}") from None
-    decision = simulate(rules, call, match)
-    return {"json": decision_json(decision), "text": decision_text(decision)}
+    try:
+        as_json, as_text = await ctx.simulate(direction, line, caller, callee)
+    except CrmError as exc:
+        raise web.HTTPServiceUnavailable(text=f"the CRM lookup failed: {exc}") from None
+    return {"json": as_json, "text": as_text}
 
 
 async def calls_per_hour(ctx: WebContext) -> list[tuple[datetime, int, int]]:

@@ -10,7 +10,7 @@ from aiohttp import web
 from ..core.model import CrmMode, EntityRef, EntityType
 from ..core.phone import InvalidPhone, to_e164
 from ..core.ports import CrmError, CrmRejected
-from ..crm.pages import CallFilter, RecordFilter
+from ..core.crm_queries import CallFilter, RecordFilter
 from .auth import Viewer
 from .server import WebContext, context, render, viewer
 

@@ -2,21 +2,15 @@
 `agi-daemon user set-password`; failed attempts are rate-limited."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 
-from ..crm.users import verify_password
 from .auth import LOGIN_COOKIE, SESSION_COOKIE, new_login_token, same_token
 from .server import CONTEXT, SESSIONS, THROTTLE, current_viewer, language, render
 from .i18n import translator
 
 log = logging.getLogger(__name__)
-
-# Verified when the employee has no password (or does not exist), so both cost the same time.
-_NO_PASSWORD = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
-
 
 def routes(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
@@ -55,10 +49,9 @@ async def login(request: web.Request) -> web.Response:
         log.warning("web login for %r refused: too many failed attempts", employee)
         return _login_form(request, t("Too many attempts, try again in a few minutes."), status=429)
     context = request.app[CONTEXT]
-    known = context.rules().employees.get(employee)
-    stored = await context.users.password_hash(employee) if known else None
-    ok = await asyncio.to_thread(verify_password, password, stored or _NO_PASSWORD)
-    if not (known and stored and ok):
+    known = employee in context.rules().employees
+    ok = await context.users.verify(employee if known else "", password)
+    if not (known and ok):
         throttle.failed(*keys)
         log.info("web login failed for %r", employee)
         return _login_form(request, t("Wrong employee or password."), status=401)

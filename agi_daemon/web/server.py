@@ -46,6 +46,8 @@ class WebContext:
     metrics: Metrics
     health: Callable[[], tuple[bool, dict[str, Any]]]
     notifier: Any  # where the call window publishes the records it creates
+    # `agi-daemon simulate` for one call: (direction, line, caller, callee) -> (JSON, text)
+    simulate: Callable[[str, str, str, str | None], Awaitable[tuple[dict[str, Any], str]]]
     metrics_peers: tuple[Any, ...] = ()
 
 
