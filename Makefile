@@ -9,7 +9,7 @@ export AGI_DAEMON_ASTERISK_ROOT := $(ASTERISK_ROOT)
 export AGI_DAEMON_AMI_SECRET ?= dev-ami-secret
 export AGI_DAEMON_ARI_PASSWORD ?= dev-ari-password
 
-.PHONY: run test venv sandbox bench check-config clean
+.PHONY: run test venv sandbox browser demo bench check-config clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,13 +22,21 @@ venv: $(BIN)/.installed
 sandbox:
 	bash scripts/asterisk-sandbox.sh "$(ASTERISK_ROOT)"
 
+# Debian's chromium, for the web tests (headless, driven by Playwright through executable_path).
+browser:
+	bash scripts/browser-sandbox.sh
+
 run: venv
 	mkdir -p var
 	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
 	exec $(BIN)/agi-daemon run -c config/agi-daemon.yaml
 
-test: venv sandbox
+test: venv sandbox browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The sandboxed Asterisk, the daemon and a scripted caller: open the printed URL and log in.
+demo: venv sandbox
+	$(BIN)/python scripts/demo.py
 
 bench: venv
 	$(BIN)/python -m bench
