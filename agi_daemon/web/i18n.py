@@ -41,6 +41,7 @@ _FR = {
     "Source": "Source",
     "Status": "Statut",
     "Save": "Enregistrer",
+    "Saved": "Enregistré",
     "Convert lead": "Convertir le prospect",
     "Direction": "Sens",
     "Number": "Numéro",
