@@ -14,6 +14,7 @@ from ..core.live_calls import RecordsCreated
 from ..core.model import CrmMode, EntityRef, EntityType, RecordPlan, Rules, UnknownCaller
 from ..core.phone import masked
 from ..core.ports import CrmError
+from ..core.rules import CrmAccess, screen_number
 from .auth import Viewer
 from .server import SOCKETS, WebContext, context, render, render_fragment, viewer
 
@@ -56,20 +57,16 @@ async def cards(ctx: WebContext, employee: str) -> list[dict[str, Any]]:
 async def card(ctx: WebContext, rules: Rules, call: LiveCall) -> dict[str, Any]:
     line = rules.lines.get(call.line)
     entity = None
-    try:
-        if call.record is not None and ctx.pages is not None:
-            found = await ctx.pages.entity(call.record)
-            if found is not None:
-                record = found[0]
-                entity = {"ref": str(call.record), "name": record["name"], "responsible": record["responsible"]}
-        elif call.number.startswith("+"):
-            match = await ctx.crm.find_by_phone(call.number)
-            if match is not None:
-                entity = {"ref": str(match.entity), "name": match.name, "responsible": match.responsible}
-        history = await ctx.pages.last_calls(call.number, 6) if ctx.pages is not None and call.number else []
-    except CrmError as exc:
-        log.warning("call %s: the card could not read the CRM: %s", call.linkedid, exc)
-        history = []
+    history: list[dict[str, Any]] = []
+    # R7/R8: an excluded number is never looked up, not even for the card
+    allowed = screen_number(rules, call.number if call.number.startswith("+") else None).access is CrmAccess.ALLOWED
+    if allowed:
+        try:
+            entity = await _known_as(ctx, call)
+            if ctx.pages is not None:
+                history = await ctx.pages.last_calls(call.number, 6)
+        except CrmError as exc:
+            log.warning("call %s: the card could not read the CRM: %s", call.linkedid, exc)
     if entity is not None:
         ref = EntityRef.parse(entity["ref"])
         entity["url"] = f"/crm/{ref.type.value}/{ref.id}"
@@ -92,6 +89,20 @@ async def card(ctx: WebContext, rules: Rules, call: LiveCall) -> dict[str, Any]:
         "offer": offering,
         "offer_kinds": offer_kinds(rules) if offering else [],
     }
+
+
+async def _known_as(ctx: WebContext, call: LiveCall) -> dict[str, Any] | None:
+    """The record the card names: the one the call created, else the known client's."""
+    if call.record is not None and ctx.pages is not None:
+        found = await ctx.pages.entity(call.record)
+        if found is None:
+            return None
+        record = found[0]
+        return {"ref": str(call.record), "name": record["name"], "responsible": record["responsible"]}
+    match = await ctx.crm.find_by_phone(call.number)
+    if match is None:
+        return None
+    return {"ref": str(match.entity), "name": match.name, "responsible": match.responsible}
 
 
 async def call_window(request: web.Request) -> web.Response:

@@ -67,10 +67,8 @@ class WebServer:
     async def start(self, host: str, port: int) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server  # aiohttp keeps the bound socket there
-        self._port = server.sockets[0].getsockname()[1] if server else port  # type: ignore[union-attr]
+        await web.TCPSite(self._runner, host, port).start()
+        self._port = self._runner.addresses[0][1]
         log.info("web pages on http://%s:%d/", host, self._port)
 
     async def close(self) -> None:
@@ -125,6 +123,9 @@ async def _security(request: web.Request, handler: Callable[[web.Request], Await
         raise web.HTTPSeeOther("/login")
     if (path.startswith("/admin") or path.startswith("/api/admin")) and not viewer.admin:
         raise web.HTTPForbidden(text="admins only")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in (f"http://{request.host}", f"https://{request.host}"):
+        raise web.HTTPForbidden(text="cross-site request refused")  # a WebSocket or a form from elsewhere
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         given = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):

@@ -8,8 +8,10 @@ import asyncio
 import pytest
 
 from tests.asterisk.ami_client import event_named
-from tests.daemon_harness import UNKNOWN, eventually, logged_calls, rang, running_daemon
-from tests.web.harness import chromium, logged_in, screenshot, set_passwords, web_config
+from tests.daemon_harness import BLOCKED, UNKNOWN, eventually, logged_calls, rang, running_daemon
+from tests.web.harness import (
+    base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
+)
 
 pytestmark = pytest.mark.asterisk
 
@@ -73,3 +75,21 @@ async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_pat
             await alice.wait_for_selector(card(call.linkedid), state="detached", timeout=CARD_SECONDS * 1000)
             await asterisk_ami.hangup_call(call.linkedid)
             await bob.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
+
+
+async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm(tmp_path, crm, asterisk_ami, employees):
+    await crm.add_record("contact", "Never Looked Up", BLOCKED, "bob")
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        await set_passwords(crm)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, BLOCKED)
+            await asyncio.wait_for(call.response, 5)
+
+            async def shown():
+                async with alice.get(f"{base_url(daemon)}/api/calls/live") as response:
+                    return [c for c in await response.json() if c["linkedid"] == call.linkedid]
+
+            [card_data] = await eventually(shown)
+    assert card_data["entity"] is None and card_data["last_calls"] == []  # R7: no lookup at all
+    assert card_data["offer"] is False and card_data["number_display"] == "01 40 00 00 00"

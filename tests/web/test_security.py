@@ -137,3 +137,21 @@ async def test_metrics_refused_to_an_address_not_listed(tmp_path, crm):
         async with new_session() as http:
             async with http.get(f"{base_url(daemon)}/metrics") as response:
                 assert response.status == 403
+
+
+async def test_request_from_another_site_is_refused_even_with_the_token(tmp_path, crm):
+    lead = await crm.add_record("lead", "Dupont", UNKNOWN, "alice")
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            await http_login(http, daemon, "alice")
+            async with http.get(f"{base_url(daemon)}/api/me") as me:
+                token = (await me.json())["csrf"]
+            async with http.post(f"{base_url(daemon)}/crm/lead/{lead['id']}", allow_redirects=False,
+                                 data={"name": "Hijacked", "csrf": token},
+                                 headers={"Origin": "http://evil.example"}) as response:
+                assert response.status == 403
+            async with http.get(f"{base_url(daemon)}/ws", headers={"Origin": "http://evil.example"}) as response:
+                assert response.status == 403
+    [after] = await crm.list_records("leads")
+    assert after["name"] == "Dupont"
