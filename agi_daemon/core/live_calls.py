@@ -157,7 +157,8 @@ def _changes(rules: Rules, old: CallState | None, new: CallState) -> list[CallEv
     found: list[CallEvent] = []
     old_legs = old.legs if old is not None else ()
     fresh = new.legs[len(old_legs):] if new.legs[:len(old_legs)] == old_legs else ()
-    if fresh or (old_legs and new.legs != old_legs):
+    rebuilt = old is None and not new.legs and bool(new.rung)  # found in progress at a resync
+    if fresh or (old_legs and new.legs != old_legs) or rebuilt:
         facts = call_facts(rules, new)
         if facts is not None:
             number = facts.external or facts.external_text
@@ -168,6 +169,11 @@ def _changes(rules: Rules, old: CallState | None, new: CallState) -> list[CallEv
                 if leg.employee is not None and not leg.status:
                     found.append(Ringing(new.linkedid, leg.employee, facts.direction, facts.line.number,
                                          number, leg.started_at))
+            if rebuilt and facts.direction is Direction.INCOMING:
+                # who is on it now (its answerer), else every employee whose phone is in it
+                for employee in ((new.talking_to,) if new.talking_to else new.rung):
+                    found.append(Ringing(new.linkedid, employee, facts.direction, facts.line.number,
+                                         number, new.started_at))
     for before_leg, after_leg in zip(old_legs, new.legs):
         if not before_leg.status and after_leg.status and after_leg.status != "ANSWER" and after_leg.employee:
             found.append(StoppedRinging(new.linkedid, after_leg.employee))

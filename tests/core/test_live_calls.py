@@ -47,6 +47,8 @@ def summary(events):
     ("incoming_blind_transfer", ["ringing alice", "answered alice", "blind alice->bob", "ended answered"]),
     ("incoming_attended_transfer", ["ringing alice", "answered alice", "attended alice->bob", "ended answered"]),
     ("outgoing_answered", ["ringing alice", "answered None", "ended answered"]),
+    # the daemon (re)connected mid-call: the call found in the live channels reaches alice's window
+    ("incoming_blind_transfer_after_resync", ["ringing alice", "answered alice", "blind alice->bob", "ended answered"]),
 ])
 def test_recorded_call_gives_the_call_window_its_events_in_order(recording, expected):
     assert summary(replay(recording)) == expected
