@@ -49,6 +49,8 @@ async def login(request: web.Request) -> web.Response:
         log.warning("web login for %r refused: too many failed attempts", employee)
         return _login_form(request, t("Too many attempts, try again in a few minutes."), status=429)
     context = request.app[CONTEXT]
+    if context.users is None:  # no store for passwords (a CRM other than the embedded one)
+        return _login_form(request, t("Wrong employee or password."), status=401)
     known = employee in context.rules().employees
     ok = await context.users.verify(employee if known else "", password)
     if not (known and ok):

@@ -58,6 +58,7 @@ async def test_admin_simulator_answers_as_the_command_line_for_a_table_of_cases(
     assert statuses == {"ok", "excluded", "error"}  # the table covers each kind of answer
 
 
+@pytest.mark.browser
 async def test_admin_page_shows_the_simulation_text_the_lines_and_the_calls_per_hour_chart(tmp_path, crm):
     now = datetime.now(UTC)
     for index, disposition in enumerate([Disposition.ANSWERED] * 3 + [Disposition.MISSED] * 2):

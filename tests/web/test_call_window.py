@@ -13,7 +13,7 @@ from tests.web.harness import (
     base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
 )
 
-pytestmark = pytest.mark.asterisk
+pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
 
 LYON_AS_DIALLED = "0472000000"  # the `offer` line (source SUPPORT_CALL)
 CARD_SECONDS = 1.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agi_daemon.core.model import CallRecord, Direction, Disposition, EntityRef, EntityType
 from tests.daemon_harness import CLIENT, LYON, PARIS, UNKNOWN, running_daemon
 from tests.web.harness import base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config
@@ -50,6 +52,7 @@ async def test_record_lists_filter_by_phone_responsible_and_date(tmp_path, crm):
                 assert sorted(c["linkedid"] for c in await response.json()) == ["crm-page-0", "crm-page-2"]
 
 
+@pytest.mark.browser
 async def test_agent_edits_a_lead_and_converts_it_from_its_page(tmp_path, crm):
     lead, _ = await _seed(crm)
     async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
