@@ -23,9 +23,10 @@ sys.path.insert(0, str(PROJECT))
 
 from agi_daemon.crm.embedded import EmbeddedCrm  # noqa: E402
 from agi_daemon.crm.users import WebUsers, hash_password  # noqa: E402
-from tests.asterisk.ami_client import TestAmi, event_named  # noqa: E402
+from tests.asterisk.ami_client import TestAmi  # noqa: E402
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason  # noqa: E402
 from tests.daemon_harness import CLIENT, UNKNOWN, rang, running_daemon, write_config  # noqa: E402
+from tests.web.harness import blind_transfer  # noqa: E402
 
 PASSWORD = "demo-password"
 PARIS, LYON = "0184880000", "0472000000"
@@ -48,13 +49,11 @@ async def scripted_calls(ami: TestAmi, say) -> None:
     await asyncio.sleep(2)
     await ami.hangup_call(known.linkedid)
 
+    since = ami.mark()
     moved = await ami.originate_incoming(PARIS, SECOND_CLIENT)
     await asyncio.wait_for(moved.response, 10)
-    channels = await ami.channels(moved.linkedid)
-    alice = next(c for c in channels if c.startswith("Local/101@employees-") and c.endswith(";1"))
-    since = ami.mark()
-    await ami.action({"Action": "BlindTransfer", "Channel": alice, "Exten": "102", "Context": "employees"})
-    await ami.wait_event(event_named("BlindTransfer", result="Success"), 10, since=since)
+    await ami.wait_event(rang(moved.linkedid, "101"), 10, since=since)
+    await blind_transfer(ami, moved.linkedid, "101", "102")
     say("  new client answered by alice, blind-transferred to bob (the new lead is now bob's)")
     await asyncio.sleep(2)
     await ami.hangup_call(moved.linkedid)

@@ -7,10 +7,9 @@ import asyncio
 
 import pytest
 
-from tests.asterisk.ami_client import event_named
 from tests.daemon_harness import BLOCKED, UNKNOWN, eventually, logged_calls, rang, running_daemon
 from tests.web.harness import (
-    base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
+    base_url, blind_transfer, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
 )
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
@@ -65,12 +64,7 @@ async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_pat
             await asyncio.wait_for(call.response, 5)  # alice (101, first of the queue group) answered
             await alice.wait_for_selector(f'{card(call.linkedid)}[data-state="answered"]', timeout=5000)
             assert await bob.query_selector(card(call.linkedid)) is None
-            channels = await asterisk_ami.channels(call.linkedid)
-            alice_channel = next(c for c in channels if c.startswith("Local/101@employees-") and c.endswith(";1"))
-            since = asterisk_ami.mark()
-            await asterisk_ami.action({"Action": "BlindTransfer", "Channel": alice_channel, "Exten": "102",
-                                       "Context": "employees"})
-            await asterisk_ami.wait_event(event_named("BlindTransfer", result="Success"), 5, since=since)
+            await blind_transfer(asterisk_ami, call.linkedid, "101", "102")
             await bob.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
             await alice.wait_for_selector(card(call.linkedid), state="detached", timeout=CARD_SECONDS * 1000)
             await asterisk_ami.hangup_call(call.linkedid)
