@@ -8,12 +8,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Awaitable, Callable
+
+from . import simulation
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES, tracker_events
 from .asterisk.routes.table import route_table
+from .core.live_calls import Fanout
+from .core.model import Direction, Rules
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
+from .crm.pages import CrmPages
+from .crm.users import WebUsers
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
@@ -22,6 +29,9 @@ from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import Settings, SettingsHolder
+from .web.live import LiveCalls
+from .web.metrics import MeteredCrm, MeteredRouting, Metrics
+from .web.server import WebContext, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,10 @@ class Daemon:
         self._tasks: asyncio.TaskGroup | None = None
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
+        self.web_port: int | None = None
+        self.live: LiveCalls | None = None
+        self.metrics: Metrics | None = None
+        self.parts: Parts | None = None
 
     def reload(self) -> None:
         """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns."""
@@ -93,52 +107,169 @@ class Daemon:
         crm = self._crm or build_crm(settings)
         if owned:
             await crm.open()
-        rules = lambda: self._holder.current.rules  # noqa: E731 - the running rules, reload-aware
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                pending = PendingWork(tasks.create_task)
-                self.pending = pending
-                routed = RoutedCalls()  # what routing decided, for the hangup report
-                routing = RoutingService(rules, crm, self._clock, pending,
-                                         deadline=settings.daemon.crm_deadline_ms / 1000, routed=routed)
-                call_log = CallLogService(rules, crm, self._clock, pending, routed=routed)
-                ami = self._start_tracking(settings, tasks, rules, call_log, ReassignService(rules, crm, pending), pending)
-                fastagi = settings.daemon.fastagi
-                server = FastAgiServer(
-                    route_table(routing, call_log, pending),
-                    allowed_peers=fastagi.allowed_peers,
-                    max_header_bytes=fastagi.max_header_bytes,
-                    header_timeout=fastagi.header_timeout_ms / 1000,
-                    max_sessions=fastagi.max_sessions,
-                )
-                await server.start(fastagi.listen.host, fastagi.listen.port)
-                self.agi_port = server.port
-                if ready is not None:
-                    ready.set()
+                parts = Parts(settings, lambda: self._holder.current.rules, crm, self._clock, tasks)
                 try:
+                    await build(parts)
+                    self._expose(parts)
+                    if ready is not None:
+                        ready.set()
                     await stop.wait()
                 finally:
-                    await server.close()
-                    await ami.close()
-                    left = await pending.drain(DRAIN_SECONDS)
-                    if left:
-                        log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+                    await parts.stop()
         finally:
             self._tasks = None
             if owned:
                 await crm.close()
 
-    def _start_tracking(self, settings: Settings, tasks: asyncio.TaskGroup, rules, call_log, reassign, pending) -> AmiClient:
-        """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
-        ami_settings = settings.asterisk.ami
-        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
-                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
-        tracking = TrackingService(rules, call_log, reassign, pending)
-        self.ami, self.tracking = ami, tracking
-        tasks.create_task(ami.run())
-        tasks.create_task(tracking.run(tracker_events(ami.events())))
-        return ami
+    def _expose(self, parts: Parts) -> None:
+        """What tests and signals read from the running daemon."""
+        self.pending, self.ami, self.tracking = parts.pending, parts.ami, parts.tracking
+        self.agi_port = parts.fastagi.port if parts.fastagi else None
+        self.web_port = parts.web.port if parts.web else None
+        self.live, self.metrics, self.parts = parts.live, parts.metrics, parts
+
+
+# ---- the builder: one wiring function per feature, in the order they start ----------------
+
+
+class Parts:
+    """What one run of the daemon is made of. `build` fills it feature by feature; `stop`
+    closes what was started, last started first, then drains the CRM work in flight."""
+
+    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmAdapter, clock: Clock,
+                 tasks: asyncio.TaskGroup) -> None:
+        self.settings = settings
+        self.rules = rules  # the running rules, reload-aware
+        self.crm = crm
+        self.clock = clock
+        self.tasks = tasks
+        self.pending = PendingWork(tasks.create_task)
+        self.routing: RoutingService | None = None
+        self.call_log: CallLogService | None = None
+        self.ami: AmiClient | None = None
+        self.tracking: TrackingService | None = None
+        self.fastagi: FastAgiServer | None = None
+        self.web: WebServer | None = None
+        self.metrics = Metrics()
+        self.live = LiveCalls()
+        # Who hears live call events: the agents' call windows and the metrics.
+        self.notifier = Fanout((self.live, self.metrics))
+        self._closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    def on_stop(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append((name, close))
+
+    async def stop(self) -> None:
+        for name, close in reversed(self._closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        left = await self.pending.drain(DRAIN_SECONDS)
+        if left:
+            log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+
+
+async def build(parts: Parts) -> None:
+    """Wire every feature of the daemon, one function each."""
+    wire_services(parts)
+    wire_tracking(parts)
+    await wire_fastagi(parts)
+    await wire_web(parts)
+
+
+def wire_services(parts: Parts) -> None:
+    """The use cases: routing (R1-R9, R11) and the call log (R12)."""
+    deadline = parts.settings.daemon.crm_deadline_ms / 1000
+    timed_crm = MeteredCrm(parts.crm, parts.metrics, deadline)  # lookups timed for /metrics
+    routed = RoutedCalls()  # what routing decided, for the hangup report
+    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, deadline=deadline,
+                                   routed=routed, notifier=parts.notifier)
+    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, routed=routed)
+
+
+def wire_tracking(parts: Parts) -> None:
+    """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
+    assert parts.call_log is not None
+    ami_settings = parts.settings.asterisk.ami
+    ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                    ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+    reassign = ReassignService(parts.rules, parts.crm, parts.pending)
+    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
+    parts.ami, parts.tracking = ami, tracking
+    parts.tasks.create_task(ami.run())
+    parts.tasks.create_task(tracking.run(tracker_events(ami.events())))
+    parts.on_stop("AMI", ami.close)
+    parts.metrics.watch_links(ami, parts.pending)
+
+
+async def wire_fastagi(parts: Parts) -> None:
+    """The FastAGI server the dialplan asks where calls go; closed first at the stop."""
+    assert parts.routing is not None and parts.call_log is not None
+    fastagi = parts.settings.daemon.fastagi
+    server = FastAgiServer(
+        route_table(MeteredRouting(parts.routing, parts.metrics), parts.call_log, parts.pending),
+        allowed_peers=fastagi.allowed_peers,
+        max_header_bytes=fastagi.max_header_bytes,
+        header_timeout=fastagi.header_timeout_ms / 1000,
+        max_sessions=fastagi.max_sessions,
+    )
+    await server.start(fastagi.listen.host, fastagi.listen.port)
+    parts.fastagi = server
+    parts.on_stop("FastAGI", server.close)
+
+
+async def wire_web(parts: Parts) -> None:
+    """The agents' call window, the CRM and admin pages, the JSON API, /metrics and /healthz."""
+    web_settings = parts.settings.daemon.web
+    embedded = parts.crm if hasattr(parts.crm, "transaction") else None  # the CRM pages need the SQL store
+    context = WebContext(
+        rules=parts.rules,
+        settings=lambda: parts.settings,
+        crm=parts.crm,
+        pages=CrmPages(embedded) if embedded is not None else None,
+        users=WebUsers(embedded) if embedded is not None else None,
+        live=parts.live,
+        metrics=parts.metrics,
+        health=lambda: health(parts),
+        notifier=parts.notifier,
+        simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
+        metrics_peers=web_settings.metrics_allowed_peers,
+    )
+    server = WebServer(context)
+    await server.start(web_settings.listen.host, web_settings.listen.port)
+    parts.web = server
+    parts.on_stop("web pages", server.close)
+
+
+async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str, caller: str,
+                        callee: str | None) -> tuple[dict[str, object], str]:
+    """The admin page's simulator: `agi-daemon simulate` itself (the same argument checks, the
+    same dry run through routing). Arguments the command line refuses give
+    `{"status": "refused", "error": ...}` with the command line's message."""
+    try:
+        entry = simulation.call_entry(rules, Direction(direction), line=line or None, caller=caller, callee=callee)
+    except simulation.Refused as exc:
+        return {"status": "refused", "error": str(exc)}, str(exc)
+    decision = await simulation.simulate(rules, crm, entry)
+    return simulation.decision_json(decision), simulation.decision_text(decision)
+
+
+def health(parts: Parts) -> tuple[bool, dict[str, object]]:
+    """(FastAGI serving, each link's state) for /healthz and the admin page."""
+    serving = parts.fastagi is not None and parts.fastagi.serving
+    ami = parts.ami
+    return serving, {
+        "fastagi": "serving" if serving else "stopped",
+        "ami": "connected" if ami is not None and ami.connected else "disconnected",
+        "ami_last_error": ami.last_error if ami is not None and not ami.connected else None,
+        "crm": parts.settings.crm.adapter.value,
+        "pending_crm_work": parts.pending.in_flight,
+        "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,
+    }
 
 
 async def run_until_signalled(holder: SettingsHolder) -> None:

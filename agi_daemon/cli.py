@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     imp = with_config(crm.add_parser("import", help="import contacts from a CSV file (name, phone[, responsible])"))
     imp.add_argument("kind", choices=["contacts"])
     imp.add_argument("file", type=Path)
+    _user_parser(sub, with_config)
     return parser
 
 
@@ -80,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "simulate":
         return asyncio.run(_simulate(settings, args))
+    if args.command == "user":
+        return asyncio.run(_set_password(settings, args.employee))
     if args.command == "dialplan":
         from .asterisk.fallback import render_fallback
 
@@ -179,3 +182,38 @@ async def _import(crm: Any, settings: Settings, path: Path, parse) -> int:
         print(f"{path}:{note.line_number}: {note.message}", file=sys.stderr)
     print(f"{result.created} created, {result.skipped} skipped, {result.errors} errors")
     return 1 if result.errors else 0
+
+
+# ---- agi-daemon user set-password ---------------------------------------------------------
+
+def _user_parser(sub: Any, with_config: Any) -> None:
+    user = sub.add_parser("user", help="web call window logins").add_subparsers(dest="user_command", required=True)
+    setpw = with_config(user.add_parser("set-password", help="set an employee's web password "
+                                        "(read from standard input when it is not a terminal)"))
+    setpw.add_argument("employee", help="the employee id of the YAML file")
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise SystemExit("agi-daemon: the two passwords differ")
+    return first
+
+
+async def _set_password(settings: Settings, employee: str) -> int:
+    from .crm.users import WebUsers, hash_password
+
+    if employee not in settings.rules.employees:
+        raise SystemExit(f"agi-daemon: {employee!r} is not an employee of {settings.path}")
+    try:
+        hashed = hash_password(_read_password())
+    except CrmError as exc:
+        raise SystemExit(f"agi-daemon: {exc}") from None
+    async with _open_crm(settings) as crm:
+        await WebUsers(crm).set_password_hash(employee, hashed)
+    print(f"password set for {employee}")
+    return 0
