@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from agi_daemon.core.model import Dialing, Rules
 
 from .errors import ConfigError, KeyPath, Problem, ProblemLog
-from .messages import plain_message
+from .messages import known_keys, plain_message, unknown_key
 from .rules import build_rules
 from .schema import AsteriskSettings, CrmAdapterKind, CrmSettings, DaemonSettings, EventsInterface, SettingsFile
 from .secrets import MissingSecret, resolve_secrets
@@ -94,7 +94,7 @@ def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
     sections: dict[str, Any] = {}
     for key in data:
         if key not in SettingsFile.model_fields:
-            log.add((key,), "unknown key")
+            log.add((key,), unknown_key(key, list(SettingsFile.model_fields), "the sections are"))
     for name, field in SettingsFile.model_fields.items():
         if name not in data:
             if field.is_required():
@@ -106,7 +106,11 @@ def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
             sections[name] = _section_adapter(name).validate_python(data[name])
         except ValidationError as exc:
             for error in exc.errors():
-                log.add((name, *error["loc"]), plain_message(error))
+                path = (name, *error["loc"])
+                if error["type"] == "extra_forbidden":
+                    log.add(path, unknown_key(str(path[-1]), known_keys(path[:-1]), "known keys"))
+                else:
+                    log.add(path, plain_message(error))
     return sections
 
 
