@@ -20,6 +20,7 @@ from .services.pending import PendingWork
 from .services.reassign import ReassignService
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
+from .log_lines import ready_line
 from .settings import Settings, SettingsHolder
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Daemon:
                 )
                 await server.start(fastagi.listen.host, fastagi.listen.port)
                 self.agi_port = server.port
+                log.info("%s", ready_line(settings, server.port))
                 if ready is not None:
                     ready.set()
                 try:
@@ -143,7 +145,14 @@ async def run_until_signalled(holder: SettingsHolder) -> None:
     daemon = Daemon(holder)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def stopping(name: str) -> None:
+        log.info("%s: stopping (new calls go to the dialplan's fallback; CRM work in flight gets up to %.0f s)",
+                 name, DRAIN_SECONDS)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, stopping, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, stopping, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     await daemon.serve(stop)
+    log.info("agi-daemon stopped")

@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to an admin
     if args.command == "check-config":
         return _check_config(args.config)
     try:
