@@ -1,4 +1,4 @@
-"""The command line contract of DESIGN.md §4, run in-process on real files and a real SQLite CRM."""
+"""The command line contract (README, "Command line"), run in-process on real files and a real SQLite CRM."""
 import asyncio
 import json
 from pathlib import Path
