@@ -68,7 +68,8 @@ def dialled_forms(region: str) -> list[tuple[str, str]]:
         international = metadata.international_prefix or ""
         prefixes = dict.fromkeys(p for p in ("00", international) if p.isdigit())  # to_e164 reads 00 everywhere
         forms += [(f"_{prefix}X.", f"+${{EXTEN:{len(prefix)}}}") for prefix in prefixes]
-        lengths = sorted({*metadata.general_desc.possible_length, *metadata.general_desc.possible_length_local_only})
+        desc = metadata.general_desc
+        lengths = sorted({*desc.possible_length, *desc.possible_length_local_only}) if desc is not None else []
         national = metadata.national_prefix or ""
         if national.isdigit():
             forms += [(f"_{national}{'X' * length}", f"+{code}${{EXTEN:{len(national)}}}") for length in lengths]
