@@ -14,13 +14,13 @@ from .asterisk.ami.translate import EVENT_NAMES, tracker_events
 from .asterisk.routes.table import route_table
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
+from .log_lines import ready_line
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
 from .services.reassign import ReassignService
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
-from .log_lines import ready_line
 from .settings import Settings, SettingsHolder
 
 log = logging.getLogger(__name__)
