@@ -197,22 +197,13 @@ def _open_crm(settings: Settings):
 
 
 async def _crm(settings: Settings, args: argparse.Namespace) -> int:
-    from .crm.new_record import RecordRefused, new_record
-
-    phone = _phone(args.phone, settings) if args.crm_command == "list" and args.phone else None
-    if args.crm_command == "add":
-        try:
-            record = new_record(args.name, args.phone, args.responsible, region=settings.rules.default_region,
-                                employees=settings.rules.employees)
-        except RecordRefused as exc:
-            print(f"agi-daemon: {exc}", file=sys.stderr)
-            return 1
-    elif args.crm_command == "import":
+    if args.crm_command == "import":
         return await _import(settings, args)
+    if args.crm_command == "add":
+        return await _add(settings, args)
+    phone = _phone(args.phone, settings) if args.phone else None
     async with _open_crm(settings) as crm:
         try:
-            if args.crm_command == "add":
-                return await _add(crm, args.kind, record)
             print(json.dumps(await crm.list_records(args.kind, phone), indent=2))
         except CrmError as exc:
             print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)
@@ -220,19 +211,30 @@ async def _crm(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _add(crm: Any, kind: str, record: Any) -> int:
-    """`crm add`: refused when the number is already on a contact, company or lead, as
-    `crm import` skips it."""
-    from .crm.new_record import CLIENT_TYPES, already_on
+async def _add(settings: Settings, args: argparse.Namespace) -> int:
+    """`crm add`: checked as `crm import` checks a row; refused when the number is already on a
+    contact, company or lead (the import skips it)."""
+    from .crm.new_record import CLIENT_TYPES, RecordRefused, already_on, new_record
 
+    try:
+        record = new_record(args.name, args.phone, args.responsible, region=settings.rules.default_region,
+                            employees=settings.rules.employees)
+    except RecordRefused as exc:
+        print(f"agi-daemon: {exc}", file=sys.stderr)
+        return 1
     listed_as = {"contact": "contacts", "company": "companies", "lead": "leads"}
-    for client_type in CLIENT_TYPES:
-        found = await crm.list_records(listed_as[client_type.value], record.phone)
-        if found:
-            entity = f"{client_type.value}:{found[0]['id']}"
-            print(f"agi-daemon: {already_on(entity, record.phone)}", file=sys.stderr)
+    async with _open_crm(settings) as crm:
+        try:
+            for client_type in CLIENT_TYPES:
+                found = await crm.list_records(listed_as[client_type.value], record.phone)
+                if found:
+                    entity = f"{client_type.value}:{found[0]['id']}"
+                    print(f"agi-daemon: {already_on(entity, record.phone)}", file=sys.stderr)
+                    return 1
+            added = await crm.add_record(args.kind, record.name, record.phone, record.responsible)
+        except CrmError as exc:
+            print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)
             return 1
-    added = await crm.add_record(kind, record.name, record.phone, record.responsible)
     print(json.dumps(added, indent=2))
     return 0
 
