@@ -26,10 +26,12 @@ sandbox:
 browser:
 	bash scripts/browser-sandbox.sh
 
+# Development: var/dev.yaml is config/agi-daemon.yaml with FastAGI on 127.0.0.1:14573 (never
+# the production 4573 the PBX's dialplan calls) and the CRM in var/dev-crm.sqlite3.
 run: venv
-	mkdir -p var
-	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
-	exec $(BIN)/agi-daemon run -c config/agi-daemon.yaml
+	$(BIN)/python scripts/dev_config.py var/dev.yaml
+	$(BIN)/agi-daemon check-config -c var/dev.yaml
+	exec $(BIN)/agi-daemon run -c var/dev.yaml
 
 test: lint sandbox browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider

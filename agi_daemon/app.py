@@ -21,6 +21,7 @@ from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
+from .log_lines import ready_line
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
@@ -114,6 +115,7 @@ class Daemon:
                 try:
                     await build(parts)
                     self._expose(parts)
+                    log.info("%s", ready_line(settings, parts.fastagi.port if parts.fastagi else 0))
                     if ready is not None:
                         ready.set()
                     await stop.wait()
@@ -277,7 +279,14 @@ async def run_until_signalled(holder: SettingsHolder) -> None:
     daemon = Daemon(holder)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def stopping(name: str) -> None:
+        log.info("%s: stopping (new calls go to the dialplan's fallback; CRM work in flight gets up to %.0f s)",
+                 name, DRAIN_SECONDS)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, stopping, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, stopping, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     await daemon.serve(stop)
+    log.info("agi-daemon stopped")

@@ -1,4 +1,4 @@
-"""The config file's contract (DESIGN.md §3): every key, its type, default and allowed values.
+"""The config file's contract (config/agi-daemon.yaml documents it): every key, its type, default and allowed values.
 
 Phone numbers stay as written here; `rules.py` normalises them once `daemon.default_region`
 is known, and checks the names that refer to other keys (members, queue groups, lines).
