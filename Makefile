@@ -9,7 +9,7 @@ export AGI_DAEMON_ASTERISK_ROOT := $(ASTERISK_ROOT)
 export AGI_DAEMON_AMI_SECRET ?= dev-ami-secret
 export AGI_DAEMON_ARI_PASSWORD ?= dev-ari-password
 
-.PHONY: run test lint venv sandbox bench check-config clean
+.PHONY: run test lint venv sandbox browser demo bench check-config clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,18 +22,28 @@ venv: $(BIN)/.installed
 sandbox:
 	bash scripts/asterisk-sandbox.sh "$(ASTERISK_ROOT)"
 
-run: venv
-	mkdir -p var
-	$(BIN)/agi-daemon check-config -c config/agi-daemon.yaml
-	exec $(BIN)/agi-daemon run -c config/agi-daemon.yaml
+# Debian's chromium, for the web tests (headless, driven by Playwright through executable_path).
+browser:
+	bash scripts/browser-sandbox.sh
 
-test: lint sandbox
+# Development: var/dev.yaml is config/agi-daemon.yaml with FastAGI on 127.0.0.1:14573 (never
+# the production 4573 the PBX's dialplan calls) and the CRM in var/dev-crm.sqlite3.
+run: venv
+	$(BIN)/python scripts/dev_config.py var/dev.yaml
+	$(BIN)/agi-daemon check-config -c var/dev.yaml
+	exec $(BIN)/agi-daemon run -c var/dev.yaml
+
+test: lint sandbox browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Types (mypy, strict on core/) and lint (ruff), configured in pyproject.toml; part of `make test`.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The sandboxed Asterisk, the daemon and a scripted caller: open the printed URL and log in.
+demo: venv sandbox
+	$(BIN)/python scripts/demo.py
 
 bench: venv
 	$(BIN)/python -m bench

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Awaitable, Callable
+
+from . import simulation
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES
@@ -16,8 +19,13 @@ from .asterisk.ari import AriClient
 from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
 from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
+from .core.live_calls import Fanout
+from .core.model import Direction, Rules
 from .core.ports import Clock, CrmAdapter
 from .crm.embedded import EmbeddedCrm
+from .crm.pages import CrmPages
+from .crm.users import WebUsers
+from .log_lines import ready_line
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
@@ -25,8 +33,10 @@ from .services.reassign import ReassignService
 from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
-from .settings import Settings, SettingsHolder
-from .settings import EventsInterface
+from .settings import EventsInterface, Settings, SettingsHolder
+from .web.live import LiveCalls
+from .web.metrics import MeteredCrm, MeteredRouting, Metrics
+from .web.server import WebContext, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +63,17 @@ class Daemon:
         self._clock = clock or SystemClock()
         self.agi_port: int | None = None
         self.pending: PendingWork | None = None
-        self.ami: AmiClient | None = None  # asterisk.events: ami
-        self.ari: AriClient | None = None  # asterisk.events: ari
+        self.ami: AmiClient | None = None
+        self.ari: AriClient | None = None
         self.stasis: StasisRouting | None = None
         self.event_source: EventSource | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
+        self.web_port: int | None = None
+        self.live: LiveCalls | None = None
+        self.metrics: Metrics | None = None
+        self.parts: Parts | None = None
 
     def reload(self) -> None:
         """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns."""
@@ -102,70 +116,192 @@ class Daemon:
         crm = self._crm or build_crm(settings)
         if owned:
             await crm.open()
-        rules = lambda: self._holder.current.rules  # noqa: E731 - the running rules, reload-aware
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
-                pending = PendingWork(tasks.create_task)
-                self.pending = pending
-                routed = RoutedCalls()  # what routing decided, for the hangup report
-                routing = RoutingService(rules, crm, self._clock, pending,
-                                         deadline=settings.daemon.crm_deadline_ms / 1000, routed=routed)
-                call_log = CallLogService(rules, crm, self._clock, pending, routed=routed)
-                events = self._start_asterisk_events(settings, tasks, rules, routing, call_log,
-                                                     ReassignService(rules, crm, pending), pending)
-                fastagi = settings.daemon.fastagi
-                server = FastAgiServer(
-                    route_table(routing, call_log, pending),
-                    allowed_peers=fastagi.allowed_peers,
-                    max_header_bytes=fastagi.max_header_bytes,
-                    header_timeout=fastagi.header_timeout_ms / 1000,
-                    max_sessions=fastagi.max_sessions,
-                )
-                await server.start(fastagi.listen.host, fastagi.listen.port)
-                self.agi_port = server.port
-                if ready is not None:
-                    ready.set()
+                parts = Parts(settings, lambda: self._holder.current.rules, crm, self._clock, tasks)
                 try:
+                    await build(parts)
+                    self._expose(parts)
+                    log.info("%s", ready_line(settings, parts.fastagi.port if parts.fastagi else 0))
+                    if ready is not None:
+                        ready.set()
                     await stop.wait()
                 finally:
-                    await server.close()
-                    await events.close()
-                    left = await pending.drain(DRAIN_SECONDS)
-                    if left:
-                        log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+                    await parts.stop()
         finally:
             self._tasks = None
             if owned:
                 await crm.close()
 
-    def _start_asterisk_events(self, settings: Settings, tasks: asyncio.TaskGroup, rules, routing, call_log,
-                               reassign, pending) -> EventSource:
-        """Follow calls (R10 transfers, R12 call log) over the interface `asterisk.events`
-        names: AMI, or ARI, which also runs the Stasis application that routes the calls of
-        dialplan/agi-daemon-stasis.conf (with the same routing service as FastAGI)."""
-        source: EventSource
-        if settings.asterisk.events is EventsInterface.ARI:
-            ari_settings = settings.asterisk.ari
-            assert ari_settings is not None  # settings require it with events: ari
-            ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
-                            ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES)
-            stasis = StasisRouting(ari, ari_settings.app, routing, call_log, pending,
-                                   deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
-            ari.application = stasis  # StasisStart and the hangup reports go to it at once
-            self.ari, self.stasis = ari, stasis
-            source = AriEventSource(ari)
-        else:
-            ami_settings = settings.asterisk.ami
-            ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
-                            ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
-            self.ami = ami
-            source = AmiEventSource(ami)
-        tracking = TrackingService(rules, call_log, reassign, pending)
-        self.event_source, self.tracking = source, tracking
-        tasks.create_task(source.run())
-        tasks.create_task(tracking.run(source.events()))
-        return source
+    def _expose(self, parts: Parts) -> None:
+        """What tests and signals read from the running daemon."""
+        self.pending, self.ami, self.tracking = parts.pending, parts.ami, parts.tracking
+        self.ari, self.stasis, self.event_source = parts.ari, parts.stasis, parts.event_source
+        self.agi_port = parts.fastagi.port if parts.fastagi else None
+        self.web_port = parts.web.port if parts.web else None
+        self.live, self.metrics, self.parts = parts.live, parts.metrics, parts
+
+
+# ---- the builder: one wiring function per feature, in the order they start ----------------
+
+
+class Parts:
+    """What one run of the daemon is made of. `build` fills it feature by feature; `stop`
+    closes what was started, last started first, then drains the CRM work in flight."""
+
+    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmAdapter, clock: Clock,
+                 tasks: asyncio.TaskGroup) -> None:
+        self.settings = settings
+        self.rules = rules  # the running rules, reload-aware
+        self.crm = crm
+        self.clock = clock
+        self.tasks = tasks
+        self.pending = PendingWork(tasks.create_task)
+        self.routing: RoutingService | None = None
+        self.call_log: CallLogService | None = None
+        self.ami: AmiClient | None = None  # asterisk.events: ami
+        self.ari: AriClient | None = None  # asterisk.events: ari
+        self.stasis: StasisRouting | None = None  # with ari: the Stasis application routing calls
+        self.event_source: EventSource | None = None  # whichever of the two call tracking listens to
+        self.tracking: TrackingService | None = None
+        self.fastagi: FastAgiServer | None = None
+        self.web: WebServer | None = None
+        self.metrics = Metrics()
+        self.live = LiveCalls()
+        # Who hears live call events: the agents' call windows and the metrics.
+        self.notifier = Fanout((self.live, self.metrics))
+        self._closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+    def on_stop(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append((name, close))
+
+    async def stop(self) -> None:
+        for name, close in reversed(self._closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        left = await self.pending.drain(DRAIN_SECONDS)
+        if left:
+            log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+
+
+async def build(parts: Parts) -> None:
+    """Wire every feature of the daemon, one function each."""
+    wire_services(parts)
+    wire_tracking(parts)
+    await wire_fastagi(parts)
+    await wire_web(parts)
+
+
+def wire_services(parts: Parts) -> None:
+    """The use cases: routing (R1-R9, R11) and the call log (R12)."""
+    deadline = parts.settings.daemon.crm_deadline_ms / 1000
+    timed_crm = MeteredCrm(parts.crm, parts.metrics, deadline)  # lookups timed for /metrics
+    routed = RoutedCalls()  # what routing decided, for the hangup report
+    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, deadline=deadline,
+                                   routed=routed, notifier=parts.notifier)
+    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, routed=routed)
+
+
+def wire_tracking(parts: Parts) -> None:
+    """Follow calls (transfers, R10; the full call log, R12) over the interface
+    `asterisk.events` names: AMI, or ARI, which also runs the Stasis application that routes
+    the calls of dialplan/agi-daemon-stasis.conf with the same routing service as FastAGI."""
+    assert parts.call_log is not None and parts.routing is not None
+    settings = parts.settings
+    source: EventSource
+    if settings.asterisk.events is EventsInterface.ARI:
+        ari_settings = settings.asterisk.ari
+        assert ari_settings is not None  # the settings require it with events: ari
+        ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
+                        ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES)
+        stasis = StasisRouting(ari, ari_settings.app, MeteredRouting(parts.routing, parts.metrics), parts.call_log,
+                               parts.pending, deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
+        ari.application = stasis  # StasisStart and the hangup reports go to it at once
+        parts.ari, parts.stasis = ari, stasis
+        source = AriEventSource(ari)
+    else:
+        ami_settings = settings.asterisk.ami
+        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+        parts.ami = ami
+        source = AmiEventSource(ami)
+    reassign = ReassignService(parts.rules, parts.crm, parts.pending)
+    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
+    parts.event_source, parts.tracking = source, tracking
+    parts.tasks.create_task(source.run())
+    parts.tasks.create_task(tracking.run(source.events()))
+    parts.on_stop(source.name.upper(), source.close)
+    parts.metrics.watch_links(source, parts.pending)
+
+
+async def wire_fastagi(parts: Parts) -> None:
+    """The FastAGI server the dialplan asks where calls go; closed first at the stop."""
+    assert parts.routing is not None and parts.call_log is not None
+    fastagi = parts.settings.daemon.fastagi
+    server = FastAgiServer(
+        route_table(MeteredRouting(parts.routing, parts.metrics), parts.call_log, parts.pending),
+        allowed_peers=fastagi.allowed_peers,
+        max_header_bytes=fastagi.max_header_bytes,
+        header_timeout=fastagi.header_timeout_ms / 1000,
+        max_sessions=fastagi.max_sessions,
+    )
+    await server.start(fastagi.listen.host, fastagi.listen.port)
+    parts.fastagi = server
+    parts.on_stop("FastAGI", server.close)
+
+
+async def wire_web(parts: Parts) -> None:
+    """The agents' call window, the CRM and admin pages, the JSON API, /metrics and /healthz."""
+    web_settings = parts.settings.daemon.web
+    embedded = parts.crm if hasattr(parts.crm, "transaction") else None  # the CRM pages need the SQL store
+    context = WebContext(
+        rules=parts.rules,
+        settings=lambda: parts.settings,
+        crm=parts.crm,
+        pages=CrmPages(embedded) if embedded is not None else None,
+        users=WebUsers(embedded) if embedded is not None else None,
+        live=parts.live,
+        metrics=parts.metrics,
+        health=lambda: health(parts),
+        notifier=parts.notifier,
+        simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
+        metrics_peers=web_settings.metrics_allowed_peers,
+    )
+    server = WebServer(context)
+    await server.start(web_settings.listen.host, web_settings.listen.port)
+    parts.web = server
+    parts.on_stop("web pages", server.close)
+
+
+async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str, caller: str,
+                        callee: str | None) -> tuple[dict[str, object], str]:
+    """The admin page's simulator: `agi-daemon simulate` itself (the same argument checks, the
+    same dry run through routing). Arguments the command line refuses give
+    `{"status": "refused", "error": ...}` with the command line's message."""
+    try:
+        entry = simulation.call_entry(rules, Direction(direction), line=line or None, caller=caller, callee=callee)
+    except simulation.Refused as exc:
+        return {"status": "refused", "error": str(exc)}, str(exc)
+    decision = await simulation.simulate(rules, crm, entry)
+    return simulation.decision_json(decision), simulation.decision_text(decision)
+
+
+def health(parts: Parts) -> tuple[bool, dict[str, object]]:
+    """(FastAGI serving, each link's state) for /healthz and the admin page."""
+    serving = parts.fastagi is not None and parts.fastagi.serving
+    link = parts.event_source  # AMI or ARI, as asterisk.events says
+    name = link.name if link is not None else "ami"
+    return serving, {
+        "fastagi": "serving" if serving else "stopped",
+        name: "connected" if link is not None and link.connected else "disconnected",
+        f"{name}_last_error": link.last_error if link is not None and not link.connected else None,
+        "crm": parts.settings.crm.adapter.value,
+        "pending_crm_work": parts.pending.in_flight,
+        "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,
+    }
 
 
 async def run_until_signalled(holder: SettingsHolder) -> None:
@@ -173,7 +309,14 @@ async def run_until_signalled(holder: SettingsHolder) -> None:
     daemon = Daemon(holder)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def stopping(name: str) -> None:
+        log.info("%s: stopping (new calls go to the dialplan's fallback; CRM work in flight gets up to %.0f s)",
+                 name, DRAIN_SECONDS)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, stopping, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, stopping, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     await daemon.serve(stop)
+    log.info("agi-daemon stopped")

@@ -1,4 +1,4 @@
-"""`make bench`: the daemon's CPU cost per call, next to Asterisk's ~5.8 ms (DESIGN.md §8).
+"""`make bench`: the daemon's CPU cost per call, next to the ~5.8 ms of CPU Asterisk spends on the same call.
 
 1. routing: a real `agi-daemon run` process answers FastAGI sessions from a load client on
    loopback; its CPU time per session is read from /proc/PID/stat (the client is slower than

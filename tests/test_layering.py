@@ -1,4 +1,4 @@
-"""DESIGN.md §1's dependency rule, checked on the source: core is pure and imports only core;
+"""The dependency rule (README, "Layout"), checked on the source: core is pure and imports only core;
 the edges (asterisk, crm, web, settings) never import each other or the services; only app.py
 (and the command line that starts it) wires them together."""
 import ast

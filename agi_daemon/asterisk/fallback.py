@@ -7,11 +7,14 @@ dialling part (`dialplan/agi-daemon-dial.conf`) jumps to:
 
   agi-daemon-fallback-incoming   one extension per form a trunk may deliver a line's number
                                  in (phone.dial_forms): ring the line's queue group
-  agi-daemon-fallback-outgoing   any dialled number: the trunk (asterisk.trunk_template)
+  agi-daemon-fallback-outgoing   any dialled number: the trunk (asterisk.trunk_template),
+                                 with {number} in the form the daemon dials (`dialled_forms`)
 
 Pure: text in, text out. The hangup handler pushed by the entry context still reports the call.
 """
 from __future__ import annotations
+
+from phonenumbers import PhoneMetadata
 
 from agi_daemon.core.model import Line, QueueStrategy, Rules
 from agi_daemon.core.phone import dial_forms
@@ -44,13 +47,37 @@ def render_fallback(rules: Rules) -> str:
     out.append("exten => _[+0-9].,1,Log(WARNING,agi-daemon fallback: no line for ${EXTEN})")
     out.append(" same => n,Hangup()")
     out += ["", f"[{OUTGOING_CONTEXT}]"]
-    out.append(f"; Every dialled number goes to the trunk: {_comment(rules.dialing.trunk_template)}")
-    trunk = _dial_target(rules.dialing.trunk_template.replace("{number}", "${EXTEN}"))
-    for pattern in ("_X.", "_+X."):
+    out.append(f"; Every dialled number goes to the trunk: {_comment(rules.dialing.trunk_template)},")
+    out.append(f"; in E.164 when the daemon reads it as a number of region {rules.default_region}, as the daemon dials it.")
+    for pattern, number in dialled_forms(rules.default_region):
+        trunk = _dial_target(rules.dialing.trunk_template.replace("{number}", number))
         out.append(f"exten => {pattern},1,Dial({trunk},,{OUTGOING_DIAL_OPTIONS})")
         out.append(" same => n,Hangup()")
     out.append("")
     return "\n".join(out)
+
+
+def dialled_forms(region: str) -> list[tuple[str, str]]:
+    """(dialplan pattern, dialplan expression of the number) pairs that give the trunk the
+    number in the form the daemon dials it: `core.phone.to_e164` when it can read the number
+    (international prefix, national prefix, national number of a possible length), else as
+    dialled. Asterisk picks the most specific pattern, so `_0XXXXXXXXX` beats `_XXXXXXXXX`.
+    tests/asterisk/test_dialplan.py checks both agree on a real Asterisk."""
+    forms = [("_+X.", "${EXTEN}")]
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is not None:
+        code = metadata.country_code
+        international = metadata.international_prefix or ""
+        prefixes = dict.fromkeys(p for p in ("00", international) if p.isdigit())  # to_e164 reads 00 everywhere
+        forms += [(f"_{prefix}X.", f"+${{EXTEN:{len(prefix)}}}") for prefix in prefixes]
+        desc = metadata.general_desc
+        lengths = sorted({*desc.possible_length, *desc.possible_length_local_only}) if desc is not None else []
+        national = metadata.national_prefix or ""
+        if national.isdigit():
+            forms += [(f"_{national}{'X' * length}", f"+{code}${{EXTEN:{len(national)}}}") for length in lengths]
+        forms += [(f"_{'X' * length}", f"+{code}${{EXTEN}}") for length in lengths if length > 0]
+    forms.append(("_X.", "${EXTEN}"))
+    return forms
 
 
 def _incoming_line(rules: Rules, line: Line, taken: dict[str, str]) -> list[str]:

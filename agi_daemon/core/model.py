@@ -68,6 +68,7 @@ class Employee:
     extension: str | None = None
     phones: tuple[str, ...] = ()  # E.164: calls from/to these are never recorded (R8)
     line: str | None = None  # E.164 of the line used for this employee's outgoing calls
+    admin: bool = False  # the web pages show them every call and the admin pages
 
 
 @dataclass(frozen=True)

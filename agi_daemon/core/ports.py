@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from .live_calls import CallEvent
 from .model import CallRecord, CreatedRecords, EntityRef, Match, Offer, RecordPlan
 
 
@@ -51,3 +52,9 @@ class CrmAdapter(Protocol):
 class Clock(Protocol):
     def now(self) -> datetime:
         """Aware UTC datetime."""
+
+
+class Notifier(Protocol):
+    def publish(self, event: CallEvent) -> None:
+        """Tell whoever watches calls live (the agents' call windows) what just happened.
+        Never blocks and never raises: the call goes on whatever the watchers do."""

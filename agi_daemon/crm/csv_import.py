@@ -3,20 +3,27 @@
 The file has a header row naming its columns: `name` and `phone`, and optionally
 `responsible` (an employee id), in any order and any case. Commas, semicolons or tabs
 separate the fields (whichever the header uses). Phone numbers are written as people write
-them and normalised to E.164 with the daemon's default region.
+them and normalised to E.164 with the daemon's default region. Each row is checked as
+`crm add` checks a record (`new_record.py`).
+
+The file is UTF-8 (a byte order mark is fine) unless told otherwise: spreadsheets often save
+cp1252. `check_text` reads it through once before anything is imported, so a file in another
+encoding is refused with the line where it stops being text, and nothing is half-imported.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Connection, select
 
 from ..core.model import EntityType
-from ..core.phone import InvalidPhone, masked, to_e164
+from .new_record import CLIENT_TYPES, RecordRefused, already_on, new_record
 from .tables import contacts, phones
 
 REQUIRED_COLUMNS = ("name", "phone")
@@ -55,7 +62,42 @@ class ImportResult:
     notes: tuple[RowError, ...] = ()
 
 
-def parse_contacts_csv(text_stream: Iterable[str], region: str) -> Iterator[ContactRow | RowError]:
+class NotText(ValueError):
+    """The file is not text in the expected encoding from `line_number` on."""
+
+    def __init__(self, line_number: int, encoding: str) -> None:
+        self.line_number = line_number
+        self.encoding = encoding
+        super().__init__(f"line {line_number}: not {encoding} text")
+
+
+def csv_encoding(name: str | None) -> str:
+    """The codec to read the file with: UTF-8 by default, and a UTF-8 byte order mark is
+    skipped. LookupError for an encoding Python does not know."""
+    codec = codecs.lookup(name or "utf-8").name
+    return "utf-8-sig" if codec in ("utf-8", "utf-8-sig") else codec
+
+
+def check_text(path: Path, encoding: str) -> int:
+    """Read the file through once: its number of lines, or NotText at the first line that is
+    not text in `encoding`. Raises OSError when it cannot be read."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    count = 0
+    with path.open("rb") as stream:
+        for count, raw in enumerate(stream, 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError:
+                raise NotText(count, encoding) from None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise NotText(max(count, 1), encoding) from None
+    return count
+
+
+def parse_contacts_csv(text_stream: Iterable[str], region: str, *,
+                       employees: Collection[str]) -> Iterator[ContactRow | RowError]:
     """Read the file row by row. A bad row yields a RowError naming the problem and the
     reading goes on; a header without the `name` or `phone` column yields one RowError for
     line 1 and nothing else."""
@@ -75,30 +117,26 @@ def parse_contacts_csv(text_stream: Iterable[str], region: str) -> Iterator[Cont
     try:
         for cells in reader:
             if any(cell.strip() for cell in cells):
-                yield _contact_row(line_number, cells, len(columns), position, region)
+                yield _contact_row(line_number, cells, len(columns), position, region, employees)
             line_number = reader.line_num + 1
     except csv.Error as error:
         yield RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
 
 
 def _contact_row(
-    line_number: int, cells: list[str], width: int, position: dict[str, int], region: str
+    line_number: int, cells: list[str], width: int, position: dict[str, int], region: str,
+    employees: Collection[str],
 ) -> ContactRow | RowError:
     if any(cell.strip() for cell in cells[width:]):
         return RowError(line_number, f"{len(cells)} fields where the header has {width}")
     cells = cells + [""] * (width - len(cells))  # spreadsheets drop trailing empty fields
-    name = cells[position["name"]].strip()
-    if not name:
-        return RowError(line_number, "the name is empty")
-    raw_phone = cells[position["phone"]].strip()
-    if not raw_phone:
-        return RowError(line_number, "the phone is empty")
+    responsible = cells[position["responsible"]] if "responsible" in position else None
     try:
-        phone = to_e164(raw_phone, region)
-    except InvalidPhone as error:
-        return RowError(line_number, str(error))
-    responsible = cells[position["responsible"]].strip() if "responsible" in position else ""
-    return ContactRow(line_number, name, phone, responsible or None)
+        record = new_record(cells[position["name"]], cells[position["phone"]], responsible,
+                            region=region, employees=employees)
+    except RecordRefused as refused:
+        return RowError(line_number, str(refused))
+    return ContactRow(line_number, record.name, record.phone, record.responsible)
 
 
 BatchResult = tuple[list[ContactRow], list[RowError]]
@@ -136,20 +174,23 @@ async def import_contacts(
 
 
 def insert_batch(conn: Connection, rows: list[ContactRow], source: str | None) -> BatchResult:
-    """Create the contacts of one batch whose numbers no contact has yet; returns the rows
-    created and the notes of the rows skipped."""
+    """Create the contacts of one batch whose numbers are on no contact, company or lead yet;
+    returns the rows created and the notes of the rows skipped."""
     found = conn.execute(
-        select(phones.c.e164, phones.c.entity_id).where(
-            phones.c.entity_type == EntityType.CONTACT.value,
+        select(phones.c.e164, phones.c.entity_type, phones.c.entity_id).where(
+            phones.c.entity_type.in_([kind.value for kind in CLIENT_TYPES]),
             phones.c.e164.in_({row.phone for row in rows}),
         )
     )
-    owner = {e164: f"contact:{contact_id}" for e164, contact_id in found}
+    rank = {kind.value: index for index, kind in enumerate(CLIENT_TYPES)}
+    owner: dict[str, str] = {}
+    for e164, entity_type, entity_id in sorted(found, key=lambda hit: (rank[hit[1]], hit[2])):
+        owner.setdefault(e164, f"{entity_type}:{entity_id}")
     new_rows: list[ContactRow] = []
     duplicates: list[RowError] = []
     for row in rows:
         if row.phone in owner:
-            message = f"skipped: phone {masked(row.phone)} is already on {owner[row.phone]}"
+            message = f"skipped: {already_on(owner[row.phone], row.phone)}"
             duplicates.append(RowError(row.line_number, message))
         else:
             owner[row.phone] = f"the contact of line {row.line_number}"

@@ -330,6 +330,11 @@ class EmbeddedCrm:
             insert, rows, batch_size=batch_size, progress=progress
         )
 
+    async def transaction(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
+        """Run `work(connection)` as one transaction of this CRM: the queries of the CRM pages
+        and the web logins (crm.pages, crm.users) live in their own modules."""
+        return await self._run(action, work, write=write)
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:

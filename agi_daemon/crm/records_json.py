@@ -1,6 +1,6 @@
 """The embedded CRM's records, calls and offers as the JSON objects of `crm list --json`.
 
-The shapes are the command line contract (DESIGN.md §4):
+The shapes are the command line contract (README, "Command line"):
 
 - records: `id`, `type`, `name`, `phones`, `responsible`, `source`, `status`,
   `created_by_call`; leads add `converted_to` (refs such as "deal:4"); deals add `pipeline`,

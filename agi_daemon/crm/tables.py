@@ -162,6 +162,16 @@ offers = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+# The web call window's logins: the employee id of the YAML file and its password hash
+# (agi_daemon.crm.users says how it is made).
+web_users = Table(
+    "web_users",
+    metadata,
+    Column("employee", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 RECORD_TABLES: dict[str, Table] = {
     "lead": leads,
     "contact": contacts,

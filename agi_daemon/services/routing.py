@@ -18,9 +18,10 @@ from typing import Callable, Sequence
 from ..core.decisions import (
     FAILED, LATE, NOT_ASKED, CrmAction, CreateRecords, Decision, Lookup, MakeOffer, RoutingStatus, answered, decide,
 )
+from ..core.live_calls import NoOneListens, OfferMade, RecordsCreated
 from ..core.model import Offer, Rules
 from ..core.phone import masked
-from ..core.ports import Clock, CrmAdapter, CrmError
+from ..core.ports import Clock, CrmAdapter, CrmError, Notifier
 from ..core.rules import CallEntry, CallFacts, CrmAccess, UnknownLine, identify, screen
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, attempt, with_retries
@@ -41,10 +42,13 @@ class RoutingService:
         routed: RoutedCalls,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
         dry_run: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         """`rules` returns the running rules (they change on reload); `deadline` is
         daemon.crm_deadline_ms in seconds; `routed` keeps each decision for the call log.
-        `dry_run` (simulate): decide exactly as for a real call, but create nothing."""
+        `dry_run` (simulate): decide exactly as for a real call, but create nothing.
+        `notifier` hears of records created and offers made."""
+        self._notifier = notifier or NoOneListens()
         self._rules = rules
         self._crm = crm
         self._clock = clock
@@ -105,10 +109,12 @@ class RoutingService:
     async def _perform(self, call: CallFacts, action: CrmAction) -> None:
         if isinstance(action, CreateRecords):
             plan = action.plan
-            await with_retries(lambda: self._crm.create_records(plan), self._retry_delays)  # the CRM logs what it created
+            records = await with_retries(lambda: self._crm.create_records(plan), self._retry_delays)  # the CRM logs what it created
+            self._notifier.publish(RecordsCreated(call.linkedid, records.primary, plan.responsible))
         elif isinstance(action, MakeOffer):
             offer = Offer(call.linkedid, call.direction, call.line.number, call.external or "", action.employees, self._clock.now())
             await with_retries(lambda: self._crm.record_offer(offer), self._retry_delays)
+            self._notifier.publish(OfferMade(offer))
             log.info("call %s: offer to create a record for %s", call.linkedid, masked(call.external))
 
 

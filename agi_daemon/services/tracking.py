@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterable, Callable, Coroutine
 
+from ..core.live_calls import NoOneListens, live_events
 from ..core.model import Rules
+from ..core.ports import Notifier
 from ..core.tracker import CallEnded, Reassign, TrackerEvent, TrackerState, step
 from .call_log import CallLogService
 from .pending import PendingWork
@@ -24,8 +26,11 @@ class TrackingService:
         call_log: CallLogService,
         reassign: ReassignService,
         pending: PendingWork,
+        notifier: Notifier | None = None,
     ) -> None:
+        """`notifier` hears what changes in each call as it happens (the call windows)."""
         self._rules = rules
+        self._notifier = notifier or NoOneListens()
         self._call_log = call_log
         self._reassign = reassign
         self._pending = pending
@@ -43,11 +48,13 @@ class TrackingService:
 
     def handle(self, event: TrackerEvent) -> None:
         self.events_seen += 1
+        rules, before = self._rules(), self._state
         try:
-            self._state, effects = step(self._rules(), self._state, event)
+            self._state, effects = step(rules, before, event)
         except Exception:  # a tracker bug must not stop tracking every other call
             log.exception("call tracking could not apply %s; state kept", type(event).__name__)
             return
+        self._publish(rules, before, event, effects)
         for effect in effects:
             work: Coroutine[Any, Any, object]
             if isinstance(effect, CallEnded):
@@ -61,3 +68,10 @@ class TrackingService:
                 continue
             # One call's effects apply in order: A->B then B->C leaves C responsible.
             self._pending.start(f"tracking:{linkedid}", work, in_order=True)
+
+    def _publish(self, rules: Rules, before: TrackerState, event: TrackerEvent, effects: tuple) -> None:
+        try:
+            for change in live_events(rules, before, self._state, event, effects):
+                self._notifier.publish(change)
+        except Exception:  # the call windows must never stop call tracking
+            log.exception("live call events for %s failed", type(event).__name__)

@@ -5,7 +5,7 @@
 """
 from .errors import ConfigError, Problem
 from .holder import SettingsHolder
-from .loader import Settings, check_config, load_settings
+from .loader import SecretsNeeded, Settings, check_config, load_settings
 from .schema import (
     AmiSettings,
     AriSettings,
@@ -31,6 +31,7 @@ __all__ = [
     "FastAgiSettings",
     "Listen",
     "Problem",
+    "SecretsNeeded",
     "Settings",
     "SettingsHolder",
     "WebSettings",

@@ -15,15 +15,19 @@ def dotted(path: Sequence[str | int]) -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """One mistake in the config file, shown as `FILE:LINE: key.path: message`."""
+    """One mistake in the config file, shown as `FILE:LINE: key.path: message`. A warning
+    (`FILE:LINE: key.path: warning: message`) does not stop the daemon: check-config shows it
+    and still says ok."""
 
     file: str
     line: int
     path: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+        kind = "warning: " if self.warning else ""
+        return f"{self.file}:{self.line}: {self.path}: {kind}{self.message}"
 
 
 class ConfigError(Exception):
@@ -42,12 +46,16 @@ class ProblemLog:
     line_of: Callable[[KeyPath], int]
     problems: list[Problem] = field(default_factory=list)
 
-    def add(self, path: KeyPath, message: str) -> None:
-        self.problems.append(Problem(self.file, self.line_of(path), dotted(path), message))
+    def add(self, path: KeyPath, message: str, *, warning: bool = False) -> None:
+        self.problems.append(Problem(self.file, self.line_of(path), dotted(path), message, warning))
 
     def add_at(self, line: int, label: str, message: str) -> None:
         """A problem that is not about one key, such as a YAML syntax error: `(yaml)`."""
         self.problems.append(Problem(self.file, line, label, message))
+
+    def errors(self) -> list[Problem]:
+        """The problems that stop the daemon (not the warnings)."""
+        return [problem for problem in self.problems if not problem.warning]
 
     def sorted(self) -> list[Problem]:
         """Every distinct problem, by line; problems on the same line keep their order."""

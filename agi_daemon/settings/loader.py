@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Mapping
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from agi_daemon.core.model import Dialing, Rules
 
-from .errors import ConfigError, Problem, ProblemLog
-from .messages import plain_message
+from .errors import ConfigError, KeyPath, Problem, ProblemLog
+from .messages import known_keys, plain_message, unknown_key
 from .rules import build_rules
 from .schema import AsteriskSettings, CrmAdapterKind, CrmSettings, DaemonSettings, EventsInterface, SettingsFile
-from .secrets import resolve_secrets
+from .secrets import MissingSecret, resolve_secrets
 from .yaml_lines import KeyLines, load_yaml
 
 
@@ -31,21 +34,34 @@ class Settings:
     rules: Rules
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+class SecretsNeeded(Enum):
+    """Which secrets a command needs: the daemon's (`run`: those of the parts it connects to)
+    or none (`simulate`, `crm ...`, `dialplan` connect to nothing). A secret not needed may be
+    missing; its value is then meaningless."""
+
+    RUN = "run"
+    NONE = "none"
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None, *,
+                  secrets: SecretsNeeded = SecretsNeeded.RUN) -> Settings:
     """Read and check the config file; `environ` (default: the process environment) resolves
     `${NAME}` references. Raises ConfigError listing every problem, by line."""
-    settings, problems = _load(Path(path), os.environ if environ is None else environ)
+    settings, problems = _load(Path(path), os.environ if environ is None else environ, secrets)
     if settings is None:
         raise ConfigError(problems)
     return settings
 
 
 def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Problem]:
-    """Every problem in the config file, by line; empty when the daemon can run with it."""
-    return _load(Path(path), os.environ if environ is None else environ)[1]
+    """Every problem in the config file, by line; no error (warnings only, or nothing) when
+    the daemon can run with it. A missing secret of a part the daemon does not use (the ARI
+    password while events is ami) is a warning."""
+    return _load(Path(path), os.environ if environ is None else environ, None)[1]
 
 
-def _load(path: Path, environ: Mapping[str, str]) -> tuple[Settings | None, list[Problem]]:
+def _load(path: Path, environ: Mapping[str, str],
+          secrets: SecretsNeeded | None) -> tuple[Settings | None, list[Problem]]:
     lines = KeyLines()
     log = ProblemLog(str(path), lines.line_of)
     try:
@@ -60,14 +76,16 @@ def _load(path: Path, environ: Mapping[str, str]) -> tuple[Settings | None, list
     if not isinstance(data, dict):
         log.add_at(1, "(top)", "the file must be a mapping of sections (daemon, asterisk, crm, ...)")
         return None, log.sorted()
-    data = resolve_secrets(data, environ, path.parent, lines, log)
+    data, missing = resolve_secrets(data, environ, path.parent, lines, log)
     sections = _valid_sections(data, log)
     _check_events_interface(sections, log)
     _check_available(sections, log)
+    _check_secrets(missing, sections, secrets, log)
+    _database_beside_the_file(sections, path.parent, log)
     rules = _rules(sections, log)
-    if rules is None or log.problems:
+    if rules is None or log.errors():
         return None, log.sorted()
-    return Settings(path, sections["daemon"], sections["asterisk"], sections["crm"], rules), []
+    return Settings(path, sections["daemon"], sections["asterisk"], sections["crm"], rules), log.sorted()
 
 
 def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
@@ -76,7 +94,7 @@ def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
     sections: dict[str, Any] = {}
     for key in data:
         if key not in SettingsFile.model_fields:
-            log.add((key,), "unknown key")
+            log.add((key,), unknown_key(key, list(SettingsFile.model_fields), "the sections are"))
     for name, field in SettingsFile.model_fields.items():
         if name not in data:
             if field.is_required():
@@ -88,7 +106,11 @@ def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
             sections[name] = _section_adapter(name).validate_python(data[name])
         except ValidationError as exc:
             for error in exc.errors():
-                log.add((name, *error["loc"]), plain_message(error))
+                path = (name, *error["loc"])
+                if error["type"] == "extra_forbidden":
+                    log.add(path, unknown_key(str(path[-1]), known_keys(path[:-1]), "known keys"))
+                else:
+                    log.add(path, plain_message(error))
     return sections
 
 
@@ -104,6 +126,52 @@ def _check_available(sections: dict[str, Any], log: ProblemLog) -> None:
     crm = sections.get("crm")
     if crm is not None and crm.adapter is not CrmAdapterKind.EMBEDDED:
         log.add(("crm", "adapter"), f"{crm.adapter.value} is not available in this version: use embedded")
+
+
+def _check_secrets(missing: list[MissingSecret], sections: dict[str, Any],
+                   secrets: SecretsNeeded | None, log: ProblemLog) -> None:
+    """A missing secret is an error when the command needs it; check-config (`secrets` None)
+    shows the ones the daemon would not use as warnings."""
+    if secrets is SecretsNeeded.NONE:
+        return
+    unused = _unused_parts(sections)
+    for secret in missing:
+        reason = unused.get(secret.part)
+        if reason is None:
+            log.add(secret.path, secret.message)
+        elif secrets is None:
+            log.add(secret.path, f"{secret.message} ({reason})", warning=True)
+
+
+def _unused_parts(sections: dict[str, Any]) -> dict[KeyPath, str]:
+    """The parts of the file `run` does not connect to, with why."""
+    asterisk = sections.get("asterisk")
+    events = asterisk.events if asterisk is not None else EventsInterface.AMI
+    if events is EventsInterface.ARI:
+        return {}
+    return {("asterisk", "ari"): f"not needed while events is {events.value}"}
+
+
+def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: ProblemLog) -> None:
+    """A relative SQLite path (`sqlite:///var/crm.sqlite3`) starts from the config file's
+    folder, as `secret_file` does, whatever the current directory."""
+    crm = sections.get("crm")
+    if crm is None:
+        return
+    try:
+        url = make_url(crm.embedded.database)
+    except ArgumentError:
+        log.add(("crm", "embedded", "database"), "not a database URL, such as sqlite:///var/crm.sqlite3")
+        return
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return
+    file = Path(database).expanduser()
+    if file.is_absolute():
+        return
+    absolute = url.set(database=str((folder / file).absolute()))
+    embedded = crm.embedded.model_copy(update={"database": absolute.render_as_string(hide_password=False)})
+    sections["crm"] = crm.model_copy(update={"embedded": embedded})
 
 
 def _rules(sections: dict[str, Any], log: ProblemLog) -> Rules | None:

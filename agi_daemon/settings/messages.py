@@ -1,9 +1,15 @@
 """pydantic's validation errors reworded in a PBX admin's plain words."""
 from __future__ import annotations
 
+import difflib
 import re
+import types
+from typing import Annotated, Any, Sequence, Union, get_args, get_origin
 
+from pydantic import BaseModel
 from pydantic_core import ErrorDetails
+
+from .schema import SettingsFile
 
 _PLAIN = {
     "int_type": "must be a whole number",
@@ -45,3 +51,54 @@ def plain_message(error: ErrorDetails) -> str:
         return _PLAIN[kind]
     message = error["msg"]
     return message[:1].lower() + message[1:]
+
+
+def unknown_key(key: str, known: Sequence[str], label: str) -> str:
+    """"unknown key (did you mean ring_seconds?)"; with nothing close, the keys that exist
+    when they are few."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]}?)"
+    if 0 < len(known) <= 8:
+        return f"unknown key ({label}: {', '.join(known)})"
+    return "unknown key"
+
+
+def known_keys(path: Sequence[str | int]) -> list[str]:
+    """The keys the schema allows in the mapping at `path` (e.g. ("queue_groups", "sales")),
+    in the schema's order; [] when that place is not a fixed set of keys."""
+    annotation: Any = SettingsFile
+    for part in path:
+        annotation = _step(_model_or_container(annotation), part)
+        if annotation is None:
+            return []
+    model = _model_or_container(annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_or_container(annotation: Any) -> Any:
+    """Through Annotated[...] and `X | None` to the model, dict or tuple inside."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+            annotation = inner[0] if len(inner) == 1 else annotation
+            if len(inner) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """The annotation of `part` inside `annotation` (a model field, a dict value, a list item)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(part))
+        return None if field is None else field.annotation
+    origin = get_origin(annotation)
+    if origin is dict:
+        return get_args(annotation)[1]
+    if origin is tuple:
+        return get_args(annotation)[0]
+    return None

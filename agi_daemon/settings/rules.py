@@ -95,7 +95,7 @@ def _employees(employees: Mapping[str, EmployeeEntry], lines: Mapping[str, Line]
                 log.add((*path, "line"), f"not one of the numbers: {entry.line}")
         result[employee_id] = Employee(id=employee_id, name=entry.name, extension=entry.extension,
                                        phones=tuple(phones.read_all(entry.phones, (*path, "phones"))),
-                                       line=line)
+                                       line=line, admin=entry.admin)
     return result
 
 

@@ -1,4 +1,4 @@
-"""The config file's contract (DESIGN.md §3): every key, its type, default and allowed values.
+"""The config file's contract (config/agi-daemon.yaml documents it): every key, its type, default and allowed values.
 
 Phone numbers stay as written here; `rules.py` normalises them once `daemon.default_region`
 is known, and checks the names that refer to other keys (members, queue groups, lines).
@@ -155,6 +155,8 @@ class WebSettings(Section):
     """The agents' call window, CRM pages, /metrics and /healthz."""
 
     listen: ListenAddress = Listen("127.0.0.1", 8080)
+    # Who may scrape /metrics without a session (Prometheus): loopback only by default.
+    metrics_allowed_peers: tuple[Peer, ...] = (IPv4Network("127.0.0.1/32"), IPv6Network("::1/128"))
 
 
 class DaemonSettings(Section):
@@ -221,6 +223,7 @@ class EmployeeEntry(Section):
     extension: Annotated[str, AfterValidator(_extension)] | None = None
     phones: tuple[str, ...] = ()  # as written; calls from/to them are never recorded (R8)
     line: str | None = None  # the number used for this employee's outgoing calls
+    admin: bool = False  # the web pages: an admin sees every call, the CRM rules, the simulator
 
 
 class QueueGroupEntry(Section):

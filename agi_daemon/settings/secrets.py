@@ -6,11 +6,16 @@
   systemd credential, without its trailing newline. A relative PATH is taken from the config
   file's directory.
 
+A secret that cannot be read (an unset variable, a missing file) is not an error by itself:
+`resolve_secrets` hands it back as a `MissingSecret`, and the loader decides whether the
+command at hand needs it (`run` needs the AMI secret; `crm list` needs none).
+
 The schema keeps secrets in pydantic `SecretStr` fields, which print as '**********'.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,17 +25,32 @@ from .yaml_lines import KeyLines
 SECRET_KEYS = frozenset({"secret", "password"})
 """Keys holding a secret; each may instead be given as `<key>_file`."""
 
+@dataclass(frozen=True)
+class MissingSecret:
+    """A secret of the file that could not be read: where, and why."""
+
+    path: KeyPath
+    message: str
+
+    @property
+    def part(self) -> KeyPath:
+        """The section that uses the secret, e.g. ("asterisk", "ari")."""
+        return self.path[:-1]
+
+
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def resolve_secrets(data: Any, environ: Mapping[str, str], base_dir: Path,
-                    lines: KeyLines, log: ProblemLog) -> Any:
-    """`data` with `${NAME}` references replaced and `*_file` keys read; problems go to `log`.
+                    lines: KeyLines, log: ProblemLog) -> tuple[Any, list[MissingSecret]]:
+    """`data` with `${NAME}` references replaced and `*_file` keys read, and the secrets that
+    could not be read; other problems go to `log`.
 
     A reference that cannot be resolved stays as written, and an unreadable file gives an empty
-    secret, so that each mistake is reported once, here."""
-    return _Resolver(environ, base_dir, lines, log).value(data, ())
+    secret, so that each mistake is reported once."""
+    resolver = _Resolver(environ, base_dir, lines, log)
+    return resolver.value(data, ()), resolver.missing
 
 
 class _Resolver:
@@ -39,6 +59,7 @@ class _Resolver:
         self._base_dir = base_dir
         self._lines = lines
         self._log = log
+        self.missing: list[MissingSecret] = []
 
     def value(self, value: Any, path: KeyPath) -> Any:
         if isinstance(value, dict):
@@ -71,12 +92,20 @@ class _Resolver:
             if not _ENV_NAME.fullmatch(name):
                 self._log.add(path, f"not an environment variable name: ${{{name}}}")
             elif name not in self._environ:
-                self._log.add(path, f"environment variable {name} is not set")
+                self._problem(path, f"environment variable {name} is not set")
             else:
                 return self._environ[name]
             return match.group(0)
 
         return _REFERENCE.sub(replace, text)
+
+    def _problem(self, path: KeyPath, message: str) -> None:
+        """A secret that cannot be read is handed back to the loader; any other value's
+        problem is an error at once."""
+        if path and str(path[-1]).removesuffix("_file") in SECRET_KEYS:
+            self.missing.append(MissingSecret(path, message))
+        else:
+            self._log.add(path, message)
 
     def _read_secret_file(self, file_name: Any, path: KeyPath) -> str:
         if not isinstance(file_name, str) or not file_name:
@@ -86,11 +115,11 @@ class _Resolver:
         try:
             secret = file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            self._log.add(path, f"cannot read secret file {file}: {exc.strerror or exc}")
+            self._problem(path, f"cannot read secret file {file}: {exc.strerror or exc}")
             return ""
         except UnicodeDecodeError:
-            self._log.add(path, f"secret file {file} is not UTF-8 text")
+            self._problem(path, f"secret file {file} is not UTF-8 text")
             return ""
         if not secret:
-            self._log.add(path, f"secret file {file} is empty")
+            self._problem(path, f"secret file {file} is empty")
         return secret

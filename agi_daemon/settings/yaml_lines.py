@@ -44,12 +44,22 @@ class KeyLines:
 def load_yaml(text: str, lines: KeyLines, log: ProblemLog) -> Any:
     """The document's values ({} for an empty file), with `lines` filled in; None (and a
     `(yaml)` problem) when the text is not YAML. Duplicate keys are reported, the first kept."""
+    tabs = [number for number, line in enumerate(text.splitlines(), 1)
+            if "\t" in line[: len(line) - len(line.lstrip(" \t"))]]
+    for number in tabs:
+        log.add_at(number, "(yaml)", "a tab in the indentation: indent with spaces")
+    if tabs:
+        return None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         return {} if node is None else _Reader(loader, lines, log).value(node, ())
     except yaml.MarkedYAMLError as exc:
-        log.add_at(_line(exc), "(yaml)", _syntax_message(exc))
+        misplaced = _misindented(text, _line(exc)) if _is_indentation_error(exc) else None
+        if misplaced is not None:
+            log.add_at(*misplaced)
+        else:
+            log.add_at(_line(exc), "(yaml)", _syntax_message(exc))
         return None
     except yaml.YAMLError as exc:
         log.add_at(1, "(yaml)", str(exc))
@@ -135,8 +145,96 @@ def _line(error: yaml.MarkedYAMLError) -> int:
     return mark.line + 1 if mark else 1
 
 
+_INDENTATION_ERRORS = ("mapping values are not allowed here", "expected <block end>",
+                       "could not find expected ':'", "expected '<document start>'")
+_KEY = re.compile(r"(?:- +)?((?:\"[^\"]*\"|'[^']*'|[^#\s\"'][^:#]*?)):(?:\s+(#.*)?)?$|(?:- +)?(?:\"[^\"]*\"|'[^']*'|[^#\s\"'][^:#]*?):\s")
+_WINDOW = 5  # lines before the parser's complaint where the misplaced line is looked for
+
+
+def _is_indentation_error(error: yaml.MarkedYAMLError) -> bool:
+    return any(text in (error.problem or "") for text in _INDENTATION_ERRORS)
+
+
+def _misindented(text: str, error_line: int) -> tuple[int, str, str] | None:
+    """(line, "(yaml)", message) for the key line whose indentation does not fit the lines
+    before it, looked for just before where PyYAML gave up (it often notices a line late);
+    None when no such line is found."""
+    lines = text.splitlines()
+    levels: list[int] = []  # indentations of the mappings open at this point
+    opener: int | None = None  # indentation of the previous line when it was `key:` alone
+    for number, line in enumerate(lines[:error_line], 1):
+        content = line.lstrip(" ")
+        if not content or content.startswith("#"):
+            continue
+        indent = len(line) - len(content)
+        expected = _expected_indent(indent, content.startswith("-"), levels, opener, lines[number:])
+        key = _KEY.match(content)
+        if expected is not None and key and number >= error_line - _WINDOW:
+            before = _first_at(expected, lines[: number - 1])
+            if opener is None and before is not None and _more_follow_at(indent, expected, lines[number:]):
+                # the lines after agree with this one: the odd one is the line before
+                number, indent, expected = before, expected, indent
+                content = lines[number - 1].lstrip(" ")
+            name = content.removeprefix("-").strip().split(":")[0]
+            return number, "(yaml)", (f"wrong indentation: '{name}:' is indented by {indent} spaces, "
+                                      f"the keys around it by {expected}")
+        levels = [level for level in levels if level < indent] + [indent]
+        if content.startswith("- "):
+            levels.append(indent + 2)
+        opener = indent if key and key.group(1) is not None else None
+    return None
+
+
+def _indents(lines: list[str]) -> list[int]:
+    """The indentation of each line that holds something (not blank, not a comment)."""
+    return [len(line) - len(line.lstrip(" ")) for line in lines
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _more_follow_at(indent: int, other: int, after: list[str]) -> bool:
+    """Whether, in the rest of this block, more lines sit at `indent` than at `other`: then
+    the lines before, at `other`, are the odd ones."""
+    count = {indent: 0, other: 0}
+    for level in _indents(after):
+        if level < min(indent, other):
+            break
+        if level in count:
+            count[level] += 1
+    return count[indent] > count[other]
+
+
+def _first_at(indent: int, before: list[str]) -> int | None:
+    """The 1-based line starting the run of lines at exactly `indent` that ends `before`;
+    None when the line just before is not at `indent`."""
+    first = None
+    for number in range(len(before), 0, -1):
+        line = before[number - 1]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if len(line) - len(line.lstrip(" ")) != indent:
+            break
+        first = number
+    return first
+
+
+def _expected_indent(indent: int, item: bool, levels: list[int], opener: int | None,
+                     after: list[str]) -> int | None:
+    """None when a line at `indent` fits; else the indentation it should have."""
+    if opener is not None:
+        if indent > opener or (indent == opener and item):  # `key:` then `- item` is fine
+            return None
+        deeper = [len(line) - len(line.lstrip(" ")) for line in after
+                  if line.strip() and not line.lstrip().startswith("#")]
+        return deeper[0] if deeper and deeper[0] > opener else opener + 2
+    if not levels or indent in levels:
+        return None
+    return min(levels, key=lambda level: (abs(level - indent), -level))
+
+
 def _syntax_message(error: yaml.MarkedYAMLError) -> str:
     """PyYAML's problem, with where the unfinished construct started when it says so."""
+    if error.problem and "'\\t'" in error.problem:
+        return "a tab character here: YAML needs spaces"
     message = error.problem or error.context or "not valid YAML"
     if error.problem and error.context and error.context_mark:
         message += f" ({error.context} started on line {error.context_mark.line + 1})"

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from agi_daemon.asterisk import variables
+from agi_daemon.core.decisions import route_for
+from agi_daemon.core.model import Direction
+from agi_daemon.core.rules import CallEntry, CallFacts, identify
 from tests.asterisk.ami_client import bridged_employee_channel, event_named, user_event
 from tests.asterisk.sandbox import closed_port
 from tests.fakes.rules import LYON, PARIS, two_line_rules
@@ -362,11 +365,16 @@ async def test_outgoing_call_goes_to_the_trunk_the_daemon_names(daemon, asterisk
 
 
 @pytest.mark.asterisk
-@pytest.mark.parametrize("number", [EXTERNAL, "0699887766"])
-async def test_daemon_down_outgoing_call_still_reaches_the_trunk(dialplan, asterisk_ami, number):
+@pytest.mark.parametrize("number", [EXTERNAL, "0699887766", "0033699887766", "699887766", "069988776", "112", "3654"])
+async def test_daemon_down_outgoing_call_dials_the_number_the_daemon_would(dialplan, asterisk_ami, number):
+    """The trunk gets the same form whether the daemon or the fallback routes the call: a
+    trunk that needs E.164 must not fail only during outages."""
     call = await asterisk_ami.originate_outgoing(number, "101")
     trunk = await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid), 5)
-    assert trunk["number"] == number
+    facts = identify(RULES, CallEntry(Direction.OUTGOING, number, "101"), call.linkedid)
+    assert isinstance(facts, CallFacts)
+    daemon_route, _ = route_for(RULES, facts, None)
+    assert f"Local/{trunk['number']}@trunk" == daemon_route.trunk_target
 
 
 # ---------------------------------------------------------------- transfers with feature codes

@@ -66,10 +66,25 @@ def test_every_form_a_trunk_may_deliver_goes_to_the_line(form):
     assert f"exten => {form},1,Goto({PARIS},1)" in incoming
 
 
-def test_outgoing_dials_the_trunk_template_with_the_dialled_number():
+def test_outgoing_dials_numbers_in_e164_as_the_daemon_does():
+    """FR: the 00 prefix and the national 0 become +33..., as `to_e164` reads them; numbers
+    it cannot read (112, short service numbers) go out as dialled, as the daemon sends them."""
     outgoing = context(render_fallback(make_rules()), OUTGOING_CONTEXT)
-    assert "exten => _X.,1,Dial(Local/${EXTEN}@trunk,,T)" in outgoing
-    assert "exten => _+X.,1,Dial(Local/${EXTEN}@trunk,,T)" in outgoing
+    dials = re.findall(r"^exten => ([^,]+),1,Dial\(([^,]*),,T\)$", outgoing, re.M)
+    assert dials == [
+        ("_+X.", "Local/${EXTEN}@trunk"),
+        ("_00X.", "Local/+${EXTEN:2}@trunk"),
+        ("_0XXXXXXXXX", "Local/+33${EXTEN:1}@trunk"),
+        ("_XXXXXXXXX", "Local/+33${EXTEN}@trunk"),
+        ("_X.", "Local/${EXTEN}@trunk"),
+    ]
+
+
+def test_outgoing_uses_the_region_own_prefixes():
+    rules = replace(make_rules(), default_region="US")
+    outgoing = context(render_fallback(rules), OUTGOING_CONTEXT)
+    assert "exten => _011X.,1,Dial(Local/+${EXTEN:3}@trunk,,T)" in outgoing
+    assert "exten => _1XXXXXXXXXX,1,Dial(Local/+1${EXTEN:1}@trunk,,T)" in outgoing
 
 
 def test_free_text_cannot_break_the_dialplan():

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.database import create_database
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agi-daemon.yaml"
 
 
@@ -18,6 +20,7 @@ def config(tmp_path):
     text = EXAMPLE.read_text().replace("sqlite:///var/crm.sqlite3", f"sqlite:///{tmp_path}/crm.sqlite3")
     path = tmp_path / "agi-daemon.yaml"
     path.write_text(text)
+    create_database(tmp_path / "crm.sqlite3")  # simulate reads the CRM, never creates it
     return path
 
 

@@ -8,7 +8,7 @@ from agi_daemon.crm.embedded import EmbeddedCrm
 
 
 def parse(text: str) -> list[ContactRow | RowError]:
-    return list(parse_contacts_csv(io.StringIO(text), "FR"))
+    return list(parse_contacts_csv(io.StringIO(text), "FR", employees={"alice", "bob"}))
 
 
 def test_rows_with_any_column_order_and_case_give_e164_contacts() -> None:
@@ -83,7 +83,7 @@ async def test_import_creates_contacts_skips_known_numbers_and_counts_bad_rows(
             "Paul,06 12 00 00 03,\n"
             "Marie again,+33612000002,\n"  # created by an earlier batch
         ),
-        "FR",
+        "FR", employees={"alice", "bob"},
     )
     seen: list[int] = []
 

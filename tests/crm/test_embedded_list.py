@@ -1,4 +1,4 @@
-"""`crm add` and `crm list --json`: the JSON contract of DESIGN.md §4 and the phone filter."""
+"""`crm add` and `crm list --json`: the JSON contract of the command line and the phone filter."""
 from __future__ import annotations
 
 import json

@@ -34,8 +34,18 @@ async def test_open_twice_and_reopen_migrates_once_and_keeps_records(tmp_path: P
 
     with sqlite3.connect(tmp_path / "crm.sqlite3") as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            ("0002",)
+            (_head(),)
         ]
+
+
+def _head() -> str:
+    """The latest migration (one head: the migrations form a single line)."""
+    from alembic.script import ScriptDirectory
+
+    from agi_daemon.crm.migrations import alembic_config
+
+    (head,) = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return head
 
 
 async def test_opened_sqlite_database_is_in_wal_mode(crm: EmbeddedCrm, tmp_path: Path) -> None:

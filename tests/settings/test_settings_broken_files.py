@@ -27,7 +27,7 @@ numbers:
     crm:
       unknown_calller: create
 """,
-        ["13: numbers.+33 1 84 88 00 00.crm.unknown_calller: unknown key"],
+        ["13: numbers.+33 1 84 88 00 00.crm.unknown_calller: unknown key (did you mean unknown_caller?)"],
         id="unknown-key-in-line-crm",
     ),
     pytest.param(
@@ -269,7 +269,7 @@ queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 log_level: debug
 """,
-        ["7: log_level: unknown key"],
+        ["7: log_level: unknown key (the sections are: daemon, asterisk, crm, employees, queue_groups, numbers)"],
         id="unknown-top-level-key",
     ),
     pytest.param(
@@ -295,7 +295,7 @@ employees: {alice: {name: Alice Martin}}
     ),
     pytest.param(
         "daemon:\n\tdefault_region: FR\n",
-        ["2: (yaml): found character '\\t' that cannot start any token"],
+        ["2: (yaml): a tab in the indentation: indent with spaces"],
         id="yaml-tab-indentation",
     ),
     pytest.param(

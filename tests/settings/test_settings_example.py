@@ -44,7 +44,7 @@ def test_example_config_builds_crm_policy_and_dialing():
     assert settings.rules.crm.exception_phones == {"+33140000000"}
     assert settings.rules.crm.exception_emails == {"noreply@example.com"}
     assert settings.rules.dialing.endpoint_template == "PJSIP/{extension}"
-    assert settings.crm.embedded.database == "sqlite:///var/crm.sqlite3"
+    assert settings.crm.embedded.database == f"sqlite:///{EXAMPLE.parent / 'var' / 'crm.sqlite3'}"  # beside the file
 
 
 def test_example_config_reads_daemon_and_asterisk_sections():

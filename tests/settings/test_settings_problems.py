@@ -36,11 +36,11 @@ numbers:
 
     assert check_config(path, {}) == [
         Problem(str(path), 3, "daemon.crm_deadline_ms", "must be greater than 0"),
-        Problem(str(path), 5, "asterisk.ami.secret", "environment variable AMI_SECRET is not set"),
         Problem(str(path), 5, "asterisk.ami.port", "must be a whole number"),
+        Problem(str(path), 5, "asterisk.ami.secret", "environment variable AMI_SECRET is not set"),
         Problem(str(path), 6, "crm.simple.create_with", "must be one of: contact, company"),
         Problem(str(path), 12, "queue_groups.support.ring_seconds", "must be greater than 0"),
-        Problem(str(path), 14, "numbers.+33 1 84 88 00 00.colour", "unknown key"),
+        Problem(str(path), 14, "numbers.+33 1 84 88 00 00.colour", "unknown key (known keys: name, queue_group, crm)"),
     ]
 
 

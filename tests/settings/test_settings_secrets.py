@@ -97,7 +97,7 @@ def test_secret_and_secret_file_together_are_reported(write_config, tmp_path):
 def test_file_suffix_on_a_key_that_is_not_a_secret_is_an_unknown_key(write_config, tmp_path):
     path = write_config(config("{secret: s, host_file: ami}"))
 
-    assert problem_lines(path, {}) == [f"{path}:4: asterisk.ami.host_file: unknown key"]
+    assert problem_lines(path, {}) == [f"{path}:4: asterisk.ami.host_file: unknown key (did you mean host?)"]
 
 
 @pytest.mark.parametrize("show", [str, repr])

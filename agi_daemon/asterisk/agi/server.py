@@ -192,6 +192,11 @@ class FastAgiServer:
             raise RuntimeError("the FastAGI server is not started")
         return self._port
 
+    @property
+    def serving(self) -> bool:
+        """True while the server accepts connections (what /healthz reports)."""
+        return self._server is not None and self._server.is_serving()
+
     async def start(self, host: str, port: int) -> None:
         if self._server is not None:
             raise RuntimeError("the FastAGI server is already started")

@@ -2,7 +2,7 @@
 frozen values (`AmiEvent`, `AmiResync`, `AmiResponse`) on a bounded queue.
 
 Design choice: our own sans-IO codec (`codec`) plus a small asyncio connection (`client`),
-not panoramisk. DESIGN.md §6 asks for panoramisk behind a wrapper; reading panoramisk 1.4
+not panoramisk. panoramisk behind a wrapper was the first idea; reading panoramisk 1.4
 showed that the wrapper would have to replace most of `Manager` while still leaning on its
 internals, because the defects sit in the parts we need:
 

@@ -28,6 +28,7 @@ from .errors import (
     AmiConnectionLost,
     AmiError,
     AmiNotConnected,
+    AmiProtocolError,
 )
 from .model import AmiEvent, AmiItem, AmiResponse, AmiResync, ChannelSnapshot
 
@@ -152,6 +153,7 @@ class AmiClient:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
+        log_every: float = 600.0,
     ) -> None:
         if not 0 < backoff_min <= backoff_max:
             raise ValueError("AMI backoff needs 0 < backoff_min <= backoff_max")
@@ -189,6 +191,9 @@ class AmiClient:
         self._dropped_at_resync = 0  # the drop count at the last resync
         self._drop_logged_at = float("-inf")
         self._last_error: str | None = None
+        self._log_every = log_every  # an outage that lasts is logged again at most this often
+        self._down_since: float | None = None  # loop time of the first failure of this outage
+        self._outage_logged: tuple[float, str] | None = None  # (loop time, reason) last logged
 
     def __repr__(self) -> str:
         return f"AmiClient({self._username}@{self._host}:{self._port}, connected={self._connected})"
@@ -207,6 +212,11 @@ class AmiClient:
     def dropped(self) -> int:
         """Events (and resyncs) thrown away because the queue was full."""
         return self._dropped
+
+    @property
+    def failed_attempts(self) -> int:
+        """Connection attempts failed in a row (0 while logged in)."""
+        return self._attempt
 
     @property
     def last_error(self) -> str | None:
@@ -234,11 +244,10 @@ class AmiClient:
                 error = None if session.cancelled() else session.exception()
                 if stop.done():
                     break
-                self._note_failure(error)
                 delay = backoff_delay(self._attempt, rng=self._rng,
                                       minimum=self._backoff_min, maximum=self._backoff_max)
                 self._attempt += 1
-                self._log.info("AMI %s:%d: reconnecting in %.2f s", self._host, self._port, delay)
+                self._note_failure(error, delay)
                 await asyncio.wait({stop}, timeout=delay)
         finally:
             self._running = False
@@ -307,15 +316,22 @@ class AmiClient:
 
     async def _session(self) -> None:
         loop = asyncio.get_running_loop()
-        self._log.info("AMI %s:%d: connecting", self._host, self._port)
-        async with asyncio.timeout(self._connect_timeout):
-            _, link = await loop.create_connection(
-                lambda: _Link(self._new_parser(), self._dispatch), self._host, self._port)
+        self._log.debug("AMI %s:%d: connecting", self._host, self._port)
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, link = await loop.create_connection(
+                    lambda: _Link(self._new_parser(), self._dispatch), self._host, self._port)
+        except TimeoutError:
+            raise AmiConnectionLost(f"no TCP connection within {self._connect_timeout:g} s") from None
         self._link = link
         self._held = []  # events can come in the same read as the login answer
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                banner = await link.banner
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    banner = await link.banner
+            except TimeoutError:
+                raise AmiProtocolError(f"connected, but no AMI banner within {self._connect_timeout:g} s "
+                                       "(a silent peer: is this Asterisk's manager port?)") from None
             reply, _ = await self._request(link, "Login", {
                 "Username": self._username, "Secret": self._secret, "Events": self._event_mask,
             }, self._action_timeout)
@@ -325,8 +341,13 @@ class AmiClient:
             self._attempt = 0
             self._logins += 1
             self._connected = True
-            self._log.info("AMI %s:%d: logged in as %s (%s, events %s)", self._host, self._port,
-                           self._username, banner, self._event_mask)
+            resumed = ""
+            if self._down_since is not None:
+                down = asyncio.get_running_loop().time() - self._down_since
+                resumed = f"; call tracking resumed after {down:.0f} s"
+                self._down_since = self._outage_logged = None
+            self._log.info("AMI %s:%d: logged in as %s (%s, events %s)%s", self._host, self._port,
+                           self._username, banner, self._event_mask, resumed)
             self._dropped_at_resync = self._dropped  # a resync dropped itself counts: retried
             await self._resync(link)
             await self._keepalive(link)
@@ -447,15 +468,25 @@ class AmiClient:
             self._stop = asyncio.get_running_loop().create_future()
         return self._stop
 
-    def _note_failure(self, error: BaseException | None) -> None:
-        if error is None or isinstance(error, (AmiError, OSError, TimeoutError)):
-            reason = "connection closed" if error is None else _describe(error)
-            self._log.warning("AMI %s:%d: %s", self._host, self._port, reason)
-        else:
-            reason = _describe(error)
-            self._log.error("AMI %s:%d: unexpected failure", self._host, self._port,
-                            exc_info=error)
+    def _note_failure(self, error: BaseException | None, retry_in: float) -> None:
+        """One line for an outage, saying what is degraded; again when the reason changes or
+        every `log_every` seconds while it lasts (not once per retry); the rest at debug."""
+        reason = "connection closed" if error is None else _describe(error)
         self._last_error = reason
+        if error is not None and not isinstance(error, (AmiError, OSError, TimeoutError)):
+            self._log.error("AMI %s:%d: unexpected failure", self._host, self._port, exc_info=error)
+        now = asyncio.get_running_loop().time()
+        if self._down_since is None:
+            self._down_since = now
+        last = self._outage_logged
+        if last is not None and last[1] == reason and now - last[0] < self._log_every:
+            self._log.debug("AMI %s:%d: %s; retrying in %.1f s", self._host, self._port, reason, retry_in)
+            return
+        self._outage_logged = (now, reason)
+        still = "" if last is None else f"still down after {now - self._down_since:.0f} s and {self._attempt} attempts, "
+        self._log.warning("AMI %s:%d: %s%s; call tracking paused (transfers and call details wait, "
+                          "hangup reports still log calls); calls are still routed; retrying in %.1f s "
+                          "(backoff up to %g s)", self._host, self._port, still, reason, retry_in, self._backoff_max)
 
 
 def _succeeded(reply: AmiFields) -> bool:

@@ -7,18 +7,25 @@ linkedid as the first argument.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
+from ...core.decisions import Decision
 from ...core.model import Direction
 from ...core.rules import CallEntry
-from ...services.routing import RoutingService
 from ..agi import AgiSession
 from . import answer
 
 log = logging.getLogger(__name__)
 
 
+class Router(Protocol):
+    """What the routes ask: the routing service, or the same wrapped (timed for /metrics)."""
+
+    async def route(self, entry: CallEntry, linkedid: str) -> Decision: ...
+
+
 class RoutingRoute:
-    def __init__(self, routing: RoutingService, direction: Direction) -> None:
+    def __init__(self, routing: Router, direction: Direction) -> None:
         self._routing = routing
         self._direction = direction
 

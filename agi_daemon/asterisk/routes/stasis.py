@@ -26,13 +26,13 @@ from ...core.model import Direction
 from ...core.rules import CallEntry
 from ...services.call_log import CallLogService
 from ...services.pending import PendingWork
-from ...services.routing import RoutingService
 from .. import variables as v
 from ..ari.errors import AriError, AriRefused
 from ..ari.model import AriEvent, AriItem, AriResync, Json
 from ..ari.translate import LINKEDID_VAR
 from .answer import assignments
 from .call_end import hangup_report
+from .routing import Router
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class AriRequests(Protocol):
 
 
 class StasisRouting:
-    def __init__(self, ari: AriRequests, app: str, routing: RoutingService, call_log: CallLogService,
+    def __init__(self, ari: AriRequests, app: str, routing: Router, call_log: CallLogService,
                  pending: PendingWork, *, deadline: float) -> None:
         """`deadline`: seconds a channel may wait in Stasis for its decision (crm_deadline_ms,
         plus the time to decide)."""

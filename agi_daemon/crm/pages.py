@@ -1,0 +1,175 @@
+"""What the CRM pages and the call window read and change in the embedded CRM.
+
+Lists with filters (phone, responsible, line, dates), an entity's page with its calls, edits
+of a record's name and responsible, the conversion of a lead (classic mode), the last calls of
+a number, the calls per hour, and what the call window does with an offer (R3).
+Each method is one transaction of the CRM (`EmbeddedCrm.transaction`); the JSON shapes are
+those of `crm list --json`.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, type_coerce
+
+from ..core.crm_queries import PAGE_SIZE, CallFilter, RecordFilter
+from ..core.model import EntityRef, EntityType
+from ..core.ports import CrmRejected
+from .records_json import Json, _has_phone, call_json, records_json
+from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
+
+OFFER_TAKEN = "taken"
+
+
+class CrmPages:
+    def __init__(self, crm) -> None:  # an EmbeddedCrm
+        self._crm = crm
+
+    async def records(self, entity_type: EntityType, where: RecordFilter) -> list[Json]:
+        return await self._crm.transaction("list records", lambda conn: _records(conn, entity_type, where), write=False)
+
+    async def calls(self, where: CallFilter) -> list[Json]:
+        """Newest first."""
+        return await self._crm.transaction("list calls", lambda conn: _calls(conn, where), write=False)
+
+    async def call(self, linkedid: str) -> Json | None:
+        def read(conn: Connection) -> Json | None:
+            row = conn.execute(select(calls).where(calls.c.linkedid == linkedid)).mappings().first()
+            return None if row is None else call_json(row)
+
+        return await self._crm.transaction("read a call", read, write=False)
+
+    async def entity(self, ref: EntityRef) -> tuple[Json, list[Json]] | None:
+        """The record and the calls logged on it (newest first); None when it does not exist."""
+
+        def read(conn: Connection) -> tuple[Json, list[Json]] | None:
+            table = RECORD_TABLES[ref.type.value]
+            found = records_json(conn, ref.type, table.c.id == ref.id)
+            if not found:
+                return None
+            query = (select(calls).where(calls.c.entity_type == ref.type.value, calls.c.entity_id == ref.id)
+                     .order_by(calls.c.started_at.desc()).limit(PAGE_SIZE))
+            return found[0], [call_json(row) for row in conn.execute(query).mappings()]
+
+        return await self._crm.transaction("read a record", read, write=False)
+
+    async def update(self, ref: EntityRef, *, name: str, responsible: str | None) -> None:
+        if not name.strip():
+            raise CrmRejected("a record needs a name")
+
+        def change(conn: Connection) -> None:
+            table = RECORD_TABLES[ref.type.value]
+            done = conn.execute(table.update().where(table.c.id == ref.id).values(name=name.strip(), responsible=responsible))
+            if done.rowcount != 1:
+                raise CrmRejected(f"no {ref}")
+
+        await self._crm.transaction("edit a record", change, write=True)
+
+    async def convert_lead(self, lead_id: int, pipeline: str) -> tuple[EntityRef, EntityRef]:
+        """Classic mode: the lead becomes a contact (with its phones) and a deal in `pipeline`;
+        the lead stays, marked CONVERTED. Returns (contact, deal)."""
+
+        def convert(conn: Connection) -> tuple[EntityRef, EntityRef]:
+            lead = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
+            if lead is None:
+                raise CrmRejected(f"no lead:{lead_id}")
+            if lead["status"] != "NEW":
+                raise CrmRejected(f"lead:{lead_id} is already converted")
+            common = {"name": lead["name"], "responsible": lead["responsible"], "source": lead["source"],
+                      "created_by_call": lead["created_by_call"], "created_at": datetime.now(UTC)}
+            contact_key = conn.execute(contacts.insert().values(**common)).inserted_primary_key
+            assert contact_key is not None
+            contact_id = contact_key[0]
+            deal_key = conn.execute(deals.insert().values(**common, pipeline=pipeline, stage="NEW",
+                                                          contact_id=contact_id)).inserted_primary_key
+            assert deal_key is not None
+            deal_id = deal_key[0]
+            numbers = conn.execute(select(phones.c.e164).where(phones.c.entity_type == "lead",
+                                                               phones.c.entity_id == lead_id)).scalars().all()
+            for number in numbers:
+                conn.execute(phones.insert().values(entity_type="contact", entity_id=contact_id, e164=number))
+            conn.execute(leads.update().where(leads.c.id == lead_id).values(
+                status="CONVERTED", converted_contact_id=contact_id, converted_deal_id=deal_id))
+            return EntityRef(EntityType.CONTACT, contact_id), EntityRef(EntityType.DEAL, deal_id)
+
+        return await self._crm.transaction("convert a lead", convert, write=True)
+
+    async def last_calls(self, phone: str, limit: int = 5) -> list[Json]:
+        return await self.calls(CallFilter(phone=phone, limit=limit))
+
+    async def calls_per_hour(self, now: datetime, hours: int = 24) -> list[tuple[datetime, int, int]]:
+        """(hour, answered, missed) for each of the last `hours` hours, oldest first; missed
+        counts every call not answered (missed, busy, failed)."""
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+
+        def count(conn: Connection) -> list[tuple[datetime, int, int]]:
+            rows = conn.execute(select(calls.c.started_at, calls.c.disposition).where(calls.c.started_at >= start))
+            slots = {start + timedelta(hours=i): [0, 0] for i in range(hours)}
+            for started_at, disposition in rows:
+                hour = started_at.replace(minute=0, second=0, microsecond=0)
+                if hour in slots:
+                    slots[hour][0 if disposition == "answered" else 1] += 1
+            return [(hour, answered, missed) for hour, (answered, missed) in slots.items()]
+
+        return await self._crm.transaction("count calls per hour", count, write=False)
+
+    async def take_offer(self, linkedid: str, records: EntityRef) -> None:
+        """The agent created the records an offer proposed: the offer is taken, and the call,
+        if it is already logged without a record, is logged on them (R12)."""
+
+        def take(conn: Connection) -> None:
+            conn.execute(offers.update().where(offers.c.linkedid == linkedid).values(status=OFFER_TAKEN))
+            conn.execute(calls.update().where(calls.c.linkedid == linkedid, calls.c.entity_type.is_(None))
+                         .values(entity_type=records.type.value, entity_id=records.id))
+
+        await self._crm.transaction("take an offer", take, write=True)
+
+    async def open_offer(self, linkedid: str) -> Json | None:
+        def read(conn: Connection) -> Json | None:
+            row = conn.execute(select(offers).where(offers.c.linkedid == linkedid, offers.c.status == "open")).mappings().first()
+            return None if row is None else dict(row)
+
+        return await self._crm.transaction("read an offer", read, write=False)
+
+
+def _records(conn: Connection, entity_type: EntityType, where: RecordFilter) -> list[Json]:
+    table = RECORD_TABLES[entity_type.value]
+    conditions: list[ColumnElement[bool]] = []
+    if where.phone:
+        conditions.append(_has_phone(entity_type, where.phone))
+    if where.responsible:
+        conditions.append(table.c.responsible == where.responsible)
+    if where.pipeline and entity_type is EntityType.DEAL:
+        conditions.append(deals.c.pipeline == where.pipeline)
+    if where.since:
+        conditions.append(table.c.created_at >= where.since)
+    if where.until:
+        conditions.append(table.c.created_at < where.until)
+    ids = select(table.c.id).order_by(table.c.id.desc()).limit(where.limit)
+    if conditions:
+        ids = ids.where(and_(*conditions))
+    found = records_json(conn, entity_type, table.c.id.in_(ids.scalar_subquery()))
+    return sorted(found, key=lambda record: -record["id"])
+
+
+def involves(employee: str) -> ColumnElement[bool]:
+    """The calls an employee took part in: rung, answered, transferred to (or placed)."""
+    as_text = type_coerce(calls.c.employees, String)
+    return or_(calls.c.answered_by == employee, as_text.contains(f'"{employee}"', autoescape=True))
+
+
+def _calls(conn: Connection, where: CallFilter) -> list[Json]:
+    query = select(calls).order_by(calls.c.started_at.desc(), calls.c.id.desc()).limit(where.limit)
+    if where.phone:
+        query = query.where(calls.c.number == where.phone)
+    if where.employee:
+        query = query.where(involves(where.employee))
+    if where.line:
+        query = query.where(calls.c.line == where.line)
+    if where.since:
+        query = query.where(calls.c.started_at >= where.since)
+    if where.until:
+        query = query.where(calls.c.started_at < where.until)
+    return [call_json(row) for row in conn.execute(query).mappings()]
+
+

@@ -1,0 +1,102 @@
+"""Who is asking: sessions, logins (rate-limited), CSRF tokens, and what each viewer may see.
+
+Sessions live in the daemon's memory (a restart logs everyone out); the cookie holds only a
+random token, HttpOnly and SameSite=Strict. Every state-changing request carries the
+session's CSRF token (the form field `csrf` or the header `X-CSRF-Token`); the login form
+carries the token of its own cookie (double submit).
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+SESSION_COOKIE = "agi_daemon_session"
+LOGIN_COOKIE = "agi_daemon_login"
+SESSION_SECONDS = 12 * 3600
+MAX_FAILURES = 5
+FAILURE_WINDOW_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A logged-in employee."""
+
+    employee: str
+    name: str
+    admin: bool
+    csrf: str
+
+
+@dataclass
+class _Session:
+    employee: str
+    csrf: str
+    expires: float
+
+
+class Sessions:
+    def __init__(self, *, lifetime: float = SESSION_SECONDS, clock=time.monotonic) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._lifetime = lifetime
+        self._clock = clock
+
+    def open(self, employee: str) -> tuple[str, str]:
+        """A new session: (cookie token, CSRF token)."""
+        self._expire()
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self._sessions[token] = _Session(employee, csrf, self._clock() + self._lifetime)
+        return token, csrf
+
+    def find(self, token: str | None) -> tuple[str, str] | None:
+        """(employee, CSRF token) of a live session."""
+        session = self._sessions.get(token or "")
+        if session is None or session.expires < self._clock():
+            return None
+        return session.employee, session.csrf
+
+    def close(self, token: str | None) -> None:
+        self._sessions.pop(token or "", None)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for token in [t for t, s in self._sessions.items() if s.expires < now]:
+            del self._sessions[token]
+
+
+@dataclass
+class LoginThrottle:
+    """At most MAX_FAILURES failed logins per FAILURE_WINDOW_SECONDS, per address and per
+    employee: a password cannot be guessed by brute force, nor one agent locked out by
+    another address guessing (both counts must allow)."""
+
+    clock: object = time.monotonic
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def allowed(self, *keys: str) -> bool:
+        return all(len(self._recent(key)) < MAX_FAILURES for key in keys)
+
+    def failed(self, *keys: str) -> None:
+        for key in keys:
+            self._recent(key).append(self.clock())  # type: ignore[operator]
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)
+
+    def _recent(self, key: str) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        horizon = self.clock() - FAILURE_WINDOW_SECONDS  # type: ignore[operator]
+        while times and times[0] < horizon:
+            times.popleft()
+        return times
+
+
+def same_token(given: str | None, expected: str | None) -> bool:
+    return bool(given) and bool(expected) and hmac.compare_digest(str(given), str(expected))
+
+
+def new_login_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,191 @@
+"""The agents' call window: a card per call ringing or answered on the agent's phone,
+redrawn over a WebSocket as the call changes, and the offer's "create" buttons (R3)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import phonenumbers
+from aiohttp import WSMsgType, web
+
+from ..core.call_board import LiveCall
+from ..core.live_calls import RecordsCreated
+from ..core.model import CrmMode, EntityRef, EntityType, RecordPlan, Rules, UnknownCaller
+from ..core.phone import masked
+from ..core.ports import CrmError
+from ..core.rules import CrmAccess, screen_number
+from .auth import Viewer
+from .server import SOCKETS, WebContext, context, render, render_fragment, viewer
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 25.0
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/calls", call_window)
+    app.router.add_get("/ws", live_updates)
+    app.router.add_post("/calls/{linkedid}/create", create_from_call)
+
+
+def display_number(number: str, region: str) -> str:
+    """+33612345678 -> "06 12 34 56 78" in the daemon's region, international elsewhere."""
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return number
+    same_region = phonenumbers.region_code_for_number(parsed) == region
+    form = phonenumbers.PhoneNumberFormat.NATIONAL if same_region else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, form)
+
+
+def offer_kinds(rules: Rules) -> list[str]:
+    """What the offer's buttons create: classic mode a lead or a contact; simple mode a deal
+    with its contact or company (no lead is visible there, R1)."""
+    if rules.crm.mode is CrmMode.CLASSIC:
+        return ["lead", "contact"]
+    return ["deal"]
+
+
+async def cards(ctx: WebContext, employee: str) -> list[dict[str, Any]]:
+    """The calls on an employee's window, with what the CRM knows of the caller."""
+    rules = ctx.rules()
+    return [await card(ctx, rules, call) for call in ctx.live.board.calls_of(employee)]
+
+
+async def card(ctx: WebContext, rules: Rules, call: LiveCall) -> dict[str, Any]:
+    line = rules.lines.get(call.line)
+    entity = None
+    history: list[dict[str, Any]] = []
+    # R7/R8: an excluded number is never looked up, not even for the card
+    allowed = screen_number(rules, call.number if call.number.startswith("+") else None).access is CrmAccess.ALLOWED
+    if allowed:
+        try:
+            entity = await _known_as(ctx, call)
+            if ctx.pages is not None:
+                history = await ctx.pages.last_calls(call.number, 6)
+        except CrmError as exc:
+            log.warning("call %s: the card could not read the CRM: %s", call.linkedid, exc)
+    if entity is not None:
+        ref = EntityRef.parse(entity["ref"])
+        entity["url"] = f"/crm/{ref.type.value}/{ref.id}"
+        responsible = rules.employees.get(entity["responsible"] or "")
+        entity["responsible_name"] = responsible.name if responsible else None
+    offering = call.offer and entity is None and line is not None and line.crm.unknown_caller is UnknownCaller.OFFER
+    return {
+        "linkedid": call.linkedid,
+        "direction": call.direction.value,
+        "line": call.line,
+        "line_name": line.name if line else call.line,
+        "number": call.number,
+        "number_display": display_number(call.number, rules.default_region),
+        "state": "answered" if call.answered else "ringing",
+        "talking": call.talking,
+        "ringing": sorted(call.ringing),
+        "started_at": call.started_at.isoformat(),
+        "entity": entity,
+        "last_calls": [c for c in history if c["linkedid"] != call.linkedid][:5],
+        "offer": offering,
+        "offer_kinds": offer_kinds(rules) if offering else [],
+    }
+
+
+async def _known_as(ctx: WebContext, call: LiveCall) -> dict[str, Any] | None:
+    """The record the card names: the one the call created, else the known client's."""
+    if call.record is not None and ctx.pages is not None:
+        found = await ctx.pages.entity(call.record)
+        if found is None:
+            return None
+        record = found[0]
+        return {"ref": str(call.record), "name": record["name"], "responsible": record["responsible"]}
+    match = await ctx.crm.find_by_phone(call.number)
+    if match is None:
+        return None
+    return {"ref": str(match.entity), "name": match.name, "responsible": match.responsible}
+
+
+async def call_window(request: web.Request) -> web.Response:
+    who = viewer(request)
+    return render(request, "calls.html", cards=await cards(context(request), who.employee))
+
+
+async def live_updates(request: web.Request) -> web.WebSocketResponse:
+    """Sends {"html": the cards} now and at each change of the agent's calls."""
+    who = viewer(request)
+    ctx = context(request)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    watch = ctx.live.watch(who.employee)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            reader = tasks.create_task(_read_until_closed(ws))
+            pusher = tasks.create_task(_push(request, ws, watch, ctx, who))
+            await asyncio.wait({reader, pusher}, return_when=asyncio.FIRST_COMPLETED)
+            reader.cancel()
+            pusher.cancel()
+    except* (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        ctx.live.unwatch(watch)
+    return ws
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    async for message in ws:
+        if message.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+            return
+
+
+async def _push(request: web.Request, ws: web.WebSocketResponse, watch, ctx: WebContext, who: Viewer) -> None:
+    while not ws.closed:
+        found = await cards(ctx, who.employee)
+        html = render_fragment(request, "_cards.html", cards=found)
+        await ws.send_json({"html": html, "calls": [c["linkedid"] for c in found]})
+        while not await watch.changed(HEARTBEAT_SECONDS) and not ws.closed:
+            pass
+
+
+async def create_from_call(request: web.Request) -> web.Response:
+    """The offer's buttons: create the records for the caller with the line's source and the
+    agent as responsible (R5, R9); the call is logged on them (R12)."""
+    who = viewer(request)
+    form = await request.post()
+    ref = await create_records(context(request), who, request.match_info["linkedid"],
+                               str(form.get("kind", "")), str(form.get("name", "")))
+    raise web.HTTPSeeOther(f"/calls#created-{ref.type.value}-{ref.id}")
+
+
+async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str, name: str) -> EntityRef:
+    rules = ctx.rules()
+    call = ctx.live.board.call(linkedid)
+    if call is None or (who.employee not in call.shown_to() and not who.admin):
+        raise web.HTTPNotFound(text="no such call on your window")
+    line = rules.lines.get(call.line)
+    if line is None or line.crm.unknown_caller is not UnknownCaller.OFFER or not call.offer:
+        raise web.HTTPConflict(text="this call offers no record to create")
+    if kind not in offer_kinds(rules):
+        raise web.HTTPBadRequest(text=f"cannot create a {kind!r} here")
+    if not call.number.startswith("+"):
+        raise web.HTTPConflict(text="the caller's number is withheld")
+    name = name.strip() or display_number(call.number, rules.default_region)
+    try:
+        if kind == "contact":
+            record = await ctx.crm.add_record("contact", name, call.number, who.employee, source=line.crm.source)
+            ref = EntityRef(EntityType.CONTACT, record["id"])
+        else:
+            plan = RecordPlan(mode=rules.crm.mode, phone=call.number, name=name, source=line.crm.source,
+                              responsible=who.employee, linkedid=linkedid, line=line.number,
+                              direction=call.direction, pipeline=rules.crm.pipeline, create_with=rules.crm.create_with)
+            ref = (await ctx.crm.create_records(plan)).primary
+        if ctx.pages is not None:
+            await ctx.pages.take_offer(linkedid, ref)
+    except CrmError as exc:
+        log.error("call %s: %s could not create a %s: %s", linkedid, who.employee, kind, exc)
+        raise web.HTTPServiceUnavailable(text=f"the CRM refused: {exc}") from None
+    log.info("call %s: %s created %s for %s from the call window", linkedid, who.employee, ref, masked(call.number))
+    ctx.notifier.publish(RecordsCreated(linkedid, ref, who.employee))
+    return ref
+
+

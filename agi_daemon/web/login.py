@@ -1,0 +1,73 @@
+"""/login and /logout: an employee of the YAML file and the password set with
+`agi-daemon user set-password`; failed attempts are rate-limited."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from .auth import LOGIN_COOKIE, SESSION_COOKIE, new_login_token, same_token
+from .server import CONTEXT, SESSIONS, THROTTLE, current_viewer, language, render
+from .i18n import translator
+
+log = logging.getLogger(__name__)
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/", home)
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/calls")
+
+
+def _login_form(request: web.Request, error: str | None = None, status: int = 200) -> web.Response:
+    token = request.cookies.get(LOGIN_COOKIE) or new_login_token()
+    response = render(request, "login.html", status=status, login_token=token, error=error)
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login")
+    return response
+
+
+async def login_page(request: web.Request) -> web.Response:
+    if current_viewer(request) is not None:
+        raise web.HTTPSeeOther("/calls")
+    return _login_form(request)
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    if not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE)):
+        raise web.HTTPForbidden(text="missing or wrong CSRF token")
+    t = translator(language(request))
+    employee = str(form.get("employee", "")).strip()
+    password = str(form.get("password", ""))
+    throttle = request.app[THROTTLE]
+    keys = (f"address:{request.remote}", f"employee:{employee}")
+    if not throttle.allowed(*keys):
+        log.warning("web login for %r refused: too many failed attempts", employee)
+        return _login_form(request, t("Too many attempts, try again in a few minutes."), status=429)
+    context = request.app[CONTEXT]
+    if context.users is None:  # no store for passwords (a CRM other than the embedded one)
+        return _login_form(request, t("Wrong employee or password."), status=401)
+    known = employee in context.rules().employees
+    ok = await context.users.verify(employee if known else "", password)
+    if not (known and ok):
+        throttle.failed(*keys)
+        log.info("web login failed for %r", employee)
+        return _login_form(request, t("Wrong employee or password."), status=401)
+    throttle.succeeded(*keys)
+    token, _ = request.app[SESSIONS].open(employee)
+    response = web.HTTPSeeOther("/calls")
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    log.info("web login: %s", employee)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    request.app[SESSIONS].close(request.cookies.get(SESSION_COOKIE))
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response

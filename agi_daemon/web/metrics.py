@@ -1,0 +1,113 @@
+"""/metrics: the daemon's counters in Prometheus text format (prometheus-client).
+
+Calls by direction and disposition (from call tracking's ended calls), routing decisions by
+status and their latency, CRM lookup latency and lookups past `crm_deadline_ms`, AMI
+reconnects and dropped events, CRM work pending. One registry per daemon, so tests can run
+several daemons in one process.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..core.decisions import Decision
+from ..core.live_calls import CallEvent, Ended
+from ..core.model import Match
+from ..core.rules import CallEntry
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter("agi_daemon_calls", "Calls ended, by direction and disposition",
+                             ["direction", "disposition"], registry=self.registry)
+        self.decisions = Counter("agi_daemon_routing_decisions", "Routing decisions, by status",
+                                 ["status"], registry=self.registry)
+        self.routing_seconds = Histogram("agi_daemon_routing_seconds", "Time to answer a routing request",
+                                         buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.lookup_seconds = Histogram("agi_daemon_crm_lookup_seconds", "Time the CRM took to find a caller",
+                                        buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.lookups_late = Counter("agi_daemon_crm_lookups_past_deadline",
+                                    "CRM lookups that took longer than crm_deadline_ms", registry=self.registry)
+
+    def publish(self, event: CallEvent) -> None:
+        """A notifier: counts the calls call tracking saw end."""
+        if isinstance(event, Ended) and event.record is not None:
+            record = event.record
+            self.calls.labels(record.direction.value, record.disposition.value).inc()
+
+    def watch_links(self, ami: Any, pending: Any) -> None:
+        """Read the AMI link's and the pending work's own counters at each scrape."""
+        self.registry.register(_Links(ami, pending))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Links:
+    def __init__(self, ami: Any, pending: Any) -> None:
+        self._ami = ami
+        self._pending = pending
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        if self._ami is not None:
+            yield CounterMetricFamily("agi_daemon_ami_reconnects", "AMI logins after the first",
+                                      value=self._ami.reconnects)
+            yield CounterMetricFamily("agi_daemon_ami_dropped_events", "AMI events dropped (queue full)",
+                                      value=self._ami.dropped)
+            yield GaugeMetricFamily("agi_daemon_ami_connected", "1 while logged in to AMI",
+                                    value=1 if self._ami.connected else 0)
+        if self._pending is not None:
+            yield GaugeMetricFamily("agi_daemon_crm_work_pending", "Calls' CRM work in flight",
+                                    value=self._pending.in_flight)
+
+
+class MeteredRouting:
+    """The routing service, timed and counted (what the AGI routes call)."""
+
+    def __init__(self, routing: Any, metrics: Metrics) -> None:
+        self._routing = routing
+        self._metrics = metrics
+
+    async def route(self, entry: CallEntry, linkedid: str) -> Decision:
+        started = time.perf_counter()
+        try:
+            decision: Decision = await self._routing.route(entry, linkedid)
+        except Exception:
+            self._metrics.decisions.labels("error").inc()
+            raise
+        finally:
+            self._metrics.routing_seconds.observe(time.perf_counter() - started)
+        self._metrics.decisions.labels(decision.status.value).inc()
+        return decision
+
+
+class MeteredCrm:
+    """A CRM adapter whose lookups are timed; everything else passes through."""
+
+    def __init__(self, crm: Any, metrics: Metrics, deadline: float) -> None:
+        self._crm = crm
+        self._metrics = metrics
+        self._deadline = deadline
+
+    async def find_by_phone(self, phone: str) -> Match | None:
+        started = time.perf_counter()
+        try:
+            return await self._crm.find_by_phone(phone)
+        finally:
+            took = time.perf_counter() - started
+            self._metrics.lookup_seconds.observe(took)
+            if took > self._deadline:
+                self._metrics.lookups_late.inc()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._crm, name)

@@ -1,0 +1,208 @@
+"""The daemon's web server (aiohttp): the pages, the JSON API, /metrics and /healthz.
+
+    server = WebServer(context)
+    await server.start("127.0.0.1", 0); server.port; await server.close()
+
+Every route but /login, /healthz, /metrics and /static needs a session (pages answer with a
+redirect to /login, the API and the WebSocket with 401); /metrics answers only the addresses
+of `daemon.web.metrics_allowed_peers`; admin routes need an employee with `admin: true`;
+every POST needs the session's CSRF token.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import jinja2
+from aiohttp import web
+
+from ..core.model import Rules
+from . import auth
+from .auth import SESSION_COOKIE, LoginThrottle, Sessions, Viewer
+from .i18n import pick_language, translator
+from .live import LiveCalls
+from .metrics import CONTENT_TYPE, Metrics
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+PUBLIC = ("/login", "/healthz", "/metrics", "/static/")
+
+
+@dataclass
+class WebContext:
+    """What the web edge reads and acts on; built by app.py."""
+
+    rules: Callable[[], Rules]
+    settings: Callable[[], Any]  # the running Settings
+    crm: Any  # the CRM adapter
+    pages: Any  # crm.pages.CrmPages, or None when the CRM is not the embedded one
+    users: Any  # crm.users.WebUsers
+    live: LiveCalls
+    metrics: Metrics
+    health: Callable[[], tuple[bool, dict[str, Any]]]
+    notifier: Any  # where the call window publishes the records it creates
+    # `agi-daemon simulate` for one call: (direction, line, caller, callee) -> (JSON, text)
+    simulate: Callable[[str, str, str, str | None], Awaitable[tuple[dict[str, Any], str]]]
+    metrics_peers: tuple[Any, ...] = ()
+
+
+class WebServer:
+    def __init__(self, context: WebContext) -> None:
+        self.context = context
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self.app = build_app(context)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the web server is not started")
+        return self._port
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        self._port = self._runner.addresses[0][1]
+        log.info("web pages on http://%s:%d/", host, self._port)
+
+    async def close(self) -> None:
+        if self._runner is None:
+            return
+        sockets = self.app[SOCKETS]
+        for ws in list(sockets):
+            await ws.close(code=1001, message=b"daemon stopping")
+        await self._runner.cleanup()
+        self._runner = None
+
+
+SOCKETS: web.AppKey["weakref.WeakSet[web.WebSocketResponse]"] = web.AppKey("sockets")
+CONTEXT = web.AppKey("context", WebContext)
+SESSIONS = web.AppKey("sessions", Sessions)
+THROTTLE = web.AppKey("throttle", LoginThrottle)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+VIEWER = web.RequestKey("viewer", Viewer)
+
+
+def build_app(context: WebContext) -> web.Application:
+    from . import admin, api, calls, crm_pages, login
+
+    app = web.Application(middlewares=[_security], client_max_size=64 * 1024)
+    app[CONTEXT] = context
+    app[SESSIONS] = Sessions()
+    app[THROTTLE] = LoginThrottle()
+    app[SOCKETS] = weakref.WeakSet()
+    app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                        autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_static("/static/", HERE / "static")
+    login.routes(app)
+    calls.routes(app)
+    crm_pages.routes(app)
+    admin.routes(app)
+    api.routes(app)
+    return app
+
+
+# ---- security ------------------------------------------------------------------------------
+
+@web.middleware
+async def _security(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    path = request.path
+    if path.startswith(PUBLIC):
+        return _headers(await handler(request))
+    viewer = current_viewer(request)
+    if viewer is None:
+        if path.startswith("/api/") or path == "/ws":
+            raise web.HTTPUnauthorized(text='{"error": "login required"}', content_type="application/json")
+        raise web.HTTPSeeOther("/login")
+    if (path.startswith("/admin") or path.startswith("/api/admin")) and not viewer.admin:
+        raise web.HTTPForbidden(text="admins only")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in (f"http://{request.host}", f"https://{request.host}"):
+        raise web.HTTPForbidden(text="cross-site request refused")  # a WebSocket or a form from elsewhere
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        given = request.headers.get("X-CSRF-Token")
+        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            given = (await request.post()).get("csrf")  # type: ignore[assignment]
+        if not auth.same_token(given, viewer.csrf):
+            raise web.HTTPForbidden(text="missing or wrong CSRF token")
+    request[VIEWER] = viewer
+    return _headers(await handler(request))
+
+
+def _headers(response: web.StreamResponse) -> web.StreamResponse:
+    if not response.prepared:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+    return response
+
+
+def current_viewer(request: web.Request) -> Viewer | None:
+    found = request.app[SESSIONS].find(request.cookies.get(SESSION_COOKIE))
+    if found is None:
+        return None
+    employee_id, csrf = found
+    employee = request.app[CONTEXT].rules().employees.get(employee_id)
+    if employee is None:  # removed from the YAML file since: the session is over
+        return None
+    return Viewer(employee.id, employee.name, employee.admin, csrf)
+
+
+def viewer(request: web.Request) -> Viewer:
+    return request[VIEWER]
+
+
+def context(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
+
+
+# ---- rendering -----------------------------------------------------------------------------
+
+def language(request: web.Request) -> str:
+    return pick_language(request.headers.get("Accept-Language"))
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    lang = language(request)
+    t = translator(lang)
+    page = request.app[TEMPLATES].get_template(template)
+    html = page.render(t=t, lang=lang, viewer=request.get(VIEWER), path=request.path,
+                       rules=request.app[CONTEXT].rules(), **values)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def render_fragment(request: web.Request, template: str, **values: Any) -> str:
+    lang = language(request)
+    page = request.app[TEMPLATES].get_template(template)
+    return page.render(t=translator(lang), lang=lang, viewer=request.get(VIEWER),
+                       rules=request.app[CONTEXT].rules(), **values)
+
+
+# ---- operations ----------------------------------------------------------------------------
+
+async def healthz(request: web.Request) -> web.Response:
+    serving, links = context(request).health()
+    return web.json_response({"status": "ok" if serving else "unavailable", **links}, status=200 if serving else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = context(request)
+    peer = request.remote or ""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        address = None
+    if address is None or not any(address in network for network in ctx.metrics_peers):
+        raise web.HTTPForbidden(text="not an allowed metrics peer")
+    return web.Response(body=ctx.metrics.text(), headers={"Content-Type": CONTENT_TYPE})

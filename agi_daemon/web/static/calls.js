@@ -1,0 +1,35 @@
+// The call window: redraw the cards each time the daemon says this agent's calls changed.
+(function () {
+  "use strict";
+  var cards = document.getElementById("cards");
+  var live = document.getElementById("live");
+  var delay = 500;
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + "/ws");
+    socket.onopen = function () {
+      delay = 500;
+      live.textContent = live.dataset.online;
+      live.className = "live on";
+    };
+    socket.onmessage = function (message) {
+      var data = JSON.parse(message.data);
+      var typing = document.activeElement && cards.contains(document.activeElement) &&
+        document.activeElement.tagName === "INPUT" ? document.activeElement : null;
+      var kept = typing ? { card: typing.closest(".card").dataset.linkedid, value: typing.value } : null;
+      cards.innerHTML = data.html;
+      if (kept) {  // a redraw must not eat the name the agent is typing
+        var again = cards.querySelector('.card[data-linkedid="' + kept.card + '"] input[name="name"]');
+        if (again) { again.value = kept.value; again.focus(); }
+      }
+    };
+    socket.onclose = function () {
+      live.textContent = live.dataset.offline;
+      live.className = "live off";
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  }
+  connect();
+})();

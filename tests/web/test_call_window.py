@@ -1,0 +1,89 @@
+"""The agents' call window in headless Chromium, with real calls through the Asterisk sandbox:
+a card within 1 s of the ring, a lead created from an `offer` line's card (R3, R5, R9, R12),
+a blind transfer moving the card to the target agent."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.daemon_harness import BLOCKED, UNKNOWN, eventually, logged_calls, rang, running_daemon
+from tests.web.harness import (
+    base_url, blind_transfer, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
+)
+
+pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
+
+LYON_AS_DIALLED = "0472000000"  # the `offer` line (source SUPPORT_CALL)
+CARD_SECONDS = 1.0
+
+
+def card(linkedid: str) -> str:
+    return f'.card[data-linkedid="{linkedid}"]'
+
+
+async def test_offer_line_call_shows_a_card_and_the_agent_creates_the_lead_from_it(tmp_path, crm, asterisk_ami, employees):
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            page = await logged_in(browser, daemon, "alice")
+            since = asterisk_ami.mark()
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
+            await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
+            # the card is there within 1 s of alice's phone ringing, pushed over the WebSocket
+            shown = await page.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
+            assert "06 99 88 77 66" in await shown.inner_text()
+            await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="lead"]', timeout=5000)
+            await screenshot(page, "call-window")
+            await page.fill(f'{card(call.linkedid)} input[name="name"]', "Martine Dupuis")
+            await page.click(f'{card(call.linkedid)} button[value="lead"]')
+            # the card now names the new lead and its responsible, and offers nothing more
+            link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
+            assert await link.inner_text() == "Martine Dupuis"
+            assert await page.query_selector(f"{card(call.linkedid)} form.offer") is None
+            [lead] = await crm.list_records("leads")
+            await asterisk_ami.hangup_call(call.linkedid)
+            await page.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
+            [logged] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    assert lead["name"] == "Martine Dupuis" and lead["phones"] == [UNKNOWN]
+    assert lead["source"] == "SUPPORT_CALL"  # the line's source (R5)
+    assert lead["responsible"] == "alice"  # the agent who created it (R9)
+    assert lead["created_by_call"] == call.linkedid
+    assert logged["entity"] == f"lead:{lead['id']}"  # the call is logged on it (R12)
+    [offer] = await crm.list_records("offers")
+    assert offer["status"] == "taken"
+
+
+async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_path, crm, asterisk_ami, employees):
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            alice = await logged_in(browser, daemon, "alice")
+            bob = await logged_in(browser, daemon, "bob")
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
+            await asyncio.wait_for(call.response, 5)  # alice (101, first of the queue group) answered
+            await alice.wait_for_selector(f'{card(call.linkedid)}[data-state="answered"]', timeout=5000)
+            assert await bob.query_selector(card(call.linkedid)) is None
+            await blind_transfer(asterisk_ami, call.linkedid, "101", "102")
+            await bob.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
+            await alice.wait_for_selector(card(call.linkedid), state="detached", timeout=CARD_SECONDS * 1000)
+            await asterisk_ami.hangup_call(call.linkedid)
+            await bob.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
+
+
+async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm(tmp_path, crm, asterisk_ami, employees):
+    await crm.add_record("contact", "Never Looked Up", BLOCKED, "bob")
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        await set_passwords(crm)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, BLOCKED)
+            await asyncio.wait_for(call.response, 5)
+
+            async def shown():
+                async with alice.get(f"{base_url(daemon)}/api/calls/live") as response:
+                    return [c for c in await response.json() if c["linkedid"] == call.linkedid]
+
+            [card_data] = await eventually(shown)
+    assert card_data["entity"] is None and card_data["last_calls"] == []  # R7: no lookup at all
+    assert card_data["offer"] is False and card_data["number_display"] == "01 40 00 00 00"

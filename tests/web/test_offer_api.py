@@ -1,0 +1,70 @@
+"""The offer's "create" through the JSON API (R3, R5, R9): who may create, what, on which line.
+The call board is fed the live events call tracking would publish."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from agi_daemon.core.live_calls import OfferMade, Ringing
+from agi_daemon.core.model import Direction, Offer
+from tests.daemon_harness import LYON, PARIS, UNKNOWN, running_daemon
+from tests.web.harness import base_url, http_login, new_session, set_passwords, web_config
+
+
+def ringing(daemon, linkedid: str, line: str, employee: str = "alice", *, offer: bool = True) -> None:
+    now = datetime.now(UTC)
+    daemon.live.publish(Ringing(linkedid, employee, Direction.INCOMING, line, UNKNOWN, now))
+    if offer:
+        daemon.live.publish(OfferMade(Offer(linkedid, Direction.INCOMING, line, UNKNOWN, ("alice", "bob"), now)))
+
+
+async def create(http, daemon, linkedid: str, kind: str, name: str = "Jeanne Martin"):
+    async with http.get(f"{base_url(daemon)}/api/me") as me:
+        token = (await me.json())["csrf"]
+    async with http.post(f"{base_url(daemon)}/api/calls/{linkedid}/records", json={"kind": kind, "name": name},
+                         headers={"X-CSRF-Token": token}) as response:
+        return response.status, await response.text()
+
+
+async def test_agent_creates_a_contact_from_the_offer_with_the_lines_source(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "offer-call", LYON)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            status, body = await create(alice, daemon, "offer-call", "contact")
+            assert status == 201 and '"contact:' in body
+            again = await create(alice, daemon, "offer-call", "lead")  # the offer is taken
+            assert again[0] == 409
+    [contact] = await crm.list_records("contacts")
+    assert (contact["name"], contact["source"], contact["responsible"], contact["phones"]) == \
+        ("Jeanne Martin", "SUPPORT_CALL", "alice", [UNKNOWN])
+    assert await crm.list_records("leads") == []
+
+
+async def test_offer_cannot_be_taken_by_another_agent_nor_on_a_create_line(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "alices-call", LYON)
+        ringing(daemon, "paris-call", PARIS)  # unknown_caller: create there
+        async with new_session() as bob, new_session() as alice:
+            await http_login(bob, daemon, "bob")
+            await http_login(alice, daemon, "alice")
+            assert (await create(bob, daemon, "alices-call", "lead"))[0] == 404
+            assert (await create(alice, daemon, "paris-call", "lead"))[0] == 409
+            assert (await create(alice, daemon, "alices-call", "company"))[0] == 400  # classic: lead or contact
+            assert (await create(alice, daemon, "no-such-call", "lead"))[0] == 404
+    assert await crm.list_records("leads") == [] and await crm.list_records("contacts") == []
+
+
+async def test_lead_from_the_offer_in_simple_mode_is_a_deal_with_its_contact(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path, mode="simple"), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "simple-call", LYON)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            status, body = await create(alice, daemon, "simple-call", "deal")
+    assert status == 201 and '"deal:' in body
+    [deal] = await crm.list_records("deals")
+    assert (deal["source"], deal["responsible"], deal["pipeline"], deal["created_by_call"]) == \
+        ("SUPPORT_CALL", "alice", "general", "simple-call")
+    assert deal["contact"] is not None

@@ -1,0 +1,69 @@
+"""/metrics in Prometheus text format, moving with real calls; /healthz with each link's state."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.daemon_harness import CLIENT, UNKNOWN, eventually, logged_calls, running_daemon
+from tests.web.harness import base_url, new_session, web_config
+
+PARIS_AS_DIALLED = "0184880000"
+
+
+async def scrape(daemon) -> dict[tuple[str, tuple], float]:
+    """Every sample of /metrics, parsed by Prometheus' own text parser."""
+    async with new_session() as http:
+        async with http.get(f"{base_url(daemon)}/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await response.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.mark.asterisk
+async def test_metrics_parse_and_count_real_calls(tmp_path, crm, asterisk_ami, employees):
+    await crm.add_record("contact", "Client SA", CLIENT, "alice")
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        before = await scrape(daemon)
+        for caller in (UNKNOWN, CLIENT):
+            call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, caller)
+            await asyncio.wait_for(call.response, 5)
+            await asterisk_ami.hangup_call(call.linkedid)
+            await eventually(lambda linkedid=call.linkedid: logged_calls(crm, linkedid))
+        after = await eventually(lambda: _counted(daemon, before))
+    answered = ("agi_daemon_calls_total", {"direction": "incoming", "disposition": "answered"})
+    assert value(after, answered[0], **answered[1]) - value(before, answered[0], **answered[1]) == 2
+    assert value(after, "agi_daemon_routing_decisions_total", status="ok") - \
+        value(before, "agi_daemon_routing_decisions_total", status="ok") == 2
+    assert value(after, "agi_daemon_routing_seconds_count") - value(before, "agi_daemon_routing_seconds_count") == 2
+    assert value(after, "agi_daemon_crm_lookup_seconds_count") >= 2
+    assert value(after, "agi_daemon_ami_connected") == 1
+    assert ("agi_daemon_ami_reconnects_total", ()) in after and ("agi_daemon_crm_work_pending", ()) in after
+    assert ("agi_daemon_crm_lookups_past_deadline_total", ()) in after
+
+
+async def _counted(daemon, before):
+    samples = await scrape(daemon)
+    key = ("agi_daemon_calls_total", (("direction", "incoming"), ("disposition", "answered")))
+    return samples if samples.get(key, 0) - before.get(key, 0) >= 2 else None
+
+
+async def test_healthz_reports_each_link_and_503_once_fastagi_stops_serving(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        async with new_session() as http:
+            async with http.get(f"{base_url(daemon)}/healthz") as response:
+                body = await response.json()
+                assert response.status == 200
+            assert body["status"] == "ok" and body["fastagi"] == "serving"
+            assert body["ami"] == "disconnected" and body["ami_last_error"]  # AMI points at a closed port
+            await daemon.parts.fastagi.close()
+            async with http.get(f"{base_url(daemon)}/healthz") as response:
+                assert response.status == 503
+                assert (await response.json())["fastagi"] == "stopped"

@@ -1,0 +1,156 @@
+"""Who may see what: every page and API route needs a login, forms need the CSRF token,
+agents read only their own calls, logins are rate-limited, /metrics answers only its peers."""
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+
+from agi_daemon.core.model import CallRecord, Direction, Disposition
+from tests.daemon_harness import LYON, PARIS, UNKNOWN, running_daemon
+from tests.web.harness import base_url, http_login, new_session, set_passwords, web_config
+
+PUBLIC = {"/login", "/healthz", "/metrics"}
+SAMPLE = {"kind": "leads", "type": "lead", "id": "1", "linkedid": "some-call", "filename": "style.css"}
+
+
+def _routes(daemon) -> list[tuple[str, str]]:
+    """(method, path) of every route of the web server, parameters filled with samples."""
+    found = []
+    for route in daemon.parts.web.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        if not path or route.method == "HEAD" or path.startswith("/static"):
+            continue
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: SAMPLE[m.group(1)], path)
+        found.append((route.method, path))
+    return found
+
+
+async def test_unauthenticated_request_to_every_page_and_api_route_is_refused(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        routes = _routes(daemon)
+        assert len(routes) > 20  # the table is really walked
+        async with new_session() as http:
+            for method, path in routes:
+                if path in PUBLIC:
+                    continue
+                async with http.request(method, base_url(daemon) + path, allow_redirects=False) as response:
+                    body = await response.text()
+                    if path.startswith("/api/") or path == "/ws":
+                        assert response.status == 401, (method, path, response.status)
+                    else:
+                        assert response.status == 303 and response.headers["Location"] == "/login", (method, path)
+                    assert "csrf" not in body
+
+
+async def test_form_post_without_csrf_token_is_refused(tmp_path, crm):
+    lead = await crm.add_record("lead", "Dupont", UNKNOWN, "alice")
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            assert (await http_login(http, daemon, "alice")).status == 303
+            url = f"{base_url(daemon)}/crm/lead/{lead['id']}"
+            async with http.post(url, data={"name": "Renamed", "responsible": "bob"}, allow_redirects=False) as refused:
+                assert refused.status == 403
+            async with http.post(url, data={"name": "Renamed", "responsible": "bob", "csrf": "forged"},
+                                 allow_redirects=False) as forged:
+                assert forged.status == 403
+            async with http.get(f"{base_url(daemon)}/api/me") as me:
+                token = (await me.json())["csrf"]
+            async with http.post(url, data={"name": "Renamed", "responsible": "bob", "csrf": token},
+                                 allow_redirects=False) as accepted:
+                assert accepted.status == 303
+    [after] = await crm.list_records("leads")
+    assert (after["name"], after["responsible"]) == ("Renamed", "bob")
+
+
+async def test_login_form_without_its_csrf_token_is_refused(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            form = {"employee": "alice", "password": "alice-password-1"}
+            async with http.post(f"{base_url(daemon)}/login", data=form, allow_redirects=False) as response:
+                assert response.status == 403
+                assert "agi_daemon_session" not in response.cookies
+
+
+def _call(linkedid: str, employee: str, line: str = PARIS) -> CallRecord:
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    return CallRecord(linkedid=linkedid, direction=Direction.INCOMING, line=line, number=UNKNOWN,
+                      disposition=Disposition.ANSWERED, started_at=start, ended_at=start + timedelta(seconds=30),
+                      answered_at=start + timedelta(seconds=3), answered_by=employee, employees=(employee,),
+                      ring_seconds=3, talk_seconds=27)
+
+
+async def test_agent_cannot_read_another_agents_calls_through_the_api(tmp_path, crm):
+    await crm.log_call(_call("call-of-alice", "alice"))
+    await crm.log_call(_call("call-of-bob", "bob", LYON))
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        url = base_url(daemon)
+        async with new_session() as alice, new_session() as carol:
+            await http_login(alice, daemon, "alice")
+            await http_login(carol, daemon, "carol")
+            async with alice.get(f"{url}/api/calls") as mine:
+                assert [c["linkedid"] for c in await mine.json()] == ["call-of-alice"]
+            async with alice.get(f"{url}/api/calls?employee=bob") as asked_for_bob:
+                assert [c["linkedid"] for c in await asked_for_bob.json()] == ["call-of-alice"]
+            async with alice.get(f"{url}/api/calls/call-of-bob") as other:
+                assert other.status == 404
+            async with alice.get(f"{url}/api/calls/call-of-alice") as own:
+                assert own.status == 200 and (await own.json())["answered_by"] == "alice"
+            async with alice.get(f"{url}/api/admin/lines") as admin_only:
+                assert admin_only.status == 403
+            async with carol.get(f"{url}/api/calls") as everything:  # carol is an admin
+                assert sorted(c["linkedid"] for c in await everything.json()) == ["call-of-alice", "call-of-bob"]
+
+
+async def test_repeated_wrong_passwords_lock_the_login_for_a_while(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            statuses = [(await http_login(http, daemon, "alice", "wrong-password")).status for _ in range(5)]
+            assert statuses == [401] * 5
+            locked = await http_login(http, daemon, "alice")  # the right password, too late
+            assert locked.status == 429
+            async with http.get(f"{base_url(daemon)}/api/me") as me:
+                assert me.status == 401
+
+
+async def test_unknown_employee_and_wrong_password_are_refused_alike(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            assert (await http_login(http, daemon, "mallory", "whatever-password")).status == 401
+            assert (await http_login(http, daemon, "bob", "not-bobs-password")).status == 401
+            accepted = await http_login(http, daemon, "bob")
+            assert accepted.status == 303
+            [cookie] = [c for c in accepted.headers.getall("Set-Cookie") if c.startswith("agi_daemon_session=")]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_metrics_refused_to_an_address_not_listed(tmp_path, crm):
+    config = web_config(tmp_path, metrics_peers='["10.0.0.0/8"]')
+    async with running_daemon(None, config, crm, wait_for_ami=False) as daemon:
+        async with new_session() as http:
+            async with http.get(f"{base_url(daemon)}/metrics") as response:
+                assert response.status == 403
+
+
+async def test_request_from_another_site_is_refused_even_with_the_token(tmp_path, crm):
+    lead = await crm.add_record("lead", "Dupont", UNKNOWN, "alice")
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            await http_login(http, daemon, "alice")
+            async with http.get(f"{base_url(daemon)}/api/me") as me:
+                token = (await me.json())["csrf"]
+            async with http.post(f"{base_url(daemon)}/crm/lead/{lead['id']}", allow_redirects=False,
+                                 data={"name": "Hijacked", "csrf": token},
+                                 headers={"Origin": "http://evil.example"}) as response:
+                assert response.status == 403
+            async with http.get(f"{base_url(daemon)}/ws", headers={"Origin": "http://evil.example"}) as response:
+                assert response.status == 403
+    [after] = await crm.list_records("leads")
+    assert after["name"] == "Dupont"
