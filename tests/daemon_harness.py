@@ -159,11 +159,23 @@ class Mode:
         if sandbox is not None:
             sandbox.use_dialplan("stasis" if name == "ari" else "fastagi")
 
-    def config(self, directory: Path, **settings) -> Path:
-        """write_config for this mode, logging in with the sandbox's daemon users."""
-        settings.setdefault("ami", self.sandbox.daemon_ami)
+    @property
+    def link_port(self) -> int:
+        """The sandbox port call tracking connects to: AMI's, or HTTP's for ARI."""
+        return self.sandbox.http_port if self.name == "ari" else self.sandbox.ami_port
+
+    def config(self, directory: Path, *, link_port: int | None = None, **settings) -> Path:
+        """write_config for this mode, logging in with the sandbox's daemon users; `link_port`
+        replaces `link_port` (a proxy in front of it, say)."""
+        port, user, secret = self.sandbox.daemon_ami
+        url, ari_user, password = self.sandbox.daemon_ari
+        if link_port is not None and self.name == "ari":
+            url = f"http://127.0.0.1:{link_port}"
+        elif link_port is not None:
+            port = link_port
+        settings.setdefault("ami", (port, user, secret))
         if self.name == "ari":
-            settings.setdefault("ari", self.sandbox.daemon_ari)
+            settings.setdefault("ari", (url, ari_user, password))
         return write_config(directory, **settings)
 
     def __repr__(self) -> str:

@@ -116,36 +116,12 @@ async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, mode
     assert abs(entry["talk_seconds"] - (hung_up - answered)) <= 1.0
 
 
-async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, crm, asterisk_ami, employees, caplog):
+async def test_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, mode, crm, asterisk_ami, employees, caplog):
+    """The daemon's link to Asterisk (AMI, or ARI's events WebSocket) dies mid-call, through a
+    proxy that drops it, and comes back."""
     caplog.set_level(logging.INFO, logger=CALL_LOG)
-    ami_port, user, secret = employees.daemon_ami
-    async with TcpProxy(ami_port) as proxy:
-        config = write_config(tmp_path, ami=(proxy.port, user, secret))
-        async with running_daemon(employees, config, crm) as daemon:
-            call = await answered_call(asterisk_ami, UNKNOWN)
-            await eventually(lambda: crm.list_records("leads"))
-            proxy.cut()
-            await eventually(lambda: _reconnected(daemon), timeout=10)
-            await transfer(asterisk_ami, call, "blind")
-            moved = await eventually(lambda: _responsible_is(crm, "leads", "bob"))
-            await asterisk_ami.hangup_call(call.linkedid)
-            [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
-            # both reports of the call's end (tracking's and the hangup handler's) written
-            both = await eventually(call_log_said(caplog, call.linkedid, ": logged ", times=2))
-            assert daemon.ami.dropped == 0
-        assert proxy.connections >= 2
-    assert moved and both
-    assert len(await logged_calls(crm, call.linkedid)) == 1
-    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
-
-
-async def test_ari_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, crm, asterisk_ami, employees, caplog):
-    caplog.set_level(logging.INFO, logger=CALL_LOG)
-    mode = Mode("ari", employees)
-    url, user, password = employees.daemon_ari
-    async with TcpProxy(employees.http_port) as proxy:
-        config = mode.config(tmp_path, ari=(f"http://127.0.0.1:{proxy.port}", user, password))
-        async with running_daemon(employees, config, crm) as daemon:
+    async with TcpProxy(mode.link_port) as proxy:
+        async with running_daemon(employees, mode.config(tmp_path, link_port=proxy.port), crm) as daemon:
             call = await answered_call(asterisk_ami, UNKNOWN)
             await eventually(lambda: crm.list_records("leads"))
             proxy.cut()
@@ -167,10 +143,9 @@ async def test_ari_link_cut_while_a_call_waits_in_stasis_the_call_still_leaves_w
     """The events WebSocket dies while the daemon decides (a slow CRM): the answer goes by REST
     on a new connection, and the call rings the queue group within the deadline."""
     mode = Mode("ari", employees)
-    url, user, password = employees.daemon_ari
     slow = SlowCrm(crm, delay=1.5)
-    async with TcpProxy(employees.http_port) as proxy:
-        config = mode.config(tmp_path, ari=(f"http://127.0.0.1:{proxy.port}", user, password), deadline_ms=300)
+    async with TcpProxy(mode.link_port) as proxy:
+        config = mode.config(tmp_path, link_port=proxy.port, deadline_ms=300)
         async with running_daemon(employees, config, slow) as daemon:
             since = asterisk_ami.mark()
             started = time.monotonic()
