@@ -56,7 +56,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None, *,
 def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem in the config file, by line; no error (warnings only, or nothing) when
     the daemon can run with it. A missing secret of a part the daemon does not use (the ARI
-    password while events is ami) is a warning."""
+    password while events is ami, the AMI secret while events is ari) is a warning."""
     return _load(Path(path), os.environ if environ is None else environ, None)[1]
 
 
@@ -148,7 +148,7 @@ def _unused_parts(sections: dict[str, Any]) -> dict[KeyPath, str]:
     asterisk = sections.get("asterisk")
     events = asterisk.events if asterisk is not None else EventsInterface.AMI
     if events is EventsInterface.ARI:
-        return {}
+        return {("asterisk", "ami"): f"not needed while events is {events.value}"}
     return {("asterisk", "ari"): f"not needed while events is {events.value}"}
 
 
