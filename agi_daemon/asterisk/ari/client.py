@@ -34,6 +34,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -82,7 +83,7 @@ class AriClient:
             raise ValueError("ARI queue_size must be at least 1")
         self.queue: asyncio.Queue[AriItem] = asyncio.Queue(maxsize=queue_size)
         self.app = app
-        self._base = url.rstrip("/") + "/ari"
+        self._base = without_userinfo(url).rstrip("/") + "/ari"  # logged: never credentials
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}  # HTTP Basic, in a header only
         self._username = username
@@ -318,6 +319,14 @@ class AriClient:
             reason = _describe(error)
             self._log.error("ARI %s: unexpected failure", self._base, exc_info=error)
         self._last_error = reason
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without any "user:password@" (the credentials go in a header, and URLs are logged)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _describe(error: BaseException) -> str:

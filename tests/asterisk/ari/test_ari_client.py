@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from agi_daemon.asterisk.ari import EVENT_TYPES, AriClient, AriEvent, AriRefused, AriResync
+from agi_daemon.asterisk.ari.client import without_userinfo
 from tests.fakes.polling import eventually
 from tests.fakes.rules import make_rules
 from tests.tcp_proxy import TcpProxy
@@ -133,3 +134,22 @@ async def test_asterisk_booting_answers_503_and_the_client_retries_until_connect
         connected = await eventually(lambda: client.connected, timeout=10)
     assert connected
     assert "Asterisk not ready (503)" in caplog.text and "Connect call failed" in caplog.text
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://127.0.0.1:8088", "http://127.0.0.1:8088"),
+    ("http://agi-daemon:s3cret@127.0.0.1:8088/", "http://127.0.0.1:8088/"),
+    ("https://user@pbx.example.com/asterisk", "https://pbx.example.com/asterisk"),
+])
+def test_credentials_written_into_the_url_never_reach_the_logged_url(url, shown):
+    assert without_userinfo(url) == shown
+
+
+async def test_credentials_in_the_configured_url_are_not_used_nor_logged(asterisk, caplog):
+    caplog.set_level(logging.DEBUG)
+    base, user, secret = asterisk.daemon_ari
+    url = base.replace("http://", "http://someone:url-secret-77@")
+    async with running(daemon_client(asterisk, url=url)) as client:
+        connected = await eventually(lambda: client.connected, timeout=5)  # the header's credentials
+    assert connected
+    assert "url-secret-77" not in caplog.text and secret not in caplog.text
