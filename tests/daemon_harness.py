@@ -164,6 +164,13 @@ class Mode:
         """The sandbox port call tracking connects to: AMI's, or HTTP's for ARI."""
         return self.sandbox.http_port if self.name == "ari" else self.sandbox.ami_port
 
+    def links(self) -> dict[str, tuple]:
+        """write_config's `ami` (and, in ARI mode, `ari`) for the sandbox's daemon users."""
+        links: dict[str, tuple] = {"ami": self.sandbox.daemon_ami}
+        if self.name == "ari":
+            links["ari"] = self.sandbox.daemon_ari
+        return links
+
     def config(self, directory: Path, *, link_port: int | None = None, **settings) -> Path:
         """write_config for this mode, logging in with the sandbox's daemon users; `link_port`
         replaces `link_port` (a proxy in front of it, say)."""
