@@ -3,6 +3,8 @@ calls through the project's dialplan, and the real embedded CRM on SQLite.
 
 Employees are Local/<ext>@employees (they answer unless EMPLOYEE_<ext> says noanswer/busy),
 the trunk is Local/<number>@trunk; ring times are 2 s so the suite stays quick.
+Every scenario runs once per `mode` (tests/conftest.py): FastAGI+AMI through
+dialplan/agi-daemon.conf, and Stasis+ARI through dialplan/agi-daemon-stasis.conf.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Issue 3's acceptance, end to end: calls followed over AMI by the whole daemon, against the
-real Asterisk 22 (transfers, missed and answered calls, a cut AMI link) and a fake AMI peer
-(an event flood)."""
+"""Issue 3's acceptance, end to end: calls followed by the whole daemon over AMI and over ARI
+(each scenario once per `mode`), against the real Asterisk 22 (transfers, missed and answered
+calls, a cut link, Asterisk restarted), and a fake AMI peer (an event flood)."""
 from __future__ import annotations
 
 import asyncio
