@@ -9,7 +9,13 @@
 Every file lives in ROOT/run/agi-test-<pid>-<name>/ (etc, run, log, spool, lib), so several
 sandboxes can run side by side and nothing outside the cached root is written. Asterisk listens
 on 127.0.0.1 only: AMI (`ami_port`, user `ami_username`/`ami_secret`, read/write all) and HTTP
-for ARI (`http_port`, user `ari_username`/`ari_password`). Nothing binds SIP/IAX ports.
+for ARI (`http_port`, user `ari_username`/`ari_password`). Nothing binds SIP/IAX ports. The
+daemon logs in with the project's own least-privilege users (config/asterisk/
+manager-agi-daemon.conf and ari-agi-daemon.conf, loaded as they are): `daemon_ami`, `daemon_ari`.
+
+extensions.conf includes one variant of the project's dialplan (every file of dialplan/ is
+copied): "fastagi" (agi-daemon.conf, the default) or "stasis" (agi-daemon-stasis.conf);
+`use_dialplan(variant)` switches and reloads. `restart()` restarts Asterisk on the same ports.
 
 The test dialplan around the project's `dialplan/agi-daemon.conf`:
   [employees]       Local/<ext>@employees: UserEvent AgiDaemonTestRing (Extension), then
