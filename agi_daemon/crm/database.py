@@ -6,6 +6,8 @@ in a worker thread of the CRM's own pool, and runs the schema migrations the sam
 """
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +46,30 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
-def tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+# The event loop's reader gives up on a statement after this many SQLite VM steps: a point read
+# of the call path takes a few hundred; a statement past this budget (a query plan gone wrong)
+# goes to a worker thread instead of holding the loop.
+READ_STEP_BUDGET = 20_000
+# The page cache of each connection, in KiB: the hot part of the phone index of a large CRM.
+CACHE_KIB = 16_384
+
+
+def tune_sqlite(
+    engine: Engine, busy_timeout_ms: int, *, trace: Callable[[str], None] | None = None
+) -> None:
     """On SQLite: WAL journal (readers never wait for the writer), a busy timeout, foreign
-    keys, and SQLAlchemy in charge of BEGIN so that writers use BEGIN IMMEDIATE.
-    Does nothing on other databases."""
+    keys, and SQLAlchemy in charge of BEGIN so that writers use BEGIN IMMEDIATE; `trace`
+    receives every statement run. Does nothing on other databases."""
     if engine.dialect.name != "sqlite":
         return
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver emits no BEGIN; _on_begin does
+        if trace is not None:
+            dbapi_connection.set_trace_callback(trace)
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -65,3 +80,33 @@ def tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(connection: Any) -> None:
         writes = connection.get_execution_options().get("crm_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def loop_reader(database: Path, *, trace: Callable[[str], None] | None = None) -> sqlite3.Connection:
+    """A read-only connection for the call path's point reads on the event loop itself: it
+    never waits for a lock (busy timeout 0) and interrupts any statement that runs past
+    READ_STEP_BUDGET steps; either way the caller retries in a worker thread."""
+    connection = sqlite3.connect(database, isolation_level=None, cached_statements=32)
+    if trace is not None:
+        connection.set_trace_callback(trace)
+    connection.execute("PRAGMA busy_timeout = 0")
+    connection.execute("PRAGMA query_only = ON")
+    connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    connection.set_progress_handler(_over_budget, READ_STEP_BUDGET)
+    return connection
+
+
+def _over_budget() -> int:
+    return 1  # called once READ_STEP_BUDGET steps have run: interrupt the statement
+
+
+def optimize(engine: Engine) -> None:
+    """SQLite's `PRAGMA optimize`: refresh the planner's statistics where they are stale
+    (cheap when nothing changed). Blocking; errors are not the caller's concern."""
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA optimize")
+    except Exception:  # noqa: BLE001 - an optimisation, never a reason to fail closing
+        pass

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Literal, Self, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
     Select,
     Table,
     bindparam,
     create_engine,
     exc,
+    func,
     literal_column,
     select,
     union_all,
@@ -44,7 +48,7 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, database_url, sqlite_file, tune_sqlite
+from .database import WRITE, database_url, loop_reader, optimize, sqlite_file, tune_sqlite
 from .records_json import Json, list_json, records_json
 from .tables import RECORD_TABLES, calls, companies, contacts, deals, leads, offers, phones
 
@@ -79,9 +83,19 @@ class EmbeddedCrm:
     thread of the CRM's own small pool: one thread hop per operation, and the event loop
     never blocks nor waits behind other users of a shared pool."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        """`trace`, when given, receives every SQL statement the CRM runs on SQLite, with
+        its values (for debugging, and for the test that checks every query plan)."""
         self.url = database_url(url)
         self._busy_timeout_ms = busy_timeout_ms
+        self._trace = trace
+        self._reader: sqlite3.Connection | None = None  # the event loop's own, see _read_first
         self._executor: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
         self._writer: Engine | None = None
@@ -114,7 +128,9 @@ class EmbeddedCrm:
                 executor.shutdown(wait=False)
                 raise
             engine = create_engine(self.url, pool_size=_WORKERS)
-            tune_sqlite(engine, self._busy_timeout_ms)
+            tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
+            database = sqlite_file(self.url)
+            self._reader = None if database is None else loop_reader(database, trace=self._trace)
             self._executor, self._engine = executor, engine
             self._writer = engine.execution_options(**WRITE)
 
@@ -123,10 +139,12 @@ class EmbeddedCrm:
         then release the worker threads and the database connections. The CRM can be
         opened again; until then every operation is CrmUnavailable."""
         async with self._open_lock:
-            executor, engine = self._executor, self._engine
-            self._executor = self._engine = self._writer = None
+            executor, engine, reader = self._executor, self._engine, self._reader
+            self._executor = self._engine = self._writer = self._reader = None
             if executor is None or engine is None:
                 return
+            if reader is not None:
+                reader.close()
             executor.shutdown(wait=False)  # what was submitted still runs, for a while (below)
             if self._running:
                 bound = self._busy_timeout_ms / 1000 + _CLOSE_GRACE_S
@@ -134,6 +152,9 @@ class EmbeddedCrm:
                 if late:
                     log.warning("closing the CRM with %d operations still running", len(late))
                     executor.shutdown(wait=False, cancel_futures=True)  # drop those not started
+            # let SQLite refresh the statistics its planner uses, where they have gone stale
+            # (the plans do not depend on them: the indexes make them right without)
+            await asyncio.get_running_loop().run_in_executor(None, optimize, engine)
             engine.dispose()
 
     # -- CrmAdapter ---------------------------------------------------------------------------
@@ -142,21 +163,16 @@ class EmbeddedCrm:
         """The known client with this E.164 number: a contact first, then a company, then a
         lead that is not converted; the oldest record when several have the number."""
 
-        def lookup(conn: Connection) -> Match | None:
-            row = conn.execute(_LOOKUP, {"phone": phone}).first()
-            if row is None:
-                return None
-            return Match(EntityRef(_LOOKUP_ORDER[row.rank], row.id), row.responsible, row.name)
-
-        return await self._run("look up a phone", lookup, write=False)
+        row = await self._read_first("look up a phone", _LOOKUP, {"phone": phone})
+        if row is None:
+            return None
+        rank, entity_id, name, responsible = row
+        return Match(EntityRef(_LOOKUP_ORDER[rank], entity_id), responsible, name)
 
     async def records_created_by_call(self, linkedid: str) -> CreatedRecords | None:
         """The lead (and, in simple mode, the deal and contact or company) this call created."""
-        return await self._run(
-            "read the records of a call",
-            lambda conn: _records_of_call(conn, linkedid, None),
-            write=False,
-        )
+        row = await self._read_first("read the records of a call", _LEAD_OF_CALL, {"linkedid": linkedid})
+        return None if row is None else _created_records(row)
 
     async def create_records(self, plan: RecordPlan) -> CreatedRecords:
         """Create the records of a new client in one transaction.
@@ -311,7 +327,7 @@ class EmbeddedCrm:
         self,
         rows: Iterable[ContactRow | RowError],
         *,
-        batch_size: int = 500,
+        batch_size: int = 5000,
         source: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ImportResult:
@@ -320,7 +336,7 @@ class EmbeddedCrm:
         are counted as errors."""
 
         async def insert(batch: list[ContactRow]) -> csv_import.BatchResult:
-            work = partial(csv_import.insert_batch, rows=batch, source=source)
+            work = partial(_insert_contacts, rows=batch, source=source)
             return await self._run("import contacts", work, write=True)
 
         return await csv_import.import_contacts(
@@ -328,6 +344,25 @@ class EmbeddedCrm:
         )
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    async def _read_first(self, action: str, query: _Prepared, values: dict[str, Any]) -> Any:
+        """The first row of one of the call path's point reads (a few index seeks, tens of
+        microseconds), or None.
+
+        On SQLite it runs on the event loop's own read-only connection: a hop to a worker
+        thread would cost several times the read itself. That connection never waits (no busy
+        timeout) and interrupts any statement that runs past a small budget of steps; then,
+        and on any other database error, the read goes to a worker thread like every other
+        operation, so a locked or slow database never holds the loop."""
+        reader = self._reader
+        if reader is not None:
+            try:
+                return reader.execute(query.sql, {**query.defaults, **values}).fetchone()
+            except sqlite3.Error as error:
+                log.debug("%s on the event loop: %s; trying in a worker thread", action, error)
+        return await self._run(
+            action, lambda conn: conn.execute(query.statement, values).first(), write=False
+        )
 
     async def _run(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
         """Run `work` in one transaction (on SQLite a writing one starts with BEGIN IMMEDIATE)
@@ -375,17 +410,33 @@ def _lookup_query() -> Select[Any]:
     return select(everyone).order_by(everyone.c.rank, everyone.c.id).limit(1)
 
 
-_LOOKUP = _lookup_query()
+@dataclass(frozen=True)
+class _Prepared:
+    """A statement of the call path, built once: as SQLAlchemy runs it (any database), and
+    as SQLite text with the constant values it binds, for the event loop's reader."""
+
+    statement: Executable
+    sql: str
+    defaults: dict[str, Any]
+
+
+def _prepare(statement: Executable) -> _Prepared:
+    compiled = statement.compile(dialect=sqlite.dialect(paramstyle="named"))
+    return _Prepared(statement, str(compiled), dict(compiled.params))
+
+
+_LOOKUP = _prepare(_lookup_query())
 
 # The other statements of the call path, also built once: executing a prebuilt statement with
 # its values as parameters skips SQLAlchemy's per-call construction and cache-key work.
-_LEAD_OF_CALL = (
-    select(leads)
+_LEAD_OF_CALL_QUERY = (
+    select(leads.c.id, leads.c.converted_deal_id, leads.c.converted_contact_id, leads.c.converted_company_id)
     .where(leads.c.created_by_call == bindparam("linkedid"))
     .order_by(leads.c.id)
     .limit(1)
 )
-_LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL.where(leads.c.created_by_call_phone == bindparam("phone"))
+_LEAD_OF_CALL = _prepare(_LEAD_OF_CALL_QUERY)
+_LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL_QUERY.where(leads.c.created_by_call_phone == bindparam("phone"))
 _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals, phones)}
 
 
@@ -412,21 +463,21 @@ def _records_of_call(
     """The records created by this call (for this caller's phone, when given): its lead and
     what the lead was converted into."""
     if phone is None:
-        found = conn.execute(_LEAD_OF_CALL, {"linkedid": linkedid})
+        found = conn.execute(_LEAD_OF_CALL.statement, {"linkedid": linkedid})
     else:
         found = conn.execute(_LEAD_OF_CALL_FOR_PHONE, {"linkedid": linkedid, "phone": phone})
-    lead = found.mappings().first()
-    if lead is None:
-        return None
+    lead = found.first()
+    return None if lead is None else _created_records(lead)
 
-    def ref(entity_type: EntityType, column: str) -> EntityRef | None:
-        return None if lead[column] is None else EntityRef(entity_type, lead[column])
 
+def _created_records(lead: Any) -> CreatedRecords:
+    """The records of a call from its lead's row (id, converted deal, contact, company)."""
+    lead_id, deal_id, contact_id, company_id = lead
     return CreatedRecords(
-        lead=EntityRef(EntityType.LEAD, lead["id"]),
-        deal=ref(EntityType.DEAL, "converted_deal_id"),
-        contact=ref(EntityType.CONTACT, "converted_contact_id"),
-        company=ref(EntityType.COMPANY, "converted_company_id"),
+        lead=EntityRef(EntityType.LEAD, lead_id),
+        deal=None if deal_id is None else EntityRef(EntityType.DEAL, deal_id),
+        contact=None if contact_id is None else EntityRef(EntityType.CONTACT, contact_id),
+        company=None if company_id is None else EntityRef(EntityType.COMPANY, company_id),
     )
 
 
@@ -500,3 +551,58 @@ def _crm_errors(action: str) -> Iterator[None]:
     except (exc.TimeoutError, exc.DisconnectionError, OSError) as error:
         raise CrmUnavailable(f"{action}: {error}") from error
 
+
+
+def _insert_contacts(conn: Connection, rows: list[ContactRow], source: str | None) -> csv_import.BatchResult:
+    """Create the contacts of one import batch whose numbers no contact has yet; returns the
+    rows created and the notes of the rows skipped. On SQLite, inside the batch's write
+    transaction, the new ids are known in advance and the rows go in by executemany."""
+    found = conn.execute(
+        select(phones.c.e164, phones.c.entity_id).where(
+            phones.c.entity_type == EntityType.CONTACT.value,
+            phones.c.e164.in_({row.phone for row in rows}),
+        )
+    )
+    owner = {e164: f"contact:{contact_id}" for e164, contact_id in found}
+    new_rows: list[ContactRow] = []
+    duplicates: list[RowError] = []
+    for row in rows:
+        if row.phone in owner:
+            message = f"skipped: phone {masked(row.phone)} is already on {owner[row.phone]}"
+            duplicates.append(RowError(row.line_number, message))
+        else:
+            owner[row.phone] = f"the contact of line {row.line_number}"
+            new_rows.append(row)
+    if not new_rows:
+        return new_rows, duplicates
+    created_at = datetime.now(UTC)
+    if conn.dialect.name == "sqlite":  # BEGIN IMMEDIATE: nobody else writes until COMMIT
+        stored_at = contacts.c.created_at.type.bind_processor(conn.dialect)(created_at)
+        first = conn.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one() + 1
+        ids = range(first, first + len(new_rows))
+        conn.exec_driver_sql(
+            "INSERT INTO contacts (id, name, responsible, source, created_by_call, created_at)"
+            " VALUES (?, ?, ?, ?, NULL, ?)",
+            [(i, row.name, row.responsible, source, stored_at) for i, row in zip(ids, new_rows)],
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO phones (entity_type, entity_id, e164) VALUES ('contact', ?, ?)",
+            [(i, row.phone) for i, row in zip(ids, new_rows)],
+        )
+        return new_rows, duplicates
+    inserted = conn.execute(
+        contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
+        [
+            {"name": row.name, "responsible": row.responsible, "source": source,
+             "created_by_call": None, "created_at": created_at}
+            for row in new_rows
+        ],
+    )
+    conn.execute(
+        phones.insert(),
+        [
+            {"entity_type": EntityType.CONTACT.value, "entity_id": contact_id, "e164": row.phone}
+            for contact_id, row in zip(inserted.scalars(), new_rows, strict=True)
+        ],
+    )
+    return new_rows, duplicates

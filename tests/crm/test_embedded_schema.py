@@ -34,7 +34,7 @@ async def test_open_twice_and_reopen_migrates_once_and_keeps_records(tmp_path: P
 
     with sqlite3.connect(tmp_path / "crm.sqlite3") as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            ("0002",)
+            ("0003",)
         ]
 
 
