@@ -7,6 +7,7 @@ in a worker thread of the CRM's own pool, and runs the schema migrations the sam
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,12 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
-# The event loop's reader gives up on a statement after this many SQLite VM steps: a point read
-# of the call path takes a few hundred; a statement past this budget (a query plan gone wrong)
-# goes to a worker thread instead of holding the loop.
-READ_STEP_BUDGET = 20_000
+# The event loop's reader interrupts a statement that runs longer than this (checked every
+# READ_CHECK_STEPS SQLite VM steps): a point read of the call path takes tens of microseconds;
+# one past this budget (a cold disk, a query plan gone wrong) goes to a worker thread instead
+# of holding the loop.
+READ_BUDGET_S = 0.001
+READ_CHECK_STEPS = 1000
 # The page cache of each connection, in KiB: the hot part of the phone index of a large CRM.
 CACHE_KIB = 16_384
 
@@ -82,22 +85,33 @@ def tune_sqlite(
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
-def loop_reader(database: Path, *, trace: Callable[[str], None] | None = None) -> sqlite3.Connection:
-    """A read-only connection for the call path's point reads on the event loop itself: it
+class LoopReader:
+    """A read-only connection for the call path's point reads on the event loop itself. It
     never waits for a lock (busy timeout 0) and interrupts any statement that runs past
-    READ_STEP_BUDGET steps; either way the caller retries in a worker thread."""
-    connection = sqlite3.connect(database, isolation_level=None, cached_statements=32)
-    if trace is not None:
-        connection.set_trace_callback(trace)
-    connection.execute("PRAGMA busy_timeout = 0")
-    connection.execute("PRAGMA query_only = ON")
-    connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    connection.set_progress_handler(_over_budget, READ_STEP_BUDGET)
-    return connection
+    READ_BUDGET_S; either way `first` raises sqlite3.Error and the caller reads in a worker
+    thread instead."""
 
+    def __init__(self, database: Path, *, trace: Callable[[str], None] | None = None) -> None:
+        self._deadline = 0.0
+        connection = sqlite3.connect(database, isolation_level=None, cached_statements=32)
+        if trace is not None:
+            connection.set_trace_callback(trace)
+        connection.execute("PRAGMA busy_timeout = 0")
+        connection.execute("PRAGMA query_only = ON")
+        connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        connection.set_progress_handler(self._over_budget, READ_CHECK_STEPS)
+        self._connection = connection
 
-def _over_budget() -> int:
-    return 1  # called once READ_STEP_BUDGET steps have run: interrupt the statement
+    def first(self, sql: str, values: dict[str, Any]) -> Any:
+        """The first row of the query, or None."""
+        self._deadline = time.perf_counter() + READ_BUDGET_S
+        return self._connection.execute(sql, values).fetchone()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _over_budget(self) -> int:
+        return time.perf_counter() > self._deadline  # true: SQLite interrupts the statement
 
 
 def optimize(engine: Engine) -> None:

@@ -48,7 +48,8 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, database_url, loop_reader, optimize, sqlite_file, tune_sqlite
+from .database import WRITE, LoopReader, database_url, optimize, sqlite_file, tune_sqlite
+from .group_commit import GroupCommit
 from .records_json import Json, list_json, records_json
 from .tables import RECORD_TABLES, calls, companies, contacts, deals, leads, offers, phones
 
@@ -80,8 +81,10 @@ class EmbeddedCrm:
     (or `async with EmbeddedCrm(url) as crm`).
 
     Each operation is one transaction of a sync SQLAlchemy engine, run whole in a worker
-    thread of the CRM's own small pool: one thread hop per operation, and the event loop
-    never blocks nor waits behind other users of a shared pool."""
+    thread of the CRM's own small pool, so the event loop never blocks nor waits behind other
+    users of a shared pool. Writes go to one writer thread, where those waiting at the same
+    moment share a transaction (group_commit). The call path's point reads run on the
+    event loop's own connection, within a small time budget (see `_read_first`)."""
 
     def __init__(
         self,
@@ -95,10 +98,11 @@ class EmbeddedCrm:
         self.url = database_url(url)
         self._busy_timeout_ms = busy_timeout_ms
         self._trace = trace
-        self._reader: sqlite3.Connection | None = None  # the event loop's own, see _read_first
+        self._reader: LoopReader | None = None  # the event loop's own, see _read_first
         self._executor: ThreadPoolExecutor | None = None
+        self._write_executor: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
-        self._writer: Engine | None = None
+        self._writes: GroupCommit | None = None
         self._running: dict[asyncio.Future[Any], float] = {}  # in flight -> submitted at (loop time)
         self._open_lock = asyncio.Lock()
 
@@ -130,9 +134,10 @@ class EmbeddedCrm:
             engine = create_engine(self.url, pool_size=_WORKERS)
             tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
             database = sqlite_file(self.url)
-            self._reader = None if database is None else loop_reader(database, trace=self._trace)
+            self._reader = None if database is None else LoopReader(database, trace=self._trace)
             self._executor, self._engine = executor, engine
-            self._writer = engine.execution_options(**WRITE)
+            self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="crm-write")
+            self._writes = GroupCommit(engine.execution_options(**WRITE), self._write_executor, _crm_errors)
 
     async def close(self) -> None:
         """Wait for the operations in flight (at most the busy timeout and a few seconds),
@@ -140,18 +145,21 @@ class EmbeddedCrm:
         opened again; until then every operation is CrmUnavailable."""
         async with self._open_lock:
             executor, engine, reader = self._executor, self._engine, self._reader
-            self._executor = self._engine = self._writer = self._reader = None
-            if executor is None or engine is None:
+            write_executor = self._write_executor
+            self._executor = self._engine = self._writes = self._reader = self._write_executor = None
+            if executor is None or engine is None or write_executor is None:
                 return
             if reader is not None:
                 reader.close()
             executor.shutdown(wait=False)  # what was submitted still runs, for a while (below)
+            write_executor.shutdown(wait=False)
             if self._running:
                 bound = self._busy_timeout_ms / 1000 + _CLOSE_GRACE_S
                 _, late = await asyncio.wait(set(self._running), timeout=bound)
                 if late:
                     log.warning("closing the CRM with %d operations still running", len(late))
                     executor.shutdown(wait=False, cancel_futures=True)  # drop those not started
+                    write_executor.shutdown(wait=False, cancel_futures=True)
             # let SQLite refresh the statistics its planner uses, where they have gone stale
             # (the plans do not depend on them: the indexes make them right without)
             await asyncio.get_running_loop().run_in_executor(None, optimize, engine)
@@ -357,7 +365,7 @@ class EmbeddedCrm:
         reader = self._reader
         if reader is not None:
             try:
-                return reader.execute(query.sql, {**query.defaults, **values}).fetchone()
+                return reader.first(query.sql, {**query.defaults, **values})
             except sqlite3.Error as error:
                 log.debug("%s on the event loop: %s; trying in a worker thread", action, error)
         return await self._run(
@@ -365,10 +373,12 @@ class EmbeddedCrm:
         )
 
     async def _run(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
-        """Run `work` in one transaction (on SQLite a writing one starts with BEGIN IMMEDIATE)
-        in a worker thread, with the database errors translated for the services."""
-        engine, executor = (self._writer if write else self._engine), self._executor
-        if engine is None or executor is None:
+        """Run `work` in a transaction in a worker thread, with the database errors
+        translated for the services: a read in its own transaction, a write in the writer
+        thread's next transaction (on SQLite it starts with BEGIN IMMEDIATE), shared with the
+        other writes waiting then, in a savepoint of its own."""
+        engine, executor, writes = self._engine, self._executor, self._writes
+        if engine is None or executor is None or writes is None:
             raise CrmUnavailable("the embedded CRM is not open (await open() first)")
         loop = asyncio.get_running_loop()
         if self._running and loop.time() - min(self._running.values()) > _STALLED_S:
@@ -380,7 +390,10 @@ class EmbeddedCrm:
             with _crm_errors(action), engine.begin() as conn:
                 return work(conn)
 
-        running = loop.run_in_executor(executor, transaction)
+        try:
+            running = writes.submit(action, work) if write else loop.run_in_executor(executor, transaction)
+        except RuntimeError as error:  # closing: the executors are shut down
+            raise CrmUnavailable(f"{action}: the embedded CRM is closing") from error
         self._running[running] = loop.time()
         running.add_done_callback(lambda done: self._running.pop(done, None))
         # a caller that gives up does not stop the transaction, and close() still waits for it

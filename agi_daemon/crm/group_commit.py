@@ -1,0 +1,106 @@
+"""Group commit: the writes waiting at one moment share one transaction.
+
+SQLite has one writer at a time, and each transaction costs a BEGIN IMMEDIATE, a COMMIT (a WAL
+append) and two thread hops, whatever it writes. When calls arrive together, their writes
+(records created, calls logged, offers) queue here and one writer thread runs them in a single
+transaction, each inside its own savepoint: a write that fails is rolled back alone and its
+caller gets the error; the others commit together. A caller learns its result only once the
+transaction is committed (or gets the commit's error).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+# One transaction holds at most this many writes: a long queue is drained in several.
+MAX_WRITES = 64
+
+
+@dataclass
+class _Write:
+    action: str
+    work: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+
+
+class GroupCommit:
+    """`submit(action, work)` from the event loop; `work(connection)` runs in the writer
+    thread, inside the batch's transaction. `errors(action)` translates database errors."""
+
+    def __init__(self, engine: Engine, executor: Executor,
+                 errors: Callable[[str], AbstractContextManager[None]]) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._errors = errors
+        self._lock = threading.Lock()
+        self._queue: list[_Write] = []
+        self._scheduled = False
+
+    def submit(self, action: str, work: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        write = _Write(action, work, loop.create_future())
+        with self._lock:
+            self._queue.append(write)
+            schedule, self._scheduled = not self._scheduled, True
+        if schedule:
+            try:
+                self._executor.submit(self._drain, loop)
+            except RuntimeError:  # the executor is shut down: the CRM is closing
+                with self._lock:
+                    self._queue.remove(write)
+                    self._scheduled = bool(self._queue)
+                raise
+        return write.future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the writer thread: run what is queued, a transaction per MAX_WRITES."""
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[:MAX_WRITES], self._queue[MAX_WRITES:]
+                if not batch:
+                    self._scheduled = False
+                    return
+            outcomes = self._transaction(batch)
+            loop.call_soon_threadsafe(_deliver, outcomes)
+
+    def _transaction(self, batch: list[_Write]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            with self._errors(batch[0].action if len(batch) == 1 else "write to the CRM"), \
+                    self._engine.begin() as conn:
+                if len(batch) == 1:  # no savepoint needed: the transaction is the write's own
+                    outcomes.append((batch[0].future, batch[0].work(conn), None))
+                else:
+                    for write in batch:
+                        outcomes.append(_in_savepoint(conn, write, self._errors))
+        except BaseException as error:  # BEGIN or COMMIT failed: nothing of the batch is written
+            if not isinstance(error, Exception):
+                raise
+            return [(write.future, None, error) for write in batch]
+        return outcomes
+
+
+def _in_savepoint(conn: Connection, write: _Write,
+                  errors: Callable[[str], AbstractContextManager[None]]) -> tuple[asyncio.Future[Any], Any, Exception | None]:
+    try:
+        with errors(write.action), conn.begin_nested():
+            return write.future, write.work(conn), None
+    except Exception as error:  # rolled back to the savepoint: the other writes go on
+        return write.future, None, error
+
+
+def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in outcomes:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
