@@ -3,9 +3,11 @@
 SQLite has one writer at a time, and each transaction costs a BEGIN IMMEDIATE, a COMMIT (a WAL
 append) and two thread hops, whatever it writes. When calls arrive together, their writes
 (records created, calls logged, offers) queue here and one writer thread runs them in a single
-transaction, each inside its own savepoint: a write that fails is rolled back alone and its
-caller gets the error; the others commit together. A caller learns its result only once the
-transaction is committed (or gets the commit's error).
+transaction. When one of them fails, that transaction is rolled back and each write of the
+batch runs again alone, in a transaction of its own: the failing write's caller gets its error
+and the others are written as if they had come one by one. (A write is a function of the
+database only, so running it again after a rollback is running it for the first time.)
+A caller learns its result only once its transaction is committed, or gets the error.
 """
 from __future__ import annotations
 
@@ -71,29 +73,20 @@ class GroupCommit:
             loop.call_soon_threadsafe(_deliver, outcomes)
 
     def _transaction(self, batch: list[_Write]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if len(batch) > 1:
+            try:
+                with self._engine.begin() as conn:
+                    return [(write.future, write.work(conn), None) for write in batch]
+            except Exception:  # noqa: BLE001 - rolled back: each write again on its own, below
+                pass
+        return [self._alone(write) for write in batch]
+
+    def _alone(self, write: _Write) -> tuple[asyncio.Future[Any], Any, Exception | None]:
         try:
-            with self._errors(batch[0].action if len(batch) == 1 else "write to the CRM"), \
-                    self._engine.begin() as conn:
-                if len(batch) == 1:  # no savepoint needed: the transaction is the write's own
-                    outcomes.append((batch[0].future, batch[0].work(conn), None))
-                else:
-                    for write in batch:
-                        outcomes.append(_in_savepoint(conn, write, self._errors))
-        except BaseException as error:  # BEGIN or COMMIT failed: nothing of the batch is written
-            if not isinstance(error, Exception):
-                raise
-            return [(write.future, None, error) for write in batch]
-        return outcomes
-
-
-def _in_savepoint(conn: Connection, write: _Write,
-                  errors: Callable[[str], AbstractContextManager[None]]) -> tuple[asyncio.Future[Any], Any, Exception | None]:
-    try:
-        with errors(write.action), conn.begin_nested():
-            return write.future, write.work(conn), None
-    except Exception as error:  # rolled back to the savepoint: the other writes go on
-        return write.future, None, error
+            with self._errors(write.action), self._engine.begin() as conn:
+                return write.future, write.work(conn), None
+        except Exception as error:
+            return write.future, None, error
 
 
 def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -151,3 +151,22 @@ async def test_stalled_database_answers_busy_to_writes_and_still_answers_lookups
     busy = [r for r in writes if isinstance(r, CrmUnavailable) and "not keeping up" in str(r)]
     assert len(busy) == 50 and answered_in < 0.5
     assert {match.name for match in lookups if match is not None} == {"Known"} and None not in lookups
+
+
+async def test_writes_arriving_together_commit_together_and_one_failure_fails_only_its_caller(
+    crm: EmbeddedCrm, new_client
+) -> None:
+    from agi_daemon.core.ports import CrmRejected
+
+    results = await asyncio.gather(
+        *(crm.create_records(new_client(f"+3361200{n:04d}", f"17000.{n}")) for n in range(10)),
+        crm.set_responsible((EntityRef(EntityType.LEAD, 999),), "bob"),
+        *(crm.add_record("contact", f"C{n}", f"+3361300{n:04d}", None) for n in range(10)),
+        return_exceptions=True,
+    )
+
+    created, refused, added = results[:10], results[10], results[11:]
+    assert isinstance(refused, CrmRejected)
+    assert all(isinstance(r, CreatedRecords) for r in created) and len({r.lead for r in created}) == 10
+    assert len(await crm.list_records("leads")) == 10 and len(await crm.list_records("contacts")) == 10
+    assert [r["name"] for r in added] == [f"C{n}" for n in range(10)]
