@@ -30,7 +30,13 @@ run: venv
 test: venv sandbox
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: venv
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+# The full benchmark (about ten minutes; a million contacts): the table it prints and
+# bench/results.json. `python -m bench --quick` is the small run the test suite makes.
+bench: venv sandbox $(BIN)/.bench-installed
 	$(BIN)/python -m bench
 
 check-config: venv

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import crm_data, real_calls, routing, tracking  # noqa: E402
-from bench.procs import GENERATOR_CORE, Server, pin, start_baseline, start_daemon  # noqa: E402
+from bench.procs import GENERATOR_CORE, Profile, Server, pin, start_baseline, start_daemon  # noqa: E402
 from tests.daemon_harness import write_config  # noqa: E402
 from tests.asterisk.sandbox import closed_port  # noqa: E402
 
@@ -100,9 +100,12 @@ def crm_figures(work: Path, sizes: list[int], lookups: int, reuse: bool) -> tupl
 
 
 def server_figures(server: Server, headers, size: routing.Size, extra=None) -> dict:
-    idle = routing.idle_rss(server, headers, size.idle_sessions)  # first: a heap not yet grown by the load
+    # first, on a heap not yet grown by the load; the callers of the warm-up again, so that
+    # what grows is the sessions' memory, not the CRM's page cache
+    idle = routing.idle_rss(server, lambda i: headers(i % 100), size.idle_sessions)
     cpu, result = routing.cpu_per_session(server, headers, size.cpu_sessions)
     figures = {"cpu_us": cpu, "levels": routing.latency_levels(server, headers, size), "idle_rss_kib": idle,
+               "open_loop": routing.open_loop(server, headers, size.open_loop_sessions),
                "first_command": routing.first_command(result).decode(errors="replace")}
     print(f"  {server.name}: {cpu:.0f} µs CPU/session, {figures['idle_rss_kib']:.1f} KiB/idle session", flush=True)
     return figures
@@ -121,14 +124,17 @@ def routing_figures(work: Path, database: Path, contacts: int, size: routing.Siz
     config = bench_config(directory)
     server = start_daemon(config, directory)
     try:
-        figures = server_figures(server, routing.incoming(server.port, known), size)
+        with Profile("known-callers", server.pid):
+            figures = server_figures(server, routing.incoming(server.port, known), size)
         if "AGI_DAEMON_RESPONSIBLE" not in figures["first_command"]:
             raise RuntimeError(f"a known caller was not routed to the responsible: {figures['first_command']}")
         new_headers = routing.incoming(server.port, routing.NEW)
-        new_cpu, result = routing.cpu_per_session(server, new_headers, size.cpu_sessions)
+        with Profile("new-callers", server.pid):
+            new_cpu, result = routing.cpu_per_session(server, new_headers, size.cpu_sessions)
         linkedid = lambda i: f"bench.call-end.{i}"  # noqa: E731
-        report_cpu, _ = routing.cpu_per_session(
-            server, routing.call_end(server.port, routing.NEW, linkedid), size.cpu_sessions, hangup=True)
+        with Profile("hangup-reports", server.pid):
+            report_cpu, _ = routing.cpu_per_session(
+                server, routing.call_end(server.port, routing.NEW, linkedid), size.cpu_sessions, hangup=True)
         figures.update(new_caller_cpu_us=new_cpu, hangup_report_cpu_us=report_cpu,
                      new_first_command=routing.first_command(result).decode(errors="replace"))
         print(f"  agi-daemon new caller: {new_cpu:.0f} µs, hangup report: {report_cpu:.0f} µs CPU/session", flush=True)
@@ -147,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-db", action="store_true", help="reuse the imported CRM from an earlier run")
     parser.add_argument("--no-asterisk", action="store_true", help="leave out the real calls")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record py-spy profiles of agi-daemon in DIR (pip install -e '.[bench]')")
     args = parser.parse_args(argv)
+    Profile.directory = args.profile
     pin(os.getpid(), GENERATOR_CORE)
     sizes = [1_000, 5_000, 20_000] if args.quick else [10_000, 100_000, 1_000_000]
     size = routing.QUICK if args.quick else routing.FULL

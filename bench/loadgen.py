@@ -214,3 +214,52 @@ async def hold_idle(port: int, headers: HeaderFactory, count: int, measure: Call
     result.sessions = count
     result.wall_seconds = time.perf_counter() - began
     return result
+
+
+async def paced(port: int, headers: HeaderFactory, *, rate: float, total: int, background: int,
+                background_headers: HeaderFactory, timeout: float = 60.0) -> LoadResult:
+    """Latency under an open-loop load: `background` sessions held open and idle (calls in
+    progress, each waiting for Asterisk's reply to its first command) while `total` new
+    sessions start at `rate` per second, whether or not the earlier ones are done."""
+    _raise_file_limit((background + total) * 2 + 100)
+    loop = asyncio.get_running_loop()
+    idle, result = LoadResult(), LoadResult()
+    hold = asyncio.Event()
+    waiting = 0
+    all_held = loop.create_future()
+
+    def held() -> None:
+        nonlocal waiting
+        waiting += 1
+        if waiting == background and not all_held.done():
+            all_held.set_result(None)
+
+    dones: list[asyncio.Future[None]] = []
+    for index in range(background):
+        done: asyncio.Future[None] = loop.create_future()
+        dones.append(done)
+        await loop.create_connection(
+            lambda: _Session(background_headers(index), done, time.perf_counter(), idle, hold, held, False),
+            "127.0.0.1", port)
+    if background:
+        await asyncio.wait_for(all_held, timeout)
+
+    async def one(index: int, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - loop.time()))
+        done: asyncio.Future[None] = loop.create_future()
+        try:
+            await loop.create_connection(
+                lambda: _Session(headers(index), done, time.perf_counter(), result, None, None, False), "127.0.0.1", port)
+            await asyncio.wait_for(done, timeout)
+        except (OSError, TimeoutError):
+            result.failed += 1
+        result.sessions += 1
+
+    began = loop.time()
+    try:
+        await asyncio.gather(*(one(n, began + n / rate) for n in range(total)))
+    finally:
+        hold.set()
+    result.wall_seconds = loop.time() - began
+    await asyncio.wait_for(asyncio.gather(*dones), timeout)
+    return result

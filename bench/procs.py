@@ -107,3 +107,30 @@ def start_daemon(config: Path, directory: Path, *, extra_args: tuple[str, ...] =
         return int(found[1]) if found else None
 
     return Server("agi-daemon", process, _wait_for("agi-daemon", port, process, log), log)
+
+
+class Profile:
+    """py-spy recording a process while a measure runs, when the bench runs with
+    `--profile DIR` (py-spy comes with the `bench` extra): DIR/NAME.txt in py-spy's raw
+    (collapsed stacks) format, to read with a flame graph tool or bench/profile_top.py."""
+
+    directory: Path | None = None
+
+    def __init__(self, name: str, pid: int) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).with_name("py-spy")
+        self._process = subprocess.Popen([str(spy), "record", "-p", str(pid), "-r", "1000", "-f", "raw", "--nonblocking",
+                                          "-o", str(self.directory / f"{name}.txt")],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def __enter__(self) -> "Profile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGINT)
+            self._process.wait(30)

@@ -22,7 +22,7 @@ from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
 from tests.daemon_harness import rang, write_config
 
-from .procs import Server, cpu_seconds, settle, start_daemon
+from .procs import Profile, Server, cpu_seconds, settle, start_daemon
 
 PARIS_AS_DIALLED = "0184880000"
 
@@ -100,9 +100,10 @@ def measure(calls: int, *, hold: float = 2.0, skip: bool = False) -> dict[str, o
             assert sandbox.process is not None
             asterisk = _asterisk_pids(sandbox.process.pid)
             settle(daemon.pid)
-            daemon_before, asterisk_before = cpu_seconds(daemon.pid), _cpu(asterisk)
-            asyncio.run(_place_calls(sandbox, calls, hold, directory / "crm.sqlite3"))
-            settle(daemon.pid)
+            with Profile("real-calls", daemon.pid):
+                daemon_before, asterisk_before = cpu_seconds(daemon.pid), _cpu(asterisk)
+                asyncio.run(_place_calls(sandbox, calls, hold, directory / "crm.sqlite3"))
+                settle(daemon.pid)
             time.sleep(0.5)
             daemon_spent, asterisk_spent = cpu_seconds(daemon.pid) - daemon_before, _cpu(asterisk) - asterisk_before
             logged = _logged(directory / "crm.sqlite3")

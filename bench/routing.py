@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .crm_data import new_phone
-from .loadgen import HeaderFactory, LoadResult, agi_header, hold_idle, run_load
+from .loadgen import HeaderFactory, LoadResult, agi_header, hold_idle, paced, run_load
 from .procs import GENERATOR_CORE, Server, cpu_seconds, rss_kib, settle
 
 PARIS_AS_DIALLED = "0184880000"
@@ -25,10 +25,17 @@ class Size:
     cpu_sessions: int
     level_sessions: dict[int, int]  # concurrency -> sessions
     idle_sessions: int
+    open_loop_sessions: int
 
 
-FULL = Size(cpu_sessions=4000, level_sessions={1: 500, 50: 3000, 200: 3000, 1000: 4000}, idle_sessions=2000)
-QUICK = Size(cpu_sessions=300, level_sessions={1: 30, 50: 200, 200: 200, 1000: 1000}, idle_sessions=500)
+FULL = Size(cpu_sessions=4000, level_sessions={1: 500, 50: 3000, 200: 3000, 1000: 4000}, idle_sessions=2000,
+            open_loop_sessions=1500)
+QUICK = Size(cpu_sessions=300, level_sessions={1: 30, 50: 200, 200: 200, 1000: 1000}, idle_sessions=500,
+             open_loop_sessions=300)
+# The open-loop measure: calls in progress, and new calls arriving at this rate (per second)
+# for this many calls. 500 calls/s is far beyond a large call centre's routing requests.
+OPEN_LOOP_BACKGROUND = 200
+OPEN_LOOP_RATE = 500.0
 
 
 def incoming(port: int, phone: Callable[[int], str], *, offset: int = 0) -> HeaderFactory:
@@ -80,6 +87,21 @@ def latency_levels(server: Server, headers: HeaderFactory, size: Size) -> dict[i
             "p99_ms": timings[int(len(timings) * 0.99)] * 1e3,
         }
     return levels
+
+
+def open_loop(server: Server, headers: HeaderFactory, total: int) -> dict[str, float]:
+    """Latency (ms) of routing with OPEN_LOOP_BACKGROUND sessions in progress and new calls
+    arriving at OPEN_LOOP_RATE: where a closed loop measures the queue the generator itself
+    builds (latency = concurrency / throughput), this is the wait of one call among many."""
+    settle(server.pid)
+    result = asyncio.run(paced(server.port, lambda i: headers(i + 700_000), rate=OPEN_LOOP_RATE, total=total,
+                               background=OPEN_LOOP_BACKGROUND, background_headers=lambda i: headers(i + 800_000)))
+    timings = sorted(result.latencies)
+    if result.failed or len(timings) < total:
+        raise RuntimeError(f"{server.name}: {result.failed} of {result.sessions} paced sessions failed")
+    return {"concurrent": OPEN_LOOP_BACKGROUND, "rate_per_s": OPEN_LOOP_RATE, "sessions": total,
+            "p50_ms": timings[len(timings) // 2] * 1e3, "p95_ms": timings[int(len(timings) * 0.95)] * 1e3,
+            "p99_ms": timings[int(len(timings) * 0.99)] * 1e3}
 
 
 def idle_rss(server: Server, headers: HeaderFactory, sessions: int) -> float:

@@ -37,14 +37,17 @@ def render(results: dict[str, Any]) -> str:
     row("CPU/session, agi-daemon hangup report", daemon["hangup_report_cpu_us"], "µs", base)
     for level in bare["levels"]:
         b, p, d = bare["levels"][level], pano["levels"][level], daemon["levels"][level]
-        row(f"decisions/s at {level}, bare / panoramisk", b["decisions_per_s"], "/s")
-        row(f"  panoramisk at {level}", p["decisions_per_s"], "/s", b["decisions_per_s"])
-        row(f"  agi-daemon at {level} (known)", d["decisions_per_s"], "/s", b["decisions_per_s"])
-        for pct in ("p50", "p95", "p99"):
-            target = "≤ 10" if (str(level) == "200" and pct == "p99") else ""
-            row(f"  latency {pct} at {level}: bare / agi-daemon", d[f"{pct}_ms"], "ms", None, target,
-                d[f"{pct}_ms"] <= 10 if target else None)
-            rows[-1] = (rows[-1][0], f"{b[f'{pct}_ms']:.2f} / {d[f'{pct}_ms']:.2f} ms", "", "", rows[-1][4])
+        row(f"decisions/s, {level} concurrent: bare", b["decisions_per_s"], "/s", b["decisions_per_s"])
+        row(f"  panoramisk", p["decisions_per_s"], "/s", b["decisions_per_s"])
+        row(f"  agi-daemon (known callers)", d["decisions_per_s"], "/s", b["decisions_per_s"])
+        for name, figures in (("bare", b), ("panoramisk", p), ("agi-daemon", d)):
+            rows.append((f"  latency p50/p95/p99, {name}",
+                         "/".join(f"{figures[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")) + " ms", "", "", ""))
+    for name, server in (("bare", bare), ("panoramisk", pano), ("agi-daemon", daemon)):
+        o = server["open_loop"]
+        target = name == "agi-daemon"
+        row(f"p99 latency, {o['concurrent']} in progress + {o['rate_per_s']:.0f} calls/s: {name}", o["p99_ms"], "ms",
+            bare["open_loop"]["p99_ms"], "≤ 10" if target else "", o["p99_ms"] <= 10 if target else None)
     row("RSS/idle session, bare", bare["idle_rss_kib"], "KiB")
     row("RSS/idle session, panoramisk", pano["idle_rss_kib"], "KiB")
     row("RSS/idle session, agi-daemon", daemon["idle_rss_kib"], "KiB", None, "≤ 30", daemon["idle_rss_kib"] <= 30)
