@@ -35,6 +35,8 @@ def render(results: dict[str, Any]) -> str:
     row("CPU/session, agi-daemon new caller", daemon["new_caller_cpu_us"], "µs", base, "≤ 5x",
         daemon["new_caller_cpu_us"] <= 5 * base)
     row("CPU/session, agi-daemon hangup report", daemon["hangup_report_cpu_us"], "µs", base)
+    row("calls routed without their lookup (over crm_deadline_ms)", daemon["late_lookups"], "calls", target="0",
+        ok=daemon["late_lookups"] == 0)
     for level in bare["levels"]:
         b, p, d = bare["levels"][level], pano["levels"][level], daemon["levels"][level]
         row(f"decisions/s, {level} concurrent: bare", b["decisions_per_s"], "/s", b["decisions_per_s"])
