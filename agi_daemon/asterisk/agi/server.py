@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from agi_daemon.asterisk.agi import codec
 from agi_daemon.asterisk.agi.codec import AgiError, AgiProtocolError, AgiRequest, HangupNotice, Reply, redact
@@ -73,7 +73,7 @@ class AgiSession:
     async def set_variables(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Set several variables, in one round trip (MSet) when the values allow it, else
         one SET VARIABLE each, in order."""
-        command = codec.set_variables(pairs) if len(pairs) > 1 else None
+        command = codec.set_variables(tuple(pairs)) if len(pairs) > 1 else None
         if command is not None:
             reply = await self.execute(command)
             if reply.result == "0":
@@ -180,6 +180,7 @@ class FastAgiServer:
     ) -> None:
         self._routes = MappingProxyType(dict(routes))
         self._allowed = tuple(ipaddress.ip_network(peer) for peer in allowed_peers)
+        self._peers: dict[str, bool] = {}  # peer address -> allowed
         self._max_header_bytes = max_header_bytes
         self._max_header_lines = max_header_lines
         self._header_timeout = header_timeout
@@ -269,6 +270,17 @@ class FastAgiServer:
         return True
 
     def _peer_allowed(self, peer: str) -> bool:
+        """Whether the peer address is in allowed_peers; remembered per address (Asterisk
+        servers are few, and every session of theirs asks)."""
+        known = self._peers.get(peer)
+        if known is None:
+            known = self._check_peer(peer)
+            if len(self._peers) >= 1024:
+                self._peers.clear()
+            self._peers[peer] = known
+        return known
+
+    def _check_peer(self, peer: str) -> bool:
         try:
             address = ipaddress.ip_address(peer.split("%", 1)[0])
         except ValueError:
@@ -341,8 +353,7 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peername = transport.get_extra_info("peername")
         self._peer = str(peername[0]) if peername else "?"
         if not self._server._admit(self, self._peer):
