@@ -85,6 +85,7 @@ def _wait_for(what: str, probe, process: subprocess.Popen[bytes], log: Path, tim
 
 def start_baseline(kind: str, directory: Path) -> Server:
     port_file, log = directory / f"{kind}.port", directory / f"{kind}.log"
+    port_file.unlink(missing_ok=True)
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "bench.servers", kind, str(port_file)],
                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -281,7 +282,7 @@ class EmbeddedCrm:
         def log_it(conn: Connection) -> None:
             statement = _upsert(conn.dialect.name, calls, replace=not keep_existing or not record.partial,
                                 only_over_partial=keep_existing)
-            conn.execute(statement, values)
+            _execute(conn, statement, calls, values)
 
         await self._run("log a call", log_it, write=True)
 
@@ -476,10 +477,10 @@ def _records_of_call(
     """The records created by this call (for this caller's phone, when given): its lead and
     what the lead was converted into."""
     if phone is None:
-        found = conn.execute(_LEAD_OF_CALL.statement, {"linkedid": linkedid})
+        found = _execute(conn, _LEAD_OF_CALL.statement, leads, {"linkedid": linkedid})
     else:
-        found = conn.execute(_LEAD_OF_CALL_FOR_PHONE, {"linkedid": linkedid, "phone": phone})
-    lead = found.first()
+        found = _execute(conn, _LEAD_OF_CALL_FOR_PHONE, leads, {"linkedid": linkedid, "phone": phone})
+    lead = found.fetchone()
     return None if lead is None else _created_records(lead)
 
 
@@ -536,17 +537,60 @@ def _insert_records(conn: Connection, plan: RecordPlan) -> CreatedRecords:
 
 
 def _insert(conn: Connection, table: Table, values: dict[str, Any]) -> int:
-    result = conn.execute(_INSERT[table], values)
-    (record_id,) = result.inserted_primary_key or (None,)
+    if conn.dialect.name == "sqlite":
+        record_id = _execute(conn, _INSERT[table], table, values).lastrowid
+    else:
+        (record_id,) = conn.execute(_INSERT[table], values).inserted_primary_key or (None,)
     if record_id is None:
         raise CrmRejected(f"the database returned no id for the new {table.name} row")
     return int(record_id)
 
 
 def _index_phone(conn: Connection, entity: EntityRef, e164: str) -> None:
-    conn.execute(
-        _INSERT[phones], {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164}
-    )
+    _execute(conn, _INSERT[phones], phones,
+             {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164})
+
+
+def _execute(conn: Connection, statement: Executable, table: Table, values: dict[str, Any]) -> Any:
+    """Run one of the call path's prebuilt statements in the transaction of `conn`; returns a
+    cursor (rows by position, `lastrowid`). On SQLite the statement's text runs straight on
+    the driver's connection: SQLAlchemy's work per execution (context, caches, result
+    objects) costs more than such a statement itself."""
+    if conn.dialect.name != "sqlite":
+        return conn.execute(statement, values)
+    sql, processors = _sqlite_text(statement, table, tuple(values))
+    params = {name: (value if (process := processors.get(name)) is None else process(value))
+              for name, value in values.items()}
+    return conn.connection.driver_connection.execute(sql, params)
+
+
+_SQLITE = sqlite.dialect(paramstyle="named")
+
+
+@cache
+def _sqlite_text(statement: Executable, table: Table, names: tuple[str, ...]) -> tuple[str, dict[str, Callable[[Any], Any]]]:
+    """The statement as SQLite text for values with these names, and how each value is
+    stored (the columns' types: aware datetimes as UTC text, JSON as text, booleans as 0/1)."""
+    compiled = statement.compile(dialect=_SQLITE, column_keys=list(names))
+    processors = {}
+    for name in names:
+        column = table.c.get(name)
+        process = None if column is None else column.type.bind_processor(_SQLITE)
+        if process is not None:
+            processors[name] = process
+    constants = {name: value for name, value in compiled.params.items() if name not in names}
+    sql = str(compiled)
+    for name, value in constants.items():  # values the statement itself binds (a LIMIT, say)
+        sql = re.sub(rf":{name}\b", _sqlite_literal(value), sql)
+    return sql, processors
+
+
+def _sqlite_literal(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "1", False: "0", None: "NULL"}[value]
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 @contextmanager
@@ -562,6 +606,11 @@ def _crm_errors(action: str) -> Iterator[None]:
     except exc.StatementError as error:  # a value the columns cannot hold
         raise CrmRejected(f"{action}: {error.orig}") from error
     except (exc.TimeoutError, exc.DisconnectionError, OSError) as error:
+        raise CrmUnavailable(f"{action}: {error}") from error
+    # the call path's statements that run straight on SQLite's driver (see _execute)
+    except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError) as error:
+        raise CrmRejected(f"{action}: {error}") from error
+    except sqlite3.Error as error:  # OperationalError (locked, disk full), DatabaseError, ...
         raise CrmUnavailable(f"{action}: {error}") from error
 
 
