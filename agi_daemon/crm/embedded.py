@@ -146,7 +146,7 @@ class EmbeddedCrm:
         opened again; until then every operation is CrmUnavailable."""
         async with self._open_lock:
             executor, engine, reader = self._executor, self._engine, self._reader
-            write_executor = self._write_executor
+            write_executor, writes = self._write_executor, self._writes
             self._executor = self._engine = self._writes = self._reader = self._write_executor = None
             if executor is None or engine is None or write_executor is None:
                 return
@@ -161,6 +161,8 @@ class EmbeddedCrm:
                     log.warning("closing the CRM with %d operations still running", len(late))
                     executor.shutdown(wait=False, cancel_futures=True)  # drop those not started
                     write_executor.shutdown(wait=False, cancel_futures=True)
+                    if writes is not None:
+                        writes.abandon(CrmUnavailable("the CRM closed before this write could run"))
             # let SQLite refresh the statistics its planner uses, where they have gone stale
             # (the plans do not depend on them: the indexes make them right without)
             await asyncio.get_running_loop().run_in_executor(None, optimize, engine)

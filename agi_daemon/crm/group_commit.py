@@ -61,6 +61,17 @@ class GroupCommit:
                 raise
         return write.future
 
+    def abandon(self, error: Exception) -> int:
+        """From the event loop, when the writer thread will not run again (the CRM closed
+        before it could): the writes still queued fail with `error`. Returns how many."""
+        with self._lock:
+            left, self._queue = self._queue, []
+            self._scheduled = False
+        for write in left:
+            if not write.future.done():
+                write.future.set_exception(error)
+        return len(left)
+
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the writer thread: run what is queued, a transaction per MAX_WRITES."""
         while True:
