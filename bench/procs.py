@@ -123,7 +123,7 @@ class Profile:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         spy = Path(sys.executable).with_name("py-spy")
-        self._process = subprocess.Popen([str(spy), "record", "-p", str(pid), "-r", "1000", "-f", "raw", "--nonblocking",
+        self._process = subprocess.Popen([str(spy), "record", "-p", str(pid), "-r", "1000", "-f", "raw", "--nonblocking", "--threads",
                                           "-o", str(self.directory / f"{name}.txt")],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
