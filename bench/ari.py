@@ -6,12 +6,11 @@ Asterisk root, like the tests marked `asterisk`; `make sandbox`).
    beside the real Asterisk 22 sandbox. Calls from known clients are placed one after the
    other (answered by the responsible, hung up after a short talk); the daemon's whole CPU time
    per call (routing, call tracking, the hangup report, the CRM writes) is read from
-   /proc/PID/stat, as bench/__main__.py does for routing alone.
+   /proc/PID/stat (as bench/real_calls.py does for FastAGI+AMI with Asterisk's CPU beside it).
 2. tracking: the recorded ARI events of the same calls as the AMI fixtures (tests/fixtures/ari)
    replayed through the ARI translation and the tracker fold, in-process.
 
-`measure()` returns the figures as bench/__main__.py's results (name -> µs); the lead may
-merge them into `make bench`.
+`measure()` returns the figures (name -> µs) for `make bench` to print beside its own.
 """
 from __future__ import annotations
 
@@ -30,7 +29,8 @@ from agi_daemon.core.model import Rules  # noqa: E402
 from agi_daemon.core.tracker import TrackerState, step  # noqa: E402
 from agi_daemon.crm.embedded import EmbeddedCrm  # noqa: E402
 from agi_daemon.settings import load_settings  # noqa: E402
-from bench.__main__ import bench_rules, cpu_seconds  # noqa: E402
+from bench.procs import cpu_seconds  # noqa: E402
+from bench.tracking import bench_rules  # noqa: E402
 from tests.asterisk.ami_client import TestAmi  # noqa: E402
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason  # noqa: E402
 from tests.daemon_harness import MODE_IDS, MODES, Mode  # noqa: E402
