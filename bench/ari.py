@@ -1,5 +1,6 @@
-"""ARI mode's cost beside FastAGI+AMI mode: `python -m bench.ari` (needs root and the cached
-Asterisk root, like the tests marked `asterisk`; `make sandbox`).
+"""ARI mode's cost beside FastAGI+AMI mode: `python -m bench.ari` (`--quick`: a few calls, to
+check every figure comes out). Needs root and the cached Asterisk root, like the tests marked
+`asterisk` (`make sandbox`).
 
 1. per real call: a real `agi-daemon run` process, once with FastAGI+AMI
    (dialplan/agi-daemon.conf) and once with Stasis+ARI (dialplan/agi-daemon-stasis.conf),
@@ -148,8 +149,9 @@ def measure(calls: int = 40, rounds: int = 200) -> dict[str, float]:
     return results
 
 
-def main() -> int:
-    results = measure()
+def main(argv: list[str] | None = None) -> int:
+    quick = "--quick" in (sys.argv[1:] if argv is None else argv)
+    results = measure(calls=10, rounds=2) if quick else measure()
     width = max(map(len, results))
     for name, value in results.items():
         print(f"{name:{width}} {value:10.1f}")
