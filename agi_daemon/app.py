@@ -17,7 +17,11 @@ from typing import Awaitable, Callable
 from . import simulation
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
-from .asterisk.ami.translate import EVENT_NAMES, tracker_events
+from .asterisk.ami.translate import EVENT_NAMES
+from .asterisk.ari import EVENT_TYPES as ARI_EVENT_TYPES
+from .asterisk.ari import AriClient
+from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
+from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
 from .core.live_calls import Fanout
 from .core.model import Direction, Rules
@@ -33,7 +37,7 @@ from .services.reassign import ReassignService
 from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
-from .settings import Settings, SettingsHolder
+from .settings import EventsInterface, Settings, SettingsHolder
 from .web.live import LiveCalls
 from .web.metrics import MeteredCrm, MeteredRouting, Metrics
 from .web.server import WebContext, WebServer
@@ -41,6 +45,7 @@ from .web.server import WebContext, WebServer
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait in Stasis for its decision
 
 
 def build_crm(settings: Settings) -> EmbeddedCrm:
@@ -63,6 +68,9 @@ class Daemon:
         self.agi_port: int | None = None
         self.pending: PendingWork | None = None
         self.ami: AmiClient | None = None
+        self.ari: AriClient | None = None
+        self.stasis: StasisRouting | None = None
+        self.event_source: EventSource | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
@@ -133,6 +141,7 @@ class Daemon:
     def _expose(self, parts: Parts) -> None:
         """What tests and signals read from the running daemon."""
         self.pending, self.ami, self.tracking = parts.pending, parts.ami, parts.tracking
+        self.ari, self.stasis, self.event_source = parts.ari, parts.stasis, parts.event_source
         self.agi_port = parts.fastagi.port if parts.fastagi else None
         self.web_port = parts.web.port if parts.web else None
         self.live, self.metrics, self.parts = parts.live, parts.metrics, parts
@@ -155,7 +164,10 @@ class Parts:
         self.pending = PendingWork(tasks.create_task)
         self.routing: RoutingService | None = None
         self.call_log: CallLogService | None = None
-        self.ami: AmiClient | None = None
+        self.ami: AmiClient | None = None  # asterisk.events: ami
+        self.ari: AriClient | None = None  # asterisk.events: ari
+        self.stasis: StasisRouting | None = None  # with ari: the Stasis application routing calls
+        self.event_source: EventSource | None = None  # whichever of the two call tracking listens to
         self.tracking: TrackingService | None = None
         self.fastagi: FastAgiServer | None = None
         self.web: WebServer | None = None
@@ -198,18 +210,35 @@ def wire_services(parts: Parts) -> None:
 
 
 def wire_tracking(parts: Parts) -> None:
-    """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
-    assert parts.call_log is not None
-    ami_settings = parts.settings.asterisk.ami
-    ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
-                    ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+    """Follow calls (transfers, R10; the full call log, R12) over the interface
+    `asterisk.events` names: AMI, or ARI, which also runs the Stasis application that routes
+    the calls of dialplan/agi-daemon-stasis.conf with the same routing service as FastAGI."""
+    assert parts.call_log is not None and parts.routing is not None
+    settings = parts.settings
+    source: EventSource
+    if settings.asterisk.events is EventsInterface.ARI:
+        ari_settings = settings.asterisk.ari
+        assert ari_settings is not None  # the settings require it with events: ari
+        ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
+                        ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES)
+        stasis = StasisRouting(ari, ari_settings.app, MeteredRouting(parts.routing, parts.metrics), parts.call_log,
+                               parts.pending, deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
+        ari.application = stasis  # StasisStart and the hangup reports go to it at once
+        parts.ari, parts.stasis = ari, stasis
+        source = AriEventSource(ari)
+    else:
+        ami_settings = settings.asterisk.ami
+        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+        parts.ami = ami
+        source = AmiEventSource(ami)
     reassign = ReassignService(parts.rules, parts.crm, parts.pending)
     tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
-    parts.ami, parts.tracking = ami, tracking
-    parts.tasks.create_task(ami.run())
-    parts.tasks.create_task(tracking.run(tracker_events(ami.events())))
-    parts.on_stop("AMI", ami.close)
-    parts.metrics.watch_links(ami, parts.pending)
+    parts.event_source, parts.tracking = source, tracking
+    parts.tasks.create_task(source.run())
+    parts.tasks.create_task(tracking.run(source.events()))
+    parts.on_stop(source.name.upper(), source.close)
+    parts.metrics.watch_links(source, parts.pending)
 
 
 async def wire_fastagi(parts: Parts) -> None:
@@ -267,11 +296,12 @@ async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str
 def health(parts: Parts) -> tuple[bool, dict[str, object]]:
     """(FastAGI serving, each link's state) for /healthz and the admin page."""
     serving = parts.fastagi is not None and parts.fastagi.serving
-    ami = parts.ami
+    link = parts.event_source  # AMI or ARI, as asterisk.events says
+    name = link.name if link is not None else "ami"
     return serving, {
         "fastagi": "serving" if serving else "stopped",
-        "ami": "connected" if ami is not None and ami.connected else "disconnected",
-        "ami_last_error": ami.last_error if ami is not None and not ami.connected else None,
+        name: "connected" if link is not None and link.connected else "disconnected",
+        f"{name}_last_error": link.last_error if link is not None and not link.connected else None,
         "crm": parts.settings.crm.adapter.value,
         "pending_crm_work": parts.pending.in_flight,
         "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,

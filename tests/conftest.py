@@ -10,6 +10,9 @@ Real Asterisk (tests marked `asterisk`, helpers in tests/asterisk/):
   asterisk_ami      function: a connected tests.asterisk.ami_client.TestAmi on `asterisk`; at
                     teardown it hangs up the calls it originated
   employees         function: `asterisk`, with every employee answering again after the test
+  mode              function, parametrised: the daemon talks to `employees` over FastAGI+AMI
+                    ("ami", dialplan/agi-daemon.conf) or Stasis+ARI ("ari", agi-daemon-stasis.conf);
+                    mode.config(tmp_path, ...) writes the daemon's YAML for that mode
 
 The whole daemon (tests/daemon_harness.py):
   crm               function: the embedded CRM on a SQLite file in tmp_path, opened
@@ -23,6 +26,7 @@ import pytest
 from agi_daemon.crm.embedded import EmbeddedCrm
 from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
+from tests.daemon_harness import MODE_IDS, MODES, Mode
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +83,10 @@ async def employees(asterisk):
     yield asterisk
     for extension in ("101", "102"):
         asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
+    asterisk.use_dialplan("fastagi")  # a `mode` may have switched to the Stasis variant
+
+
+@pytest.fixture(params=MODES, ids=MODE_IDS)
+def mode(request, employees) -> Mode:
+    """Each end-to-end scenario, once per way the daemon talks to Asterisk."""
+    return Mode(request.param, employees)

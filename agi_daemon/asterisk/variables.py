@@ -35,3 +35,8 @@ CALL_END_ARGS = (
     "peer",  # ${DIALEDPEERNUMBER}: the dial target that answered, e.g. 101 or 101@employees
     "t0",  # ${AGI_DAEMON_T0}: epoch seconds with milliseconds at entry
 )
+
+# Stasis variant (dialplan/agi-daemon-stasis.conf, over ARI).
+APP = "AGI_DAEMON_APP"  # global: the Stasis application, asterisk.ari.app (default agi-daemon)
+STASIS_ARGS = ("direction", "linkedid")  # Stasis(<app>,incoming|outgoing,${CHANNEL(linkedid)})
+CALL_END_EVENT = "AgiDaemonCallEnd"  # the hangup handler's UserEvent; its fields: CALL_END_ARGS by name

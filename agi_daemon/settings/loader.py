@@ -56,7 +56,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None, *,
 def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem in the config file, by line; no error (warnings only, or nothing) when
     the daemon can run with it. A missing secret of a part the daemon does not use (the ARI
-    password while events is ami) is a warning."""
+    password while events is ami, the AMI secret while events is ari) is a warning."""
     return _load(Path(path), os.environ if environ is None else environ, None)[1]
 
 
@@ -123,11 +123,9 @@ def _check_events_interface(sections: dict[str, Any], log: ProblemLog) -> None:
 def _check_available(sections: dict[str, Any], log: ProblemLog) -> None:
     """Values the contract names but this version cannot run yet: refused here, so that
     check-config tells the admin before `run` would."""
-    crm, asterisk = sections.get("crm"), sections.get("asterisk")
+    crm = sections.get("crm")
     if crm is not None and crm.adapter is not CrmAdapterKind.EMBEDDED:
         log.add(("crm", "adapter"), f"{crm.adapter.value} is not available in this version: use embedded")
-    if asterisk is not None and asterisk.events is not EventsInterface.AMI:
-        log.add(("asterisk", "events"), f"{asterisk.events.value} is not available in this version: use ami")
 
 
 def _check_secrets(missing: list[MissingSecret], sections: dict[str, Any],
@@ -150,7 +148,7 @@ def _unused_parts(sections: dict[str, Any]) -> dict[KeyPath, str]:
     asterisk = sections.get("asterisk")
     events = asterisk.events if asterisk is not None else EventsInterface.AMI
     if events is EventsInterface.ARI:
-        return {}
+        return {("asterisk", "ami"): f"not needed while events is {events.value}"}
     return {("asterisk", "ari"): f"not needed while events is {events.value}"}
 
 

@@ -43,7 +43,8 @@ class Metrics:
             self.calls.labels(record.direction.value, record.disposition.value).inc()
 
     def watch_links(self, ami: Any, pending: Any) -> None:
-        """Read the AMI link's and the pending work's own counters at each scrape."""
+        """Read the Asterisk link's (AMI or ARI, named by its `name`) and the pending work's own
+        counters at each scrape."""
         self.registry.register(_Links(ami, pending))
 
     def text(self) -> bytes:
@@ -60,11 +61,13 @@ class _Links:
 
     def collect(self):
         if self._ami is not None:
-            yield CounterMetricFamily("agi_daemon_ami_reconnects", "AMI logins after the first",
+            name = getattr(self._ami, "name", "ami")  # the event source: "ami" or "ari"
+            link = name.upper()
+            yield CounterMetricFamily(f"agi_daemon_{name}_reconnects", f"{link} connections after the first",
                                       value=self._ami.reconnects)
-            yield CounterMetricFamily("agi_daemon_ami_dropped_events", "AMI events dropped (queue full)",
+            yield CounterMetricFamily(f"agi_daemon_{name}_dropped_events", f"{link} events dropped (queue full)",
                                       value=self._ami.dropped)
-            yield GaugeMetricFamily("agi_daemon_ami_connected", "1 while logged in to AMI",
+            yield GaugeMetricFamily(f"agi_daemon_{name}_connected", f"1 while connected to {link}",
                                     value=1 if self._ami.connected else 0)
         if self._pending is not None:
             yield GaugeMetricFamily("agi_daemon_crm_work_pending", "Calls' CRM work in flight",

@@ -23,6 +23,8 @@ from tests.asterisk.sandbox import closed_port
 from tests.fakes.rules import LYON, PARIS, two_line_rules
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "agi-daemon.conf"
+STASIS_DIALPLAN = DIALPLAN.with_name("agi-daemon-stasis.conf")
+DIAL = DIALPLAN.with_name("agi-daemon-dial.conf")
 
 # PARIS in_order: dora (no extension), alice 101, bob 102; 2 s each. LYON ring_all: alice 101 and bob 102, 3 s
 CLIENT = "+33611223344"
@@ -133,7 +135,8 @@ def dialplan_text() -> str:
 def test_every_agi_daemon_variable_in_the_dialplan_is_defined_in_variables():
     defined = {value for name, value in vars(variables).items()
                if name.isupper() and isinstance(value, str) and value.startswith("AGI_DAEMON_")}
-    used = set(re.findall(r"\bAGI_DAEMON_[A-Z0-9_]+", DIALPLAN.read_text()))
+    used = {name for path in (DIALPLAN, STASIS_DIALPLAN, DIAL)
+            for name in re.findall(r"\bAGI_DAEMON_[A-Z0-9_]+", path.read_text())}
     assert used, "the dialplan uses no AGI_DAEMON_ variable at all?"
     assert used <= defined, f"not in agi_daemon/asterisk/variables.py: {sorted(used - defined)}"
 
@@ -160,12 +163,36 @@ def test_the_hangup_handler_passes_call_end_args_in_order():
     assert args == [expected[name] for name in variables.CALL_END_ARGS]
 
 
+def test_both_variants_ask_the_daemon_then_dial_through_the_same_shared_contexts():
+    for path in (DIALPLAN, STASIS_DIALPLAN):
+        text = path.read_text()
+        assert "#include agi-daemon-dial.conf" in text
+        for direction in ("incoming", "outgoing"):
+            entry = text.split(f"[agi-daemon-{direction}]", 1)[1].split("\n[", 1)[0]
+            assert entry.rstrip().endswith(f"Goto(agi-daemon-dial-{direction},${{EXTEN}},1)"), path.name
+            assert "Dial(" not in entry
+
+
+def test_stasis_variant_enters_the_application_with_direction_and_linkedid():
+    calls = re.findall(r"Stasis\(([^\n]*)\)\s*$", STASIS_DIALPLAN.read_text(), re.M)
+    app = f"${{IF($[\"${{{variables.APP}}}\" = \"\"]?agi-daemon:${{{variables.APP}}})}}"
+    assert calls == [f"{app},incoming,${{CHANNEL(linkedid)}}", f"{app},outgoing,${{CHANNEL(linkedid)}}"]
+    assert variables.STASIS_ARGS == ("direction", "linkedid")
+
+
+def test_stasis_hangup_handler_sends_call_end_args_by_name():
+    line = next(text for text in STASIS_DIALPLAN.read_text().splitlines() if "UserEvent(" in text)
+    name, *fields = line.split("UserEvent(", 1)[1].rsplit(")", 1)[0].split(",")
+    assert name == variables.CALL_END_EVENT
+    assert [field.split(":", 1)[0] for field in fields] == list(variables.CALL_END_ARGS)
+
+
 def test_employees_are_dialled_so_they_can_transfer_with_feature_codes():
     """`t`: the called party (the employee, incoming) may transfer; `T`: the calling party
     (the employee, outgoing). Checked for real by the Atxfer tests below."""
-    text = dialplan_text()
-    incoming = text.split("[agi-daemon-incoming]", 1)[1].split("\n[", 1)[0]
-    outgoing = text.split("[agi-daemon-outgoing]", 1)[1].split("\n[", 1)[0]
+    text = DIAL.read_text()  # both variants dial through these shared contexts
+    incoming = text.split("[agi-daemon-dial-incoming]", 1)[1].split("\n[", 1)[0]
+    outgoing = text.split("[agi-daemon-dial-outgoing]", 1)[1].split("\n[", 1)[0]
     assert re.findall(r"Dial\(([^)]*)\)", incoming)
     assert all(dial.rsplit(",", 1)[1] == "t" for dial in re.findall(r"Dial\(([^)]*)\)", incoming))
     assert re.findall(r"Dial\(([^)]*)\)", outgoing) == ["${AGI_DAEMON_TRUNK},,T"]
