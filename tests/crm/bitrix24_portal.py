@@ -630,8 +630,13 @@ class Bitrix24Portal:
         if unknown:
             raise Invalid(f"user.get: unknown filter fields {sorted(unknown)}")
 
+        def same(have: Any, want: Any) -> bool:
+            if isinstance(have, bool):  # ACTIVE: true, "Y" or 1
+                return have == (str(want).lower() in ("true", "y", "1"))
+            return str(have) == str(want)
+
         def matches(user: dict[str, Any]) -> bool:
-            return all(str(user.get(key)).lower() == str(value).lower() for key, value in filters.items())
+            return all(same(user.get(key), value) for key, value in filters.items())
 
         return [user for user in self.users.values() if matches(user)]
 
