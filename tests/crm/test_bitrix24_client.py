@@ -182,7 +182,8 @@ async def test_query_limit_exceeded_makes_the_client_wait_before_its_next_reques
     portal.fail_next(1, 503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
     with pytest.raises(RemoteCrmUnavailable) as raised:
         await client.call("crm.settings.mode.get")
-    assert raised.value.retry_after_seconds == pytest.approx(0.5, abs=0.05)
+    # the portal's bucket is full: the hint is how long ours takes to leave room for a write
+    assert raised.value.retry_after_seconds == pytest.approx(client.bucket.wait_seconds(), abs=0.05)
     assert client.bucket.wait_seconds() > 0
 
 

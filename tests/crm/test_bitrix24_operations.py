@@ -1,6 +1,8 @@
 """The daemon's operations on a Bitrix24 portal, against the in-test portal."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agi_daemon.core.crm_errors import RemoteCrmUnavailable
@@ -155,3 +157,25 @@ async def test_crm_mode_of_the_portal_compared_with_the_config(portal, operation
     (Disposition.MISSED, True, "603-S"), (Disposition.FAILED, False, "OTHER")])
 def test_disposition_gives_the_finish_status_code(disposition, cancelled, code):
     assert finish_status(disposition, cancelled_by_caller=cancelled).value == code
+
+
+async def test_lookup_passes_writes_waiting_for_the_bucket_and_answers_within_the_deadline(portal, operations):
+    portal.add_record("contact", {"NAME": "Client", "ASSIGNED_BY_ID": "11",
+                                  "PHONE": [{"VALUE": CLIENT, "VALUE_TYPE": "WORK"}]})
+    bucket = operations.client.bucket
+    while bucket.wait_seconds() == 0:  # the writes' share of the burst is used up
+        await bucket.acquire()
+    waiting_write = asyncio.ensure_future(operations.create_record(lead("call-7:lead")))
+    try:
+        found = await operations.find_client(CLIENT, deadline_seconds=0.3)
+        assert found.responsible == "alice"
+        assert not waiting_write.done()
+    finally:
+        await waiting_write
+    assert len(portal.records_with_origin("lead", "call-7:lead")) == 1
+
+
+async def test_lookup_on_a_silent_portal_gives_up_at_the_deadline(portal, operations):
+    portal.time_out_next(1, seconds=1.0)
+    with pytest.raises(RemoteCrmUnavailable, match="no answer within 200 ms"):
+        await operations.find_client(CLIENT, deadline_seconds=0.2)

@@ -89,16 +89,18 @@ class Bitrix24Client:
 
     # ---- one method ---------------------------------------------------------------------
 
-    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        """The `result` of one REST method. Raises RemoteCrmUnavailable or RemoteCrmRejected."""
-        return (await self.call_answer(method, params))["result"]
+    async def call(self, method: str, params: Mapping[str, Any] | None = None, *, urgent: bool = False) -> Any:
+        """The `result` of one REST method. Raises RemoteCrmUnavailable or RemoteCrmRejected.
+        `urgent` (a lookup on the call path) passes the writes waiting for the bucket."""
+        return (await self.call_answer(method, params, urgent=urgent))["result"]
 
-    async def call_answer(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def call_answer(self, method: str, params: Mapping[str, Any] | None = None, *,
+                          urgent: bool = False) -> dict[str, Any]:
         """The whole answer (`result`, and `total` / `next` for lists)."""
         for attempt in range(2):
             token = self._auth.token()
             try:
-                return await self._post(method, dict(params or {}), token)
+                return await self._post(method, dict(params or {}), token, urgent)
             except TokenExpired as expired:
                 if attempt:
                     raise RemoteCrmRejected(self._scrub(f"{expired} (still expired after a refresh)"),
@@ -171,9 +173,9 @@ class Bitrix24Client:
             raise RuntimeError("Bitrix24Client.open() was not called")
         return self._session
 
-    async def _post(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+    async def _post(self, method: str, params: dict[str, Any], token: str | None, urgent: bool) -> dict[str, Any]:
         where = f"{self.host} {method}"
-        await self.bucket.acquire()
+        await self.bucket.acquire(urgent=urgent)
         if token is not None:
             params["auth"] = token
         self.requests += 1

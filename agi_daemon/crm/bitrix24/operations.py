@@ -12,12 +12,13 @@ have reached the portal) finds it again with crm.<type>.list instead of creating
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Iterable, Sequence
 
-from agi_daemon.core.crm_errors import RemoteCrmRejected
+from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
 from agi_daemon.core.model import CrmMode, Direction, Disposition, EntityType
 from agi_daemon.core.phone import masked
 
@@ -230,10 +231,18 @@ class Bitrix24Operations:
         self.client = client
         self.employees = employees
 
-    async def find_client(self, phone: str) -> KnownClient | None:
+    async def find_client(self, phone: str, deadline_seconds: float | None = None) -> KnownClient | None:
         """The client with this E.164 number (contact, company, then lead, in the portal's
-        order), with its responsible mapped back to an employee; None for a new number."""
-        found = await self.client.call("telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": phone})
+        order), with its responsible mapped back to an employee; None for a new number.
+        Within `deadline_seconds` (daemon.crm_deadline_ms), or RemoteCrmUnavailable: the call
+        does not wait longer for the portal."""
+        try:
+            async with asyncio.timeout(deadline_seconds):
+                found = await self.client.call("telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": phone},
+                                               urgent=True)
+        except TimeoutError:
+            raise RemoteCrmUnavailable(f"{self.client.host} telephony.externalCall.searchCrmEntities: no answer "
+                                       f"within {(deadline_seconds or 0) * 1000:.0f} ms") from None
         if not isinstance(found, list):
             raise RemoteCrmRejected(f"{self.client.host} telephony.externalCall.searchCrmEntities: malformed answer")
         for item in found:
