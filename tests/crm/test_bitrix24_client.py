@@ -237,3 +237,14 @@ async def test_secrets_appear_in_no_log_line_error_or_repr(portal, client, app_c
     for secret in secrets:
         for text in texts:
             assert secret not in text
+
+
+async def test_command_needing_a_refused_command_is_refused_without_being_sent(portal, client):
+    commands = [Command(f"lead{index}", "crm.lead.add", {"fields": {"TITLE": f"Lead {index}", "ORIGIN_ID": f"k{index}"}})
+                for index in range(50)]
+    commands[0] = Command("lead0", "crm.lead.update", {"id": 999, "fields": {"TITLE": "gone"}})
+    commands.append(Command("move", "crm.lead.update", {"id": "$result[lead0]", "fields": {"ASSIGNED_BY_ID": 1}}))
+    done = await client.batch(commands)
+    assert isinstance(done.errors["lead0"], RemoteCrmRejected)
+    assert isinstance(done.errors["move"], RemoteCrmRejected)  # its id will never exist
+    assert portal.batches == [50]  # nothing left to send in the second request

@@ -116,3 +116,18 @@ def test_webhook_adapter_needs_its_section_and_checks_its_urls(write_config):
         "5: crm.adapter: webhook is not available in this version: use embedded"]
     path = write_config(config("  adapter: webhook\n  webhook: {url: crm.example.com, secret: k}\n"))
     assert lines(check_config(path, MINIMAL_ENV)) == ["6: crm.webhook.url: must be an http:// or https:// URL"]
+
+
+def test_example_remote_crm_sections_once_uncommented_are_valid(write_config):
+    from .settings_helpers import EXAMPLE, EXAMPLE_ENV
+
+    text = EXAMPLE.read_text(encoding="utf-8")
+    start = text.index("  # bitrix24:")
+    end = text.index("\n\n", start)
+    block = text[start:end].replace("\n  # ", "\n  ").removeprefix("  # ")
+    path = write_config(text[:start] + "  " + block + text[end:])
+    environ = {**EXAMPLE_ENV, "AGI_DAEMON_B24_WEBHOOK": WEBHOOK_URL, "AGI_DAEMON_WEBHOOK_SECRET": "k"}
+    assert check_config(path, environ) == []
+    settings = load_settings(path, environ)
+    assert settings.crm.bitrix24.webhook_url.get_secret_value() == WEBHOOK_URL
+    assert settings.crm.webhook.url == "https://crm.example.com/agi-daemon/events"

@@ -125,8 +125,11 @@ class Bitrix24Client:
                 try:
                     sendable.append(_resolved(command, done, {c.name for c in chunk}))
                 except _Unresolved as missing:
-                    done.errors[command.name] = RemoteCrmRejected(
-                        f"{self.host} {command.method}: needs {missing} which failed")
+                    # as final as the failure of the command it needs
+                    failed = done.errors.get(str(missing))
+                    kind = RemoteCrmUnavailable if failed is None or isinstance(failed, RemoteCrmUnavailable) \
+                        else RemoteCrmRejected
+                    done.errors[command.name] = kind(f"{self.host} {command.method}: needs {missing}, which failed")
             if not sendable:
                 continue
             try:
