@@ -16,13 +16,16 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
 from agi_daemon.core.model import CrmMode, Direction, Disposition, EntityType
 from agi_daemon.core.phone import masked
 
 from .client import Bitrix24Client, Command
+
+if TYPE_CHECKING:
+    from .cache import LookupCache
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +230,20 @@ def card_command(name: str, call_id: str, user_ids: Sequence[int], *, show: bool
 # ---- operations --------------------------------------------------------------------------
 
 class Bitrix24Operations:
-    def __init__(self, client: Bitrix24Client, employees: EmployeeDirectory) -> None:
+    def __init__(self, client: Bitrix24Client, employees: EmployeeDirectory, cache: LookupCache | None = None) -> None:
         self.client = client
         self.employees = employees
+        self.cache = cache
 
     async def find_client(self, phone: str, deadline_seconds: float | None = None) -> KnownClient | None:
         """The client with this E.164 number (contact, company, then lead, in the portal's
         order), with its responsible mapped back to an employee; None for a new number.
         Within `deadline_seconds` (daemon.crm_deadline_ms), or RemoteCrmUnavailable: the call
         does not wait longer for the portal."""
+        if self.cache is not None:
+            known, client = self.cache.get(phone)
+            if known:
+                return client
         try:
             async with asyncio.timeout(deadline_seconds):
                 found = await self.client.call("telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": phone},
@@ -252,8 +260,15 @@ class Bitrix24Operations:
             assigned = item.get("ASSIGNED_BY_ID")
             assigned_id = int(assigned) if str(assigned or "").isdigit() else None
             log.debug("bitrix24 %s: %s is %s %s", self.client.host, masked(phone), entity.value, item["CRM_ENTITY_ID"])
-            return KnownClient(entity, int(item["CRM_ENTITY_ID"]), assigned_id, self.employees.employee_of(assigned_id))
+            client = KnownClient(entity, int(item["CRM_ENTITY_ID"]), assigned_id, self.employees.employee_of(assigned_id))
+            self._remember(phone, client)
+            return client
+        self._remember(phone, None)
         return None
+
+    def _remember(self, phone: str, client: KnownClient | None) -> None:
+        if self.cache is not None:
+            self.cache.put(phone, client)
 
     async def find_by_duplicates(self, phone: str) -> list[tuple[EntityType, int]]:
         """Every lead, contact and company with this number (crm.duplicate.findbycomm)."""
@@ -283,16 +298,22 @@ class Bitrix24Operations:
     async def create_record(self, record: NewRecord, *, look_first: bool = False) -> int:
         """Create the record; with `look_first` (an earlier attempt failed in a way that may
         have reached the portal), the record already created under this ORIGIN_ID is returned."""
+        if self.cache is not None and record.phone:
+            self.cache.forget_phone(record.phone)
         if look_first:
             existing = await self.find_by_origin(record.entity, record.origin_id)
             if existing is not None:
                 return existing
         created = await self.client.call(f"crm.{record.entity.value}.add", create_command("r", record).params)
+        if self.cache is not None and record.phone:
+            self.cache.forget_phone(record.phone)  # a lookup may have remembered "unknown" meanwhile
         if not str(created).isdigit():
             raise RemoteCrmRejected(f"{self.client.host} crm.{record.entity.value}.add: malformed answer")
         return int(created)
 
     async def set_responsible(self, entity: EntityType, entity_id: int, user_id: int) -> None:
+        if self.cache is not None:
+            self.cache.forget_entity(entity, entity_id)
         await self.client.call(f"crm.{entity.value}.update",
                                responsible_command("r", entity, entity_id, user_id).params)
 
