@@ -240,6 +240,7 @@ class Bitrix24Portal:
         self._failures.extend(Failure(status, code, description, retry_after) for _ in range(count))
 
     def time_out_next(self, count: int, seconds: float = 2.0) -> None:
+        """Hang on the next requests for `seconds`, then drop them unrun (see lose_answers_next)."""
         self._timeouts.extend([seconds] * count)
 
     def lose_answers_next(self, count: int, seconds: float = 2.0) -> None:
@@ -276,8 +277,9 @@ class Bitrix24Portal:
 
     async def _rest(self, request: web.Request, *, webhook: bool) -> web.Response:
         self.requests += 1
-        if self._timeouts:
+        if self._timeouts:  # hangs, then gives up without running the request
             await asyncio.sleep(self._timeouts.pop(0))
+            return web.Response(status=504, text="<html>Gateway Time-out</html>")
         if not self._admit():
             self.limit_hits += 1
             return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")

@@ -248,3 +248,34 @@ async def test_command_needing_a_refused_command_is_refused_without_being_sent(p
     assert isinstance(done.errors["lead0"], RemoteCrmRejected)
     assert isinstance(done.errors["move"], RemoteCrmRejected)  # its id will never exist
     assert portal.batches == [50]  # nothing left to send in the second request
+
+
+async def test_batch_with_an_expired_token_is_sent_again_after_the_refresh(portal, app_client):
+    portal.expire_token()
+    done = await app_client.batch([Command("lead", "crm.lead.add", LEAD),
+                                   Command("call", "telephony.externalcall.register",
+                                           {"USER_ID": 1, "PHONE_NUMBER": "+33612000001", "TYPE": 2,
+                                            "EXTERNAL_CALL_ID": "L9", "CRM_ENTITY_TYPE": "LEAD",
+                                            "CRM_ENTITY_ID": "$result[lead]"})])
+    assert done.ok, done.errors
+    assert portal.refreshes == 1
+    assert len(portal.records["lead"]) == 1 and len(portal.calls) == 1
+
+
+async def test_portal_down_then_back_writes_each_record_once(portal, client):
+    commands = [Command(f"lead{index}", "crm.lead.add", {"fields": {"TITLE": "x", "ORIGIN_ID": f"k{index}"}})
+                for index in range(3)]
+    outcomes = []
+    for break_portal in (lambda: portal.fail_next(1, 503, "QUERY_LIMIT_EXCEEDED", "Too many requests"),
+                         lambda: portal.fail_next(1, 502, None), lambda: portal.time_out_next(1, 1.0)):
+        break_portal()
+        outcomes.append(await client.batch(commands))
+    await portal.refuse_connections()
+    outcomes.append(await client.batch(commands))
+    await portal.accept_connections()
+    client.bucket = LeakyBucket(2, 50)  # the QUERY_LIMIT_EXCEEDED wait is the outbox's business, not this test's
+    assert all(isinstance(error, CrmUnavailable) for outcome in outcomes for error in outcome.errors.values())
+    assert all(len(outcome.errors) == 3 for outcome in outcomes)
+    done = await client.batch(commands)
+    assert done.ok
+    assert sorted(record["ORIGIN_ID"] for record in portal.records["lead"].values()) == ["k0", "k1", "k2"]

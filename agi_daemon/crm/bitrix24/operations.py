@@ -281,11 +281,16 @@ class Bitrix24Operations:
                 if (entity := _entity(key)) is not None for record_id in ids]
 
     async def register_call(self, call: CallToRegister) -> RegisteredCall:
-        return registered(await self.client.call("telephony.externalcall.register",
-                                                 register_command("call", call).params), self.client.host)
+        answer = registered(await self.client.call("telephony.externalcall.register",
+                                                   register_command("call", call).params), self.client.host)
+        log.info("bitrix24 %s: call %s (%s %s) registered as %s", self.client.host, call.linkedid,
+                 call.direction.value, masked(call.phone), answer.call_id)
+        return answer
 
     async def finish_call(self, finish: CallToFinish) -> None:
         await self.client.call("telephony.externalcall.finish", finish_command("finish", finish).params)
+        log.info("bitrix24 %s: call %s finished (%s, %d s)", self.client.host, finish.call_id, finish.status.value,
+                 finish.duration_seconds)
 
     async def find_by_origin(self, entity: EntityType, origin_id: str) -> int | None:
         found = await self.client.call(f"crm.{entity.value}.list",
