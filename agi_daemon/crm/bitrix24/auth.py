@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import tempfile
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
+
+log = logging.getLogger(__name__)
 
 _WEBHOOK = re.compile(r"(https?://[^/\s]+)/rest/(\d+)/([^/\s]+)/?")
 
@@ -155,7 +158,12 @@ class OAuthAuth:
             old = self._tokens
             self._tokens = Tokens(str(answer["access_token"]), str(answer["refresh_token"]))
             extra = {key: answer[key] for key in ("expires_in", "member_id", "domain") if key in answer}
-            write_tokens(self._tokens_file, self._tokens, extra)
+            try:
+                await asyncio.to_thread(write_tokens, self._tokens_file, self._tokens, extra)
+            except OSError as exc:
+                # the new pair works until a restart; the old refresh token no longer does
+                log.error("bitrix24 %s: cannot save the refreshed tokens to %s (%s): after a restart, reinstall "
+                          "the application", self.host, self._tokens_file, exc.strerror or type(exc).__name__)
             self.refreshes += 1
             self._previous = old  # still scrubbed from messages for a while
 
