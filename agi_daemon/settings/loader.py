@@ -16,6 +16,7 @@ from agi_daemon.core.model import Dialing, Rules
 
 from .errors import ConfigError, KeyPath, Problem, ProblemLog
 from .messages import known_keys, plain_message, unknown_key
+from .remote_crm import check_remote_crm
 from .rules import build_rules
 from .schema import AsteriskSettings, CrmAdapterKind, CrmSettings, DaemonSettings, EventsInterface, SettingsFile
 from .secrets import MissingSecret, resolve_secrets
@@ -80,6 +81,7 @@ def _load(path: Path, environ: Mapping[str, str],
     sections = _valid_sections(data, log)
     _check_events_interface(sections, log)
     _check_available(sections, log)
+    check_remote_crm(sections, log)
     _check_secrets(missing, sections, secrets, log)
     _database_beside_the_file(sections, path.parent, log)
     rules = _rules(sections, log)
@@ -145,11 +147,20 @@ def _check_secrets(missing: list[MissingSecret], sections: dict[str, Any],
 
 def _unused_parts(sections: dict[str, Any]) -> dict[KeyPath, str]:
     """The parts of the file `run` does not connect to, with why."""
-    asterisk = sections.get("asterisk")
+    asterisk, crm = sections.get("asterisk"), sections.get("crm")
     events = asterisk.events if asterisk is not None else EventsInterface.AMI
+    unused: dict[KeyPath, str] = {}
     if events is EventsInterface.ARI:
-        return {("asterisk", "ami"): f"not needed while events is {events.value}"}
-    return {("asterisk", "ari"): f"not needed while events is {events.value}"}
+        unused[("asterisk", "ami")] = f"not needed while events is {events.value}"
+    else:
+        unused[("asterisk", "ari")] = f"not needed while events is {events.value}"
+    adapter = crm.adapter if crm is not None else CrmAdapterKind.EMBEDDED
+    if adapter is not CrmAdapterKind.BITRIX24:
+        for part in (("crm", "bitrix24"), ("crm", "bitrix24", "oauth")):
+            unused[part] = f"not needed while crm.adapter is {adapter.value}"
+    if adapter is not CrmAdapterKind.WEBHOOK:
+        unused[("crm", "webhook")] = f"not needed while crm.adapter is {adapter.value}"
+    return unused
 
 
 def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: ProblemLog) -> None:

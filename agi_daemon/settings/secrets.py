@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from .errors import KeyPath, ProblemLog
 from .yaml_lines import KeyLines
 
-SECRET_KEYS = frozenset({"secret", "password"})
+SECRET_KEYS = frozenset({"secret", "password", "webhook_url", "client_secret"})
 """Keys holding a secret; each may instead be given as `<key>_file`."""
 
 @dataclass(frozen=True)
