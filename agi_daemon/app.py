@@ -45,7 +45,7 @@ DRAIN_SECONDS = 10.0
 
 def build_crm(settings: Settings) -> EmbeddedCrm:
     """The configured CRM (settings accept only the embedded one in this version)."""
-    return EmbeddedCrm(settings.crm.embedded.database)
+    return EmbeddedCrm(settings.crm.embedded.database, pool_size=settings.crm.embedded.pool_size)
 
 
 class Daemon:
