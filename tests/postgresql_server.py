@@ -165,7 +165,7 @@ class PostgresServer:
 
         with psycopg.connect(host="127.0.0.1", port=self.port, user=USER, dbname="postgres",
                              autocommit=True, connect_timeout=10) as connection:
-            connection.execute(sql)  # type: ignore[arg-type]  # our own fixed statements
+            connection.execute(sql.encode())  # our own fixed statements
 
     def _run(self, program: str, *args: str) -> None:
         result = subprocess.run(self._as_owner(str(self.bin_dir / program), *args), capture_output=True, text=True,

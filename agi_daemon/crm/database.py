@@ -113,6 +113,22 @@ def tune_sqlite(
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
+def trace_server(engine: Engine, trace: Callable[[str], None] | None) -> None:
+    """On PostgreSQL: `trace` receives every statement run, with its values merged in as
+    psycopg would send them (for debugging, and for the test of the query plans). SQLite's
+    own trace callback does it there (tune_sqlite)."""
+    if trace is None or engine.dialect.name != "postgresql":
+        return
+    from psycopg import ClientCursor
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        batches = parameters if executemany else [parameters]
+        with ClientCursor(conn.connection.driver_connection) as cursor:
+            for values in batches:
+                trace(cursor.mogrify(statement, values))
+
+
 class LoopReader:
     """A read-only connection for the call path's point reads on the event loop itself. It
     never waits for a lock (busy timeout 0) and interrupts any statement that runs past

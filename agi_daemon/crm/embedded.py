@@ -50,7 +50,9 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, LoopReader, database_url, optimize, pool_options, sqlite_file, tune_sqlite
+from .database import (
+    WRITE, LoopReader, database_url, optimize, pool_options, sqlite_file, trace_server, tune_sqlite,
+)
 from .group_commit import GroupCommit
 from .new_record import CLIENT_TYPES, already_on
 from .records_json import Json, list_json, records_json
@@ -100,7 +102,7 @@ class EmbeddedCrm:
     ) -> None:
         """`stalled_after`: seconds an operation may be in flight before the database counts as
         stalled and new operations fail at once with CrmUnavailable. `trace`, when given,
-        receives every SQL statement the CRM runs on SQLite, with its values (for debugging,
+        receives every SQL statement the CRM runs, with its values (for debugging,
         and for the test that checks every query plan). `pool_size`: the worker threads that
         read, each with its connection (the writer thread has one more)."""
         self.url = database_url(url)
@@ -143,6 +145,7 @@ class EmbeddedCrm:
                 raise
             engine = create_engine(self.url, **pool_options(self.url, self._pool_size))
             tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
+            trace_server(engine, self._trace)
             database = sqlite_file(self.url)
             self._reader = None if database is None else LoopReader(database, trace=self._trace)
             self._executor, self._engine = executor, engine
