@@ -63,8 +63,11 @@ def write_config(
     ring: int = 2,
     deadline_ms: int = 300,
     ami: tuple[int, str, str] = (5038, "agi-daemon", "unused"),
+    database: str | None = None,
 ) -> Path:
-    """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret)."""
+    """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret);
+    `database` the CRM's URL (default: a SQLite file in `directory`)."""
+    database = database or f"sqlite:///{directory}/crm.sqlite3"
     ami_port, ami_user, ami_secret = ami
     text = textwrap.dedent(f"""\
         daemon:
@@ -81,7 +84,7 @@ def write_config(
           mode: {mode}
           simple: {{pipeline: {pipeline}, create_with: {create_with}}}
           adapter: embedded
-          embedded: {{database: "sqlite:///{directory}/crm.sqlite3"}}
+          embedded: {{database: "{database}", pool_size: 2}}
           exceptions: {{phones: ["+33 1 40 00 00 00"]}}
         employees:
           alice: {{name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"], line: "+33 1 84 88 00 00"}}
