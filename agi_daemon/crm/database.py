@@ -44,14 +44,20 @@ def database_url(url: str) -> URL:
 CONNECT_TIMEOUT_S = 3
 
 
-def pool_options(url: URL, workers: int) -> dict[str, Any]:
+def pool_options(url: URL, workers: int, busy_timeout_ms: int) -> dict[str, Any]:
     """The connection pool of the CRM's engine, for `workers` reader threads and the writer
     thread: one connection each, never more (the admin sizes PostgreSQL's max_connections
     by it). On a database server every connection is checked before use (pool_pre_ping), so
-    after the server restarts the stale connections are replaced instead of failing a call."""
+    after the server restarts the stale connections are replaced instead of failing a call;
+    a statement waits for another daemon's lock at most `busy_timeout_ms` (lock_timeout, as
+    SQLite's busy timeout), and TCP keepalives find a server gone silent within seconds."""
     options: dict[str, Any] = {"pool_size": workers + 1, "max_overflow": 0, "pool_timeout": CONNECT_TIMEOUT_S}
-    if url.get_backend_name() != "sqlite":
-        options.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    if url.get_backend_name() == "postgresql":
+        options.update(pool_pre_ping=True, connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c lock_timeout={int(busy_timeout_ms)}",
+            "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+        })
     return options
 
 

@@ -143,7 +143,7 @@ class EmbeddedCrm:
             except BaseException:
                 executor.shutdown(wait=False)
                 raise
-            engine = create_engine(self.url, **pool_options(self.url, self._pool_size))
+            engine = create_engine(self.url, **pool_options(self.url, self._pool_size, self._busy_timeout_ms))
             tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
             trace_server(engine, self._trace)
             database = sqlite_file(self.url)

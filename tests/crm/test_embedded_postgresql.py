@@ -111,3 +111,28 @@ async def test_server_restart_fails_lookups_fast_then_the_crm_answers_again_with
     assert failed_in < 1.0
     assert {m.name for m in matches if m is not None} == {"Known"} and None not in matches
     assert added["name"] == "After"
+
+
+async def test_write_waiting_for_another_daemons_lock_is_unavailable_after_the_busy_timeout_and_lookups_go_on(
+    postgresql: PostgresServer, new_client
+) -> None:
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url, busy_timeout_ms=300) as crm:
+        await crm.add_record("contact", "Known", KNOWN, "bob")
+        other = connect(url)
+        try:
+            other.execute("LOCK TABLE leads IN EXCLUSIVE MODE")  # readers pass, writers wait
+            started = time.monotonic()
+            with pytest.raises(CrmUnavailable, match="lock timeout"):
+                await crm.create_records(new_client("+33612000002", "17000.1"))
+            waited = time.monotonic() - started
+            match = await asyncio.wait_for(crm.find_by_phone(KNOWN), 1)
+        finally:
+            other.rollback()
+            other.close()
+        created = await crm.create_records(new_client("+33612000002", "17000.1"))  # the retry, later
+        leads = await crm.list_records("leads")
+
+    assert 0.25 < waited < 2.0
+    assert match is not None and match.name == "Known"
+    assert [lead["id"] for lead in leads] == [created.lead.id]
