@@ -6,7 +6,8 @@
     server.destroy()
 
 The server runs as the `postgres` system user when the tests run as root (PostgreSQL refuses
-root; setpriv execs, so signals reach the postmaster itself), else as the current user. Durability is off (fsync, synchronous_commit): the cluster
+root; setpriv execs, so signals reach the postmaster itself, and its parent-death signal stops
+the server when the test session is killed), else as the current user. Durability is off (fsync, synchronous_commit): the cluster
 lives only as long as the session, and a restart is a clean shutdown, which loses nothing.
 Provisioned by scripts/postgresql-sandbox.sh (`make test` runs it).
 """
@@ -178,4 +179,4 @@ class PostgresServer:
         """The command as the `postgres` system user when we are root (PostgreSQL refuses root)."""
         if os.geteuid() != 0:
             return list(command)
-        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *command]
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig=INT", "--", *command]
