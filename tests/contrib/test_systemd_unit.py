@@ -40,7 +40,7 @@ def unit_with_this_checkout(tmp_path: Path) -> Path:
 def systemd_analyze() -> str:
     found = shutil.which("systemd-analyze")
     if found is None:
-        pytest.skip("systemd-analyze is not installed (Debian's systemd package has it)")
+        pytest.skip("systemd-analyze is not installed (scripts/systemd-tools.sh installs it, as root)")
     return found
 
 
