@@ -50,7 +50,7 @@ STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait 
 
 def build_crm(settings: Settings) -> EmbeddedCrm:
     """The configured CRM (settings accept only the embedded one in this version)."""
-    return EmbeddedCrm(settings.crm.embedded.database)
+    return EmbeddedCrm(settings.crm.embedded.database, pool_size=settings.crm.embedded.pool_size)
 
 
 class Daemon:

@@ -64,9 +64,12 @@ def write_config(
     deadline_ms: int = 300,
     ami: tuple[int, str, str] = (5038, "agi-daemon", "unused"),
     ari: tuple[str, str, str] | None = None,
+    database: str | None = None,
 ) -> Path:
     """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret); with
-    `ari` (url, username, password) call tracking and the Stasis application use ARI."""
+    `ari` (url, username, password) call tracking and the Stasis application use ARI;
+    `database` the CRM's URL (default: a SQLite file in `directory`)."""
+    database = database or f"sqlite:///{directory}/crm.sqlite3"
     ami_port, ami_user, ami_secret = ami
     ari_lines = ""
     ari_placeholder = ""
@@ -89,7 +92,7 @@ def write_config(
           mode: {mode}
           simple: {{pipeline: {pipeline}, create_with: {create_with}}}
           adapter: embedded
-          embedded: {{database: "sqlite:///{directory}/crm.sqlite3"}}
+          embedded: {{database: "{database}", pool_size: 2}}
           exceptions: {{phones: ["+33 1 40 00 00 00"]}}
         employees:
           alice: {{name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"], line: "+33 1 84 88 00 00"}}

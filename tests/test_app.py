@@ -21,7 +21,7 @@ from tests.daemon_harness import (
 from tests.fakes.polling import eventually
 from tests.fakes.crm import SlowCrm
 
-pytestmark = pytest.mark.asterisk
+pytestmark = [pytest.mark.asterisk, pytest.mark.databases("sqlite", "postgresql")]
 
 PARIS_AS_DIALLED = "0184880000"  # the trunk delivers the national form
 LYON_AS_DIALLED = "33472000000"  # ... or E.164 without '+'

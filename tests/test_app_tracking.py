@@ -43,7 +43,7 @@ async def answered_call(ami, caller: str):
     return call
 
 
-pytestmark = pytest.mark.asterisk
+pytestmark = [pytest.mark.asterisk, pytest.mark.databases("sqlite", "postgresql")]
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])

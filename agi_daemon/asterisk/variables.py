@@ -20,6 +20,7 @@ TRUNK = "AGI_DAEMON_TRUNK"  # outgoing: the dial target of the external number
 # Set by the dialplan.
 STARTED = "AGI_DAEMON_T0"  # epoch seconds with milliseconds when the call entered the context
 URL = "AGI_DAEMON_URL"  # global: agi://127.0.0.1:4573 unless the admin sets it
+URL_2 = "AGI_DAEMON_URL_2"  # global, optional: a second daemon, asked when the first does not answer
 
 # AGI arguments, in order, that the dialplan passes to each route (agi_arg_1, agi_arg_2, ...).
 # Passing them as arguments costs no round trip, unlike GET VARIABLE.

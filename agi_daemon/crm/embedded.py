@@ -50,7 +50,9 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, LoopReader, database_url, optimize, sqlite_file, tune_sqlite
+from .database import (
+    WRITE, LoopReader, database_url, optimize, pool_options, sqlite_file, trace_server, tune_sqlite,
+)
 from .group_commit import GroupCommit
 from .new_record import CLIENT_TYPES, already_on
 from .records_json import Json, list_json, records_json
@@ -70,9 +72,9 @@ ListKind = Literal["leads", "contacts", "companies", "deals", "calls", "offers"]
 # converted (a converted lead's client is its contact or company).
 _LOOKUP_ORDER = (EntityType.CONTACT, EntityType.COMPANY, EntityType.LEAD)
 
-# The CRM's own worker threads (each with its database connection), and how long close()
-# waits for the operations in flight beyond the busy timeout.
-_WORKERS = 4
+# The CRM's own worker threads (each with its database connection; crm.embedded.pool_size), and
+# how long close() waits for the operations in flight beyond the busy timeout.
+WORKERS = 4
 _STALLED_S = 2.0  # an operation in flight this long means the database is stalled: say busy
 _CLOSE_GRACE_S = 5.0
 
@@ -96,12 +98,15 @@ class EmbeddedCrm:
         busy_timeout_ms: int = 5000,
         stalled_after: float = _STALLED_S,
         trace: Callable[[str], None] | None = None,
+        pool_size: int = WORKERS,
     ) -> None:
         """`stalled_after`: seconds an operation may be in flight before the database counts as
         stalled and new operations fail at once with CrmUnavailable. `trace`, when given,
-        receives every SQL statement the CRM runs on SQLite, with its values (for debugging,
-        and for the test that checks every query plan)."""
+        receives every SQL statement the CRM runs, with its values (for debugging,
+        and for the test that checks every query plan). `pool_size`: the worker threads that
+        read, each with its connection (the writer thread has one more)."""
         self.url = database_url(url)
+        self._pool_size = pool_size
         self._busy_timeout_ms = busy_timeout_ms
         self._stalled_after = stalled_after
         self._trace = trace
@@ -126,7 +131,7 @@ class EmbeddedCrm:
         async with self._open_lock:
             if self._engine is not None:
                 return
-            executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="crm")
+            executor = ThreadPoolExecutor(self._pool_size, thread_name_prefix="crm")
             try:
                 with _crm_errors("open the CRM database"):
                     database = sqlite_file(self.url)
@@ -138,8 +143,9 @@ class EmbeddedCrm:
             except BaseException:
                 executor.shutdown(wait=False)
                 raise
-            engine = create_engine(self.url, pool_size=_WORKERS)
+            engine = create_engine(self.url, **pool_options(self.url, self._pool_size, self._busy_timeout_ms))
             tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
+            trace_server(engine, self._trace)
             database = sqlite_file(self.url)
             self._reader = None if database is None else LoopReader(database, trace=self._trace)
             self._executor, self._engine = executor, engine

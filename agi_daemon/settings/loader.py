@@ -174,6 +174,10 @@ def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: Probl
     except ArgumentError:
         log.add(("crm", "embedded", "database"), "not a database URL, such as sqlite:///var/crm.sqlite3")
         return
+    if url.get_backend_name() == "postgresql" and not _postgresql_driver_installed():
+        log.add(("crm", "embedded", "database"),
+                "PostgreSQL needs the psycopg driver: pip install 'agi-daemon[postgresql]'")
+        return
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return
@@ -183,6 +187,14 @@ def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: Probl
     absolute = url.set(database=str((folder / file).absolute()))
     embedded = crm.embedded.model_copy(update={"database": absolute.render_as_string(hide_password=False)})
     sections["crm"] = crm.model_copy(update={"embedded": embedded})
+
+
+def _postgresql_driver_installed() -> bool:
+    try:
+        import psycopg  # noqa: F401 - the optional dependency agi-daemon[postgresql]
+    except ImportError:
+        return False
+    return True
 
 
 def _rules(sections: dict[str, Any], log: ProblemLog) -> Rules | None:

@@ -199,6 +199,8 @@ class SimpleModeSettings(Section):
 
 class EmbeddedCrmSettings(Section):
     database: Text = "sqlite:///var/crm.sqlite3"
+    # worker threads reading the database, one connection each (plus one for the writer)
+    pool_size: Annotated[int, Field(gt=0, le=64)] = 4
 
 
 class ExceptionList(Section):

@@ -169,7 +169,8 @@ def test_both_variants_ask_the_daemon_then_dial_through_the_same_shared_contexts
         assert "#include agi-daemon-dial.conf" in text
         for direction in ("incoming", "outgoing"):
             entry = text.split(f"[agi-daemon-{direction}]", 1)[1].split("\n[", 1)[0]
-            assert entry.rstrip().endswith(f"Goto(agi-daemon-dial-{direction},${{EXTEN}},1)"), path.name
+            # after asking (the first daemon, then AGI_DAEMON_URL_2 if set), one way on: the shared contexts
+            assert f"same => n,Goto(agi-daemon-dial-{direction},${{EXTEN}},1)" in entry, path.name
             assert "Dial(" not in entry
 
 
@@ -420,3 +421,52 @@ async def test_calling_employee_can_attended_transfer_an_outgoing_call(dialplan,
     await asterisk_ami.hangup(caller)
     transfer = await asterisk_ami.wait_event(event_named("AttendedTransfer", origtransfererchannel=caller), 5)
     assert transfer["result"] == "Success"
+
+
+# ---------------------------------------------------------------- (f) a second daemon (AGI_DAEMON_URL_2)
+
+@pytest.fixture
+async def second_daemon(dialplan):
+    """The first daemon's address is a closed port, AGI_DAEMON_URL_2 a live ScriptedAgi."""
+    agi = await ScriptedAgi().start()
+    dialplan.set_global(variables.URL_2, f"agi://127.0.0.1:{agi.port}")
+    try:
+        yield agi
+    finally:
+        dialplan.set_global(variables.URL_2, "")
+        await agi.close()
+
+
+@pytest.mark.asterisk
+async def test_first_daemon_down_the_second_routes_the_call_and_hears_how_it_ended(second_daemon, asterisk_ami):
+    second_daemon.answers[variables.ROUTE_INCOMING] = known_client("102")
+    call = await asterisk_ami.originate_incoming(PARIS, CLIENT)
+    request = await second_daemon.wait_request(variables.ROUTE_INCOMING, call.linkedid, 5)
+    ring = await asterisk_ami.wait_event(ring_of(call.linkedid), 5)
+    await asyncio.wait_for(call.response, 5)
+    await asterisk_ami.hangup_call(call.linkedid)
+    args = call_end_args(await second_daemon.wait_request(variables.ROUTE_CALL_END, call.linkedid, 5))
+    assert (request["agi_extension"], request["agi_callerid"]) == (PARIS, CLIENT)
+    assert ring["extension"] == "102"  # the responsible the second daemon named, not the fallback's 101
+    assert (args["status"], args["dialstatus"], args["peer"]) == ("ok", "ANSWER", "102@employees")
+
+
+@pytest.mark.asterisk
+async def test_first_daemon_down_the_second_names_the_trunk_of_an_outgoing_call(second_daemon, asterisk_ami):
+    named = "+33611112222"  # not the number dialled: only the second daemon's answer leads there
+    second_daemon.answers[variables.ROUTE_OUTGOING] = {variables.STATUS: "ok", variables.TRUNK: f"Local/{named}@trunk"}
+    call = await asterisk_ami.originate_outgoing(EXTERNAL, "101")
+    await second_daemon.wait_request(variables.ROUTE_OUTGOING, call.linkedid, 5)
+    trunk = await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid), 5)
+    assert trunk["number"] == named
+
+
+@pytest.mark.asterisk
+async def test_both_daemons_down_the_call_still_falls_back_to_the_queue_group(dialplan, asterisk_ami):
+    dialplan.set_global(variables.URL_2, f"agi://127.0.0.1:{closed_port()}")
+    try:
+        call = await asterisk_ami.originate_incoming(PARIS, CLIENT)
+        ring = await asterisk_ami.wait_event(ring_of(call.linkedid), 5)
+    finally:
+        dialplan.set_global(variables.URL_2, "")
+    assert ring["extension"] == "101"

@@ -15,6 +15,8 @@ from agi_daemon.crm.database import database_url
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.tables import metadata
 
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 
 def sqlite_pragma(path: Path, pragma: str) -> object:
     with sqlite3.connect(path) as connection:
@@ -48,14 +50,13 @@ def _head() -> str:
     return head
 
 
+@pytest.mark.databases("sqlite")
 async def test_opened_sqlite_database_is_in_wal_mode(crm: EmbeddedCrm, tmp_path: Path) -> None:
     assert sqlite_pragma(tmp_path / "crm.sqlite3", "journal_mode") == "wal"
 
 
-async def test_migrated_schema_matches_the_table_definitions(
-    crm: EmbeddedCrm, tmp_path: Path
-) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path}/crm.sqlite3")
+async def test_migrated_schema_matches_the_table_definitions(crm: EmbeddedCrm) -> None:
+    engine = create_engine(crm.url)
     try:
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), metadata)
