@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from .commands import CallLedger, CrmCommand, LedgerUpdate
 from .live_calls import CallEvent
 from .model import CallRecord, CreatedRecords, EntityRef, Match, Offer, RecordPlan
 
@@ -13,11 +14,62 @@ class CrmError(Exception):
 
 
 class CrmUnavailable(CrmError):
-    """The CRM cannot be reached or refused the request for now; worth retrying later."""
+    """The CRM cannot be reached or refused the request for now; worth retrying later.
+    `retry_after`: seconds the CRM asked to wait (Retry-After, a rate limit), when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class CrmRejected(CrmError):
     """The CRM answered that the request itself is wrong; retrying will not help."""
+
+
+class CrmLookup(Protocol):
+    """The call path's only question to the CRM, answered within daemon.crm_deadline_ms."""
+
+    async def open(self) -> None:
+        """Connect, or prepare the store; idempotent. Called once before any other method."""
+
+    async def find_by_phone(self, phone: str) -> Match | None:
+        """The known client with this E.164 number: contact first, then company, then an
+        unconverted lead. None for an unknown number."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class CrmCommands(Protocol):
+    """Where services put what a call asks of the CRM (the outbox), and what the daemon's own
+    store remembers of each call's CRM side (the ledger)."""
+
+    async def submit(self, command: CrmCommand) -> None:
+        """Return once the command is durable (committed to the daemon's store); delivered
+        later, once, in order with the other commands of its lane. Submitting a command whose
+        key is already stored does nothing."""
+
+    async def ledger(self, linkedid: str) -> CallLedger:
+        """What the call's delivered commands created or joined (empty for a call without)."""
+
+
+class CrmDeliverer(Protocol):
+    """A remote CRM (Bitrix24, signed webhook): delivers the outbox's commands. The outbox
+    calls `deliver` for one command at a time per lane, again after any failure (so the same
+    command may arrive twice after a crash: the adapter makes it land once, from `command.key`
+    and the ledger); then it stores what the delivery learned in the ledger, with the command
+    marked delivered, in one transaction."""
+
+    async def open(self) -> None:
+        """Connect; idempotent."""
+
+    async def deliver(self, command: CrmCommand, ledger: CallLedger) -> LedgerUpdate:
+        """Make the command true at the CRM. `ledger`: what the daemon knows of the call so far
+        (records created, their remote ids, the remote call id). Raises CrmUnavailable
+        (retried, after `retry_after` when given) or CrmRejected (a dead letter at once)."""
+
+    async def close(self) -> None:
+        """Release connections."""
 
 
 class CrmAdapter(Protocol):

@@ -228,6 +228,9 @@ class Reassign:
     line: str  # E.164
     employee_id: str  # the transfer target
     kind: TransferKind
+    # the client's E.164 number: where the outbox orders the call's CRM commands (not part of
+    # what the transfer is, so not compared)
+    external: str | None = field(default=None, compare=False)
 
 
 Effect = Union[CallEnded, Reassign]
@@ -565,7 +568,7 @@ def _transferred(rules: Rules, state: TrackerState, event: Transferred) -> Step:
                    rung=_add(call.rung, target), talking_to=target or call.talking_to)
     effects: tuple[Effect, ...] = ()
     if target is not None and facts is not None:
-        effects = (Reassign(linkedid, facts.line.number, target, event.kind),)
+        effects = (Reassign(linkedid, facts.line.number, target, event.kind, facts.external),)
     return _put(state, call), effects
 
 

@@ -1,0 +1,66 @@
+"""The one place where the configured CRM adapter is picked.
+
+Whatever the adapter, the daemon's own SQL store (`crm.embedded.database`) exists: it holds
+the outbox and the call ledger, and, with the embedded adapter, the CRM records themselves.
+An adapter is two things: a lookup (`find_by_phone` on the call path, within
+daemon.crm_deadline_ms) and a delivery of the outbox's commands. The embedded adapter looks
+up and applies in the store; a remote adapter (Bitrix24, webhook) is a `CrmLookup` and a
+`CrmDeliverer` (core.ports) built here, opened and closed through the port.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..core.ports import CrmDeliverer, CrmLookup
+from ..settings import Settings
+from .embedded import EmbeddedCrm
+from .outbox import Delivered, Delivery, Outbox
+
+
+@dataclass
+class CrmParts:
+    store: EmbeddedCrm  # the daemon's own database: outbox, ledger (and the embedded CRM's records)
+    lookup: CrmLookup  # what routing asks, within the deadline
+    remote: CrmDeliverer | None  # None: the outbox applies its commands to the embedded tables
+
+    async def open(self) -> None:
+        await self.store.open()
+        if self.lookup is not self.store:
+            await self.lookup.open()
+        if self.remote is not None and self.remote is not self.lookup:
+            await self.remote.open()
+
+    async def close(self) -> None:
+        if self.remote is not None and self.remote is not self.lookup:
+            await self.remote.close()
+        if self.lookup is not self.store:
+            await self.lookup.close()
+        await self.store.close()
+
+
+def daemon_store(settings: Settings) -> EmbeddedCrm:
+    """The daemon's own database (`async with daemon_store(settings) as store`): the command
+    line's `crm` and `outbox` commands read and write it."""
+    return EmbeddedCrm(settings.crm.embedded.database)
+
+
+def build_crm(settings: Settings, store: EmbeddedCrm | None = None) -> CrmParts:
+    """The configured CRM. `store` replaces the daemon's own store (tests wrap it)."""
+    store = store or daemon_store(settings)
+    adapter = settings.crm.adapter.value
+    if adapter == "embedded":
+        return CrmParts(store, store, None)
+    raise ValueError(f"crm.adapter {adapter!r} is not available in this version")  # the schema refuses it first
+
+
+def build_outbox(settings: Settings, crm: CrmParts, *, on_delivered: Delivered | None = None) -> Outbox:
+    """The outbox of the configured CRM; `on_delivered` hears of each command delivered."""
+    outbox_settings = settings.crm.outbox
+    return Outbox(
+        crm.store,
+        Delivery(crm.store, crm.remote),
+        max_attempts=outbox_settings.max_attempts,
+        dead_after=timedelta(hours=outbox_settings.dead_letter_after_hours),
+        on_delivered=on_delivered,
+    )
