@@ -248,7 +248,7 @@ class Outbox:
                     await self._fail(head, str(error), dead=True)
                 else:
                     await self._fail(head, str(error), dead=False)
-                    delay = error.retry_after or self._backoff(tries)
+                    delay = max(error.retry_after or 0.0, self._backoff(tries))  # the CRM's hint: at least
                     log.warning("outbox: %s for %s failed (attempt %d: %s), next try in %.1f s",
                                 head.id, masked(lane), tries, error, delay)
                     self._timers[lane] = asyncio.get_running_loop().call_later(delay, self._wake, lane)

@@ -132,5 +132,6 @@ class CallLogService:
             entity = None  # the delivery finds it
         record = build(entity)
         await self._commands.submit(LogCall(record, report, look_up))
-        log.info("call %s: %s call log of a %s call submitted", linkedid, report.value, record.disposition.value)
+        log.info("call %s: logged %s on %s (%s report, through the outbox)", linkedid, record.disposition.value,
+                 entity or "the record the CRM finds", report.value)
         return record
