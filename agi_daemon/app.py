@@ -286,6 +286,7 @@ async def wire_web(parts: Parts) -> None:
         notifier=parts.notifier,
         simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
         metrics_peers=web_settings.metrics_allowed_peers,
+        outbox=parts.outbox,
     )
     server = WebServer(context)
     await server.start(web_settings.listen.host, web_settings.listen.port)

@@ -297,24 +297,44 @@ class Outbox:
 
     # -- what the admin sees ----------------------------------------------------------------
 
+    async def listing(self) -> list[dict[str, object]]:
+        """The pending commands and dead letters, as `agi-daemon outbox list --json`."""
+        return await self._store.transaction("list the outbox", outbox_store.listing, write=False)
+
+    async def retry(self, row_id: int) -> bool:
+        """A dead letter (or a pending command) delivered again now; False if there is none."""
+        back = await self._store.transaction("retry a CRM command", lambda conn: outbox_store.retry(conn, row_id),
+                                             write=True)
+        if back is None:
+            return False
+        log.info("outbox: CRM command %d put back in line by the admin", row_id)
+        self.retry_now(back)
+        return True
+
     async def depth(self) -> Depth:
         return await self._store.transaction("count the outbox", outbox_store.depth, write=False)
+
+    async def refresh(self) -> OutboxState:
+        """Count again what waits and what was given up (`state`)."""
+        depth = await self.depth()
+        age = 0.0 if depth.oldest_pending is None else (datetime.now(UTC) - depth.oldest_pending).total_seconds()
+        self.state = OutboxState(depth.pending, max(age, 0.0), depth.dead)
+        return self.state
 
     async def _watch(self, every: float = 5.0) -> None:
         """Keep `state` fresh for /metrics and the admin page; log a backlog or dead letters."""
         logged = OutboxState(0, 0.0, 0)
         while True:
             try:
-                depth = await self.depth()
+                state = await self.refresh()
             except CrmUnavailable:
                 await asyncio.sleep(every)
                 continue
-            age = 0.0 if depth.oldest_pending is None else (datetime.now(UTC) - depth.oldest_pending).total_seconds()
-            self.state = OutboxState(depth.pending, max(age, 0.0), depth.dead)
-            if depth.pending > sum(len(lane) for lane in self._lanes.values()):
-                await self._pick_up_strays()
-            if self.state != logged and (depth.dead != logged.dead or age > 10 or logged.oldest_pending_seconds > 10):
+            if state != logged and (state.dead != logged.dead or state.oldest_pending_seconds > 10
+                                    or logged.oldest_pending_seconds > 10):
                 log.info("outbox: %d CRM commands pending (oldest %.0f s), %d dead letters",
-                         depth.pending, age, depth.dead)
-                logged = self.state
+                         state.pending, state.oldest_pending_seconds, state.dead)
+                logged = state
+            if state.pending > sum(len(lane) for lane in self._lanes.values()):
+                await self._pick_up_strays()
             await asyncio.sleep(every)
