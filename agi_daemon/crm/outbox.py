@@ -39,6 +39,8 @@ MAX_DELAY_S = 300.0
 SUBMIT_MAX_DELAY_S = 2.0  # committing a command to the store is retried this often at worst
 DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CRM that hangs)
 CONCURRENCY = 16  # lanes delivered at the same time
+KEEP_DELIVERED = timedelta(days=7)
+PURGE_EVERY_S = 3600.0
 
 Delivered = Callable[[CrmCommand, LedgerUpdate], None]
 
@@ -241,7 +243,7 @@ class Outbox:
             except CrmRejected as error:
                 await self._fail(head, str(error), dead=True)
             except CrmUnavailable as error:
-                tries = self._tries.get(head.id, 0) + 1
+                tries = self._tries.get(head.id, head.attempts) + 1
                 self._tries[head.id] = tries
                 too_old = datetime.now(UTC) - head.created_at > self._dead_after
                 if tries >= self._max_attempts or too_old:
@@ -250,7 +252,7 @@ class Outbox:
                     await self._fail(head, str(error), dead=False)
                     delay = max(error.retry_after or 0.0, self._backoff(tries))  # the CRM's hint: at least
                     log.warning("outbox: %s for %s failed (attempt %d: %s), next try in %.1f s",
-                                head.id, masked(lane), tries, error, delay)
+                                head.id, masked(lane), tries, outbox_store.scrub(str(error)), delay)
                     self._timers[lane] = asyncio.get_running_loop().call_later(delay, self._wake, lane)
                     return  # the lane stays busy until its timer fires
             except Exception as error:  # a bug must not stop every other delivery
@@ -266,7 +268,7 @@ class Outbox:
 
     async def _fail(self, head: Waiting, error: str, *, dead: bool) -> None:
         if dead:
-            log.error("outbox: CRM command %s is a dead letter: %s", head.id, error)
+            log.error("outbox: CRM command %s is a dead letter: %s", head.id, outbox_store.scrub(error))
         try:
             await self._store.transaction(
                 "record a failed delivery",
@@ -324,6 +326,8 @@ class Outbox:
     async def _watch(self, every: float = 5.0) -> None:
         """Keep `state` fresh for /metrics and the admin page; log a backlog or dead letters."""
         logged = OutboxState(0, 0.0, 0)
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
         while True:
             try:
                 state = await self.refresh()
@@ -337,4 +341,18 @@ class Outbox:
                 logged = state
             if state.pending > sum(len(lane) for lane in self._lanes.values()):
                 await self._pick_up_strays()
+            if loop.time() >= next_purge:
+                next_purge = loop.time() + PURGE_EVERY_S
+                await self._purge()
             await asyncio.sleep(every)
+
+    async def _purge(self) -> None:
+        """Delivered commands are kept a week (their keys make a late duplicate a no-op), then go."""
+        before = datetime.now(UTC) - KEEP_DELIVERED
+        try:
+            gone = await self._store.transaction("purge the outbox", lambda conn: outbox_store.purge(conn, before),
+                                                 write=True)
+        except CrmUnavailable:
+            return
+        if gone:
+            log.info("outbox: %d delivered CRM commands older than %d days forgotten", gone, KEEP_DELIVERED.days)

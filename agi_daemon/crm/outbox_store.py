@@ -9,6 +9,7 @@ rows keep their key, so the same command is never stored or delivered again.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ class Waiting:
     id: int
     lane: str
     created_at: datetime
+    attempts: int = 0  # failed attempts so far, this run and earlier ones
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def add(conn: Connection, command: CrmCommand, now: datetime) -> Waiting | None:
 def waiting(conn: Connection) -> list[Waiting]:
     """Every pending row, oldest first."""
     rows = conn.execute(
-        select(outbox.c.id, outbox.c.lane, outbox.c.created_at).where(outbox.c.status == PENDING).order_by(outbox.c.id)
+        select(outbox.c.id, outbox.c.lane, outbox.c.created_at, outbox.c.attempts)
+        .where(outbox.c.status == PENDING).order_by(outbox.c.id)
     )
     return [Waiting(*row) for row in rows]
 
@@ -111,10 +114,32 @@ def delivered(conn: Connection, row_id: int, now: datetime) -> None:
 
 def failed(conn: Connection, row_id: int, error: str, *, dead: bool, now: datetime) -> None:
     """One more failed attempt; `dead`: the row becomes a dead letter."""
-    values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error[:2000]}
+    values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": scrub(error)[:2000]}
     if dead:
         values.update(status=DEAD, done_at=now)
     conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == PENDING).values(**values))
+
+
+# What may carry a secret in an error a CRM library wrote: a Bitrix24 inbound-webhook path
+# (/rest/USER_ID/SECRET/), URL credentials, tokens in a query string.
+_SECRETS = (
+    (re.compile(r"(/rest/\d+/)[^/\s?]+"), r"\1***"),
+    (re.compile(r"(://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+    (re.compile(r"((?:access_token|refresh_token|auth|secret|signature)=)[^&\s]+", re.I), r"\1***"),
+)
+
+
+def scrub(error: str) -> str:
+    """An error as the outbox keeps and shows it: without the secrets it may quote."""
+    for pattern, replacement in _SECRETS:
+        error = pattern.sub(replacement, error)
+    return error
+
+
+def purge(conn: Connection, before: datetime) -> int:
+    """Forget delivered and dropped commands finished before `before`; how many."""
+    result = conn.execute(outbox.delete().where(outbox.c.status.in_((DELIVERED, DROPPED)), outbox.c.done_at < before))
+    return int(result.rowcount or 0)
 
 
 def retry(conn: Connection, row_id: int) -> Waiting | None:

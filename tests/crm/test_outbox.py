@@ -174,3 +174,21 @@ async def test_outbox_list_shows_no_number_and_no_name(crm, new_client):
         listed = await crm.transaction("test: list", outbox_store.listing, write=False)
     assert [(row["kind"], row["linkedid"], row["status"]) for row in listed] == [("create_records", "L8", "pending")]
     assert "611000008" not in str(listed) and "Jeanne" not in str(listed)
+
+
+async def test_error_kept_for_a_dead_letter_never_shows_a_webhook_secret_or_token(crm, new_client):
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+
+    async def leaky(command, ledger):
+        raise CrmRejected("POST https://portal.bitrix24.fr/rest/11/q8w7e6r5t4y3/crm.lead.add failed;"
+                          " retry https://user:pa55@crm.example.com/x?access_token=abc123&x=1")
+
+    remote.deliver = leaky
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000009", "L9")))
+        await eventually(lambda: outbox_dead(crm), timeout=5)
+        [dead] = await outbox.listing()
+    error = dead["last_error"]
+    assert "q8w7e6r5t4y3" not in error and "pa55" not in error and "abc123" not in error
+    assert "/rest/11/***/crm.lead.add" in error
