@@ -1,8 +1,11 @@
 """The embedded CRM: leads, contacts, companies and deals kept in the daemon's own database.
 
-The default `CrmAdapter`. SQLite out of the box (`sqlite:///var/crm.sqlite3`), PostgreSQL by
-changing the URL. Besides the adapter methods the routing and call services use, it offers
-the administration of the command line: add a record, list records, import contacts.
+The default CRM, and the daemon's own store whatever the adapter (the outbox and the call
+ledger live in the same database). SQLite out of the box (`sqlite:///var/crm.sqlite3`),
+PostgreSQL by changing the URL. It is the `CrmLookup` routing asks; the outbox's commands are
+applied to its tables by `embedded_delivery` in the transactions of `transaction()`. Its own
+write methods (create_records, log_call, ...) and the administration of the command line (add
+a record, list records, import contacts) serve the web pages, the command line and tests.
 """
 from __future__ import annotations
 
@@ -179,7 +182,7 @@ class EmbeddedCrm:
             await asyncio.get_running_loop().run_in_executor(None, optimize, engine)
             engine.dispose()
 
-    # -- CrmAdapter ---------------------------------------------------------------------------
+    # -- the CRM's records ----------------------------------------------------------------------
 
     async def find_by_phone(self, phone: str) -> Match | None:
         """The known client with this E.164 number: a contact first, then a company, then a
