@@ -110,7 +110,8 @@ class Daemon:
         settings = self._holder.current
         owned = self._crm is None  # the daemon opens and closes only the CRM it builds
         given = self._crm
-        crm = given if isinstance(given, CrmParts) else build_crm(settings, given)
+        crm = given if isinstance(given, CrmParts) else build_crm(settings.crm.adapter.value,
+                                                                  settings.crm.embedded.database, given)
         if owned:
             await crm.open()
         try:
@@ -206,7 +207,10 @@ def wire_outbox(parts: Parts) -> None:
     """Every CRM write goes through the outbox: committed to the daemon's store, then delivered
     by a task of the TaskGroup (what an earlier run left pending first). Stopped last: the
     calls' CRM work still submits to it while it drains."""
-    outbox = build_outbox(parts.settings, parts.crm_parts, on_delivered=records_created_to(parts.notifier))
+    outbox_settings = parts.settings.crm.outbox
+    outbox = build_outbox(parts.crm_parts, max_attempts=outbox_settings.max_attempts,
+                          dead_letter_after_hours=outbox_settings.dead_letter_after_hours,
+                          on_delivered=records_created_to(parts.notifier))
     parts.outbox = outbox
     delivering = parts.tasks.create_task(outbox.run())
 

@@ -210,7 +210,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _open_crm(settings: Settings):
     from .crm.registry import daemon_store
 
-    return daemon_store(settings)
+    return daemon_store(settings.crm.embedded.database)
 
 
 async def _crm(settings: Settings, args: argparse.Namespace) -> int:

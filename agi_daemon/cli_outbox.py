@@ -28,7 +28,7 @@ def add_parser(sub: Any, with_config: Any) -> None:
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        async with daemon_store(settings) as store:
+        async with daemon_store(settings.crm.embedded.database) as store:
             if args.outbox_command == "list":
                 rows = await store.transaction("list the outbox", outbox_store.listing, write=False)
                 print(json.dumps(rows, indent=2) if args.json else _table(rows))

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ..core.ports import CrmDeliverer, CrmLookup
-from ..settings import Settings
 from .embedded import EmbeddedCrm
 from .outbox import Delivered, Delivery, Outbox
 
@@ -39,28 +38,27 @@ class CrmParts:
         await self.store.close()
 
 
-def daemon_store(settings: Settings) -> EmbeddedCrm:
-    """The daemon's own database (`async with daemon_store(settings) as store`): the command
-    line's `crm` and `outbox` commands read and write it."""
-    return EmbeddedCrm(settings.crm.embedded.database)
+def daemon_store(database: str) -> EmbeddedCrm:
+    """The daemon's own database (crm.embedded.database; `async with daemon_store(url) as
+    store`): the command line's `crm` and `outbox` commands read and write it."""
+    return EmbeddedCrm(database)
 
 
-def build_crm(settings: Settings, store: EmbeddedCrm | None = None) -> CrmParts:
-    """The configured CRM. `store` replaces the daemon's own store (tests wrap it)."""
-    store = store or daemon_store(settings)
-    adapter = settings.crm.adapter.value
+def build_crm(adapter: str, database: str, store: EmbeddedCrm | None = None) -> CrmParts:
+    """The CRM crm.adapter names. `store` replaces the daemon's own store (tests wrap it)."""
+    store = store or daemon_store(database)
     if adapter == "embedded":
         return CrmParts(store, store, None)
     raise ValueError(f"crm.adapter {adapter!r} is not available in this version")  # the schema refuses it first
 
 
-def build_outbox(settings: Settings, crm: CrmParts, *, on_delivered: Delivered | None = None) -> Outbox:
-    """The outbox of the configured CRM; `on_delivered` hears of each command delivered."""
-    outbox_settings = settings.crm.outbox
+def build_outbox(crm: CrmParts, *, max_attempts: int, dead_letter_after_hours: float,
+                 on_delivered: Delivered | None = None) -> Outbox:
+    """The outbox of the configured CRM (crm.outbox); `on_delivered` hears of each delivery."""
     return Outbox(
         crm.store,
         Delivery(crm.store, crm.remote),
-        max_attempts=outbox_settings.max_attempts,
-        dead_after=timedelta(hours=outbox_settings.dead_letter_after_hours),
+        max_attempts=max_attempts,
+        dead_after=timedelta(hours=dead_letter_after_hours),
         on_delivered=on_delivered,
     )
