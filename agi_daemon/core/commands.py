@@ -147,8 +147,12 @@ def merge_call_log(existing: CallRecord | None, report: CallRecord, kind: CallRe
     entry already there stays. Tracking's full report replaces anything; the hangup handler's
     report fills an empty entry or replaces a partial one; a partial report only fills an
     empty entry."""
-    if existing is None or kind is CallReport.TRACKED:
-        return report
-    if kind is CallReport.HANGUP and existing.partial:
-        return report
-    return None
+    return report if replaces(None if existing is None else existing.partial, kind) else None
+
+
+def replaces(existing_partial: bool | None, kind: CallReport) -> bool:
+    """`merge_call_log` knowing only whether an entry is there (None: none) and is partial:
+    True when the new report of this kind takes its place."""
+    if existing_partial is None or kind is CallReport.TRACKED:
+        return True
+    return kind is CallReport.HANGUP and existing_partial

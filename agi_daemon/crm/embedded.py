@@ -38,21 +38,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
-from ..core.commands import CallReport, merge_call_log
+from ..core.commands import CallReport, replaces
 from ..core.model import (
     CallRecord,
     CreatedRecords,
     CreateWith,
     CrmMode,
-    Direction,
-    Disposition,
     EntityRef,
     EntityType,
     Match,
     Offer,
     RecordPlan,
-    Transfer,
-    TransferKind,
 )
 from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
@@ -425,6 +421,9 @@ _LEAD_OF_CALL_QUERY = (
 _LEAD_OF_CALL = _prepare(_LEAD_OF_CALL_QUERY)
 _LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL_QUERY.where(leads.c.created_by_call_phone == bindparam("phone"))
 _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals, phones)}
+_CREATOR = {kind: select(table.c.created_by_call).where(table.c.id == bindparam("id"))
+            for kind, table in RECORD_TABLES.items()}
+_CALL_PARTIAL = select(calls.c.partial).where(calls.c.linkedid == bindparam("linkedid"))
 
 
 @cache
@@ -470,10 +469,10 @@ def assign(conn: Connection, entities: tuple[EntityRef, ...], employee: str) -> 
 def store_call(conn: Connection, record: CallRecord, report: CallReport, entity: EntityRef | None) -> None:
     """Log a finished call on `entity`, in this transaction, keeping what merge_call_log says
     of this report against the entry already there."""
-    existing = conn.execute(select(calls).where(calls.c.linkedid == record.linkedid)).first()
-    kept = merge_call_log(None if existing is None else _logged_call(existing), record, report)
-    if kept is None:
+    existing = _execute(conn, _CALL_PARTIAL, calls, {"linkedid": record.linkedid}).fetchone()
+    if not replaces(None if existing is None else bool(existing[0]), report):
         return
+    kept = record
     values = {
         "linkedid": kept.linkedid,
         "direction": kept.direction.value,
@@ -498,28 +497,17 @@ def store_call(conn: Connection, record: CallRecord, report: CallReport, entity:
     _execute(conn, _upsert(conn.dialect.name, calls, replace=True), calls, values)
 
 
-def _logged_call(row: Any) -> CallRecord:
-    entity = None if row.entity_type is None else EntityRef(EntityType(row.entity_type), row.entity_id)
-    return CallRecord(
-        linkedid=row.linkedid, direction=Direction(row.direction), line=row.line, number=row.number,
-        disposition=Disposition(row.disposition), started_at=row.started_at, ended_at=row.ended_at,
-        answered_at=row.answered_at, answered_by=row.answered_by, employees=tuple(row.employees),
-        ring_seconds=row.ring_seconds, talk_seconds=row.talk_seconds,
-        transfers=tuple(Transfer(t["from"], t["to"], TransferKind(t["kind"])) for t in row.transfers),
-        entity=entity, partial=bool(row.partial),
-    )
-
-
 def lookup_in(conn: Connection, phone: str) -> EntityRef | None:
     """R6's lookup, in this transaction: the known client's record, or None."""
-    row = conn.execute(_LOOKUP.statement, {"phone": phone}).first()
+    row = _execute(conn, _LOOKUP.statement, phones, {"phone": phone}).fetchone()
     return None if row is None else EntityRef(_LOOKUP_ORDER[row[0]], row[1])
 
 
 def creator_call(conn: Connection, entity: EntityRef) -> str | None:
     """The linkedid of the call that created this record, or None."""
     table = RECORD_TABLES[entity.type.value]
-    return conn.execute(select(table.c.created_by_call).where(table.c.id == entity.id)).scalar_one_or_none()
+    row = _execute(conn, _CREATOR[entity.type.value], table, {"id": entity.id}).fetchone()
+    return None if row is None else row[0]
 
 
 def records_of_call(conn: Connection, linkedid: str, phone: str | None) -> CreatedRecords | None:
@@ -608,6 +596,12 @@ def _insert(conn: Connection, table: Table, values: dict[str, Any]) -> int:
 def _index_phone(conn: Connection, entity: EntityRef, e164: str) -> None:
     _execute(conn, _INSERT[phones], phones,
              {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164})
+
+
+def execute_prepared(conn: Connection, statement: Executable, table: Table, values: dict[str, Any]) -> Any:
+    """`_execute` for the other modules of the store (the outbox): a statement built once at
+    import, its values bound by `table`'s column types."""
+    return _execute(conn, statement, table, values)
 
 
 def _execute(conn: Connection, statement: Executable, table: Table, values: dict[str, Any]) -> Any:

@@ -33,6 +33,17 @@ def apply_row(conn: Connection, row_id: int, now: datetime) -> tuple[CrmCommand,
     return stored.command, learned
 
 
+def store_and_apply(conn: Connection, command: CrmCommand, now: datetime) -> tuple[CrmCommand, LedgerUpdate] | None:
+    """Store `command` as delivered and apply it, in this transaction (the outbox's direct
+    path, when nothing waits before it in its lane); None when its key was stored already."""
+    if outbox_store.add(conn, command, now, status=outbox_store.DELIVERED) is None:
+        return None
+    known = outbox_store.ledger(conn, command.linkedid)
+    learned = apply(conn, command, known)
+    outbox_store.learn(conn, known, learned, now)
+    return command, learned
+
+
 def apply(conn: Connection, command: CrmCommand, known: CallLedger) -> LedgerUpdate:
     if isinstance(command, CreateCallRecords):
         return _create(conn, command, known)

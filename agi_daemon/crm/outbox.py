@@ -29,7 +29,7 @@ from ..core.ports import CrmDeliverer, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
 from .embedded import EmbeddedCrm
-from .embedded_delivery import apply_row
+from .embedded_delivery import apply_row, store_and_apply
 from .outbox_store import Depth, Waiting
 
 log = logging.getLogger(__name__)
@@ -161,12 +161,9 @@ class Outbox:
             self._queue(waiting)
 
     async def _store_and_apply(self, command: CrmCommand) -> tuple[CrmCommand, LedgerUpdate] | None:
-        def work(conn: Connection) -> tuple[CrmCommand, LedgerUpdate] | None:
-            now = datetime.now(UTC)
-            waiting = outbox_store.add(conn, command, now)
-            return None if waiting is None else apply_row(conn, waiting.id, now)
-
-        return await self._store.transaction("store and apply a CRM command", work, write=True)
+        return await self._store.transaction(
+            "store and apply a CRM command", lambda conn: store_and_apply(conn, command, datetime.now(UTC)), write=True
+        )
 
     def _release(self, lane: str) -> None:
         """A direct submission is over: the lane is free, unless commands queued meanwhile."""

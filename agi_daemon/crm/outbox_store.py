@@ -9,17 +9,19 @@ rows keep their key, so the same command is never stored or delivered again.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.commands import CallLedger, CrmCommand, LedgerUpdate
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
+from .embedded import execute_prepared
 from .tables import call_ledger, outbox
 
 PENDING, DELIVERED, DEAD, DROPPED = "pending", "delivered", "dead", "dropped"
@@ -46,15 +48,14 @@ class Stored:
     created_at: datetime
 
 
-def add(conn: Connection, command: CrmCommand, now: datetime) -> Waiting | None:
-    """Store a pending command; None when its key is already stored (nothing changes)."""
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(outbox)
-    result = conn.execute(
-        insert.on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id),
-        {"key": command.key, "lane": command.lane[:80], "linkedid": command.linkedid, "kind": kind_of(command),
-         "payload": command_json(command), "status": PENDING, "attempts": 0, "created_at": now},
-    )
-    row = result.first()
+def add(conn: Connection, command: CrmCommand, now: datetime, *, status: str = PENDING) -> Waiting | None:
+    """Store a command (pending, or already `delivered` when the caller applies it in this
+    transaction); None when its key is already stored (nothing changes)."""
+    row = execute_prepared(conn, _ADD[conn.dialect.name == "postgresql"], outbox, {
+        "key": command.key, "lane": command.lane[:80], "linkedid": command.linkedid, "kind": kind_of(command),
+        "payload": command_json(command), "status": status, "attempts": 0, "created_at": now,
+        "done_at": None if status == PENDING else now,
+    }).fetchone()
     return None if row is None else Waiting(row[0], command.lane[:80], now)
 
 
@@ -79,33 +80,49 @@ def load(conn: Connection, row_id: int) -> Stored | None:
 
 
 def ledger(conn: Connection, linkedid: str) -> CallLedger:
-    row = conn.execute(
-        select(call_ledger.c.created, call_ledger.c.joined, call_ledger.c.remote_ids, call_ledger.c.remote_call_id)
-        .where(call_ledger.c.linkedid == linkedid)
-    ).first()
+    row = execute_prepared(conn, _LEDGER, call_ledger, {"linkedid": linkedid}).fetchone()
     if row is None:
         return CallLedger(linkedid)
-    created, joined, remote_ids, remote_call_id = row
+    created, joined, remote_ids, remote_call_id = (_json(row[0]), row[1], _json(row[2]), row[3])
     return CallLedger(linkedid, refs_from_json(created), None if joined is None else EntityRef.parse(joined),
                       dict(remote_ids or {}), remote_call_id)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver gave it: text on SQLite's fast path, decoded otherwise."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def learn(conn: Connection, known: CallLedger, learned: LedgerUpdate, now: datetime) -> None:
     """Keep what a delivery taught about the call (nothing to write when it taught nothing)."""
     if learned.created is None and learned.joined is None and not learned.remote_ids and learned.remote_call_id is None:
         return
-    values: dict[str, Any] = {
+    joined = learned.joined or known.joined
+    execute_prepared(conn, _LEARN[conn.dialect.name == "postgresql"], call_ledger, {
         "linkedid": known.linkedid,
         "created": refs_json(learned.created or known.created),
-        "joined": str(learned.joined or known.joined) if (learned.joined or known.joined) else None,
+        "joined": None if joined is None else str(joined),
         "remote_ids": {**known.remote_ids, **learned.remote_ids} or None,
         "remote_call_id": learned.remote_call_id or known.remote_call_id,
         "updated_at": now,
-    }
-    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(call_ledger)
-    conn.execute(insert.on_conflict_do_update(
-        index_elements=["linkedid"], set_={name: value for name, value in values.items() if name != "linkedid"},
-    ), values)
+    })
+
+
+def _upsert_ledger(dialect: Any) -> Any:
+    insert = dialect.insert(call_ledger)
+    return insert.on_conflict_do_update(
+        index_elements=["linkedid"],
+        set_={name: insert.excluded[name] for name in ("created", "joined", "remote_ids", "remote_call_id",
+                                                       "updated_at")},
+    )
+
+
+# The statements of the call path, built once (see embedded.execute_prepared); [0] SQLite, [1] PostgreSQL.
+_ADD = tuple(dialect.insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
+             for dialect in (sqlite, postgresql))
+_LEDGER = select(call_ledger.c.created, call_ledger.c.joined, call_ledger.c.remote_ids,
+                 call_ledger.c.remote_call_id).where(call_ledger.c.linkedid == bindparam("linkedid"))
+_LEARN = tuple(_upsert_ledger(dialect) for dialect in (sqlite, postgresql))
 
 
 def delivered(conn: Connection, row_id: int, now: datetime) -> None:

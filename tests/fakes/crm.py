@@ -17,7 +17,7 @@ from agi_daemon.core.model import (
 from agi_daemon.core.ports import CrmUnavailable
 from agi_daemon.crm import outbox_store
 from agi_daemon.crm.embedded import EmbeddedCrm
-from agi_daemon.crm.embedded_delivery import apply_row
+from agi_daemon.crm.embedded_delivery import store_and_apply
 
 
 class SlowCrm:
@@ -83,13 +83,8 @@ class DirectCommands:
         self.store = store
 
     async def submit(self, command: CrmCommand) -> None:
-        def work(conn):
-            now = datetime.now(UTC)
-            waiting = outbox_store.add(conn, command, now)
-            if waiting is not None:
-                apply_row(conn, waiting.id, now)
-
-        await self.store.transaction("test: submit", work, write=True)
+        await self.store.transaction("test: submit", lambda conn: store_and_apply(conn, command, datetime.now(UTC)),
+                                     write=True)
 
     async def ledger(self, linkedid: str) -> CallLedger:
         return await self.store.transaction("test: ledger", lambda conn: outbox_store.ledger(conn, linkedid), write=False)
