@@ -102,6 +102,7 @@ class Daemon:
             ("asterisk", before.asterisk, after.asterisk),
             ("crm.adapter", before.crm.adapter, after.crm.adapter),
             ("crm.embedded", before.crm.embedded, after.crm.embedded),
+            ("crm.outbox", before.crm.outbox, after.crm.outbox),
         ) if old != new]
         if needs_restart:
             log.warning("changes to %s take effect at the next restart", ", ".join(needs_restart))

@@ -120,6 +120,7 @@ class CallLedger:
     joined: EntityRef | None = None  # the records of the same number another call created first
     remote_ids: Mapping[str, str] = field(default_factory=dict)  # "lead:12" -> the remote CRM's id
     remote_call_id: str | None = None  # the remote CRM's id of the call registration
+    logged: CallReport | None = None  # the report a remote CRM's call log holds (merge_call_log)
 
     @property
     def entity(self) -> EntityRef | None:
@@ -137,6 +138,7 @@ class LedgerUpdate:
     joined: EntityRef | None = None
     remote_ids: Mapping[str, str] = field(default_factory=dict)
     remote_call_id: str | None = None
+    logged: CallReport | None = None
 
 
 NOTHING_LEARNED = LedgerUpdate()

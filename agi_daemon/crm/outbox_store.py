@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..core.commands import CallLedger, CrmCommand, LedgerUpdate
+from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared
@@ -83,9 +83,9 @@ def ledger(conn: Connection, linkedid: str) -> CallLedger:
     row = execute_prepared(conn, _LEDGER, call_ledger, {"linkedid": linkedid}).fetchone()
     if row is None:
         return CallLedger(linkedid)
-    created, joined, remote_ids, remote_call_id = (_json(row[0]), row[1], _json(row[2]), row[3])
+    created, joined, remote_ids, remote_call_id, logged = (_json(row[0]), row[1], _json(row[2]), row[3], row[4])
     return CallLedger(linkedid, refs_from_json(created), None if joined is None else EntityRef.parse(joined),
-                      dict(remote_ids or {}), remote_call_id)
+                      dict(remote_ids or {}), remote_call_id, None if logged is None else CallReport(logged))
 
 
 def _json(value: Any) -> Any:
@@ -95,15 +95,17 @@ def _json(value: Any) -> Any:
 
 def learn(conn: Connection, known: CallLedger, learned: LedgerUpdate, now: datetime) -> None:
     """Keep what a delivery taught about the call (nothing to write when it taught nothing)."""
-    if learned.created is None and learned.joined is None and not learned.remote_ids and learned.remote_call_id is None:
+    if learned == NOTHING_LEARNED:
         return
     joined = learned.joined or known.joined
+    logged = learned.logged or known.logged
     execute_prepared(conn, _LEARN[conn.dialect.name == "postgresql"], call_ledger, {
         "linkedid": known.linkedid,
         "created": refs_json(learned.created or known.created),
         "joined": None if joined is None else str(joined),
         "remote_ids": {**known.remote_ids, **learned.remote_ids} or None,
         "remote_call_id": learned.remote_call_id or known.remote_call_id,
+        "logged": None if logged is None else logged.value,
         "updated_at": now,
     })
 
@@ -113,7 +115,7 @@ def _upsert_ledger(dialect: Any) -> Any:
     return insert.on_conflict_do_update(
         index_elements=["linkedid"],
         set_={name: insert.excluded[name] for name in ("created", "joined", "remote_ids", "remote_call_id",
-                                                       "updated_at")},
+                                                       "logged", "updated_at")},
     )
 
 
@@ -121,7 +123,7 @@ def _upsert_ledger(dialect: Any) -> Any:
 _ADD = tuple(dialect.insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
              for dialect in (sqlite, postgresql))
 _LEDGER = select(call_ledger.c.created, call_ledger.c.joined, call_ledger.c.remote_ids,
-                 call_ledger.c.remote_call_id).where(call_ledger.c.linkedid == bindparam("linkedid"))
+                 call_ledger.c.remote_call_id, call_ledger.c.logged).where(call_ledger.c.linkedid == bindparam("linkedid"))
 _LEARN = tuple(_upsert_ledger(dialect) for dialect in (sqlite, postgresql))
 
 

@@ -202,6 +202,7 @@ call_ledger = Table(
     Column("joined", String(32), nullable=True),  # "lead:12"
     Column("remote_ids", JsonText(), nullable=True),  # {"lead:12": "4411"}
     Column("remote_call_id", String(128), nullable=True),
+    Column("logged", String(16), nullable=True),  # the report a remote CRM's call log holds
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from agi_daemon.core.commands import (
-    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall,
+    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, replaces,
 )
 from agi_daemon.core.model import CallRecord, CreatedRecords, Direction, Disposition, EntityRef, EntityType
 from agi_daemon.core.ports import CrmRejected, CrmUnavailable
@@ -55,6 +55,7 @@ class RemoteCrm:
 
     def __init__(self) -> None:
         self.delivered: list[tuple[str, CallLedger]] = []
+        self.finished: list[CallReport] = []
         self.asked: list[str] = []
         self.down = 0
         self.retry_after = 0.01
@@ -76,6 +77,11 @@ class RemoteCrm:
         if isinstance(command, CreateCallRecords):
             lead = EntityRef(EntityType.LEAD, next(self.ids))
             return LedgerUpdate(created=CreatedRecords(lead), remote_ids={str(lead): f"B24-{lead.id}"})
+        if isinstance(command, LogCall):  # the remote call log keeps what merge_call_log keeps
+            existing = None if ledger.logged is None else ledger.logged is CallReport.PARTIAL
+            if replaces(existing, command.report):
+                self.finished.append(command.report)
+                return LedgerUpdate(logged=command.report)
         return LedgerUpdate()
 
 
@@ -192,3 +198,15 @@ async def test_error_kept_for_a_dead_letter_never_shows_a_webhook_secret_or_toke
     error = dead["last_error"]
     assert "q8w7e6r5t4y3" not in error and "pa55" not in error and "abc123" not in error
     assert "/rest/11/***/crm.lead.add" in error
+
+
+async def test_remote_call_log_learns_which_report_it_holds_so_a_later_report_yields(crm):
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+    async with delivering(outbox):
+        for report in (CallReport.PARTIAL, CallReport.TRACKED, CallReport.HANGUP):
+            await outbox.submit(LogCall(replace(call_of("L10", "+33611000010"), partial=report is CallReport.PARTIAL),
+                                        report, "+33611000010"))
+        await eventually(lambda: len(remote.delivered) == 3, timeout=5)
+    assert remote.finished == [CallReport.PARTIAL, CallReport.TRACKED]  # the hangup report came last: it yields
+    assert (await outbox.ledger("L10")).logged is CallReport.TRACKED

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("joined", sa.String(32), nullable=True),
         sa.Column("remote_ids", sa.Text(), nullable=True),
         sa.Column("remote_call_id", sa.String(128), nullable=True),
+        sa.Column("logged", sa.String(16), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("linkedid", name="pk_call_ledger"),
     )
