@@ -322,6 +322,8 @@ def health(parts: Parts) -> tuple[bool, dict[str, object]]:
         "ami_last_error": ami.last_error if ami is not None and not ami.connected else None,
         "crm": parts.settings.crm.adapter.value,
         "pending_crm_work": parts.pending.in_flight,
+        "outbox_pending": parts.outbox.state.pending if parts.outbox else 0,
+        "outbox_dead_letters": parts.outbox.state.dead if parts.outbox else 0,
         "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,
     }
 
