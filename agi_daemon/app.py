@@ -25,8 +25,12 @@ from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
 from .core.live_calls import Fanout
 from .core.model import Direction, Rules
-from .core.ports import Clock, CrmAdapter
+from .core.commands import CreateCallRecords, CrmCommand, LedgerUpdate
+from .core.live_calls import RecordsCreated
+from .core.ports import Clock, CrmLookup, Notifier
 from .crm.embedded import EmbeddedCrm
+from .crm.outbox import Outbox
+from .crm.registry import CrmParts, build_crm, build_outbox
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
 from .log_lines import ready_line
@@ -48,20 +52,16 @@ DRAIN_SECONDS = 10.0
 STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait in Stasis for its decision
 
 
-def build_crm(settings: Settings) -> EmbeddedCrm:
-    """The configured CRM (settings accept only the embedded one in this version)."""
-    return EmbeddedCrm(settings.crm.embedded.database, pool_size=settings.crm.embedded.pool_size)
-
-
 class Daemon:
     def __init__(
         self,
         holder: SettingsHolder,
         *,
-        crm: CrmAdapter | None = None,
+        crm: CrmParts | EmbeddedCrm | None = None,
         clock: Clock | None = None,
     ) -> None:
-        """`crm` replaces the configured CRM (tests wrap the real store to make it slow)."""
+        """`crm` replaces the configured CRM (tests wrap the real store's lookup to make it
+        slow); the daemon neither opens nor closes it."""
         self._holder = holder
         self._crm = crm
         self._clock = clock or SystemClock()
@@ -110,6 +110,7 @@ class Daemon:
             ("asterisk", before.asterisk, after.asterisk),
             ("crm.adapter", before.crm.adapter, after.crm.adapter),
             ("crm.embedded", before.crm.embedded, after.crm.embedded),
+            ("crm.outbox", before.crm.outbox, after.crm.outbox),
         ) if old != new]
         if needs_restart:
             log.warning("changes to %s take effect at the next restart", ", ".join(needs_restart))
@@ -117,7 +118,9 @@ class Daemon:
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current
         owned = self._crm is None  # the daemon opens and closes only the CRM it builds
-        crm = self._crm or build_crm(settings)
+        given = self._crm
+        crm = given if isinstance(given, CrmParts) else build_crm(
+            settings.crm.adapter.value, settings.crm.embedded.database, given, pool_size=settings.crm.embedded.pool_size)
         if owned:
             await crm.open()
         try:
@@ -154,11 +157,14 @@ class Parts:
     """What one run of the daemon is made of. `build` fills it feature by feature; `stop`
     closes what was started, last started first, then drains the CRM work in flight."""
 
-    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmAdapter, clock: Clock,
+    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmParts, clock: Clock,
                  tasks: asyncio.TaskGroup) -> None:
         self.settings = settings
         self.rules = rules  # the running rules, reload-aware
-        self.crm = crm
+        self.crm = crm.lookup
+        self.store = crm.store
+        self.crm_parts = crm
+        self.outbox: Outbox | None = None
         self.clock = clock
         self.tasks = tasks
         self.pending = PendingWork(tasks.create_task)
@@ -176,9 +182,14 @@ class Parts:
         # Who hears live call events: the agents' call windows and the metrics.
         self.notifier = Fanout((self.live, self.metrics))
         self._closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._last_closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
 
     def on_stop(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
         self._closers.append((name, close))
+
+    def on_stop_last(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+        """Closed after the calls' CRM work is drained (the outbox)."""
+        self._last_closers.append((name, close))
 
     async def stop(self) -> None:
         for name, close in reversed(self._closers):
@@ -189,31 +200,67 @@ class Parts:
         left = await self.pending.drain(DRAIN_SECONDS)
         if left:
             log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+        for name, close in reversed(self._last_closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("stopping %s failed", name)
 
 
 async def build(parts: Parts) -> None:
     """Wire every feature of the daemon, one function each."""
+    wire_outbox(parts)
     wire_services(parts)
     wire_tracking(parts)
     await wire_fastagi(parts)
     await wire_web(parts)
 
 
+def wire_outbox(parts: Parts) -> None:
+    """Every CRM write goes through the outbox: committed to the daemon's store, then delivered
+    by a task of the TaskGroup (what an earlier run left pending first). Stopped last: the
+    calls' CRM work still submits to it while it drains."""
+    outbox_settings = parts.settings.crm.outbox
+    outbox = build_outbox(parts.crm_parts, max_attempts=outbox_settings.max_attempts,
+                          dead_letter_after_hours=outbox_settings.dead_letter_after_hours,
+                          on_delivered=records_created_to(parts.notifier))
+    parts.outbox = outbox
+    delivering = parts.tasks.create_task(outbox.run())
+
+    async def stop() -> None:
+        delivering.cancel()
+
+    parts.on_stop_last("outbox", stop)
+    parts.metrics.watch_outbox(outbox)
+
+
+def records_created_to(notifier: Notifier) -> Callable[[CrmCommand, LedgerUpdate], None]:
+    """Once a call's records are created, the call windows hear of it."""
+
+    def delivered(command: CrmCommand, learned: LedgerUpdate) -> None:
+        if isinstance(command, CreateCallRecords) and learned.created is not None:
+            notifier.publish(RecordsCreated(command.linkedid, learned.created.primary, command.plan.responsible))
+
+    return delivered
+
+
 def wire_services(parts: Parts) -> None:
     """The use cases: routing (R1-R9, R11) and the call log (R12)."""
+    assert parts.outbox is not None
     deadline = parts.settings.daemon.crm_deadline_ms / 1000
     timed_crm = MeteredCrm(parts.crm, parts.metrics, deadline)  # lookups timed for /metrics
     routed = RoutedCalls()  # what routing decided, for the hangup report
-    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, deadline=deadline,
-                                   routed=routed, notifier=parts.notifier)
-    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, routed=routed)
+    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, commands=parts.outbox,
+                                   deadline=deadline, routed=routed, notifier=parts.notifier)
+    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
+                                    routed=routed)
 
 
 def wire_tracking(parts: Parts) -> None:
     """Follow calls (transfers, R10; the full call log, R12) over the interface
     `asterisk.events` names: AMI, or ARI, which also runs the Stasis application that routes
     the calls of dialplan/agi-daemon-stasis.conf with the same routing service as FastAGI."""
-    assert parts.call_log is not None and parts.routing is not None
+    assert parts.call_log is not None and parts.routing is not None and parts.outbox is not None
     settings = parts.settings
     source: EventSource
     if settings.asterisk.events is EventsInterface.ARI:
@@ -232,7 +279,7 @@ def wire_tracking(parts: Parts) -> None:
                         ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
         parts.ami = ami
         source = AmiEventSource(ami)
-    reassign = ReassignService(parts.rules, parts.crm, parts.pending)
+    reassign = ReassignService(parts.rules, parts.outbox, parts.pending)
     tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
     parts.event_source, parts.tracking = source, tracking
     parts.tasks.create_task(source.run())
@@ -260,7 +307,7 @@ async def wire_fastagi(parts: Parts) -> None:
 async def wire_web(parts: Parts) -> None:
     """The agents' call window, the CRM and admin pages, the JSON API, /metrics and /healthz."""
     web_settings = parts.settings.daemon.web
-    embedded = parts.crm if hasattr(parts.crm, "transaction") else None  # the CRM pages need the SQL store
+    embedded = parts.store if parts.crm_parts.remote is None else None  # the CRM pages show the embedded CRM
     context = WebContext(
         rules=parts.rules,
         settings=lambda: parts.settings,
@@ -273,6 +320,7 @@ async def wire_web(parts: Parts) -> None:
         notifier=parts.notifier,
         simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
         metrics_peers=web_settings.metrics_allowed_peers,
+        outbox=parts.outbox,
     )
     server = WebServer(context)
     await server.start(web_settings.listen.host, web_settings.listen.port)
@@ -280,7 +328,7 @@ async def wire_web(parts: Parts) -> None:
     parts.on_stop("web pages", server.close)
 
 
-async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str, caller: str,
+async def simulate_call(rules: Rules, crm: CrmLookup, direction: str, line: str, caller: str,
                         callee: str | None) -> tuple[dict[str, object], str]:
     """The admin page's simulator: `agi-daemon simulate` itself (the same argument checks, the
     same dry run through routing). Arguments the command line refuses give
@@ -304,6 +352,8 @@ def health(parts: Parts) -> tuple[bool, dict[str, object]]:
         f"{name}_last_error": link.last_error if link is not None and not link.connected else None,
         "crm": parts.settings.crm.adapter.value,
         "pending_crm_work": parts.pending.in_flight,
+        "outbox_pending": parts.outbox.state.pending if parts.outbox else 0,
+        "outbox_dead_letters": parts.outbox.state.dead if parts.outbox else 0,
         "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,
     }
 

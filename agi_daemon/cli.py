@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--verbose", action="store_true", help="list every skipped and bad row, not the first few")
     _user_parser(sub, with_config)
     _db_parser(sub, with_config)
+    from . import cli_outbox
+
+    cli_outbox.add_parser(sub, with_config)
     return parser
 
 
@@ -106,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    if getattr(args, "crm_command", None) == "list" and not _database_exists(settings):
+    read_only = getattr(args, "crm_command", None) == "list" or getattr(args, "outbox_command", None) == "list"
+    if read_only and not _database_exists(settings):
         return 1
     if args.command == "run":
         from .app import run_until_signalled
@@ -126,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_set_password(settings, args.employee))
     if args.command == "db":
         return _db_upgrade(settings)
+    if args.command == "outbox":
+        from . import cli_outbox
+
+        return asyncio.run(cli_outbox.run(settings, args))
     if args.command == "dialplan":
         from .asterisk.fallback import render_fallback
 
@@ -203,9 +211,9 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _open_crm(settings: Settings):
-    from .app import build_crm
+    from .crm.registry import daemon_store
 
-    return build_crm(settings)
+    return daemon_store(settings.crm.embedded.database)
 
 
 async def _crm(settings: Settings, args: argparse.Namespace) -> int:

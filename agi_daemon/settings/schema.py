@@ -203,6 +203,14 @@ class EmbeddedCrmSettings(Section):
     pool_size: Annotated[int, Field(gt=0, le=64)] = 4
 
 
+class OutboxSettings(Section):
+    """Writes waiting for the CRM: a delivery still failing after `max_attempts` attempts, or
+    `dead_letter_after_hours` after it was asked, becomes a dead letter (`agi-daemon outbox`)."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 20
+    dead_letter_after_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24
+
+
 class ExceptionList(Section):
     """Numbers and e-mails never sent to the CRM (R7); phones as written."""
 
@@ -261,6 +269,7 @@ class CrmSettings(Section):
     simple: SimpleModeSettings = SimpleModeSettings()
     adapter: CrmAdapterKind = CrmAdapterKind.EMBEDDED
     embedded: EmbeddedCrmSettings = EmbeddedCrmSettings()
+    outbox: OutboxSettings = OutboxSettings()
     exceptions: ExceptionList = ExceptionList()
     bitrix24: Bitrix24Settings | None = None  # required when adapter is bitrix24
     webhook: WebhookCrmSettings | None = None  # required when adapter is webhook

@@ -2,7 +2,8 @@
 
 Calls by direction and disposition (from call tracking's ended calls), routing decisions by
 status and their latency, CRM lookup latency and lookups past `crm_deadline_ms`, AMI
-reconnects and dropped events, CRM work pending. One registry per daemon, so tests can run
+reconnects and dropped events, CRM work pending, the outbox (commands pending, the oldest's
+age, dead letters). One registry per daemon, so tests can run
 several daemons in one process.
 """
 from __future__ import annotations
@@ -47,6 +48,10 @@ class Metrics:
         counters at each scrape."""
         self.registry.register(_Links(ami, pending))
 
+    def watch_outbox(self, outbox: Any) -> None:
+        """Read the outbox's last counts (`outbox.state`, refreshed by the outbox) at each scrape."""
+        self.registry.register(_Outbox(outbox))
+
     def text(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -72,6 +77,23 @@ class _Links:
         if self._pending is not None:
             yield GaugeMetricFamily("agi_daemon_crm_work_pending", "Calls' CRM work in flight",
                                     value=self._pending.in_flight)
+
+
+class _Outbox:
+    def __init__(self, outbox: Any) -> None:
+        self._outbox = outbox
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        state = self._outbox.state
+        yield GaugeMetricFamily("agi_daemon_outbox_pending", "CRM commands waiting for delivery",
+                                value=state.pending)
+        yield GaugeMetricFamily("agi_daemon_outbox_oldest_pending_seconds",
+                                "Age of the oldest CRM command waiting for delivery", value=state.oldest_pending_seconds)
+        yield GaugeMetricFamily("agi_daemon_outbox_dead_letters", "CRM commands given up (see agi-daemon outbox list)",
+                                value=state.dead)
 
 
 class MeteredRouting:

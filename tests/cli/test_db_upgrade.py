@@ -12,10 +12,11 @@ from agi_daemon.cli import main
 from agi_daemon.crm.database import database_url
 from agi_daemon.crm.migrations import alembic_config
 from tests.asterisk.sandbox import closed_port
+from tests.fakes.database import migration_head
 from tests.postgresql_server import PostgresServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agi-daemon.yaml"
-HEAD = "0004"
+HEAD = migration_head()
 
 
 def config_for(tmp_path: Path, url: str) -> Path:

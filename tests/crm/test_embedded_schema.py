@@ -12,6 +12,7 @@ from sqlalchemy import create_engine
 
 from agi_daemon.core.ports import CrmRejected, CrmUnavailable
 from agi_daemon.crm.database import database_url
+from tests.fakes.database import migration_head
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.tables import metadata
 
@@ -36,18 +37,8 @@ async def test_open_twice_and_reopen_migrates_once_and_keeps_records(tmp_path: P
 
     with sqlite3.connect(tmp_path / "crm.sqlite3") as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            (_head(),)
+            (migration_head(),)
         ]
-
-
-def _head() -> str:
-    """The latest migration (one head: the migrations form a single line)."""
-    from alembic.script import ScriptDirectory
-
-    from agi_daemon.crm.migrations import alembic_config
-
-    (head,) = ScriptDirectory.from_config(alembic_config()).get_heads()
-    return head
 
 
 @pytest.mark.databases("sqlite")

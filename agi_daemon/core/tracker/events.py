@@ -2,7 +2,7 @@
 contract between them and the fold) and what it asks for (the effects)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Union
 
@@ -124,6 +124,9 @@ class Reassign:
     line: str  # E.164
     employee_id: str  # the transfer target
     kind: TransferKind
+    # the client's E.164 number: where the outbox orders the call's CRM commands (not part of
+    # what the transfer is, so not compared)
+    external: str | None = field(default=None, compare=False)
 
 
 Effect = Union[CallEnded, Reassign]

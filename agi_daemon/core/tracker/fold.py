@@ -208,7 +208,7 @@ def _transferred(rules: Rules, state: TrackerState, event: Transferred) -> Step:
                    rung=_add(call.rung, target), talking_to=target or call.talking_to)
     effects: tuple[Effect, ...] = ()
     if target is not None and facts is not None:
-        effects = (Reassign(linkedid, facts.line.number, target, event.kind),)
+        effects = (Reassign(linkedid, facts.line.number, target, event.kind, facts.external),)
     return _put(state, call), effects
 
 
