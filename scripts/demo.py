@@ -26,7 +26,7 @@ from agi_daemon.crm.users import WebUsers, hash_password  # noqa: E402
 from tests.asterisk.ami_client import TestAmi  # noqa: E402
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason  # noqa: E402
 from tests.daemon_harness import CLIENT, UNKNOWN, rang, running_daemon, write_config  # noqa: E402
-from tests.web.harness import blind_transfer  # noqa: E402
+from tests.asterisk.ami_client import blind_transfer  # noqa: E402
 
 PASSWORD = "demo-password"
 PARIS, LYON = "0184880000", "0472000000"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
-from tests.asterisk.ami_client import TestAmi, bridged_employee_channel, event_named, user_event
+from tests.asterisk.ami_client import blind_transfer, TestAmi, bridged_employee_channel, event_named, user_event
 from tests.daemon_harness import (
     CALL_LOG, CLIENT, MODE_IDS, MODES, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon, write_config,
 )
@@ -24,12 +24,11 @@ PARIS_AS_DIALLED = "0184880000"
 
 async def transfer(ami, call, kind: str) -> None:
     """alice (101), who answered, transfers the call to bob (102) the way an agent would."""
-    alice = await bridged_employee_channel(ami, call.linkedid, "101")
-    since = ami.mark()
     if kind == "blind":
-        await ami.action({"Action": "BlindTransfer", "Channel": alice, "Exten": "102", "Context": "employees"})
-        await ami.wait_event(event_named("BlindTransfer", transfererchannel=alice, result="Success"), 5, since=since)
+        await blind_transfer(ami, call.linkedid, "101", "102")
     else:
+        alice = await bridged_employee_channel(ami, call.linkedid, "101")
+        since = ami.mark()
         await ami.action({"Action": "Atxfer", "Channel": alice, "Exten": "102#", "Context": "employees"})
         await ami.wait_event(rang(call.linkedid, "102"), 5, since=since)
         await asyncio.sleep(0.3)  # bob answers the consultation call

@@ -46,6 +46,10 @@ class LiveCall:
     def shown_to(self) -> set[str]:
         return self.ringing | ({self.talking} if self.talking else set())
 
+    def looks(self) -> tuple[frozenset[str], str | None, bool]:
+        """What the windows draw of the call's state: who it rings, who talks, answered."""
+        return frozenset(self.ringing), self.talking, self.answered
+
 
 @dataclass
 class _Early:
@@ -79,7 +83,7 @@ class CallBoard:
             if isinstance(event, Ended):
                 self._early.pop(event.linkedid, None)
             return set()
-        before = call.shown_to()
+        before, shown_before = call.shown_to(), call.looks()
         match event:
             case StoppedRinging():
                 call.ringing.discard(event.employee)
@@ -93,7 +97,9 @@ class CallBoard:
             case Ended():
                 del self._calls[event.linkedid]
                 return before
-        return before | call.shown_to() if before != call.shown_to() else set()
+        # a card that only changes its state (ringing -> answered on the one agent's window)
+        # must be redrawn as much as one that moves
+        return before | call.shown_to() if call.looks() != shown_before else set()
 
     def _ringing(self, event: Ringing) -> set[str]:
         call = self._calls.get(event.linkedid)

@@ -263,3 +263,13 @@ async def bridged_employee_channel(ami: TestAmi, linkedid: str, extension: str, 
     channel = next(c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1"))
     await ami.wait_event(event_named("BridgeEnter", channel=channel), timeout)
     return channel
+
+
+async def blind_transfer(ami: TestAmi, linkedid: str, extension: str, target: str, timeout: float = 5.0) -> None:
+    """Employee <extension>, talking on call <linkedid>, blind-transfers it to <target> the way
+    an agent does (AMI BlindTransfer of their channel, once it is bridged), and the transfer
+    succeeded."""
+    channel = await bridged_employee_channel(ami, linkedid, extension, timeout)
+    since = ami.mark()
+    await ami.action({"Action": "BlindTransfer", "Channel": channel, "Exten": target, "Context": "employees"})
+    await ami.wait_event(event_named("BlindTransfer", transfererchannel=channel, result="Success"), timeout, since=since)

@@ -5,7 +5,6 @@
         await set_passwords(crm)
         async with chromium() as browser:
             page = await logged_in(browser, daemon, "alice")
-    await blind_transfer(ami, linkedid, "101", "102")   # alice hands a call to bob, as agents do
 
 Chromium is Debian's (scripts/browser-sandbox.sh installs it, `make test` runs that), driven
 by Playwright through executable_path: Playwright never downloads a browser of its own.
@@ -17,13 +16,11 @@ import os
 import shutil
 from pathlib import Path
 
-import asyncio
 
 import aiohttp
 import pytest
 
 from agi_daemon.crm.users import WebUsers, hash_password
-from tests.asterisk.ami_client import AmiError, event_named
 from tests.asterisk.sandbox import closed_port
 from tests.daemon_harness import write_config
 
@@ -115,22 +112,3 @@ async def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
-
-
-async def blind_transfer(ami, linkedid: str, extension: str, target: str) -> None:
-    """The agent on `extension` transfers the call to `target`, once they are really talking
-    (Asterisk answers "Transfer invalid" while the agent's channel is not bridged yet)."""
-    for _ in range(30):
-        channels = await ami.channels(linkedid)
-        agent = next((c for c in channels if c.startswith(f"Local/{extension}@employees-") and c.endswith(";1")), None)
-        if agent is not None:
-            since = ami.mark()
-            try:
-                await ami.action({"Action": "BlindTransfer", "Channel": agent, "Exten": target, "Context": "employees"})
-            except AmiError:
-                await asyncio.sleep(0.2)
-                continue
-            await ami.wait_event(event_named("BlindTransfer", result="Success"), 10, since=since)
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"call {linkedid}: the blind transfer to {target} never became possible")

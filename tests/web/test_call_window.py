@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
+from tests.asterisk.ami_client import blind_transfer
 from tests.daemon_harness import BLOCKED, UNKNOWN, eventually, logged_calls, rang, running_daemon
 from tests.web.harness import (
-    base_url, blind_transfer, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
+    base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
 )
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
@@ -60,10 +61,12 @@ async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_pat
         async with chromium() as browser:
             alice = await logged_in(browser, daemon, "alice")
             bob = await logged_in(browser, daemon, "bob")
+            employees.set_global("EMPLOYEE_102", "noanswer")  # Lyon rings both at once: alice is the one who answers
             call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
-            await asyncio.wait_for(call.response, 5)  # alice (101, first of the queue group) answered
+            await asyncio.wait_for(call.response, 5)
             await alice.wait_for_selector(f'{card(call.linkedid)}[data-state="answered"]', timeout=5000)
             assert await bob.query_selector(card(call.linkedid)) is None
+            employees.set_global("EMPLOYEE_102", "answer")  # bob takes the transferred call
             await blind_transfer(asterisk_ami, call.linkedid, "101", "102")
             await bob.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
             await alice.wait_for_selector(card(call.linkedid), state="detached", timeout=CARD_SECONDS * 1000)
