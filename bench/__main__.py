@@ -105,7 +105,8 @@ def server_figures(server: Server, headers, size: routing.Size, extra=None) -> d
     # what grows is the sessions' memory, not the CRM's page cache
     idle = routing.idle_rss(server, lambda i: headers(i % 100), size.idle_sessions)
     cpu, result = routing.cpu_per_session(server, headers, size.cpu_sessions)
-    figures = {"cpu_us": cpu, "levels": routing.latency_levels(server, headers, size), "idle_rss_kib": idle,
+    figures = {"cpu_us": cpu, "one_at_a_time_cpu_us": routing.one_at_a_time(server, headers, size.isolated_sessions),
+               "levels": routing.latency_levels(server, headers, size), "idle_rss_kib": idle,
                "open_loop": routing.open_loop(server, headers, size.open_loop_sessions),
                "first_command": routing.first_command(result).decode(errors="replace")}
     print(f"  {server.name}: {cpu:.0f} µs CPU/session, {figures['idle_rss_kib']:.1f} KiB/idle session", flush=True)

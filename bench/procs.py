@@ -83,11 +83,11 @@ def _wait_for(what: str, probe, process: subprocess.Popen[bytes], log: Path, tim
     raise RuntimeError(f"{what} did not start listening:\n{log.read_text()[-3000:]}")
 
 
-def start_baseline(kind: str, directory: Path) -> Server:
+def start_baseline(kind: str, directory: Path, *args: str) -> Server:
     port_file, log = directory / f"{kind}.port", directory / f"{kind}.log"
     port_file.unlink(missing_ok=True)
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "bench.servers", kind, str(port_file)],
+        process = subprocess.Popen([sys.executable, "-m", "bench.servers", kind, str(port_file), *args],
                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     pin(process.pid, SERVER_CORE)
     port = _wait_for(kind, lambda: int(port_file.read_text()) if port_file.exists() and port_file.read_text() else None,
