@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print("real calls", flush=True)
     results["real_calls"] = real_calls.measure(3 if args.quick else 20, skip=args.no_asterisk)
     results["seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_at_end"] = os.getloadavg()  # type: ignore[index]
     from bench.table import render
 
     table = render(results)

@@ -23,6 +23,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def run_time(pid: int) -> float:
+    """Seconds on a CPU of the process's live threads, to the nanosecond (/proc/PID/task/*/
+    schedstat): for figures too small for /proc/PID/stat's 10 ms ticks (threads that exited
+    are not counted: use it on processes whose threads stay)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            pass
+    return total / 1e9
+
+
 def rss_kib(pid: int) -> int:
     found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(found[1]) if found else 0

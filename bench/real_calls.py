@@ -22,7 +22,7 @@ from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
 from tests.daemon_harness import rang, write_config
 
-from .procs import TICKS, Profile, Server, cpu_seconds, settle, start_baseline, start_daemon
+from .procs import TICKS, Profile, Server, cpu_seconds, run_time, settle, start_baseline, start_daemon
 
 PARIS_AS_DIALLED = "0184880000"
 IDLE_SECONDS = 5.0
@@ -175,9 +175,9 @@ def _bare_floor(sandbox: AsteriskSandbox, directory: Path, calls: int, hold: flo
     try:
         sandbox.set_agi_port(bare.port)
         settle(bare.pid)
-        before = cpu_seconds(bare.pid)
+        before = run_time(bare.pid)  # one thread: to the nanosecond
         asyncio.run(_place_calls(sandbox, calls, hold, None, first=first))
         settle(bare.pid)
-        return (cpu_seconds(bare.pid) - before) / calls * 1e3
+        return (run_time(bare.pid) - before) / calls * 1e3
     finally:
         bare.stop()

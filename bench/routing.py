@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .crm_data import new_phone
 from .loadgen import HeaderFactory, LoadResult, agi_header, hold_idle, paced, run_load
-from .procs import GENERATOR_CORE, Server, cpu_seconds, rss_kib, settle
+from .procs import GENERATOR_CORE, Server, cpu_seconds, rss_kib, run_time, settle
 
 PARIS_AS_DIALLED = "0184880000"
 _RUN = itertools.count()  # linkedids stay unique across runs of one bench
@@ -78,13 +78,13 @@ def one_at_a_time(server: Server, headers: HeaderFactory, sessions: int, rate: f
     asyncio.run(paced(server.port, lambda i: headers(i + 600_000), rate=rate, total=3, background=0,
                       background_headers=headers))  # warm up on other sessions
     settle(server.pid)
-    before = cpu_seconds(server.pid)
+    before = run_time(server.pid)
     result = asyncio.run(paced(server.port, lambda i: headers(i + 650_000), rate=rate, total=sessions, background=0,
                                background_headers=headers))
     settle(server.pid)
     if result.failed:
         raise RuntimeError(f"{server.name}: {result.failed} of {result.sessions} paced sessions failed")
-    return (cpu_seconds(server.pid) - before) / sessions * 1e6
+    return (run_time(server.pid) - before) / sessions * 1e6
 
 
 def latency_levels(server: Server, headers: HeaderFactory, size: Size) -> dict[int, dict[str, float]]:

@@ -88,5 +88,8 @@ def render(results: dict[str, Any]) -> str:
               for r in rows]
     machine = results["machine"]
     lines.append(f"machine: {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, "
-                 f"load {', '.join(f'{x:.2f}' for x in machine['load_average'])}; {'quick run' if results['quick'] else 'full run'}")
+                 f"load {', '.join(f'{x:.2f}' for x in machine['load_average'])} at the start"
+                 + (f", {', '.join(f'{x:.2f}' for x in machine['load_average_at_end'])} at the end"
+                    if "load_average_at_end" in machine else "")
+                 + f"; {'quick run' if results['quick'] else 'full run'}")
     return "\n".join(lines)
