@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                            "tracking with 1,000 calls in progress (µs CPU/event)": tracking.tracking_busy(rules, 1000, rounds // 2),
                            **tracking.ami_codec(rounds)}
     print("real calls", flush=True)
-    results["real_calls"] = real_calls.measure(3 if args.quick else 20, skip=args.no_asterisk)
+    results["real_calls"] = real_calls.measure(3 if args.quick else 40, skip=args.no_asterisk)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = os.getloadavg()  # type: ignore[index]
     from bench.table import render
