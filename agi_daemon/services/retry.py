@@ -13,12 +13,9 @@ ATTEMPT_SECONDS = 10.0  # no CRM operation may hang a call's work longer than th
 
 
 async def attempt(operation: Callable[[], Awaitable[T]], timeout: float = ATTEMPT_SECONDS) -> T:
-    """One try, at most `timeout` seconds: a CRM that does not answer is unavailable.
-    (`asyncio.timeout` runs the operation in the caller's task; `wait_for` would wrap it in a
-    task of its own on Python 3.11, a cost on every lookup of the routing path.)"""
+    """One try, at most `timeout` seconds: a CRM that does not answer is unavailable."""
     try:
-        async with asyncio.timeout(timeout):
-            return await operation()
+        return await asyncio.wait_for(operation(), timeout)
     except TimeoutError:
         raise CrmUnavailable(f"no answer within {timeout:.0f} s") from None
 
