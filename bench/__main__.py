@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import b24_drain, crm_data, real_calls, routing, tracking  # noqa: E402
+from bench import ari, b24_drain, crm_data, real_calls, routing, tracking  # noqa: E402
 from bench.procs import GENERATOR_CORE, Profile, Server, pin, start_baseline, start_daemon  # noqa: E402
 from tests.daemon_harness import write_config  # noqa: E402
 from tests.asterisk.sandbox import closed_port  # noqa: E402
@@ -107,7 +107,8 @@ def server_figures(server: Server, headers, size: routing.Size, extra=None) -> d
     # what grows is the sessions' memory, not the CRM's page cache
     idle = routing.idle_rss(server, lambda i: headers(i % 100), size.idle_sessions)
     cpu, result = routing.cpu_per_session(server, headers, size.cpu_sessions)
-    figures = {"cpu_us": cpu, "levels": routing.latency_levels(server, headers, size), "idle_rss_kib": idle,
+    figures = {"cpu_us": cpu, "one_at_a_time_cpu_us": routing.one_at_a_time(server, headers, size.isolated_sessions),
+               "levels": routing.latency_levels(server, headers, size), "idle_rss_kib": idle,
                "open_loop": routing.open_loop(server, headers, size.open_loop_sessions),
                "first_command": routing.first_command(result).decode(errors="replace")}
     print(f"  {server.name}: {cpu:.0f} µs CPU/session, {figures['idle_rss_kib']:.1f} KiB/idle session", flush=True)
@@ -180,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
                            "tracking with 1,000 calls in progress (µs CPU/event)": tracking.tracking_busy(rules, 1000, rounds // 2),
                            **tracking.ami_codec(rounds)}
     print("real calls", flush=True)
-    results["real_calls"] = real_calls.measure(3 if args.quick else 20, skip=args.no_asterisk)
+    results["real_calls"] = real_calls.measure(3 if args.quick else 40, skip=args.no_asterisk)
+    print("FastAGI+AMI beside Stasis+ARI", flush=True)
+    results["ari"] = {} if args.no_asterisk else ari.measure(calls=4 if args.quick else 40, rounds=2 if args.quick else 200)
     print("Bitrix24 drain", flush=True)
     results["bitrix24_drain"] = asyncio.run(b24_drain.drain(2_000 if args.quick else 10_000, scale=25 if args.quick else 10))
     results["seconds"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_at_end"] = os.getloadavg()  # type: ignore[index]
     from bench.table import render
 
     table = render(results)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .crm_data import new_phone
 from .loadgen import HeaderFactory, LoadResult, agi_header, hold_idle, paced, run_load
-from .procs import GENERATOR_CORE, Server, cpu_seconds, rss_kib, settle
+from .procs import GENERATOR_CORE, Server, cpu_seconds, rss_kib, run_time, settle
 
 PARIS_AS_DIALLED = "0184880000"
 _RUN = itertools.count()  # linkedids stay unique across runs of one bench
@@ -23,19 +23,22 @@ class Size:
     """How many sessions each measure uses (the quick bench uses few)."""
 
     cpu_sessions: int
+    isolated_sessions: int
     level_sessions: dict[int, int]  # concurrency -> sessions
     idle_sessions: int
     open_loop_sessions: int
 
 
-FULL = Size(cpu_sessions=4000, level_sessions={1: 500, 50: 3000, 200: 3000, 1000: 4000}, idle_sessions=2000,
+FULL = Size(cpu_sessions=4000, isolated_sessions=50, level_sessions={1: 500, 50: 3000, 200: 3000, 1000: 4000}, idle_sessions=2000,
             open_loop_sessions=1500)
-QUICK = Size(cpu_sessions=300, level_sessions={1: 30, 50: 200, 200: 200, 1000: 1000}, idle_sessions=500,
+QUICK = Size(cpu_sessions=300, isolated_sessions=5, level_sessions={1: 30, 50: 200, 200: 200, 1000: 1000}, idle_sessions=500,
              open_loop_sessions=300)
 # The open-loop measure: calls in progress, and new calls arriving at this rate (per second)
 # for this many calls. 500 calls/s is far beyond a large call centre's routing requests.
 OPEN_LOOP_BACKGROUND = 200
 OPEN_LOOP_RATE = 500.0
+# Sessions one at a time, as calls arrive on a PBX (see one_at_a_time).
+ISOLATED_RATE = 10.0
 
 
 def incoming(port: int, phone: Callable[[int], str], *, offset: int = 0) -> HeaderFactory:
@@ -66,6 +69,22 @@ def cpu_per_session(server: Server, headers: HeaderFactory, sessions: int, *, co
     if result.failed:
         raise RuntimeError(f"{server.name}: {result.failed} of {result.sessions} sessions failed")
     return spent / sessions * 1e6, result
+
+
+def one_at_a_time(server: Server, headers: HeaderFactory, sessions: int, rate: float = ISOLATED_RATE) -> float:
+    """µs of the server's CPU per session when sessions come one at a time (`rate` per second,
+    as calls do on a PBX): each wakes a server that was asleep, on a core other processes used
+    meanwhile. Under load the same work is shared by many sessions per wakeup, in warm caches."""
+    asyncio.run(paced(server.port, lambda i: headers(i + 600_000), rate=rate, total=3, background=0,
+                      background_headers=headers))  # warm up on other sessions
+    settle(server.pid)
+    before = run_time(server.pid)
+    result = asyncio.run(paced(server.port, lambda i: headers(i + 650_000), rate=rate, total=sessions, background=0,
+                               background_headers=headers))
+    settle(server.pid)
+    if result.failed:
+        raise RuntimeError(f"{server.name}: {result.failed} of {result.sessions} paced sessions failed")
+    return (run_time(server.pid) - before) / sessions * 1e6
 
 
 def latency_levels(server: Server, headers: HeaderFactory, size: Size) -> dict[int, dict[str, float]]:

@@ -1,10 +1,10 @@
 """The two baselines the daemon is compared with, each run as its own process:
 
-    python -m bench.servers bare PORT_FILE
+    python -m bench.servers bare PORT_FILE [COMMAND]
     python -m bench.servers panoramisk PORT_FILE
 
 bare: the least a FastAGI server can do in asyncio: read the header, send one
-`SET VARIABLE`, read its reply, close. panoramisk: `panoramisk.fast_agi.Application` with a
+`SET VARIABLE` (or COMMAND), read its reply, close. panoramisk: `panoramisk.fast_agi.Application` with a
 trivial async handler sending the same command. Both listen on 127.0.0.1, an ephemeral port
 written to PORT_FILE once listening; SIGTERM stops them.
 
@@ -21,10 +21,13 @@ import sys
 from pathlib import Path
 
 
+BARE_COMMAND = b'SET VARIABLE "AGI_DAEMON_STATUS" "ok"\n'
+
+
 async def bare_session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         await reader.readuntil(b"\n\n")
-        writer.write(b'SET VARIABLE "AGI_DAEMON_STATUS" "ok"\n')
+        writer.write(BARE_COMMAND)
         await reader.readline()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -61,4 +64,6 @@ async def serve(kind: str, port_file: Path) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        BARE_COMMAND = sys.argv[3].encode() + b"\n"
     asyncio.run(serve(sys.argv[1], Path(sys.argv[2])))

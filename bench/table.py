@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .routing import ISOLATED_RATE
+
 
 def render(results: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, str, str]] = []
@@ -35,6 +37,11 @@ def render(results: dict[str, Any]) -> str:
     row("CPU/session, agi-daemon new caller", daemon["new_caller_cpu_us"], "µs", base, "≤ 5x",
         daemon["new_caller_cpu_us"] <= 5 * base)
     row("CPU/session, agi-daemon hangup report", daemon["hangup_report_cpu_us"], "µs", base)
+    if "one_at_a_time_cpu_us" in daemon:
+        alone = bare["one_at_a_time_cpu_us"]
+        row(f"CPU/session, one at a time ({ISOLATED_RATE:g}/s): bare", alone, "µs", alone)
+        row("  panoramisk", pano["one_at_a_time_cpu_us"], "µs", alone)
+        row("  agi-daemon known caller", daemon["one_at_a_time_cpu_us"], "µs", alone)
     row("calls routed without their lookup (over crm_deadline_ms)", daemon["late_lookups"], "calls", target="0",
         ok=daemon["late_lookups"] == 0)
     for level in bare["levels"]:
@@ -64,6 +71,17 @@ def render(results: dict[str, Any]) -> str:
         row("real call, agi-daemon (routing + report + tracking)", real["daemon_ms_per_call"], "ms CPU",
             real["asterisk_ms_per_call"], "≤ 0.15x",
             real["daemon_share"] is not None and real["daemon_share"] <= 0.15)
+        if "event_loop_ms_per_call" in real:
+            row("  of which on the event loop", real["event_loop_ms_per_call"], "ms CPU")
+            row("  of which in other threads (CRM writer, log writer)", real["other_threads_ms_per_call"], "ms CPU")
+            row("  of which idle (timers, pings) over the run", real["idle_ms_per_call"], "ms CPU")
+            row("  daemon idle, AMI logged in, no call", real["daemon_idle_ms_per_s"], "ms CPU/s")
+            row("  daemon context switches (wakeups) per call", real["context_switches_per_call"], "")
+            row("real call, bare responder as the FastAGI server (2 sessions)", real["bare_ms_per_call"], "ms CPU",
+                real["asterisk_ms_per_call"])
+
+    for name, value in (results.get("ari") or {}).items():  # the two modes, measured side by side
+        row(name, value, "")
 
     drain = results.get("bitrix24_drain")
     if drain:
@@ -80,5 +98,8 @@ def render(results: dict[str, Any]) -> str:
               for r in rows]
     machine = results["machine"]
     lines.append(f"machine: {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, "
-                 f"load {', '.join(f'{x:.2f}' for x in machine['load_average'])}; {'quick run' if results['quick'] else 'full run'}")
+                 f"load {', '.join(f'{x:.2f}' for x in machine['load_average'])} at the start"
+                 + (f", {', '.join(f'{x:.2f}' for x in machine['load_average_at_end'])} at the end"
+                    if "load_average_at_end" in machine else "")
+                 + f"; {'quick run' if results['quick'] else 'full run'}")
     return "\n".join(lines)

@@ -32,6 +32,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, asterisk_root) -> None
         assert all(level["decisions_per_s"] > 0 and 0 < level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"]
                    for level in figures["levels"].values())
         assert figures["open_loop"]["p99_ms"] > 0
+        assert figures["one_at_a_time_cpu_us"] > 0
     daemon = routing["daemon"]
     assert daemon["new_caller_cpu_us"] > 0 and daemon["hangup_report_cpu_us"] > 0
     assert "AGI_DAEMON_RESPONSIBLE" in daemon["first_command"] and daemon["log_errors"] == 0
@@ -42,7 +43,11 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, asterisk_root) -> None
     assert drain["written"] == drain["writes"] == 2000 and drain["query_limit_exceeded"] == 0
     real = results["real_calls"]
     assert real["logged"] == real["calls"] and real["daemon_ms_per_call"] > 0 and real["asterisk_ms_per_call"] > 0
+    assert real["context_switches_per_call"] > 0 and real["event_loop_ms_per_call"] > 0
+    assert {"bare_ms_per_call", "daemon_idle_ms_per_s", "other_threads_ms_per_call"} <= set(real)
     table = "\n".join(results["table"])
     for figure in ("CPU/session, agi-daemon known caller", "lookup p99, 20,000 contacts", "RSS/idle session, agi-daemon",
-                   "real call, agi-daemon", "crm import", "Bitrix24 drain"):
+                   "real call, agi-daemon", "crm import", "of which on the event loop",
+                   "real call, bare responder as the FastAGI server", "one at a time", "Bitrix24 drain",
+                   "daemon per real call, stasis+ari", "tracking over ARI"):
         assert figure in table

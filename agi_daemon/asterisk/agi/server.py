@@ -214,7 +214,6 @@ class FastAgiServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024)
         self._port = self._server.sockets[0].getsockname()[1]
-        self._watchdog = loop.call_later(self._watch_every, self._watch)
         self._log.info("FastAGI listening on %s:%d, routes: %s", host, self._port, ", ".join(self._routes))
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -251,13 +250,14 @@ class FastAgiServer:
         )
 
     def _watch(self) -> None:
-        """Every `_watch_every` seconds: close the connections whose header is late, end the
-        sessions whose command is unanswered past the command timeout."""
+        """Every `_watch_every` seconds while connections are open: close the connections whose
+        header is late, end the sessions whose command is unanswered past the command timeout.
+        With none open it sleeps until the next one is admitted: an idle daemon never wakes."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         for connection in list(self._connections):
             connection.check(now)
-        self._watchdog = loop.call_later(self._watch_every, self._watch)
+        self._watchdog = loop.call_later(self._watch_every, self._watch) if self._connections else None
 
     # Called by _Connection.
 
@@ -272,6 +272,8 @@ class FastAgiServer:
             return False
         self._counters.sessions += 1
         self._connections.add(connection)
+        if self._watchdog is None and self._server is not None:
+            self._watchdog = asyncio.get_running_loop().call_later(self._watch_every, self._watch)
         return True
 
     def _peer_allowed(self, peer: str) -> bool:

@@ -18,7 +18,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
 from .backoff import backoff_delay
 from .codec import AmiFields, AmiParser, encode_action
@@ -180,6 +179,7 @@ class AmiClient:
         self._link: _Link | None = None
         self._held: list[AmiEvent] | None = None  # events read while a resync is collected
         self._stop: asyncio.Future[None] | None = None
+        self._readers: set[asyncio.Future[None]] = set()  # events() waiting for an item
         self._running = False
         self._stopped = asyncio.Event()  # set whenever run() is not running
         self._stopped.set()
@@ -267,27 +267,28 @@ class AmiClient:
         stop = self._stop_future()
         if not stop.done():
             stop.set_result(None)
+        self._wake_readers()
         await self._stopped.wait()
 
     async def events(self) -> AsyncIterator[AmiItem]:
         """Queued items in order; ends once the client is closed and the queue is empty."""
         stop = self._stop_future()
+        queue, loop = self.queue, asyncio.get_running_loop()
         while True:
             try:
-                yield self.queue.get_nowait()
+                yield queue.get_nowait()
                 continue
             except asyncio.QueueEmpty:
                 if stop.done():
                     return
-            getter = asyncio.ensure_future(self.queue.get())
+            # One future, answered by the next item offered or by close(): events come one
+            # burst at a time, and a task plus asyncio.wait per burst cost more than the event.
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._readers.add(waiter)
             try:
-                waiting: set[asyncio.Future[Any]] = {getter, stop}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                await waiter
             finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                yield getter.result()
+                self._readers.discard(waiter)
 
     async def action(self, name: str, /, **fields: FieldValue) -> AmiResponse:
         """Send one action and return Asterisk's answer (and a list action's items).
@@ -452,6 +453,13 @@ class AmiClient:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self._count_drop()
+            return
+        self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        for waiter in self._readers:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _count_drop(self) -> None:
         self._dropped += 1

@@ -163,6 +163,20 @@ async def test_silent_peer_times_out_after_header_timeout():
         assert server.stats().protocol_errors == 1
 
 
+async def test_silent_peer_after_the_server_was_idle_still_times_out():
+    # the watchdog sleeps while no connection is open and wakes with the next one
+    async with running({}, header_timeout=0.1) as server:
+        first = await FakeAsterisk.connect(server.port)
+        assert await first.rest() == b""
+        await first.close()
+        await until(lambda: server.stats().active == 0, "the first connection to be closed")
+        await asyncio.sleep(0.3)  # several watchdog periods with nothing open
+        second = await FakeAsterisk.connect(server.port)
+        assert await second.rest() == b""
+        await second.close()
+        assert server.stats().protocol_errors == 2
+
+
 async def test_hangup_before_reply_raises_channel_gone_and_next_command_raises_without_writing():
     outcomes: list[object] = []
 
