@@ -23,10 +23,11 @@ class ReloadTooSlow(Exception):
     """The file was not read and checked within the time limit."""
 
 
-async def in_thread(work: Callable[[], T], timeout: float = RELOAD_SECONDS) -> T:
+async def in_thread(work: Callable[[], T], timeout: float | None = None) -> T:
     """`work()` run in a new daemon thread; ReloadTooSlow after `timeout` seconds (the
     thread's late result is dropped). Unlike asyncio.to_thread, a stuck thread neither holds
-    the default executor nor the interpreter's exit."""
+    the default executor nor the interpreter's exit. `timeout` defaults to RELOAD_SECONDS."""
+    timeout = RELOAD_SECONDS if timeout is None else timeout
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
 
