@@ -145,8 +145,8 @@ def _members(members: tuple[str, ...]) -> tuple[str, ...]:
 
 
 Text = Annotated[str, Field(min_length=1)]
-NAME_MAX_LENGTH = 255  # the CRM's name, source and pipeline columns
-Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH)]
+Name = Annotated[str, Field(min_length=1, max_length=255)]  # as long as the CRM's name column
+Label = Annotated[str, Field(min_length=1, max_length=64)]  # as long as the CRM's source and pipeline columns
 Count = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(gt=0, le=65535)]
 ListenAddress = Annotated[Listen, PlainValidator(_listen)]
@@ -220,7 +220,7 @@ class AsteriskSettings(Section):
 # ---- crm -----------------------------------------------------------------------------------
 
 class SimpleModeSettings(Section):
-    pipeline: Name = _CRM_POLICY.pipeline
+    pipeline: Label = _CRM_POLICY.pipeline
     create_with: CreateWith = _CRM_POLICY.create_with
 
 
@@ -262,7 +262,7 @@ class QueueGroupEntry(Section):
 class LineCrmEntry(Section):
     unknown_caller: UnknownCaller = _LINE_CRM.unknown_caller
     create_for: CreateFor = _LINE_CRM.create_for
-    source: Name = _LINE_CRM.source
+    source: Label = _LINE_CRM.source
     route_known_to_responsible: bool = _LINE_CRM.route_known_to_responsible
     responsible_ring_seconds: Count = _LINE_CRM.responsible_ring_seconds
     reassign_on_manual_transfer: bool = _LINE_CRM.reassign_on_manual_transfer
