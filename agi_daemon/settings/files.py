@@ -7,8 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-MAX_CONFIG_BYTES = 1024 * 1024
-"""A config file is a few kilobytes; a thousand lines is still far below this."""
+MAX_CONFIG_BYTES = 256 * 1024
+"""A config file is a few kilobytes; a thousand employees take about 60 KB."""
 MAX_SECRET_BYTES = 64 * 1024
 
 

@@ -81,6 +81,9 @@ def load_yaml(text: str, lines: KeyLines, log: ProblemLog) -> Any:
     except yaml.YAMLError as exc:
         log.add_at(_reader_line(text, exc), "(yaml)", _reader_message(exc))
         return None
+    except (ValueError, OverflowError) as exc:  # PyYAML's own int(): `%YAML 1.9999...` (4,300 digits and more)
+        log.add_at(loader.get_mark().line + 1, "(yaml)", f"cannot be read: {str(exc).split(':')[0]}")
+        return None
     finally:
         loader.dispose()
 
@@ -120,8 +123,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._values += values
         if self._values > MAX_VALUES:
             raise yaml.MarkedYAMLError(
-                problem=f"the file expands to more than {MAX_VALUES:,} values: aliases (*name) "
-                        "or merge keys (<<) repeat too much", problem_mark=mark)
+                problem=f"the file expands to more than {MAX_VALUES:,} values (each use of an alias *name "
+                        "or a merge key << counts all the values it repeats)", problem_mark=mark)
 
 
 class _Reader:
@@ -193,7 +196,11 @@ class _Reader:
             lossy_bool = node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false")
             if lossy_int or lossy_bool or node.tag == _TIMESTAMP_TAG:
                 return node.value
-        return self._loader.construct_object(node, deep=True)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except Exception:  # PyYAML's constructors fail in many ways: `!!int "9999..."`, `!!timestamp "99999-01-01"`, `!!float ""`
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise yaml.MarkedYAMLError(problem=f"not a {tag} value YAML can read", problem_mark=node.start_mark) from None
 
 
 

@@ -36,8 +36,8 @@ def test_alias_or_merge_bomb_is_refused_at_once_with_its_line(write_config, bomb
     problems = [str(problem) for problem in check_config(path, MINIMAL_ENV)]
 
     assert time.monotonic() - started < 1.0
-    assert problems == [f"{path}:{line}: (yaml): the file expands to more than 100,000 values: "
-                        "aliases (*name) or merge keys (<<) repeat too much"]
+    assert problems == [f"{path}:{line}: (yaml): the file expands to more than 100,000 values (each use of an "
+                        "alias *name or a merge key << counts all the values it repeats)"]
 
 
 def test_aliases_used_reasonably_still_work(write_config):
@@ -176,3 +176,14 @@ def test_name_longer_than_the_crm_column_is_refused(write_config):
     path = write_config(MINIMAL.replace("Paris sales line", "P" * 256))
 
     assert problem_lines(path) == [f"{path}:10: numbers.+33 1 84 88 00 00.name: must be at most 255 characters"]
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("%YAML 1." + "9" * 5000 + "\n---\na: 1\n", 1, "cannot be read: Exceeds the limit (4300 digits) for integer string conversion"),
+    ('a: 1\nb: !!int "' + "9" * 5000 + '"\n', 2, "not a int value YAML can read"),
+    ('a: !!timestamp "99999-01-01"\n', 1, "not a timestamp value YAML can read"),
+])
+def test_values_pyyaml_itself_cannot_read_are_problems_not_tracebacks(write_config, text, line, message):
+    path = write_config(text)
+
+    assert problem_lines(path) == [f"{path}:{line}: (yaml): {message}"]
