@@ -163,6 +163,19 @@ class AsteriskSandbox:
         self._remove_stale_run_dirs()
         self.ami_port, self.http_port = free_port(), free_port()
         self.write_configs()
+        return self._launch()
+
+    def kill_and_restart(self, rules: Rules) -> None:
+        """kill -9 Asterisk (its calls vanish: no hangup handler runs), then start it again
+        on the same ports, with the same dialplan and `rules`' fallback."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+        self.write_configs()  # AGI_DAEMON_URL from daemon_port, as set_agi_port left it
+        self.write_fallback(rules, reload=False)
+        self._launch()
+
+    def _launch(self) -> "AsteriskSandbox":
         started = time.monotonic()
         script = (
             f"mount -t proc proc '{self.root}/proc' && mount --bind /dev '{self.root}/dev' && "
