@@ -54,6 +54,7 @@ async def in_thread(work: Callable[[], T], timeout: float | None = None) -> T:
         async with asyncio.timeout(timeout):
             return await asyncio.shield(done)
     except TimeoutError:
+        done.add_done_callback(lambda late: late.cancelled() or late.exception())  # a late failure is no one's
         raise ReloadTooSlow(f"reading the config file took more than {timeout:g} s") from None
 
 

@@ -66,3 +66,15 @@ async def test_reload_changing_a_template_says_it_applies_to_the_next_call_and_i
                        "Asterisk's dialplan")
     assert answer["AGI_DAEMON_QUEUE"] == "Local/101@staff&Local/102@staff"
     assert not re.search(r"changes to .*asterisk.* take effect at the next restart", daemon.log)
+
+
+async def test_allowed_peers_of_every_address_is_warned_in_the_daemons_log(tmp_path):
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    config.write_text(config.read_text().replace('allowed_peers: ["127.0.0.1"]', 'allowed_peers: ["0.0.0.0/0"]'))
+    async with daemon_process(config) as daemon:
+        said = await daemon.said(r"WARNING agi_daemon.app: config: .*")
+        await daemon.stopped()
+
+    assert said[0].endswith("daemon.fastagi.allowed_peers.0: warning: 0.0.0.0/0 allows every address: FastAGI is open "
+                            "to every host that can reach it (anyone may ask where calls go and fill its sessions): "
+                            "list the Asterisk servers' addresses")

@@ -41,6 +41,27 @@ async def test_flood_from_a_peer_outside_allowed_peers_is_one_line_then_one_summ
                      "FastAGI: refused connection from 127.0.0.1 (not in allowed_peers) (499 more like this in the last 10 s)"]
 
 
+async def test_flood_past_max_sessions_is_one_line_then_one_summary(caplog):
+    caplog.set_level(logging.WARNING, SERVER_LOG)
+    release = asyncio.Event()
+
+    async def held(session: AgiSession) -> None:
+        await release.wait()
+
+    async with running({"incoming": held}, max_sessions=1) as server:
+        first = await FakeAsterisk.connect(server.port)
+        await first.send(header())
+        await until(lambda: server.stats().active == 1, "the one session")
+        for _ in range(4):
+            await asyncio.gather(*(connect_and_close(server.port) for _ in range(50)))
+        await until(lambda: server.stats().refused_busy == 200, "200 refusals")
+        release.set()
+        await first.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == SERVER_LOG and r.levelno == logging.WARNING]
+    assert lines == ["FastAGI: refused connection from 127.0.0.1 (1 sessions open)",
+                     "FastAGI: refused connection from 127.0.0.1 (1 sessions open) (199 more like this in the last 10 s)"]
+
+
 async def test_repeated_warnings_summarise_each_period_and_start_afresh_after_a_quiet_one(caplog):
     log = logging.getLogger("tests.repeated")
     caplog.set_level(logging.WARNING, log.name)
