@@ -45,7 +45,13 @@ lint: venv
 demo: venv sandbox
 	$(BIN)/python scripts/demo.py
 
-bench: venv
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+# The full benchmark (about ten minutes; a million contacts): the table it prints and
+# bench/results.json. `python -m bench --quick` is the small run the test suite makes.
+bench: venv sandbox $(BIN)/.bench-installed
 	$(BIN)/python -m bench
 
 # The fault suite's properties (AGI codec and server, AMI translation, settings loader) with

@@ -6,8 +6,12 @@ Nothing else wires parts together. Every background task runs in the TaskGroup o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import logging.handlers
+import queue
 import signal
+from collections.abc import Iterator
 from typing import Awaitable, Callable
 
 from . import config_reload, simulation
@@ -275,8 +279,31 @@ def log_warnings(settings: Settings) -> None:
         log.warning("config: %s", problem)
 
 
+@contextlib.contextmanager
+def logging_off_the_loop() -> Iterator[None]:
+    """While the daemon runs, log records are queued and a thread writes them: a log file on a
+    busy disk (writeback throttling can hold a write for hundreds of milliseconds) never
+    stops the event loop, and so never makes a call wait."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
+    root.handlers = [logging.handlers.QueueHandler(records)]
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()  # writes what is queued
+        root.handlers = handlers
+
+
 async def run_until_signalled(holder: SettingsHolder) -> None:
     """`agi-daemon run`: SIGTERM/SIGINT stop, SIGHUP reloads the YAML file."""
+    with logging_off_the_loop():
+        await _run_until_signalled(holder)
+
+
+async def _run_until_signalled(holder: SettingsHolder) -> None:
     daemon = Daemon(holder)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

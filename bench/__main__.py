@@ -1,201 +1,193 @@
-"""`make bench`: the daemon's CPU cost per call, next to the ~5.8 ms of CPU Asterisk spends on the same call.
+"""`make bench` (`python -m bench`): agi-daemon against the least a FastAGI server can cost.
 
-1. routing: a real `agi-daemon run` process answers FastAGI sessions from a load client on
-   loopback; its CPU time per session is read from /proc/PID/stat (the client is slower than
-   the server, so wall-clock rates would measure the client). Known callers (lookup only) and
-   new callers (lookup, then a lead created) are measured apart.
-2. tracking: the recorded AMI events of real calls (tests/fixtures/ami) replayed through the
-   edge translation and the tracker fold, in-process: from an idle tracker, and on top of
-   1,000 calls in progress (hand-built answered calls), since a busy call centre must not make
-   each event dearer.
-3. AMI codec: parsing a recorded call's events from raw bytes.
+    python -m bench              the full run (a million contacts; about ten minutes)
+    python -m bench --quick      a small run that produces every figure (the test suite runs it)
+    python -m bench --reuse-db   keep the imported CRM between runs (/tmp/agi-daemon-bench)
 
-Each figure is printed with its baseline from bench/baseline.json and the ratio; a ratio over
-2.0 is flagged as a regression (the run exits 1).
+1. The embedded CRM: an address book imported with `agi-daemon crm import` (timed), phone
+   lookups timed at three sizes of the CRM.
+2. Routing: the same load generator (bench/loadgen.py, the Asterisk side of FastAGI), port
+   and machine for a bare asyncio responder, panoramisk's fast_agi, and `agi-daemon run` with
+   the whole address book: CPU per session (known and new callers, the hangup report),
+   decisions/s and latency at 1 to 1,000 concurrent sessions, memory per idle session.
+3. Call tracking over AMI: recorded events through translation and the tracker, in-process.
+4. Real calls through the Asterisk sandbox: the daemon's CPU per call beside Asterisk's.
+
+Prints one table (with ratios to the bare responder and the targets) and writes
+bench/results.json.
 """
 from __future__ import annotations
 
-import asyncio
+import argparse
 import json
 import os
-import re
+import platform
+import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agi_daemon.asterisk.ami import AmiParser, AmiResync  # noqa: E402
-from agi_daemon.asterisk.ami.translate import translate  # noqa: E402
-from agi_daemon.core.model import Direction, Rules  # noqa: E402
-from agi_daemon.core.tracker import (  # noqa: E402
-    BridgeEntered,
-    Channel,
-    ChannelCreated,
-    DialEnded,
-    DialStarted,
-    TrackerState,
-    step,
-)
-from agi_daemon.crm.embedded import EmbeddedCrm  # noqa: E402
-from agi_daemon.settings import load_settings  # noqa: E402
-from tests.daemon_harness import agi_call, write_config  # noqa: E402
-from tests.fixtures import ami_fixture_names, ami_items  # noqa: E402
+from bench import crm_data, real_calls, routing, tracking  # noqa: E402
+from bench.procs import GENERATOR_CORE, Profile, Server, pin, start_baseline, start_daemon  # noqa: E402
+from tests.daemon_harness import write_config  # noqa: E402
+from tests.asterisk.sandbox import closed_port  # noqa: E402
 
-BASELINE = Path(__file__).with_name("baseline.json")
-TICKS = os.sysconf("SC_CLK_TCK")
+RESULTS = Path(__file__).with_name("results.json")
+CACHE = Path("/tmp/agi-daemon-bench")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+def machine() -> dict[str, object]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "kernel": platform.release(), "load_average": os.getloadavg()}
 
 
-async def routing(sessions: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp), ami=(1, "agi-daemon", "unused"))
-        settings = load_settings(config)
-        async with EmbeddedCrm(settings.crm.embedded.database) as crm:
-            for n in range(sessions):
-                await crm.add_record("contact", f"Client {n}", f"+3361{n:07d}", "bob")
-        log = Path(tmp) / "daemon.log"
-        with log.open("w") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agi_daemon", "run", "-c", str(config), stderr=log_file, cwd=tmp)
+def schema_head() -> str:
+    versions = ROOT / "agi_daemon" / "crm" / "migrations" / "versions"
+    return max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*.py"))
+
+
+def bench_config(directory: Path) -> Path:
+    """The test PBX (tests/daemon_harness.py) with room for thousands of sessions, AMI on a
+    closed port (tracking is measured apart), the CRM in `directory`."""
+    config = write_config(directory, ami=(closed_port(), "agi-daemon", "unused"))
+    text = config.read_text().replace('allowed_peers: ["127.0.0.1"]}', 'allowed_peers: ["127.0.0.1"], max_sessions: 5000}')
+    config.write_text(text)
+    return config
+
+
+def build_crm(work: Path, contacts: int, reuse: bool) -> tuple[Path, float, bool]:
+    """The CRM with `contacts` contacts (work/crm.sqlite3) and the import's seconds."""
+    cached = CACHE / f"schema-{schema_head()}-{contacts}.sqlite3"
+    timing = cached.with_suffix(".json")
+    if reuse and cached.exists() and timing.exists():
+        shutil.copy(cached, work / "crm.sqlite3")
+        return work / "crm.sqlite3", json.loads(timing.read_text())["import_s"], True
+    csv = work / "contacts.csv"
+    crm_data.write_csv(csv, contacts)
+    seconds = crm_data.import_contacts(bench_config(work), csv, work)
+    csv.unlink()
+    os.sync()  # the import's writes reach the disk now, not while the servers are measured
+    if reuse:
+        CACHE.mkdir(exist_ok=True)
+        shutil.copy(work / "crm.sqlite3", cached)
+        timing.write_text(json.dumps({"import_s": seconds}))
+    return work / "crm.sqlite3", seconds, False
+
+
+def crm_figures(work: Path, sizes: list[int], lookups: int, reuse: bool) -> tuple[dict, Path]:
+    figures: dict[str, object] = {"lookup": {}}
+    database = None
+    for contacts in sizes:
+        directory = work / f"crm-{contacts}"
+        directory.mkdir()
+        database, seconds, cached = build_crm(directory, contacts, reuse and contacts == sizes[-1])
+        figures["lookup"][contacts] = crm_data.run_lookups(database, contacts, lookups)
+        print(f"  {contacts:>9,} contacts: import {seconds:6.1f} s{' (cached)' if cached else ''}, "
+              f"lookup p50 {figures['lookup'][contacts]['p50']:.0f} µs p99 {figures['lookup'][contacts]['p99']:.0f} µs",
+              flush=True)
+        figures["import_s"] = {"contacts": contacts, "seconds": seconds, "cached": cached}
+    assert database is not None
+    return figures, database
+
+
+def server_figures(server: Server, headers, size: routing.Size, extra=None) -> dict:
+    # first, on a heap not yet grown by the load; the callers of the warm-up again, so that
+    # what grows is the sessions' memory, not the CRM's page cache
+    idle = routing.idle_rss(server, lambda i: headers(i % 100), size.idle_sessions)
+    cpu, result = routing.cpu_per_session(server, headers, size.cpu_sessions)
+    figures = {"cpu_us": cpu, "levels": routing.latency_levels(server, headers, size), "idle_rss_kib": idle,
+               "open_loop": routing.open_loop(server, headers, size.open_loop_sessions),
+               "first_command": routing.first_command(result).decode(errors="replace")}
+    print(f"  {server.name}: {cpu:.0f} µs CPU/session, {figures['idle_rss_kib']:.1f} KiB/idle session", flush=True)
+    return figures
+
+
+def routing_figures(work: Path, database: Path, contacts: int, size: routing.Size) -> dict:
+    out: dict[str, object] = {}
+    known = lambda i: crm_data.known_phone(i % contacts)  # noqa: E731
+    for kind in ("bare", "panoramisk"):
+        server = start_baseline(kind, work)
         try:
-            port = await _port_of(log)
-            results = {}
-            for label, prefix in (("known caller", "+3361"), ("new caller", "+3362")):
-                await _sessions(port, prefix, 20, label)  # warm up
-                before = cpu_seconds(process.pid)
-                await _sessions(port, prefix, sessions, label)
-                await asyncio.sleep(0.5)  # the leads created after the answer count too
-                results[f"routing, {label} (µs CPU/session)"] = (cpu_seconds(process.pid) - before) / sessions * 1e6
-            return results
+            out[kind] = server_figures(server, routing.incoming(server.port, known), size)
         finally:
-            process.terminate()
-            await process.wait()
+            server.stop()
+    directory = database.parent
+    config = bench_config(directory)
+    server = start_daemon(config, directory)
+    try:
+        with Profile("known-callers", server.pid):
+            figures = server_figures(server, routing.incoming(server.port, known), size)
+        if "AGI_DAEMON_RESPONSIBLE" not in figures["first_command"]:
+            raise RuntimeError(f"a known caller was not routed to the responsible: {figures['first_command']}")
+        new_headers = routing.incoming(server.port, routing.NEW)
+        with Profile("new-callers", server.pid):
+            new_cpu, result = routing.cpu_per_session(server, new_headers, size.cpu_sessions)
+        linkedid = lambda i: f"bench.call-end.{i}"  # noqa: E731
+        with Profile("hangup-reports", server.pid):
+            report_cpu, _ = routing.cpu_per_session(
+                server, routing.call_end(server.port, routing.NEW, linkedid), size.cpu_sessions, hangup=True)
+        figures.update(new_caller_cpu_us=new_cpu, hangup_report_cpu_us=report_cpu,
+                     new_first_command=routing.first_command(result).decode(errors="replace"))
+        print(f"  agi-daemon new caller: {new_cpu:.0f} µs, hangup report: {report_cpu:.0f} µs CPU/session", flush=True)
+        lines = server.log.read_text().splitlines()
+        figures["log_errors"] = sum(" ERROR " in line for line in lines)
+        figures["late_lookups"] = sum("CRM lookup over" in line for line in lines)
+        figures["log_lines"] = len(lines)
+        out["daemon"] = figures
+    finally:
+        server.stop()
+    return out
 
 
-async def _port_of(log: Path) -> int:
-    """The port the daemon (listening on 127.0.0.1:0) chose, from its log."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if found := re.search(r"FastAGI listening on 127\.0\.0\.1:(\d+)", log.read_text()):
-            return int(found[1])
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the daemon did not start listening:\n{log.read_text()}")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="a small run producing every figure")
+    parser.add_argument("--reuse-db", action="store_true", help="reuse the imported CRM from an earlier run")
+    parser.add_argument("--no-asterisk", action="store_true", help="leave out the real calls")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record py-spy profiles of agi-daemon in DIR (pip install -e '.[bench]')")
+    args = parser.parse_args(argv)
+    Profile.directory = args.profile
+    pin(os.getpid(), GENERATOR_CORE)
+    sizes = [1_000, 5_000, 20_000] if args.quick else [10_000, 100_000, 1_000_000]
+    size = routing.QUICK if args.quick else routing.FULL
+    started = time.monotonic()
+    results: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+                                  "machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="agi-daemon-bench-") as tmp:
+        work = Path(tmp)
+        print("embedded CRM", flush=True)
+        results["crm"], database = crm_figures(work, sizes, 400 if args.quick else 5000, args.reuse_db)
+        print(f"routing ({sizes[-1]:,} contacts)", flush=True)
+        results["routing"] = routing_figures(work, database, sizes[-1], size)
+    print("call tracking", flush=True)
+    rules = tracking.bench_rules()
+    rounds = 20 if args.quick else 200
+    results["tracking"] = {**tracking.tracking(rules, rounds),
+                           "tracking with 1,000 calls in progress (µs CPU/event)": tracking.tracking_busy(rules, 1000, rounds // 2),
+                           **tracking.ami_codec(rounds)}
+    print("real calls", flush=True)
+    results["real_calls"] = real_calls.measure(3 if args.quick else 20, skip=args.no_asterisk)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    from bench.table import render
 
-
-async def _sessions(port: int, prefix: str, count: int, label: str) -> None:
-    for n in range(count):
-        caller = f"{prefix}{n:07d}"
-        answer = await agi_call(port, "incoming", extension="0184880000", callerid=caller, args=(f"bench-{label}-{n}-{time.time_ns()}",))
-        if answer.get("AGI_DAEMON_STATUS") != "ok":
-            raise RuntimeError(f"routing answered {answer}")
-
-
-def bench_rules() -> Rules:
-    with tempfile.TemporaryDirectory() as tmp:
-        return load_settings(write_config(Path(tmp), ami=(1, "agi-daemon", "unused"))).rules
-
-
-def tracking(rules: Rules, rounds: int) -> dict[str, float]:
-    calls = [ami_items(name) for name in ami_fixture_names()]
-    events = sum(len(items) for items in calls)
-    started = time.process_time()
-    for _ in range(rounds):
-        for items in calls:
-            state = TrackerState()
-            for item in items:
-                event = translate(item)
-                if event is not None:
-                    state, _ = step(rules, state, event)
-    spent = time.process_time() - started
-    return {
-        "tracking, translate + fold (µs CPU/call)": spent / (rounds * len(calls)) * 1e6,
-        "tracking, translate + fold (µs CPU/event)": spent / (rounds * events) * 1e6,
-    }
-
-
-def calls_in_progress(rules: Rules, count: int) -> TrackerState:
-    """A tracker following `count` answered incoming calls on the Paris line, from hand-built
-    events: each a client's channel in agi-daemon-incoming dialling alice's Local channel, both
-    in the call's bridge."""
-    at = datetime(2025, 1, 1, 9, 0, tzinfo=timezone.utc)
-    state = TrackerState()
-    for n in range(count):
-        linkedid = f"busy-{n}"
-        client = Channel(linkedid, f"PJSIP/trunk-{n:08x}", linkedid, "agi-daemon-incoming", "0184880000",
-                         f"+3361{n:07d}", Direction.INCOMING)
-        agent = Channel(f"{linkedid}.1", f"Local/101@employees-{n:08x};1", linkedid, "employees", "101")
-        for event in (ChannelCreated(client, at), ChannelCreated(agent, at),
-                      DialStarted(client, agent, "101@employees", at), DialEnded(client, agent, "ANSWER", at),
-                      BridgeEntered(client, f"bridge-{n}", at), BridgeEntered(agent, f"bridge-{n}", at)):
-            state, _ = step(rules, state, event)
-    assert len(state.calls) == count
-    return state
-
-
-def tracking_busy(rules: Rules, count: int, rounds: int) -> float:
-    """µs CPU per event of the recorded calls replayed (translate + fold, as `tracking`) on
-    top of `count` calls in progress: each recorded call starts from that same busy state.
-    Calls recorded across a resync are left out: a resync lists every live channel, so it is
-    a reconnection's cost (the snapshot would end the hand-built calls), not an event's."""
-    busy = calls_in_progress(rules, count)
-    calls = [items for items in map(ami_items, ami_fixture_names())
-             if not any(isinstance(item, AmiResync) for item in items)]
-    events = sum(len(items) for items in calls)
-    started = time.process_time()
-    for _ in range(rounds):
-        for items in calls:
-            state = busy
-            for item in items:
-                event = translate(item)
-                if event is not None:
-                    state, _ = step(rules, state, event)
-            assert len(state.calls) == count  # the recorded call has ended, the others go on
-    return (time.process_time() - started) / (rounds * events) * 1e6
-
-
-def ami_codec(rounds: int) -> dict[str, float]:
-    items = [i for name in ami_fixture_names() for i in ami_items(name) if hasattr(i, "fields")]
-    wire = b"".join(
-        "".join(f"{k}: {v}\r\n" for k, v in {"Event": i.name, **dict(i.fields)}.items()).encode() + b"\r\n"
-        for i in items)
-    started = time.process_time()
-    for _ in range(rounds):
-        parser = AmiParser()
-        parser.feed(b"Asterisk Call Manager/9.0.0\r\n")
-        parser.feed(wire)
-    spent = time.process_time() - started
-    return {"AMI codec, parse (µs CPU/event)": spent / (rounds * len(items)) * 1e6}
-
-
-def main() -> int:
-    results: dict[str, float] = {}
-    results.update(asyncio.run(routing(300)))
-    rules = bench_rules()
-    results.update(tracking(rules, 200))
-    results["tracking with 1,000 calls in progress (µs CPU/event)"] = tracking_busy(rules, 1000, 100)
-    results.update(ami_codec(200))
-    baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
-    regressions = 0
-    width = max(map(len, results))
-    print(f"{'measure':{width}} {'now':>10} {'baseline':>10} {'ratio':>7}")
-    for name, value in results.items():
-        base = baseline.get(name)
-        ratio = value / base if base else None
-        flag = "  REGRESSION" if ratio and ratio > 2.0 else ""
-        regressions += bool(flag)
-        print(f"{name:{width}} {value:10.1f} {base if base else float('nan'):10.1f} {ratio if ratio else float('nan'):7.2f}{flag}")
-    if "--save" in sys.argv:
-        BASELINE.write_text(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2) + "\n")
-        print(f"baseline saved to {BASELINE}")
-    return 1 if regressions else 0
+    table = render(results)
+    print(table)
+    results["table"] = table.splitlines()
+    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"written to {args.output}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,14 +17,10 @@ import csv
 import itertools
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, select
 
-from ..core.model import EntityType
-from .new_record import CLIENT_TYPES, RecordRefused, already_on, new_record
-from .tables import contacts, phones
+from .new_record import RecordRefused, new_record
 
 REQUIRED_COLUMNS = ("name", "phone")
 OPTIONAL_COLUMNS = ("responsible",)
@@ -149,8 +145,8 @@ async def import_contacts(
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Create the contacts of `rows` in batches, each given to `insert` (which runs
-    `insert_batch` in one transaction). A row whose number is already on a contact (in the
+    """Create the contacts of `rows` in batches, each given to `insert` (which creates
+    them in one transaction). A row whose number is already on a contact (in the
     CRM, or earlier in the file) is skipped; RowErrors are counted. `progress` is told how
     many rows were handled so far after each batch."""
     created = skipped = errors = handled = 0
@@ -171,47 +167,3 @@ async def import_contacts(
             progress(handled)
     notes.sort(key=lambda note: note.line_number)
     return ImportResult(created, skipped, errors, tuple(notes))
-
-
-def insert_batch(conn: Connection, rows: list[ContactRow], source: str | None) -> BatchResult:
-    """Create the contacts of one batch whose numbers are on no contact, company or lead yet;
-    returns the rows created and the notes of the rows skipped."""
-    found = conn.execute(
-        select(phones.c.e164, phones.c.entity_type, phones.c.entity_id).where(
-            phones.c.entity_type.in_([kind.value for kind in CLIENT_TYPES]),
-            phones.c.e164.in_({row.phone for row in rows}),
-        )
-    )
-    rank = {kind.value: index for index, kind in enumerate(CLIENT_TYPES)}
-    owner: dict[str, str] = {}
-    for e164, entity_type, entity_id in sorted(found, key=lambda hit: (rank[hit[1]], hit[2])):
-        owner.setdefault(e164, f"{entity_type}:{entity_id}")
-    new_rows: list[ContactRow] = []
-    duplicates: list[RowError] = []
-    for row in rows:
-        if row.phone in owner:
-            message = f"skipped: {already_on(owner[row.phone], row.phone)}"
-            duplicates.append(RowError(row.line_number, message))
-        else:
-            owner[row.phone] = f"the contact of line {row.line_number}"
-            new_rows.append(row)
-    if new_rows:
-        now = datetime.now(UTC)
-        inserted = conn.execute(
-            contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
-            [
-                {"name": row.name, "responsible": row.responsible, "source": source,
-                 "created_by_call": None, "created_at": now}
-                for row in new_rows
-            ],
-        )
-        ids = list(inserted.scalars())
-        conn.execute(
-            phones.insert(),
-            [
-                {"entity_type": EntityType.CONTACT.value, "entity_id": contact_id,
-                 "e164": row.phone}
-                for contact_id, row in zip(ids, new_rows, strict=True)
-            ],
-        )
-    return new_rows, duplicates

@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
     Select,
     Table,
     bindparam,
     create_engine,
     exc,
+    func,
     literal_column,
     select,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
 
 from ..core.model import (
     CallRecord,
@@ -44,7 +50,9 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, database_url, sqlite_file, tune_sqlite
+from .database import WRITE, LoopReader, database_url, optimize, sqlite_file, tune_sqlite
+from .group_commit import GroupCommit
+from .new_record import CLIENT_TYPES, already_on
 from .records_json import Json, list_json, records_json
 from .tables import RECORD_TABLES, calls, companies, contacts, deals, leads, offers, phones
 
@@ -76,18 +84,32 @@ class EmbeddedCrm:
     (or `async with EmbeddedCrm(url) as crm`).
 
     Each operation is one transaction of a sync SQLAlchemy engine, run whole in a worker
-    thread of the CRM's own small pool: one thread hop per operation, and the event loop
-    never blocks nor waits behind other users of a shared pool."""
+    thread of the CRM's own small pool, so the event loop never blocks nor waits behind other
+    users of a shared pool. Writes go to one writer thread, where those waiting at the same
+    moment share a transaction (group_commit). The call path's point reads run on the
+    event loop's own connection, within a small time budget (see `_read_first`)."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, stalled_after: float = _STALLED_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        stalled_after: float = _STALLED_S,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
         """`stalled_after`: seconds an operation may be in flight before the database counts as
-        stalled and new operations fail at once with CrmUnavailable."""
+        stalled and new operations fail at once with CrmUnavailable. `trace`, when given,
+        receives every SQL statement the CRM runs on SQLite, with its values (for debugging,
+        and for the test that checks every query plan)."""
         self.url = database_url(url)
         self._busy_timeout_ms = busy_timeout_ms
         self._stalled_after = stalled_after
+        self._trace = trace
+        self._reader: LoopReader | None = None  # the event loop's own, see _read_first
         self._executor: ThreadPoolExecutor | None = None
+        self._write_executor: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
-        self._writer: Engine | None = None
+        self._writes: GroupCommit | None = None
         self._running: dict[asyncio.Future[Any], float] = {}  # in flight -> submitted at (loop time)
         self._open_lock = asyncio.Lock()
 
@@ -117,26 +139,39 @@ class EmbeddedCrm:
                 executor.shutdown(wait=False)
                 raise
             engine = create_engine(self.url, pool_size=_WORKERS)
-            tune_sqlite(engine, self._busy_timeout_ms)
+            tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
+            database = sqlite_file(self.url)
+            self._reader = None if database is None else LoopReader(database, trace=self._trace)
             self._executor, self._engine = executor, engine
-            self._writer = engine.execution_options(**WRITE)
+            self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="crm-write")
+            self._writes = GroupCommit(engine.execution_options(**WRITE), self._write_executor, _crm_errors)
 
     async def close(self) -> None:
         """Wait for the operations in flight (at most the busy timeout and a few seconds),
         then release the worker threads and the database connections. The CRM can be
         opened again; until then every operation is CrmUnavailable."""
         async with self._open_lock:
-            executor, engine = self._executor, self._engine
-            self._executor = self._engine = self._writer = None
-            if executor is None or engine is None:
+            executor, engine, reader = self._executor, self._engine, self._reader
+            write_executor, writes = self._write_executor, self._writes
+            self._executor = self._engine = self._writes = self._reader = self._write_executor = None
+            if executor is None or engine is None or write_executor is None:
                 return
+            if reader is not None:
+                reader.close()
             executor.shutdown(wait=False)  # what was submitted still runs, for a while (below)
+            write_executor.shutdown(wait=False)
             if self._running:
                 bound = self._busy_timeout_ms / 1000 + _CLOSE_GRACE_S
                 _, late = await asyncio.wait(set(self._running), timeout=bound)
                 if late:
                     log.warning("closing the CRM with %d operations still running", len(late))
                     executor.shutdown(wait=False, cancel_futures=True)  # drop those not started
+                    write_executor.shutdown(wait=False, cancel_futures=True)
+                    if writes is not None:
+                        writes.abandon(CrmUnavailable("the CRM closed before this write could run"))
+            # let SQLite refresh the statistics its planner uses, where they have gone stale
+            # (the plans do not depend on them: the indexes make them right without)
+            await asyncio.get_running_loop().run_in_executor(None, optimize, engine)
             engine.dispose()
 
     # -- CrmAdapter ---------------------------------------------------------------------------
@@ -145,21 +180,16 @@ class EmbeddedCrm:
         """The known client with this E.164 number: a contact first, then a company, then a
         lead that is not converted; the oldest record when several have the number."""
 
-        def lookup(conn: Connection) -> Match | None:
-            row = conn.execute(_LOOKUP, {"phone": phone}).first()
-            if row is None:
-                return None
-            return Match(EntityRef(_LOOKUP_ORDER[row.rank], row.id), row.responsible, row.name)
-
-        return await self._run("look up a phone", lookup, write=False)
+        row = await self._read_first("look up a phone", _LOOKUP, {"phone": phone})
+        if row is None:
+            return None
+        rank, entity_id, name, responsible = row
+        return Match(EntityRef(_LOOKUP_ORDER[rank], entity_id), responsible, name)
 
     async def records_created_by_call(self, linkedid: str) -> CreatedRecords | None:
         """The lead (and, in simple mode, the deal and contact or company) this call created."""
-        return await self._run(
-            "read the records of a call",
-            lambda conn: _records_of_call(conn, linkedid, None),
-            write=False,
-        )
+        row = await self._read_first("read the records of a call", _LEAD_OF_CALL, {"linkedid": linkedid})
+        return None if row is None else _created_records(row)
 
     async def create_records(self, plan: RecordPlan) -> CreatedRecords:
         """Create the records of a new client in one transaction.
@@ -260,7 +290,7 @@ class EmbeddedCrm:
         def log_it(conn: Connection) -> None:
             statement = _upsert(conn.dialect.name, calls, replace=not keep_existing or not record.partial,
                                 only_over_partial=keep_existing)
-            conn.execute(statement, values)
+            _execute(conn, statement, calls, values)
 
         await self._run("log a call", log_it, write=True)
 
@@ -314,16 +344,16 @@ class EmbeddedCrm:
         self,
         rows: Iterable[ContactRow | RowError],
         *,
-        batch_size: int = 500,
+        batch_size: int = 5000,
         source: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ImportResult:
         """Create contacts from parsed CSV rows (see `csv_import.parse_contacts_csv`), in
-        batches of one transaction each; a number already on a contact is skipped, bad rows
-        are counted as errors."""
+        batches of one transaction each; a number already on a contact, company or lead is
+        skipped, bad rows are counted as errors."""
 
         async def insert(batch: list[ContactRow]) -> csv_import.BatchResult:
-            work = partial(csv_import.insert_batch, rows=batch, source=source)
+            work = partial(_insert_contacts, rows=batch, source=source)
             return await self._run("import contacts", work, write=True)
 
         return await csv_import.import_contacts(
@@ -337,11 +367,32 @@ class EmbeddedCrm:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    async def _read_first(self, action: str, query: _Prepared, values: dict[str, Any]) -> Any:
+        """The first row of one of the call path's point reads (a few index seeks, tens of
+        microseconds), or None.
+
+        On SQLite it runs on the event loop's own read-only connection: a hop to a worker
+        thread would cost several times the read itself. That connection never waits (no busy
+        timeout) and interrupts any statement that runs past a small budget of steps; then,
+        and on any other database error, the read goes to a worker thread like every other
+        operation, so a locked or slow database never holds the loop."""
+        reader = self._reader
+        if reader is not None:
+            try:
+                return reader.first(query.sql, {**query.defaults, **values})
+            except sqlite3.Error as error:
+                log.debug("%s on the event loop: %s; trying in a worker thread", action, error)
+        return await self._run(
+            action, lambda conn: conn.execute(query.statement, values).first(), write=False
+        )
+
     async def _run(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
-        """Run `work` in one transaction (on SQLite a writing one starts with BEGIN IMMEDIATE)
-        in a worker thread, with the database errors translated for the services."""
-        engine, executor = (self._writer if write else self._engine), self._executor
-        if engine is None or executor is None:
+        """Run `work` in a transaction in a worker thread, with the database errors
+        translated for the services: a read in its own transaction, a write in the writer
+        thread's next transaction (on SQLite it starts with BEGIN IMMEDIATE), shared with the
+        other writes waiting then, in a savepoint of its own."""
+        engine, executor, writes = self._engine, self._executor, self._writes
+        if engine is None or executor is None or writes is None:
             raise CrmUnavailable("the embedded CRM is not open (await open() first)")
         loop = asyncio.get_running_loop()
         if self._running and loop.time() - min(self._running.values()) > self._stalled_after:
@@ -353,7 +404,10 @@ class EmbeddedCrm:
             with _crm_errors(action), engine.begin() as conn:
                 return work(conn)
 
-        running = loop.run_in_executor(executor, transaction)
+        try:
+            running = writes.submit(action, work) if write else loop.run_in_executor(executor, transaction)
+        except RuntimeError as error:  # closing: the executors are shut down
+            raise CrmUnavailable(f"{action}: the embedded CRM is closing") from error
         self._running[running] = loop.time()
         running.add_done_callback(lambda done: self._running.pop(done, None))
         # a caller that gives up does not stop the transaction, and close() still waits for it
@@ -383,17 +437,33 @@ def _lookup_query() -> Select[Any]:
     return select(everyone).order_by(everyone.c.rank, everyone.c.id).limit(1)
 
 
-_LOOKUP = _lookup_query()
+@dataclass(frozen=True)
+class _Prepared:
+    """A statement of the call path, built once: as SQLAlchemy runs it (any database), and
+    as SQLite text with the constant values it binds, for the event loop's reader."""
+
+    statement: Executable
+    sql: str
+    defaults: dict[str, Any]
+
+
+def _prepare(statement: Executable) -> _Prepared:
+    compiled = cast(ClauseElement, statement).compile(dialect=sqlite.dialect(paramstyle="named"))
+    return _Prepared(statement, str(compiled), dict(compiled.params))
+
+
+_LOOKUP = _prepare(_lookup_query())
 
 # The other statements of the call path, also built once: executing a prebuilt statement with
 # its values as parameters skips SQLAlchemy's per-call construction and cache-key work.
-_LEAD_OF_CALL = (
-    select(leads)
+_LEAD_OF_CALL_QUERY = (
+    select(leads.c.id, leads.c.converted_deal_id, leads.c.converted_contact_id, leads.c.converted_company_id)
     .where(leads.c.created_by_call == bindparam("linkedid"))
     .order_by(leads.c.id)
     .limit(1)
 )
-_LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL.where(leads.c.created_by_call_phone == bindparam("phone"))
+_LEAD_OF_CALL = _prepare(_LEAD_OF_CALL_QUERY)
+_LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL_QUERY.where(leads.c.created_by_call_phone == bindparam("phone"))
 _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals, phones)}
 
 
@@ -420,21 +490,21 @@ def _records_of_call(
     """The records created by this call (for this caller's phone, when given): its lead and
     what the lead was converted into."""
     if phone is None:
-        found = conn.execute(_LEAD_OF_CALL, {"linkedid": linkedid})
+        found = _execute(conn, _LEAD_OF_CALL.statement, leads, {"linkedid": linkedid})
     else:
-        found = conn.execute(_LEAD_OF_CALL_FOR_PHONE, {"linkedid": linkedid, "phone": phone})
-    lead = found.mappings().first()
-    if lead is None:
-        return None
+        found = _execute(conn, _LEAD_OF_CALL_FOR_PHONE, leads, {"linkedid": linkedid, "phone": phone})
+    lead = found.fetchone()
+    return None if lead is None else _created_records(lead)
 
-    def ref(entity_type: EntityType, column: str) -> EntityRef | None:
-        return None if lead[column] is None else EntityRef(entity_type, lead[column])
 
+def _created_records(lead: Any) -> CreatedRecords:
+    """The records of a call from its lead's row (id, converted deal, contact, company)."""
+    lead_id, deal_id, contact_id, company_id = lead
     return CreatedRecords(
-        lead=EntityRef(EntityType.LEAD, lead["id"]),
-        deal=ref(EntityType.DEAL, "converted_deal_id"),
-        contact=ref(EntityType.CONTACT, "converted_contact_id"),
-        company=ref(EntityType.COMPANY, "converted_company_id"),
+        lead=EntityRef(EntityType.LEAD, lead_id),
+        deal=None if deal_id is None else EntityRef(EntityType.DEAL, deal_id),
+        contact=None if contact_id is None else EntityRef(EntityType.CONTACT, contact_id),
+        company=None if company_id is None else EntityRef(EntityType.COMPANY, company_id),
     )
 
 
@@ -446,7 +516,7 @@ def _insert_records(conn: Connection, plan: RecordPlan) -> CreatedRecords:
         "created_by_call": plan.linkedid,
         "created_at": datetime.now(UTC),
     }
-    lead_values = {**common, "status": LEAD_NEW, "created_by_call_phone": plan.phone}
+    lead_values: dict[str, object] = {**common, "status": LEAD_NEW, "created_by_call_phone": plan.phone}
     if plan.mode is CrmMode.CLASSIC:
         lead = EntityRef(EntityType.LEAD, _insert(conn, leads, lead_values))
         _index_phone(conn, lead, plan.phone)
@@ -480,17 +550,62 @@ def _insert_records(conn: Connection, plan: RecordPlan) -> CreatedRecords:
 
 
 def _insert(conn: Connection, table: Table, values: dict[str, Any]) -> int:
-    result = conn.execute(_INSERT[table], values)
-    (record_id,) = result.inserted_primary_key or (None,)
+    if conn.dialect.name == "sqlite":
+        record_id = _execute(conn, _INSERT[table], table, values).lastrowid
+    else:
+        (record_id,) = conn.execute(_INSERT[table], values).inserted_primary_key or (None,)
     if record_id is None:
         raise CrmRejected(f"the database returned no id for the new {table.name} row")
     return int(record_id)
 
 
 def _index_phone(conn: Connection, entity: EntityRef, e164: str) -> None:
-    conn.execute(
-        _INSERT[phones], {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164}
-    )
+    _execute(conn, _INSERT[phones], phones,
+             {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164})
+
+
+def _execute(conn: Connection, statement: Executable, table: Table, values: dict[str, Any]) -> Any:
+    """Run one of the call path's prebuilt statements in the transaction of `conn`; returns a
+    cursor (rows by position, `lastrowid`). On SQLite the statement's text runs straight on
+    the driver's connection: SQLAlchemy's work per execution (context, caches, result
+    objects) costs more than such a statement itself."""
+    if conn.dialect.name != "sqlite":
+        return conn.execute(statement, values)
+    sql, processors = _sqlite_text(statement, table, tuple(values))
+    params = {name: (value if (process := processors.get(name)) is None else process(value))
+              for name, value in values.items()}
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection of this transaction
+    return driver.execute(sql, params)
+
+
+_SQLITE = sqlite.dialect(paramstyle="named")
+
+
+@cache
+def _sqlite_text(statement: Executable, table: Table, names: tuple[str, ...]) -> tuple[str, dict[str, Callable[[Any], Any]]]:
+    """The statement as SQLite text for values with these names, and how each value is
+    stored (the columns' types: aware datetimes as UTC text, JSON as text, booleans as 0/1)."""
+    compiled = cast(ClauseElement, statement).compile(dialect=_SQLITE, column_keys=list(names))
+    processors: dict[str, Callable[[Any], Any]] = {}
+    for name in names:
+        column = table.c.get(name)
+        process = None if column is None else column.type.bind_processor(_SQLITE)
+        if process is not None:
+            processors[name] = process
+    constants = {name: value for name, value in compiled.params.items() if name not in names}
+    sql = str(compiled)
+    for name, value in constants.items():  # values the statement itself binds (a LIMIT, say)
+        sql = re.sub(rf":{name}\b", _sqlite_literal(value), sql)
+    return sql, processors
+
+
+def _sqlite_literal(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "1", False: "0", None: "NULL"}[value]
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 @contextmanager
@@ -507,4 +622,68 @@ def _crm_errors(action: str) -> Iterator[None]:
         raise CrmRejected(f"{action}: {error.orig}") from error
     except (exc.TimeoutError, exc.DisconnectionError, OSError) as error:
         raise CrmUnavailable(f"{action}: {error}") from error
+    # the call path's statements that run straight on SQLite's driver (see _execute)
+    except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError) as error:
+        raise CrmRejected(f"{action}: {error}") from error
+    except sqlite3.Error as error:  # OperationalError (locked, disk full), DatabaseError, ...
+        raise CrmUnavailable(f"{action}: {error}") from error
 
+
+
+def _insert_contacts(conn: Connection, rows: list[ContactRow], source: str | None) -> csv_import.BatchResult:
+    """Create the contacts of one import batch whose numbers are on no contact, company or
+    lead yet (as `crm add` refuses them); returns the rows created and the notes of the rows
+    skipped. On SQLite, inside the batch's write transaction, the new ids are known in
+    advance and the rows go in by executemany."""
+    found = conn.execute(
+        select(phones.c.e164, phones.c.entity_type, phones.c.entity_id).where(
+            phones.c.entity_type.in_([kind.value for kind in CLIENT_TYPES]),
+            phones.c.e164.in_({row.phone for row in rows}),
+        )
+    )
+    rank = {kind.value: index for index, kind in enumerate(CLIENT_TYPES)}
+    owner: dict[str, str] = {}
+    for e164, entity_type, entity_id in sorted(found, key=lambda hit: (rank[hit[1]], hit[2])):
+        owner.setdefault(e164, f"{entity_type}:{entity_id}")
+    new_rows: list[ContactRow] = []
+    duplicates: list[RowError] = []
+    for row in rows:
+        if row.phone in owner:
+            duplicates.append(RowError(row.line_number, f"skipped: {already_on(owner[row.phone], row.phone)}"))
+        else:
+            owner[row.phone] = f"the contact of line {row.line_number}"
+            new_rows.append(row)
+    if not new_rows:
+        return new_rows, duplicates
+    created_at = datetime.now(UTC)
+    if conn.dialect.name == "sqlite":  # BEGIN IMMEDIATE: nobody else writes until COMMIT
+        process = contacts.c.created_at.type.bind_processor(conn.dialect)
+        stored_at = created_at if process is None else process(created_at)
+        first = conn.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one() + 1
+        ids = range(first, first + len(new_rows))
+        conn.exec_driver_sql(
+            "INSERT INTO contacts (id, name, responsible, source, created_by_call, created_at)"
+            " VALUES (?, ?, ?, ?, NULL, ?)",
+            [(i, row.name, row.responsible, source, stored_at) for i, row in zip(ids, new_rows, strict=True)],
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO phones (entity_type, entity_id, e164) VALUES ('contact', ?, ?)",
+            [(i, row.phone) for i, row in zip(ids, new_rows, strict=True)],
+        )
+        return new_rows, duplicates
+    inserted = conn.execute(
+        contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
+        [
+            {"name": row.name, "responsible": row.responsible, "source": source,
+             "created_by_call": None, "created_at": created_at}
+            for row in new_rows
+        ],
+    )
+    conn.execute(
+        phones.insert(),
+        [
+            {"entity_type": EntityType.CONTACT.value, "entity_id": contact_id, "e164": row.phone}
+            for contact_id, row in zip(inserted.scalars(), new_rows, strict=True)
+        ],
+    )
+    return new_rows, duplicates

@@ -122,7 +122,9 @@ phones = Table(
     Column("id", Integer, primary_key=True),
     Column("entity_type", String(16), nullable=False),  # lead | contact | company
     Column("entity_id", Integer, nullable=False),
-    Column("e164", String(32), nullable=False, index=True),
+    Column("e164", String(32), nullable=False),
+    # the lookup's index: one seek from a number to its records, whatever the CRM's size
+    Index(None, "e164", "entity_type", "entity_id"),
     Index(None, "entity_type", "entity_id"),
 )
 

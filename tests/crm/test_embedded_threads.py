@@ -123,27 +123,50 @@ async def test_a_caller_that_gives_up_leaves_the_transaction_to_finish(
         assert await reopened.records_created_by_call("17000.1") is not None
 
 
-async def test_stalled_database_answers_busy_instead_of_queueing_without_end(tmp_path) -> None:
-    """A lock held for long (another process, a backup): operations beyond the backlog fail
-    at once with CrmUnavailable, so routing falls back at once and retries add no copies."""
+async def test_stalled_database_answers_busy_to_writes_and_still_answers_lookups(tmp_path) -> None:
+    """A lock held for long (another process, a backup): writes beyond the backlog fail at
+    once with CrmUnavailable, so retries add no copies; lookups (WAL readers) still answer,
+    so known clients still reach their responsible."""
     import sqlite3
 
     from agi_daemon.core.ports import CrmUnavailable
 
     path = tmp_path / "crm.sqlite3"
     async with EmbeddedCrm(f"sqlite:///{path}", busy_timeout_ms=4000, stalled_after=0.2) as crm:
+        await crm.add_record("contact", "Known", KNOWN, "bob")
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
             first = [asyncio.create_task(crm.add_record("contact", f"C{n}", f"+3361100{n:04d}", None)) for n in range(8)]
             await asyncio.sleep(0.4)  # the first ones wait on the lock past stalled_after: stalled
             started = asyncio.get_running_loop().time()
-            later = await asyncio.gather(*(crm.find_by_phone(f"+3361200{n:04d}") for n in range(50)), return_exceptions=True)
+            writes = await asyncio.gather(*(crm.add_record("lead", f"L{n}", f"+3361200{n:04d}", None) for n in range(50)),
+                                          return_exceptions=True)
+            lookups = await asyncio.gather(*(crm.find_by_phone(KNOWN) for _ in range(50)))
             answered_in = asyncio.get_running_loop().time() - started
-            results = later
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
     await asyncio.gather(*first, return_exceptions=True)
-    busy = [r for r in results if isinstance(r, CrmUnavailable) and "not keeping up" in str(r)]
+    busy = [r for r in writes if isinstance(r, CrmUnavailable) and "not keeping up" in str(r)]
     assert len(busy) == 50 and answered_in < 0.5
+    assert {match.name for match in lookups if match is not None} == {"Known"} and None not in lookups
+
+
+async def test_writes_arriving_together_commit_together_and_one_failure_fails_only_its_caller(
+    crm: EmbeddedCrm, new_client
+) -> None:
+    from agi_daemon.core.ports import CrmRejected
+
+    results = await asyncio.gather(
+        *(crm.create_records(new_client(f"+3361200{n:04d}", f"17000.{n}")) for n in range(10)),
+        crm.set_responsible((EntityRef(EntityType.LEAD, 999),), "bob"),
+        *(crm.add_record("contact", f"C{n}", f"+3361300{n:04d}", None) for n in range(10)),
+        return_exceptions=True,
+    )
+
+    created, refused, added = results[:10], results[10], results[11:]
+    assert isinstance(refused, CrmRejected)
+    assert all(isinstance(r, CreatedRecords) for r in created) and len({r.lead for r in created}) == 10
+    assert len(await crm.list_records("leads")) == 10 and len(await crm.list_records("contacts")) == 10
+    assert [r["name"] for r in added] == [f"C{n}" for n in range(10)]

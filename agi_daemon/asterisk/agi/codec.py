@@ -16,8 +16,9 @@ U+FFFD instead of dropping the call's routing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -325,7 +326,8 @@ def set_variable(name: str, value: str) -> bytes:
 _MSET_UNSAFE = re.compile(r'[,"\\()|\[\]{}$\x00-\x1f]')
 
 
-def set_variables(pairs: Sequence[tuple[str, str]]) -> bytes | None:
+@lru_cache(maxsize=1024)  # pure; a line's answers repeat (the same responsible, the same queue)
+def set_variables(pairs: tuple[tuple[str, str], ...]) -> bytes | None:
     """Every variable in one round trip: ``EXEC MSet "A=1,B=2"``; Asterisk answers
     ``200 result=0``. None when a value holds a character MSet would split on (the caller
     then sends one SET VARIABLE each) or when the line would be too long."""

@@ -2,7 +2,8 @@
 
 Each connection is an asyncio.Protocol fed straight into the sans-IO codec, so a ``HANGUP``
 that arrives while the handler is busy elsewhere is seen at once (``session.hung_up``) and a
-silent, truncated or oversized header costs a timer and a buffer, never a blocked loop.
+silent, truncated or oversized header costs a deadline (checked by one watchdog for all
+connections) and a buffer, never a blocked loop.
 
 For each accepted connection: the peer must be in ``allowed_peers`` and the server below
 ``max_sessions``; the header must complete within ``header_timeout`` and the size limits; its
@@ -27,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from agi_daemon.asterisk.agi import codec
 from agi_daemon.asterisk.agi.codec import AgiError, AgiProtocolError, AgiRequest, HangupNotice, Reply, redact
@@ -68,6 +69,7 @@ class AgiSession:
         self._timeout = command_timeout
         self._lock = asyncio.Lock()
         self._pending: asyncio.Future[Reply] | None = None
+        self._deadline = 0.0  # loop time by which the command in flight must be answered
         self._gone: str | None = None
 
     @property
@@ -81,7 +83,7 @@ class AgiSession:
     async def set_variables(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Set several variables, in one round trip (MSet) when the values allow it, else
         one SET VARIABLE each, in order."""
-        command = codec.set_variables(pairs) if len(pairs) > 1 else None
+        command = codec.set_variables(tuple(pairs)) if len(pairs) > 1 else None
         if command is not None:
             reply = await self.execute(command)
             if reply.result == "0":
@@ -103,15 +105,15 @@ class AgiSession:
         async with self._lock:
             if self._gone is not None:
                 raise AgiChannelGone(self._gone)
-            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Reply] = loop.create_future()
             self._pending = future
+            # the server's watchdog ends the session once this passes (see _overdue): one
+            # periodic check for every session rather than a timer per command
+            self._deadline = loop.time() + self._timeout
             self._transport.write(command)
             try:
-                async with asyncio.timeout(self._timeout):
-                    reply = await future
-            except TimeoutError:
-                self._end(f"no reply within {self._timeout:g} s")
-                raise AgiChannelGone(f"no reply within {self._timeout:g} s") from None
+                reply = await future
             finally:
                 self._pending = None
         if reply.code == 200:
@@ -129,6 +131,11 @@ class AgiSession:
             return False
         self._pending.set_result(reply)
         return True
+
+    def _overdue(self, now: float) -> None:
+        """The watchdog's check: the command in flight gets no reply in time."""
+        if self._pending is not None and not self._pending.done() and now >= self._deadline:
+            self._end(f"no reply within {self._timeout:g} s")
 
     def _end(self, reason: str) -> None:
         """No further command can reach the channel; fail the one in flight."""
@@ -186,6 +193,7 @@ class FastAgiServer:
     ) -> None:
         self._routes = MappingProxyType(dict(routes))
         self._allowed = tuple(ipaddress.ip_network(peer) for peer in allowed_peers)
+        self._peers: dict[str, bool] = {}  # peer address -> allowed
         self._max_header_bytes = max_header_bytes
         self._max_header_lines = max_header_lines
         self._header_timeout = header_timeout
@@ -195,6 +203,9 @@ class FastAgiServer:
         self._log = logger
         self._warnings = RepeatedWarnings(logger)
         self._server: asyncio.Server | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        # how often the watchdog looks for late headers and unanswered commands
+        self._watch_every = max(0.02, min(0.25, header_timeout / 4, command_timeout / 4))
         self._port: int | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -216,8 +227,9 @@ class FastAgiServer:
         if self._server is not None:
             raise RuntimeError("the FastAGI server is already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), host, port)
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024)
         self._port = self._server.sockets[0].getsockname()[1]
+        self._watchdog = loop.call_later(self._watch_every, self._watch)
         self._log.info("FastAGI listening on %s:%d, routes: %s", host, self._port, ", ".join(self._routes))
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -238,6 +250,9 @@ class FastAgiServer:
                 await asyncio.gather(*late, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def stats(self) -> AgiServerStats:
         c = self._counters
@@ -251,6 +266,15 @@ class FastAgiServer:
             handler_errors=c.handler_errors,
             slow_headers_closed=c.slow_headers_closed,
         )
+
+    def _watch(self) -> None:
+        """Every `_watch_every` seconds: close the connections whose header is late, end the
+        sessions whose command is unanswered past the command timeout."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in list(self._connections):
+            connection.check(now)
+        self._watchdog = loop.call_later(self._watch_every, self._watch)
 
     # Called by _Connection.
 
@@ -282,6 +306,17 @@ class FastAgiServer:
         return False
 
     def _peer_allowed(self, peer: str) -> bool:
+        """Whether the peer address is in allowed_peers; remembered per address (Asterisk
+        servers are few, and every session of theirs asks)."""
+        known = self._peers.get(peer)
+        if known is None:
+            known = self._check_peer(peer)
+            if len(self._peers) >= 1024:
+                self._peers.clear()
+            self._peers[peer] = known
+        return known
+
+    def _check_peer(self, peer: str) -> bool:
         try:
             address = ipaddress.ip_address(peer.split("%", 1)[0])
         except ValueError:
@@ -387,7 +422,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
         self._admitted = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._header_deadline = 0.0  # loop time
         self._header = codec.HeaderParser(
             max_header_bytes=server._max_header_bytes, max_header_lines=server._max_header_lines
         )
@@ -396,16 +431,14 @@ class _Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peername = transport.get_extra_info("peername")
         self.peer = str(peername[0]) if peername else "?"
         if not self._server._admit(self, self.peer):
             transport.close()
             return
         self._admitted = True
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._server._header_timeout, self._header_late)
+        self._header_deadline = asyncio.get_running_loop().time() + self._server._header_timeout
 
     def data_received(self, data: bytes) -> None:
         if not self._admitted or self._transport is None or self._transport.is_closing():
@@ -426,7 +459,6 @@ class _Connection(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
         if self._session is not None:
             self._session._end("connection lost")
         if self._admitted and self.task is None:
@@ -447,7 +479,6 @@ class _Connection(asyncio.Protocol):
             return
         if request is None:
             return
-        self._cancel_timer()
         assert self._transport is not None
         self._session = self._server._open_session(self, request, self._transport)
         if self._session is None:
@@ -473,15 +504,13 @@ class _Connection(asyncio.Protocol):
                 self._fail(f"reply {item.code} with no command waiting for it")
                 return
 
-    def _header_late(self) -> None:
-        self._timer = None
-        self._fail(f"header not complete within {self._server._header_timeout:g} s")
+    def check(self, now: float) -> None:
+        """The server's watchdog: a header late, or a command unanswered, ends the connection."""
+        if self._session is not None:
+            self._session._overdue(now)
+        elif now >= self._header_deadline and self._transport is not None and not self._transport.is_closing():
+            self._fail(f"header not complete within {self._server._header_timeout:g} s")
 
     def _fail(self, error: str) -> None:
         self._server._protocol_error(self.peer, error)
         self.close()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

@@ -1,0 +1,77 @@
+"""The bench's figures as one table: value, the bare responder's figure where one compares,
+the ratio, and the target of the performance issue."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def render(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(name: str, value: float | None, unit: str, base: float | None = None, target: str = "",
+            ok: bool | None = None) -> None:
+        text = "-" if value is None else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}")
+        ratio = f"{value / base:.2f}x" if value is not None and base else ""
+        verdict = "" if ok is None else (" ok" if ok else " MISSED")
+        rows.append((name, f"{text} {unit}", f"{base:,.0f}" if base else "", ratio, f"{target}{verdict}"))
+
+    crm = results["crm"]
+    for size, figures in crm["lookup"].items():
+        big = int(size) >= 1_000_000
+        row(f"lookup p50, {int(size):,} contacts", figures["p50"], "µs")
+        row(f"lookup p99, {int(size):,} contacts", figures["p99"], "µs", target="≤ 1,000" if big else "",
+            ok=figures["p99"] <= 1000 if big else None)
+    imported = crm["import_s"]
+    big = imported["contacts"] >= 1_000_000
+    row(f"crm import, {imported['contacts']:,} contacts{' (cached)' if imported['cached'] else ''}",
+        imported["seconds"], "s", target="≤ 60" if big else "", ok=imported["seconds"] <= 60 if big else None)
+
+    routing = results["routing"]
+    bare, pano, daemon = routing["bare"], routing["panoramisk"], routing["daemon"]
+    base = bare["cpu_us"]
+    row("CPU/session, bare asyncio responder", base, "µs", base)
+    row("CPU/session, panoramisk fast_agi", pano["cpu_us"], "µs", base)
+    row("CPU/session, agi-daemon known caller", daemon["cpu_us"], "µs", base, "≤ 3x", daemon["cpu_us"] <= 3 * base)
+    row("CPU/session, agi-daemon new caller", daemon["new_caller_cpu_us"], "µs", base, "≤ 5x",
+        daemon["new_caller_cpu_us"] <= 5 * base)
+    row("CPU/session, agi-daemon hangup report", daemon["hangup_report_cpu_us"], "µs", base)
+    row("calls routed without their lookup (over crm_deadline_ms)", daemon["late_lookups"], "calls", target="0",
+        ok=daemon["late_lookups"] == 0)
+    for level in bare["levels"]:
+        b, p, d = bare["levels"][level], pano["levels"][level], daemon["levels"][level]
+        row(f"decisions/s, {level} concurrent: bare", b["decisions_per_s"], "/s", b["decisions_per_s"])
+        row("  panoramisk", p["decisions_per_s"], "/s", b["decisions_per_s"])
+        row("  agi-daemon (known callers)", d["decisions_per_s"], "/s", b["decisions_per_s"])
+        for name, figures in (("bare", b), ("panoramisk", p), ("agi-daemon", d)):
+            rows.append((f"  latency p50/p95/p99, {name}",
+                         "/".join(f"{figures[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms")) + " ms", "", "", ""))
+    for name, server in (("bare", bare), ("panoramisk", pano), ("agi-daemon", daemon)):
+        o = server["open_loop"]
+        target = name == "agi-daemon"
+        row(f"p99 latency, {o['concurrent']} in progress + {o['rate_per_s']:.0f} calls/s: {name}", o["p99_ms"], "ms",
+            bare["open_loop"]["p99_ms"], "≤ 10" if target else "", o["p99_ms"] <= 10 if target else None)
+    row("RSS/idle session, bare", bare["idle_rss_kib"], "KiB")
+    row("RSS/idle session, panoramisk", pano["idle_rss_kib"], "KiB")
+    row("RSS/idle session, agi-daemon", daemon["idle_rss_kib"], "KiB", None, "≤ 30", daemon["idle_rss_kib"] <= 30)
+
+    for name, value in results["tracking"].items():
+        row(name, value, "")
+    real = results["real_calls"]
+    if "skipped" in real:
+        rows.append(("real calls", f"skipped: {real['skipped']}", "", "", ""))
+    else:
+        row(f"real call ({real['calls']} calls, held {real['hold_s']:g} s), Asterisk", real["asterisk_ms_per_call"], "ms CPU")
+        row("real call, agi-daemon (routing + report + tracking)", real["daemon_ms_per_call"], "ms CPU",
+            real["asterisk_ms_per_call"], "≤ 0.15x",
+            real["daemon_share"] is not None and real["daemon_share"] <= 0.15)
+
+    width = [max(len(r[i]) for r in rows) for i in range(5)]
+    head = ("figure", "value", "bare", "ratio", "target")
+    width = [max(w, len(h)) for w, h in zip(width, head, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, width, strict=True))]
+    lines += ["  ".join((r[0].ljust(width[0]), r[1].rjust(width[1]), r[2].rjust(width[2]), r[3].rjust(width[3]), r[4]))
+              for r in rows]
+    machine = results["machine"]
+    lines.append(f"machine: {machine['nproc']} x {machine['cpu']}, Python {machine['python']}, "
+                 f"load {', '.join(f'{x:.2f}' for x in machine['load_average'])}; {'quick run' if results['quick'] else 'full run'}")
+    return "\n".join(lines)
