@@ -11,11 +11,12 @@ route must be in the route table; then the route's handler runs with an AgiSessi
 happens the connection is closed at the end, and Asterisk's dialplan continues on its own.
 
 Slow senders cannot take the sessions' place: connections still sending their header are
-counted apart from sessions (``max_sessions`` counts sessions that sent theirs), at most
-``max_pending_headers`` of them, and at most half of that from one peer; past either bound the
-oldest such connection is closed (Asterisk sends its header in one write, so its connections
-are never the oldest for long). Refusals and protocol errors a flood would repeat are logged
-once, then summarised with counts (RepeatedWarnings).
+counted apart from sessions (``max_sessions`` counts sessions that sent theirs). Past
+``max_pending_headers`` of them, or half of that from one peer, the oldest one is closed once it
+has been waiting for SLOW_HEADER_SECONDS (Asterisk sends its header in its first write, so its
+connections never wait that long; a burst of them is not mistaken for slow senders); and never
+more than ``max_sessions`` wait at once. Refusals and protocol errors a flood would repeat are
+logged once, then summarised with counts (RepeatedWarnings).
 
 Logs name the peer, the route, the channel (long digit runs masked) and the uniqueid, never
 the caller ID.
@@ -199,7 +200,7 @@ class FastAgiServer:
         self._header_timeout = header_timeout
         self._command_timeout = command_timeout
         self._max_sessions = max_sessions
-        self._headers = _PendingHeaders(max_pending_headers or max(2, min(max_sessions, 256)))
+        self._headers = _PendingHeaders(max_pending_headers or max(2, min(max_sessions, 256)), max_sessions)
         self._log = logger
         self._warnings = RepeatedWarnings(logger)
         self._server: asyncio.Server | None = None
@@ -285,13 +286,19 @@ class FastAgiServer:
             return False
         if not self._below_max_sessions(peer):
             return False
-        for oldest in self._headers.make_room(connection, peer):
+        admitted, evicted = self._headers.make_room(connection, peer, asyncio.get_running_loop().time())
+        for oldest in evicted:
             self._counters.slow_headers_closed += 1
             self._warnings.warning(
                 "slow-header", "FastAGI: closed a connection from %s still sending its header, to make room "
                 "(at most %d connections may be sending theirs, half of them from one host)",
                 oldest.peer, self._headers.limit)
             oldest.close()
+        if not admitted:
+            self._counters.refused_busy += 1
+            self._warnings.warning("refused-busy", "FastAGI: refused connection from %s (%d connections still "
+                                   "sending their header)", peer, self._max_sessions)
+            return False
         self._counters.sessions += 1
         self._connections.add(connection)
         return True
@@ -380,28 +387,37 @@ class FastAgiServer:
         self._headers.done(connection)
 
 
-class _PendingHeaders:
-    """The connections still sending their header, oldest first, in all and by peer."""
+SLOW_HEADER_SECONDS = 0.1
+"""How long a connection may have been sending its header before it can be closed to make room."""
 
-    def __init__(self, limit: int) -> None:
+
+class _PendingHeaders:
+    """The connections still sending their header, oldest first, in all and by peer, with
+    when each was accepted."""
+
+    def __init__(self, limit: int, hard_limit: int) -> None:
         self.limit = limit
         self._per_peer = max(1, limit // 2)
-        self._all: dict[_Connection, None] = {}  # insertion order: oldest first
-        self._by_peer: dict[str, dict[_Connection, None]] = {}
+        self._hard_limit = hard_limit
+        self._all: dict[_Connection, float] = {}  # insertion order: oldest first
+        self._by_peer: dict[str, dict[_Connection, float]] = {}
 
-    def make_room(self, connection: _Connection, peer: str) -> list[_Connection]:
-        """Count `connection` in; the oldest ones to close so that both bounds hold."""
-        mine = self._by_peer.setdefault(peer, {})
+    def make_room(self, connection: _Connection, peer: str, now: float) -> tuple[bool, list[_Connection]]:
+        """(whether `connection` is counted in or must be refused for want of room, the slow
+        ones to close so that the bounds hold)."""
+        mine = self._by_peer.get(peer, {})
+        crowded = mine if len(mine) >= self._per_peer else self._all if len(self._all) >= self.limit else None
         evicted = []
-        if len(mine) >= self._per_peer:
-            evicted.append(next(iter(mine)))
-        elif len(self._all) >= self.limit:
-            evicted.append(next(iter(self._all)))
-        for old in evicted:
-            self.done(old)
-        self._all[connection] = None
-        self._by_peer.setdefault(peer, mine)[connection] = None
-        return evicted
+        if crowded:
+            oldest, since = next(iter(crowded.items()))
+            if now - since >= SLOW_HEADER_SECONDS:
+                evicted.append(oldest)
+                self.done(oldest)
+        if len(self._all) >= self._hard_limit:
+            return False, evicted
+        self._all[connection] = now
+        self._by_peer.setdefault(peer, {})[connection] = now
+        return True, evicted
 
     def done(self, connection: _Connection) -> None:
         """The connection sent its header, or is closed."""
