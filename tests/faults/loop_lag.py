@@ -48,6 +48,18 @@ class LoopLag:
         self._schedule()
 
 
+def least_lag(measure, tries: int = 3) -> float:
+    """The least lag of up to `tries` runs of `measure()` (each returns a run's worst lag),
+    stopping at the first under STALL_LIMIT: work that blocks the loop does so every time,
+    while a busy machine's scheduling does not."""
+    lags = []
+    for _ in range(tries):
+        lags.append(measure())
+        if lags[-1] < STALL_LIMIT:
+            break
+    return min(lags)
+
+
 def run_probed(work) -> float:
     """Run synchronous `work()` as one callback of a fresh event loop beside the probe; the
     probe's worst lag (what `work` would cost a daemon that ran it on its loop)."""
@@ -57,4 +69,4 @@ def run_probed(work) -> float:
             work()
         return lag.worst
 
-    return asyncio.run(main())
+    return least_lag(lambda: asyncio.run(main()))

@@ -1,6 +1,7 @@
 """Properties over what arrives from outside: the AGI codec, the AMI translation, the settings
 loader (issue 12, item 13). Whatever the input, no exception other than the documented one
-escapes, and nothing stalls the event loop over 100 ms (a loop-lag probe beside the work).
+escapes, and nothing stalls the event loop over 100 ms (a loop-lag probe beside the work; a
+stall must show in each of three runs, so a busy machine's scheduling is not taken for one).
 
 `make fuzz` runs the same properties with many more examples (HYPOTHESIS_PROFILE=fuzz).
 """
@@ -26,7 +27,7 @@ from agi_daemon import config_reload
 from tests.settings.settings_helpers import MINIMAL, MINIMAL_ENV
 from tests.settings.test_settings_hostile_files import alias_bomb, merge_bomb
 
-from .loop_lag import STALL_LIMIT, LoopLag, run_probed
+from .loop_lag import STALL_LIMIT, LoopLag, least_lag, run_probed
 
 settings.register_profile("fault-suite", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -102,7 +103,7 @@ def test_fastagi_server_fed_any_bytes_keeps_serving_without_stalling(connections
             await asyncio.wait_for(server.close(timeout=1), 5)
         return lag.worst
 
-    assert asyncio.run(scenario()) < STALL_LIMIT
+    assert least_lag(lambda: asyncio.run(scenario())) < STALL_LIMIT
 
 
 async def _send(port: int, data: bytes) -> None:
@@ -193,7 +194,7 @@ def test_settings_loader_gives_problems_not_exceptions_and_never_stalls_a_reload
                 problems.extend(await config_reload.in_thread(lambda: check_config(path, MINIMAL_ENV), timeout=10))
             return lag.worst
 
-        assert asyncio.run(reload_beside_the_probe()) < STALL_LIMIT
+        assert least_lag(lambda: asyncio.run(reload_beside_the_probe())) < STALL_LIMIT
         assert all(isinstance(problem, Problem) for problem in problems)
 
 
