@@ -13,9 +13,9 @@ happens the connection is closed at the end, and Asterisk's dialplan continues o
 Slow senders cannot take the sessions' place: connections still sending their header are
 counted apart from sessions (``max_sessions`` counts sessions that sent theirs). Past
 ``max_pending_headers`` of them, or half of that from one peer, the oldest one is closed once it
-has been waiting for SLOW_HEADER_SECONDS (Asterisk sends its header in its first write, so its
-connections never wait that long; a burst of them is not mistaken for slow senders); and never
-more than ``max_sessions`` wait at once. Refusals and protocol errors a flood would repeat are
+has been waiting for half the header timeout, at most SLOW_HEADER_SECONDS (Asterisk sends its
+header in its first write, so even a burst of its connections on a busy loop is read long
+before); and never more than ``max_sessions`` wait at once. Refusals and protocol errors a flood would repeat are
 logged once, then summarised with counts (RepeatedWarnings).
 
 Logs name the peer, the route, the channel (long digit runs masked) and the uniqueid, never
@@ -200,7 +200,8 @@ class FastAgiServer:
         self._header_timeout = header_timeout
         self._command_timeout = command_timeout
         self._max_sessions = max_sessions
-        self._headers = _PendingHeaders(max_pending_headers or max(2, min(max_sessions, 256)), max_sessions)
+        self._headers = _PendingHeaders(max_pending_headers or max(2, min(max_sessions, 256)), max_sessions,
+                                        slow_after=min(SLOW_HEADER_SECONDS, header_timeout / 2))
         self._log = logger
         self._warnings = RepeatedWarnings(logger)
         self._server: asyncio.Server | None = None
@@ -387,16 +388,18 @@ class FastAgiServer:
         self._headers.done(connection)
 
 
-SLOW_HEADER_SECONDS = 0.1
-"""How long a connection may have been sending its header before it can be closed to make room."""
+SLOW_HEADER_SECONDS = 1.0
+"""How long a connection may have been sending its header before it can be closed to make room
+(or half the header timeout, when shorter)."""
 
 
 class _PendingHeaders:
     """The connections still sending their header, oldest first, in all and by peer, with
     when each was accepted."""
 
-    def __init__(self, limit: int, hard_limit: int) -> None:
+    def __init__(self, limit: int, hard_limit: int, *, slow_after: float) -> None:
         self.limit = limit
+        self._slow_after = slow_after
         self._per_peer = max(1, limit // 2)
         self._hard_limit = hard_limit
         self._all: dict[_Connection, float] = {}  # insertion order: oldest first
@@ -410,7 +413,7 @@ class _PendingHeaders:
         evicted = []
         if crowded:
             oldest, since = next(iter(crowded.items()))
-            if now - since >= SLOW_HEADER_SECONDS:
+            if now - since >= self._slow_after:
                 evicted.append(oldest)
                 self.done(oldest)
         if len(self._all) >= self._hard_limit:
