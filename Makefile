@@ -9,7 +9,7 @@ export AGI_DAEMON_ASTERISK_ROOT := $(ASTERISK_ROOT)
 export AGI_DAEMON_AMI_SECRET ?= dev-ami-secret
 export AGI_DAEMON_ARI_PASSWORD ?= dev-ari-password
 
-.PHONY: run test lint venv sandbox browser demo bench fuzz check-config clean
+.PHONY: run test lint venv sandbox browser postgresql systemd-tools demo bench fuzz check-config clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,15 @@ sandbox:
 browser:
 	bash scripts/browser-sandbox.sh
 
+# Debian's PostgreSQL server, for the tests that run the CRM on PostgreSQL: they start their
+# own cluster (initdb in a temp dir, 127.0.0.1, an ephemeral port), never the package's.
+postgresql:
+	bash scripts/postgresql-sandbox.sh
+
+# systemd-analyze, which checks contrib/agi-daemon.service in the tests (nothing is started).
+systemd-tools:
+	bash scripts/systemd-tools.sh
+
 # Development: var/dev.yaml is config/agi-daemon.yaml with FastAGI on 127.0.0.1:14573 (never
 # the production 4573 the PBX's dialplan calls) and the CRM in var/dev-crm.sqlite3.
 run: venv
@@ -33,7 +42,7 @@ run: venv
 	$(BIN)/agi-daemon check-config -c var/dev.yaml
 	exec $(BIN)/agi-daemon run -c var/dev.yaml
 
-test: lint sandbox browser
+test: lint sandbox browser postgresql systemd-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Types (mypy, strict on core/) and lint (ruff), configured in pyproject.toml; part of `make test`.

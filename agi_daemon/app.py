@@ -17,12 +17,20 @@ from typing import Awaitable, Callable
 from . import config_reload, simulation
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
-from .asterisk.ami.translate import EVENT_NAMES, tracker_events
+from .asterisk.ami.translate import EVENT_NAMES
+from .asterisk.ari import EVENT_TYPES as ARI_EVENT_TYPES
+from .asterisk.ari import AriClient
+from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
+from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
 from .core.live_calls import Fanout
 from .core.model import Direction, Rules
-from .core.ports import Clock, CrmAdapter
+from .core.commands import CreateCallRecords, CrmCommand, LedgerUpdate
+from .core.live_calls import RecordsCreated
+from .core.ports import Clock, CrmLookup, Notifier
 from .crm.embedded import EmbeddedCrm
+from .crm.outbox import Outbox
+from .crm.registry import CrmParts, build_crm, build_outbox
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
 from .log_lines import ready_line
@@ -33,7 +41,7 @@ from .services.reassign import ReassignService
 from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
-from .settings import Settings, SettingsHolder
+from .settings import EventsInterface, Settings, SettingsHolder
 from .web.live import LiveCalls
 from .web.metrics import MeteredCrm, MeteredRouting, Metrics
 from .web.server import WebContext, WebServer
@@ -41,11 +49,7 @@ from .web.server import WebContext, WebServer
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
-
-
-def build_crm(settings: Settings) -> EmbeddedCrm:
-    """The configured CRM (settings accept only the embedded one in this version)."""
-    return EmbeddedCrm(settings.crm.embedded.database)
+STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait in Stasis for its decision
 
 
 class Daemon:
@@ -53,16 +57,20 @@ class Daemon:
         self,
         holder: SettingsHolder,
         *,
-        crm: CrmAdapter | None = None,
+        crm: CrmParts | EmbeddedCrm | None = None,
         clock: Clock | None = None,
     ) -> None:
-        """`crm` replaces the configured CRM (tests wrap the real store to make it slow)."""
+        """`crm` replaces the configured CRM (tests wrap the real store's lookup to make it
+        slow); the daemon neither opens nor closes it."""
         self._holder = holder
         self._crm = crm
         self._clock = clock or SystemClock()
         self.agi_port: int | None = None
         self.pending: PendingWork | None = None
         self.ami: AmiClient | None = None
+        self.ari: AriClient | None = None
+        self.stasis: StasisRouting | None = None
+        self.event_source: EventSource | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
@@ -104,7 +112,9 @@ class Daemon:
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current
         owned = self._crm is None  # the daemon opens and closes only the CRM it builds
-        crm = self._crm or build_crm(settings)
+        given = self._crm
+        crm = given if isinstance(given, CrmParts) else build_crm(
+            settings.crm.adapter.value, settings.crm.embedded.database, given, pool_size=settings.crm.embedded.pool_size)
         if owned:
             await crm.open()
         try:
@@ -128,6 +138,7 @@ class Daemon:
     def _expose(self, parts: Parts) -> None:
         """What tests and signals read from the running daemon."""
         self.pending, self.ami, self.tracking = parts.pending, parts.ami, parts.tracking
+        self.ari, self.stasis, self.event_source = parts.ari, parts.stasis, parts.event_source
         self.agi_port = parts.fastagi.port if parts.fastagi else None
         self.web_port = parts.web.port if parts.web else None
         self.live, self.metrics, self.parts = parts.live, parts.metrics, parts
@@ -140,17 +151,23 @@ class Parts:
     """What one run of the daemon is made of. `build` fills it feature by feature; `stop`
     closes what was started, last started first, then drains the CRM work in flight."""
 
-    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmAdapter, clock: Clock,
+    def __init__(self, settings: Settings, rules: Callable[[], Rules], crm: CrmParts, clock: Clock,
                  tasks: asyncio.TaskGroup) -> None:
         self.settings = settings
         self.rules = rules  # the running rules, reload-aware
-        self.crm = crm
+        self.crm = crm.lookup
+        self.store = crm.store
+        self.crm_parts = crm
+        self.outbox: Outbox | None = None
         self.clock = clock
         self.tasks = tasks
         self.pending = PendingWork(tasks.create_task)
         self.routing: RoutingService | None = None
         self.call_log: CallLogService | None = None
-        self.ami: AmiClient | None = None
+        self.ami: AmiClient | None = None  # asterisk.events: ami
+        self.ari: AriClient | None = None  # asterisk.events: ari
+        self.stasis: StasisRouting | None = None  # with ari: the Stasis application routing calls
+        self.event_source: EventSource | None = None  # whichever of the two call tracking listens to
         self.tracking: TrackingService | None = None
         self.fastagi: FastAgiServer | None = None
         self.web: WebServer | None = None
@@ -159,9 +176,14 @@ class Parts:
         # Who hears live call events: the agents' call windows and the metrics.
         self.notifier = Fanout((self.live, self.metrics))
         self._closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._last_closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
 
     def on_stop(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
         self._closers.append((name, close))
+
+    def on_stop_last(self, name: str, close: Callable[[], Awaitable[None]]) -> None:
+        """Closed after the calls' CRM work is drained (the outbox)."""
+        self._last_closers.append((name, close))
 
     async def stop(self) -> None:
         for name, close in reversed(self._closers):
@@ -172,39 +194,92 @@ class Parts:
         left = await self.pending.drain(DRAIN_SECONDS)
         if left:
             log.error("%d calls' CRM work was cancelled: not finished %.0f s after the stop", left, DRAIN_SECONDS)
+        for name, close in reversed(self._last_closers):
+            try:
+                await close()
+            except Exception:
+                log.exception("stopping %s failed", name)
 
 
 async def build(parts: Parts) -> None:
     """Wire every feature of the daemon, one function each."""
+    wire_outbox(parts)
     wire_services(parts)
     wire_tracking(parts)
     await wire_fastagi(parts)
     await wire_web(parts)
 
 
+def wire_outbox(parts: Parts) -> None:
+    """Every CRM write goes through the outbox: committed to the daemon's store, then delivered
+    by a task of the TaskGroup (what an earlier run left pending first). Stopped last: the
+    calls' CRM work still submits to it while it drains."""
+    outbox_settings = parts.settings.crm.outbox
+    outbox = build_outbox(parts.crm_parts, max_attempts=outbox_settings.max_attempts,
+                          dead_letter_after_hours=outbox_settings.dead_letter_after_hours,
+                          on_delivered=records_created_to(parts.notifier))
+    parts.outbox = outbox
+    delivering = parts.tasks.create_task(outbox.run())
+
+    async def stop() -> None:
+        delivering.cancel()
+
+    parts.on_stop_last("outbox", stop)
+    parts.metrics.watch_outbox(outbox)
+
+
+def records_created_to(notifier: Notifier) -> Callable[[CrmCommand, LedgerUpdate], None]:
+    """Once a call's records are created, the call windows hear of it."""
+
+    def delivered(command: CrmCommand, learned: LedgerUpdate) -> None:
+        if isinstance(command, CreateCallRecords) and learned.created is not None:
+            notifier.publish(RecordsCreated(command.linkedid, learned.created.primary, command.plan.responsible))
+
+    return delivered
+
+
 def wire_services(parts: Parts) -> None:
     """The use cases: routing (R1-R9, R11) and the call log (R12)."""
+    assert parts.outbox is not None
     deadline = parts.settings.daemon.crm_deadline_ms / 1000
     timed_crm = MeteredCrm(parts.crm, parts.metrics, deadline)  # lookups timed for /metrics
     routed = RoutedCalls()  # what routing decided, for the hangup report
-    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, deadline=deadline,
-                                   routed=routed, notifier=parts.notifier)
-    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, routed=routed)
+    parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, commands=parts.outbox,
+                                   deadline=deadline, routed=routed, notifier=parts.notifier)
+    parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
+                                    routed=routed)
 
 
 def wire_tracking(parts: Parts) -> None:
-    """Follow calls over AMI: transfers (R10) and the full call log (R12)."""
-    assert parts.call_log is not None
-    ami_settings = parts.settings.asterisk.ami
-    ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
-                    ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
-    reassign = ReassignService(parts.rules, parts.crm, parts.pending)
+    """Follow calls (transfers, R10; the full call log, R12) over the interface
+    `asterisk.events` names: AMI, or ARI, which also runs the Stasis application that routes
+    the calls of dialplan/agi-daemon-stasis.conf with the same routing service as FastAGI."""
+    assert parts.call_log is not None and parts.routing is not None and parts.outbox is not None
+    settings = parts.settings
+    source: EventSource
+    if settings.asterisk.events is EventsInterface.ARI:
+        ari_settings = settings.asterisk.ari
+        assert ari_settings is not None  # the settings require it with events: ari
+        ari = AriClient(ari_settings.url, ari_settings.username, ari_settings.password.get_secret_value(),
+                        ari_settings.app, event_types=ARI_EVENT_TYPES, app_types=APP_EVENT_TYPES)
+        stasis = StasisRouting(ari, ari_settings.app, MeteredRouting(parts.routing, parts.metrics), parts.call_log,
+                               parts.pending, deadline=settings.daemon.crm_deadline_ms / 1000 + STASIS_DECISION_MARGIN)
+        ari.application = stasis  # StasisStart and the hangup reports go to it at once
+        parts.ari, parts.stasis = ari, stasis
+        source = AriEventSource(ari)
+    else:
+        ami_settings = settings.asterisk.ami
+        ami = AmiClient(ami_settings.host, ami_settings.port, ami_settings.username,
+                        ami_settings.secret.get_secret_value(), events=set(EVENT_NAMES), event_mask="call")
+        parts.ami = ami
+        source = AmiEventSource(ami)
+    reassign = ReassignService(parts.rules, parts.outbox, parts.pending)
     tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
-    parts.ami, parts.tracking = ami, tracking
-    parts.tasks.create_task(ami.run())
-    parts.tasks.create_task(tracking.run(tracker_events(ami.events())))
-    parts.on_stop("AMI", ami.close)
-    parts.metrics.watch_links(ami, parts.pending)
+    parts.event_source, parts.tracking = source, tracking
+    parts.tasks.create_task(source.run())
+    parts.tasks.create_task(tracking.run(source.events()))
+    parts.on_stop(source.name.upper(), source.close)
+    parts.metrics.watch_links(source, parts.pending)
 
 
 async def wire_fastagi(parts: Parts) -> None:
@@ -226,7 +301,7 @@ async def wire_fastagi(parts: Parts) -> None:
 async def wire_web(parts: Parts) -> None:
     """The agents' call window, the CRM and admin pages, the JSON API, /metrics and /healthz."""
     web_settings = parts.settings.daemon.web
-    embedded = parts.crm if hasattr(parts.crm, "transaction") else None  # the CRM pages need the SQL store
+    embedded = parts.store if parts.crm_parts.remote is None else None  # the CRM pages show the embedded CRM
     context = WebContext(
         rules=parts.rules,
         settings=lambda: parts.settings,
@@ -239,6 +314,7 @@ async def wire_web(parts: Parts) -> None:
         notifier=parts.notifier,
         simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
         metrics_peers=web_settings.metrics_allowed_peers,
+        outbox=parts.outbox,
     )
     server = WebServer(context)
     await server.start(web_settings.listen.host, web_settings.listen.port)
@@ -246,7 +322,7 @@ async def wire_web(parts: Parts) -> None:
     parts.on_stop("web pages", server.close)
 
 
-async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str, caller: str,
+async def simulate_call(rules: Rules, crm: CrmLookup, direction: str, line: str, caller: str,
                         callee: str | None) -> tuple[dict[str, object], str]:
     """The admin page's simulator: `agi-daemon simulate` itself (the same argument checks, the
     same dry run through routing). Arguments the command line refuses give
@@ -262,13 +338,16 @@ async def simulate_call(rules: Rules, crm: CrmAdapter, direction: str, line: str
 def health(parts: Parts) -> tuple[bool, dict[str, object]]:
     """(FastAGI serving, each link's state) for /healthz and the admin page."""
     serving = parts.fastagi is not None and parts.fastagi.serving
-    ami = parts.ami
+    link = parts.event_source  # AMI or ARI, as asterisk.events says
+    name = link.name if link is not None else "ami"
     return serving, {
         "fastagi": "serving" if serving else "stopped",
-        "ami": "connected" if ami is not None and ami.connected else "disconnected",
-        "ami_last_error": ami.last_error if ami is not None and not ami.connected else None,
+        name: "connected" if link is not None and link.connected else "disconnected",
+        f"{name}_last_error": link.last_error if link is not None and not link.connected else None,
         "crm": parts.settings.crm.adapter.value,
         "pending_crm_work": parts.pending.in_flight,
+        "outbox_pending": parts.outbox.state.pending if parts.outbox else 0,
+        "outbox_dead_letters": parts.outbox.state.dead if parts.outbox else 0,
         "calls_in_progress": parts.tracking.calls_in_progress if parts.tracking else 0,
     }
 

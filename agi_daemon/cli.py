@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                      "(spreadsheets on Windows)")
     imp.add_argument("--verbose", action="store_true", help="list every skipped and bad row, not the first few")
     _user_parser(sub, with_config)
+    _db_parser(sub, with_config)
+    from . import cli_outbox
+
+    cli_outbox.add_parser(sub, with_config)
     return parser
 
 
@@ -104,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    if getattr(args, "crm_command", None) == "list" and not _database_exists(settings):
+    read_only = getattr(args, "crm_command", None) == "list" or getattr(args, "outbox_command", None) == "list"
+    if read_only and not _database_exists(settings):
         return 1
     if args.command == "run":
         from .app import run_until_signalled
@@ -122,6 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_simulate(settings, args))
     if args.command == "user":
         return asyncio.run(_set_password(settings, args.employee))
+    if args.command == "db":
+        return _db_upgrade(settings)
+    if args.command == "outbox":
+        from . import cli_outbox
+
+        return asyncio.run(cli_outbox.run(settings, args))
     if args.command == "dialplan":
         from .asterisk.fallback import render_fallback
 
@@ -199,9 +210,9 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _open_crm(settings: Settings):
-    from .app import build_crm
+    from .crm.registry import daemon_store
 
-    return build_crm(settings)
+    return daemon_store(settings.crm.embedded.database)
 
 
 async def _crm(settings: Settings, args: argparse.Namespace) -> int:
@@ -331,4 +342,41 @@ async def _set_password(settings: Settings, employee: str) -> int:
     async with _open_crm(settings) as crm:
         await WebUsers(crm).set_password_hash(employee, hashed)
     print(f"password set for {employee}")
+    return 0
+
+
+# ---- agi-daemon db upgrade ----------------------------------------------------------------
+
+def _db_parser(sub: Any, with_config: Any) -> None:
+    db = sub.add_parser("db", help="the embedded CRM's database: schema migrations").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION")
+    with_config(db.add_parser("upgrade", help="bring the CRM database's schema to this version's (the daemon "
+                              "also does it when it starts); says from which revision to which"))
+
+
+def _db_upgrade(settings: Settings) -> int:
+    from sqlalchemy import exc
+
+    from .crm.database import database_url, sqlite_file
+    from .crm.migrations import upgrade_to_head
+
+    try:
+        url = database_url(settings.crm.embedded.database)
+    except ValueError as error:
+        print(f"agi-daemon: crm.embedded.database: {error}", file=sys.stderr)
+        return 1
+    shown = url.render_as_string(hide_password=True)
+    file = sqlite_file(url)
+    try:
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        before, after = upgrade_to_head(url)
+    except (exc.SQLAlchemyError, OSError) as error:
+        reason = getattr(error, "orig", None) or error
+        print(f"agi-daemon: cannot upgrade the CRM database {shown}: {reason}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"{shown}: already at revision {after}")
+    else:
+        print(f"{shown}: upgraded from revision {before or '(empty database)'} to {after}")
     return 0

@@ -58,7 +58,8 @@ async def in_thread(work: Callable[[], T], timeout: float | None = None) -> T:
         raise ReloadTooSlow(f"reading the config file took more than {timeout:g} s") from None
 
 
-RESTART_PARTS = "daemon", "asterisk.ami", "asterisk.ari", "asterisk.events", "crm.adapter", "crm.embedded"
+RESTART_PARTS = ("daemon", "asterisk.ami", "asterisk.ari", "asterisk.events", "crm.adapter", "crm.embedded",
+                 "crm.outbox")
 TEMPLATES = "endpoint_template", "trunk_template"
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from .core.decisions import CreateRecords, Decision, MakeOffer, Route, RoutingStatus, display_name
 from .core.model import CrmMode, Direction, QueueStrategy, Rules
 from .core.phone import try_e164
-from .core.ports import CrmAdapter
+from .core.commands import CallLedger, CrmCommand
+from .core.ports import CrmLookup
 from .core.rules import CallEntry, CallFacts, identify
 from .services.clock import SystemClock
 from .services.pending import PendingWork
@@ -79,11 +80,22 @@ def _extensions(rules: Rules) -> str:
     return ", ".join(known) or "none"
 
 
-async def simulate(rules: Rules, crm: CrmAdapter, entry: CallEntry) -> Decision:
+class NothingSubmitted:
+    """The outbox of a dry run: routing never submits there (a bug if it did)."""
+
+    async def submit(self, command: CrmCommand) -> None:
+        raise AssertionError(f"a simulation submitted {type(command).__name__}")
+
+    async def ledger(self, linkedid: str) -> CallLedger:
+        return CallLedger(linkedid)
+
+
+async def simulate(rules: Rules, crm: CrmLookup, entry: CallEntry) -> Decision:
     """The decision routing makes for the call `entry`, without creating anything."""
     async with asyncio.TaskGroup() as tasks:
         routing = RoutingService(lambda: rules, crm, SystemClock(), PendingWork(tasks.create_task),
-                                 deadline=LOOKUP_SECONDS, routed=RoutedCalls(), dry_run=True)
+                                 commands=NothingSubmitted(), deadline=LOOKUP_SECONDS, routed=RoutedCalls(),
+                                 dry_run=True)
         decision = await routing.route(entry, SIMULATED_LINKEDID)
     return decision
 

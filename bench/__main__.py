@@ -12,6 +12,7 @@
    decisions/s and latency at 1 to 1,000 concurrent sessions, memory per idle session.
 3. Call tracking over AMI: recorded events through translation and the tracker, in-process.
 4. Real calls through the Asterisk sandbox: the daemon's CPU per call beside Asterisk's.
+5. Queued writes drained to a Bitrix24 portal (bench/b24_drain.py) through its leaky bucket.
 
 Prints one table (with ratios to the bare responder and the targets) and writes
 bench/results.json.
@@ -19,6 +20,7 @@ bench/results.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -32,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import crm_data, real_calls, routing, tracking  # noqa: E402
+from bench import b24_drain, crm_data, real_calls, routing, tracking  # noqa: E402
 from bench.procs import GENERATOR_CORE, Profile, Server, pin, start_baseline, start_daemon  # noqa: E402
 from tests.daemon_harness import write_config  # noqa: E402
 from tests.asterisk.sandbox import closed_port  # noqa: E402
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                            **tracking.ami_codec(rounds)}
     print("real calls", flush=True)
     results["real_calls"] = real_calls.measure(3 if args.quick else 20, skip=args.no_asterisk)
+    print("Bitrix24 drain", flush=True)
+    results["bitrix24_drain"] = asyncio.run(b24_drain.drain(2_000 if args.quick else 10_000, scale=25 if args.quick else 10))
     results["seconds"] = round(time.monotonic() - started, 1)
     from bench.table import render
 

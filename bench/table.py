@@ -65,6 +65,13 @@ def render(results: dict[str, Any]) -> str:
             real["asterisk_ms_per_call"], "≤ 0.15x",
             real["daemon_share"] is not None and real["daemon_share"] <= 0.15)
 
+    drain = results.get("bitrix24_drain")
+    if drain:
+        row(f"Bitrix24 drain, {drain['writes']:,} queued writes, 2/s burst 50", drain["writes_per_second"], "writes/s",
+            target="≥ 90", ok=drain["writes_per_second"] >= 90)
+        row("  QUERY_LIMIT_EXCEEDED answers", drain["query_limit_exceeded"], "", target="0",
+            ok=drain["query_limit_exceeded"] == 0)
+
     width = [max(len(r[i]) for r in rows) for i in range(5)]
     head = ("figure", "value", "bare", "ratio", "target")
     width = [max(w, len(h)) for w, h in zip(width, head, strict=True)]

@@ -10,9 +10,21 @@ Real Asterisk (tests marked `asterisk`, helpers in tests/asterisk/):
   asterisk_ami      function: a connected tests.asterisk.ami_client.TestAmi on `asterisk`; at
                     teardown it hangs up the calls it originated
   employees         function: `asterisk`, with every employee answering again after the test
+  mode              function, parametrised: the daemon talks to `employees` over FastAGI+AMI
+                    ("ami", dialplan/agi-daemon.conf) or Stasis+ARI ("ari", agi-daemon-stasis.conf);
+                    mode.config(tmp_path, ...) writes the daemon's YAML for that mode
+
+Real PostgreSQL (tests/postgresql_server.py; scripts/postgresql-sandbox.sh installs it):
+  postgresql        session: the session's own cluster (initdb in a temp dir, 127.0.0.1, an
+                    ephemeral port); skips with the reason when unusable, fails when
+                    AGI_DAEMON_REQUIRE_POSTGRESQL=1
+  crm_database_url  function: the embedded CRM's URL: a SQLite file in tmp_path, or a fresh
+                    PostgreSQL database (at the latest migration) when the test runs on
+                    "postgresql". A module (or test) marked `pytest.mark.databases("sqlite",
+                    "postgresql")` runs once on each; unmarked, on SQLite only.
 
 The whole daemon (tests/daemon_harness.py):
-  crm               function: the embedded CRM on a SQLite file in tmp_path, opened
+  crm               function: the embedded CRM on `crm_database_url`, opened
 """
 from __future__ import annotations
 
@@ -23,6 +35,9 @@ import pytest
 from agi_daemon.crm.embedded import EmbeddedCrm
 from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
+from tests.daemon_harness import MODE_IDS, MODES, Mode
+from tests.postgresql_server import PostgresServer
+from tests.postgresql_server import unavailable_reason as postgresql_unavailable
 
 
 @pytest.fixture(scope="session")
@@ -66,10 +81,45 @@ async def asterisk_ami(asterisk):
         await ami.close()
 
 
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("databases")
+    if marker is not None and "crm_database" in metafunc.fixturenames:
+        metafunc.parametrize("crm_database", marker.args, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    reason = postgresql_unavailable()
+    if reason is not None:
+        if os.environ.get("AGI_DAEMON_REQUIRE_POSTGRESQL") == "1":
+            pytest.fail(f"AGI_DAEMON_REQUIRE_POSTGRESQL=1 but {reason}")
+        pytest.skip(reason)  # CI sets AGI_DAEMON_REQUIRE_POSTGRESQL=1 and fails instead
+    server = PostgresServer.start_new()
+    yield server
+    server.destroy()
+
+
 @pytest.fixture
-async def crm(tmp_path):
+def crm_database(request) -> str:
+    """Which database the test's CRM is on: "sqlite" unless parametrised (see `databases`)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def crm_database_url(request, crm_database, tmp_path) -> str:
+    if crm_database == "postgresql":
+        server = request.getfixturevalue("postgresql")
+        if not server.running:
+            server.start()  # a test that stopped it and failed before starting it again
+        return server.create_database()
+    assert crm_database == "sqlite", crm_database
+    return f"sqlite:///{tmp_path}/crm.sqlite3"
+
+
+@pytest.fixture
+async def crm(crm_database_url):
     """The embedded CRM the daemon under test uses; the test reads it back."""
-    async with EmbeddedCrm(f"sqlite:///{tmp_path}/crm.sqlite3") as store:
+    async with EmbeddedCrm(crm_database_url) as store:
         yield store
 
 
@@ -79,3 +129,10 @@ async def employees(asterisk):
     yield asterisk
     for extension in ("101", "102"):
         asterisk.set_global(f"EMPLOYEE_{extension}", "answer")
+    asterisk.use_dialplan("fastagi")  # a `mode` may have switched to the Stasis variant
+
+
+@pytest.fixture(params=MODES, ids=MODE_IDS)
+def mode(request, employees) -> Mode:
+    """Each end-to-end scenario, once per way the daemon talks to Asterisk."""
+    return Mode(request.param, employees)

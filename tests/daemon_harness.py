@@ -63,9 +63,20 @@ def write_config(
     ring: int = 2,
     deadline_ms: int = 300,
     ami: tuple[int, str, str] = (5038, "agi-daemon", "unused"),
+    ari: tuple[str, str, str] | None = None,
+    database: str | None = None,
 ) -> Path:
-    """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret)."""
+    """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret); with
+    `ari` (url, username, password) call tracking and the Stasis application use ARI;
+    `database` the CRM's URL (default: a SQLite file in `directory`)."""
+    database = database or f"sqlite:///{directory}/crm.sqlite3"
     ami_port, ami_user, ami_secret = ami
+    ari_lines = ""
+    ari_placeholder = ""
+    if ari is not None:
+        ari_url, ari_user, ari_password = ari
+        ari_lines = f'\n  ari: {{url: "{ari_url}", username: {ari_user}, password: "{ari_password}", app: agi-daemon}}'
+    ari_placeholder = "ARI-SETTINGS-HERE"
     text = textwrap.dedent(f"""\
         daemon:
           default_region: FR
@@ -73,15 +84,15 @@ def write_config(
           web: {{listen: "127.0.0.1:0"}}
           crm_deadline_ms: {deadline_ms}
         asterisk:
-          ami: {{host: 127.0.0.1, port: {ami_port}, username: {ami_user}, secret: "{ami_secret}"}}
-          events: ami
+          ami: {{host: 127.0.0.1, port: {ami_port}, username: {ami_user}, secret: "{ami_secret}"}}{ari_placeholder}
+          events: {"ari" if ari is not None else "ami"}
           endpoint_template: "Local/{{extension}}@employees"
           trunk_template: "Local/{{number}}@trunk"
         crm:
           mode: {mode}
           simple: {{pipeline: {pipeline}, create_with: {create_with}}}
           adapter: embedded
-          embedded: {{database: "sqlite:///{directory}/crm.sqlite3"}}
+          embedded: {{database: "{database}", pool_size: 2}}
           exceptions: {{phones: ["+33 1 40 00 00 00"]}}
         employees:
           alice: {{name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"], line: "+33 1 84 88 00 00"}}
@@ -104,6 +115,7 @@ def write_config(
             queue_group: sales
             crm: {{unknown_caller: offer, create_for: all, source: SUPPORT_CALL}}
         """)
+    text = text.replace(ari_placeholder, ari_lines)
     path = directory / "agi-daemon.yaml"
     path.write_text(text)
     return path
@@ -112,7 +124,7 @@ def write_config(
 @contextlib.asynccontextmanager
 async def running_daemon(sandbox, config: Path, crm, *, wait_for_ami: bool = True):
     """The daemon serving `config` with `crm`; `sandbox` (or None) is pointed at it, and
-    call tracking has logged in to AMI before the body runs."""
+    call tracking has connected (to AMI or ARI) before the body runs."""
     holder = SettingsHolder(config)
     daemon = Daemon(holder, crm=crm)
     stop, ready = asyncio.Event(), asyncio.Event()
@@ -122,9 +134,10 @@ async def running_daemon(sandbox, config: Path, crm, *, wait_for_ami: bool = Tru
         if sandbox is not None:
             sandbox.write_fallback(holder.current.rules)
             sandbox.set_agi_port(daemon.agi_port)
-        if wait_for_ami and daemon.ami is not None:
+        if wait_for_ami and daemon.event_source is not None:
             await eventually(_connected(daemon), timeout=10)
-            assert daemon.ami.connected, f"the daemon did not log in to AMI: {daemon.ami.last_error}"
+            source = daemon.event_source
+            assert source.connected, f"the daemon did not connect to {source.name}: {source.last_error}"
         yield daemon
     finally:
         stop.set()
@@ -133,6 +146,51 @@ async def running_daemon(sandbox, config: Path, crm, *, wait_for_ami: bool = Tru
 
 def _connected(daemon):
     async def probe():
-        return daemon.ami.connected
+        return daemon.event_source.connected
 
     return probe
+
+
+class Mode:
+    """How the daemon under test talks to the sandbox: "ami" (FastAGI routing, AMI tracking,
+    dialplan/agi-daemon.conf) or "ari" (Stasis routing and ARI tracking,
+    dialplan/agi-daemon-stasis.conf). The same scenario runs in both."""
+
+    def __init__(self, name: str, sandbox) -> None:
+        self.name = name
+        self.sandbox = sandbox
+        if sandbox is not None:
+            sandbox.use_dialplan("stasis" if name == "ari" else "fastagi")
+
+    @property
+    def link_port(self) -> int:
+        """The sandbox port call tracking connects to: AMI's, or HTTP's for ARI."""
+        return self.sandbox.http_port if self.name == "ari" else self.sandbox.ami_port
+
+    def links(self) -> dict[str, tuple]:
+        """write_config's `ami` (and, in ARI mode, `ari`) for the sandbox's daemon users."""
+        links: dict[str, tuple] = {"ami": self.sandbox.daemon_ami}
+        if self.name == "ari":
+            links["ari"] = self.sandbox.daemon_ari
+        return links
+
+    def config(self, directory: Path, *, link_port: int | None = None, **settings) -> Path:
+        """write_config for this mode, logging in with the sandbox's daemon users; `link_port`
+        replaces `link_port` (a proxy in front of it, say)."""
+        port, user, secret = self.sandbox.daemon_ami
+        url, ari_user, password = self.sandbox.daemon_ari
+        if link_port is not None and self.name == "ari":
+            url = f"http://127.0.0.1:{link_port}"
+        elif link_port is not None:
+            port = link_port
+        settings.setdefault("ami", (port, user, secret))
+        if self.name == "ari":
+            settings.setdefault("ari", (url, ari_user, password))
+        return write_config(directory, **settings)
+
+    def __repr__(self) -> str:
+        return f"Mode({self.name})"
+
+
+MODES = ("ami", "ari")
+MODE_IDS = ("fastagi+ami", "stasis+ari")

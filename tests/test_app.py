@@ -3,6 +3,8 @@ calls through the project's dialplan, and the real embedded CRM on SQLite.
 
 Employees are Local/<ext>@employees (they answer unless EMPLOYEE_<ext> says noanswer/busy),
 the trunk is Local/<number>@trunk; ring times are 2 s so the suite stays quick.
+Every scenario runs once per `mode` (tests/conftest.py): FastAGI+AMI through
+dialplan/agi-daemon.conf, and Stasis+ARI through dialplan/agi-daemon-stasis.conf.
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ import pytest
 
 from tests.asterisk.ami_client import user_event
 from tests.daemon_harness import (
-    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon, write_config,
+    ALICE_MOBILE, BLOCKED, CALL_LOG, CLIENT, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon,
 )
 from tests.fakes.polling import eventually
 from tests.fakes.crm import SlowCrm
 
-pytestmark = pytest.mark.asterisk
+pytestmark = [pytest.mark.asterisk, pytest.mark.databases("sqlite", "postgresql")]
 
 PARIS_AS_DIALLED = "0184880000"  # the trunk delivers the national form
 LYON_AS_DIALLED = "33472000000"  # ... or E.164 without '+'
@@ -30,10 +32,10 @@ async def nothing_in_crm(crm):
     return {kind: await crm.list_records(kind) for kind in kinds if await crm.list_records(kind)}
 
 
-async def test_known_contact_rings_responsible_first_then_queue_group(tmp_path, crm, asterisk_ami, employees):
+async def test_known_contact_rings_responsible_first_then_queue_group(tmp_path, mode, crm, asterisk_ami, employees):
     await crm.add_record("contact", "Client SA", CLIENT, "bob")
     employees.set_global("EMPLOYEE_102", "noanswer")
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, CLIENT)
         first = await asterisk_ami.wait_event(rang(call.linkedid, "102"), 5, since=since)
@@ -46,8 +48,8 @@ async def test_known_contact_rings_responsible_first_then_queue_group(tmp_path, 
         assert first is not None
 
 
-async def test_unknown_caller_classic_creates_one_lead_for_queue_head_and_logs_the_call(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, source="ADS", ami=employees.daemon_ami), crm):
+async def test_unknown_caller_classic_creates_one_lead_for_queue_head_and_logs_the_call(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path, source="ADS"), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
         await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
@@ -64,8 +66,8 @@ async def test_unknown_caller_classic_creates_one_lead_for_queue_head_and_logs_t
     assert 0.5 < logged["talk_seconds"] < 2.5
 
 
-async def test_offer_line_creates_nothing_and_records_the_offer(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+async def test_offer_line_creates_nothing_and_records_the_offer(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
         await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
@@ -80,9 +82,9 @@ async def test_offer_line_creates_nothing_and_records_the_offer(tmp_path, crm, a
 
 
 @pytest.mark.parametrize("caller", [BLOCKED, ALICE_MOBILE], ids=["exception-list", "employee-mobile"])
-async def test_excluded_caller_is_routed_and_nothing_reaches_the_crm(tmp_path, crm, asterisk_ami, employees, caller, caplog):
+async def test_excluded_caller_is_routed_and_nothing_reaches_the_crm(tmp_path, mode, crm, asterisk_ami, employees, caller, caplog):
     caplog.set_level(logging.INFO, logger=CALL_LOG)
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, caller)
         await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
@@ -98,8 +100,8 @@ async def test_excluded_caller_is_routed_and_nothing_reaches_the_crm(tmp_path, c
 
 
 @pytest.mark.parametrize("create_with", ["contact", "company"])
-async def test_simple_mode_creates_deal_in_pipeline_with_contact_or_company_and_converted_lead(tmp_path, crm, asterisk_ami, employees, create_with):
-    config = write_config(tmp_path, mode="simple", create_with=create_with, pipeline="inbound", ami=employees.daemon_ami)
+async def test_simple_mode_creates_deal_in_pipeline_with_contact_or_company_and_converted_lead(tmp_path, mode, crm, asterisk_ami, employees, create_with):
+    config = mode.config(tmp_path, mode="simple", create_with=create_with, pipeline="inbound")
     async with running_daemon(employees, config, crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
@@ -118,8 +120,8 @@ async def test_simple_mode_creates_deal_in_pipeline_with_contact_or_company_and_
     assert logged["entity"] == f"deal:{deal['id']}"
 
 
-async def test_create_for_outgoing_ignores_unknown_callers_and_creates_lead_for_the_calling_employee(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, create_for="outgoing", ami=employees.daemon_ami), crm):
+async def test_create_for_outgoing_ignores_unknown_callers_and_creates_lead_for_the_calling_employee(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path, create_for="outgoing"), crm):
         since = asterisk_ami.mark()
         incoming = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
         await asterisk_ami.wait_event(rang(incoming.linkedid, "101"), 5, since=since)
@@ -136,9 +138,9 @@ async def test_create_for_outgoing_ignores_unknown_callers_and_creates_lead_for_
     assert (logged["direction"], logged["number"], logged["entity"]) == ("outgoing", "+33655443322", f"lead:{lead['id']}")
 
 
-async def test_slow_crm_still_reaches_queue_group_within_deadline_and_records_appear_afterwards(tmp_path, crm, asterisk_ami, employees):
+async def test_slow_crm_still_reaches_queue_group_within_deadline_and_records_appear_afterwards(tmp_path, mode, crm, asterisk_ami, employees):
     slow = TimedSlowCrm(crm, delay=1.5)
-    async with running_daemon(employees, write_config(tmp_path, deadline_ms=300, ami=employees.daemon_ami), slow):
+    async with running_daemon(employees, mode.config(tmp_path, deadline_ms=300), slow):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
         await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
@@ -164,10 +166,21 @@ class TimedSlowCrm(SlowCrm):
         return await super().find_by_phone(phone)
 
 
-async def test_daemon_stopped_dialplan_still_routes_to_queue_group(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+async def test_daemon_stopped_dialplan_still_routes_to_queue_group(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         pass  # started (fallback written, AGI URL set), then stopped: the port is now closed
     since = asterisk_ami.mark()
     call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
     await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
     assert await crm.list_records("leads") == []
+
+
+async def test_daemon_stopping_while_a_call_waits_in_stasis_still_sends_the_call_on(tmp_path, crm, asterisk_ami, employees):
+    """Stasis+ARI only (FastAGI has no such state): the daemon is stopped while it decides a
+    call (a slow CRM); the decision is delivered before the ARI link closes, and the call rings."""
+    mode = Mode("ari", employees)
+    since = asterisk_ami.mark()
+    async with running_daemon(employees, mode.config(tmp_path, deadline_ms=300), SlowCrm(crm, delay=1.5)) as daemon:
+        call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
+        assert await eventually(lambda: daemon.stasis.deciding > 0, interval=0.005)
+    await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)

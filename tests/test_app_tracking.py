@@ -1,6 +1,6 @@
-"""Issue 3's acceptance, end to end: calls followed over AMI by the whole daemon, against the
-real Asterisk 22 (transfers, missed and answered calls, a cut AMI link) and a fake AMI peer
-(an event flood)."""
+"""Issue 3's acceptance, end to end: calls followed by the whole daemon over AMI and over ARI
+(each scenario once per `mode`), against the real Asterisk 22 (transfers, missed and answered
+calls, a cut link, Asterisk restarted), and a fake AMI peer (an event flood)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +10,11 @@ import time
 import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
-from tests.asterisk.ami_client import bridged_employee_channel, event_named, user_event
+from tests.asterisk.ami_client import TestAmi, bridged_employee_channel, event_named, user_event
 from tests.daemon_harness import (
-    CALL_LOG, CLIENT, UNKNOWN, call_log_said, logged_calls, rang, running_daemon, write_config,
+    CALL_LOG, CLIENT, MODE_IDS, MODES, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon, write_config,
 )
+from tests.fakes.crm import SlowCrm
 from tests.fakes.fastagi import agi_call
 from tests.fakes.polling import eventually
 from tests.tcp_proxy import TcpProxy
@@ -42,12 +43,12 @@ async def answered_call(ami, caller: str):
     return call
 
 
-pytestmark = pytest.mark.asterisk
+pytestmark = [pytest.mark.asterisk, pytest.mark.databases("sqlite", "postgresql")]
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])
-async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path, crm, asterisk_ami, employees, kind):
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path, mode, crm, asterisk_ami, employees, kind):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
         [lead] = await eventually(lambda: crm.list_records("leads"))
         assert lead["responsible"] == "alice"
@@ -61,9 +62,9 @@ async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])
-async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, crm, asterisk_ami, employees, kind):
+async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees, kind):
     contact = await crm.add_record("contact", "Client SA", CLIENT, "alice")  # alice is rung first (R6)
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         call = await answered_call(asterisk_ami, CLIENT)
         await transfer(asterisk_ami, call, kind)
         await asterisk_ami.hangup_call(call.linkedid)
@@ -74,8 +75,8 @@ async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, crm
     assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
 
 
-async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, reassign=False, ami=employees.daemon_ami), crm):
+async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path, reassign=False), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
         await eventually(lambda: crm.list_records("leads"))
         await transfer(asterisk_ami, call, "blind")
@@ -85,10 +86,10 @@ async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path,
     assert lead["responsible"] == "alice"
 
 
-async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_head_responsible(tmp_path, crm, asterisk_ami, employees):
+async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_head_responsible(tmp_path, mode, crm, asterisk_ami, employees):
     employees.set_global("EMPLOYEE_101", "noanswer")
     employees.set_global("EMPLOYEE_102", "noanswer")
-    async with running_daemon(employees, write_config(tmp_path, ring=2, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path, ring=2), crm):
         since = asterisk_ami.mark()
         started = time.monotonic()
         call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
@@ -103,8 +104,8 @@ async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_
     assert lead["responsible"] == "alice"
 
 
-async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, crm, asterisk_ami, employees):
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, mode, crm, asterisk_ami, employees):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
         answered = time.monotonic()
         await asyncio.sleep(2.0)
@@ -115,12 +116,12 @@ async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, crm,
     assert abs(entry["talk_seconds"] - (hung_up - answered)) <= 1.0
 
 
-async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, crm, asterisk_ami, employees, caplog):
+async def test_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, mode, crm, asterisk_ami, employees, caplog):
+    """The daemon's link to Asterisk (AMI, or ARI's events WebSocket) dies mid-call, through a
+    proxy that drops it, and comes back."""
     caplog.set_level(logging.INFO, logger=CALL_LOG)
-    ami_port, user, secret = employees.daemon_ami
-    async with TcpProxy(ami_port) as proxy:
-        config = write_config(tmp_path, ami=(proxy.port, user, secret))
-        async with running_daemon(employees, config, crm) as daemon:
+    async with TcpProxy(mode.link_port) as proxy:
+        async with running_daemon(employees, mode.config(tmp_path, link_port=proxy.port), crm) as daemon:
             call = await answered_call(asterisk_ami, UNKNOWN)
             await eventually(lambda: crm.list_records("leads"))
             proxy.cut()
@@ -131,18 +132,55 @@ async def test_ami_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_sti
             [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
             # both reports of the call's end (tracking's and the hangup handler's) written
             both = await eventually(call_log_said(caplog, call.linkedid, ": logged ", times=2))
-            assert daemon.ami.dropped == 0
+            assert daemon.event_source.dropped == 0
         assert proxy.connections >= 2
     assert moved and both
     assert len(await logged_calls(crm, call.linkedid)) == 1
     assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
 
 
+async def test_ari_link_cut_while_a_call_waits_in_stasis_the_call_still_leaves_within_the_deadline(tmp_path, crm, asterisk_ami, employees):
+    """The events WebSocket dies while the daemon decides (a slow CRM): the answer goes by REST
+    on a new connection, and the call rings the queue group within the deadline."""
+    mode = Mode("ari", employees)
+    slow = SlowCrm(crm, delay=1.5)
+    async with TcpProxy(mode.link_port) as proxy:
+        config = mode.config(tmp_path, link_port=proxy.port, deadline_ms=300)
+        async with running_daemon(employees, config, slow) as daemon:
+            since = asterisk_ami.mark()
+            call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, UNKNOWN)
+            await eventually(lambda: _deciding(daemon), timeout=5, interval=0.005)
+            in_stasis = time.monotonic()  # the daemon has the call (StasisStart) and asks the CRM
+            proxy.cut()
+            await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
+            waited = time.monotonic() - in_stasis
+            await eventually(lambda: _reconnected(daemon), timeout=10)
+    assert waited < 0.300 + 0.200  # the deadline, then the answer by REST and the employee ringing
+
+
+@pytest.mark.parametrize("transport", MODES, ids=MODE_IDS)
+async def test_asterisk_restarted_while_the_daemon_runs_the_daemon_reconnects_and_routes_and_tracks_the_next_call(tmp_path, crm, asterisk_factory, transport):
+    sandbox = asterisk_factory(f"restart-{transport}")
+    async with running_daemon(sandbox, Mode(transport, sandbox).config(tmp_path), crm) as daemon:
+        sandbox.restart()
+        await eventually(lambda: _reconnected(daemon), timeout=30)
+        async with TestAmi.connect(sandbox) as ami:
+            call = await answered_call(ami, UNKNOWN)
+            [caller_side] = [c for c in await ami.channels(call.linkedid) if "@agi-daemon-incoming" in c and c.endswith(";2")]
+            status = await ami.getvar("AGI_DAEMON_STATUS", caller_side)
+            await asyncio.sleep(0.5)
+            await ami.hangup_call(call.linkedid)
+            [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    assert status == "ok"  # the daemon decided: not the fallback
+    [lead] = await crm.list_records("leads")
+    assert (entry["disposition"], entry["answered_by"], entry["entity"]) == ("answered", "alice", f"lead:{lead['id']}")
+
+
 @pytest.mark.parametrize("number, logged_on", [("0611223344", "contact"), ("0612000001", None)], ids=["known-contact", "employee-mobile"])
-async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, crm, asterisk_ami, employees, number, logged_on, caplog):
+async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, mode, crm, asterisk_ami, employees, number, logged_on, caplog):
     caplog.set_level(logging.INFO, logger=CALL_LOG)
     contact = await crm.add_record("contact", "Client SA", CLIENT, "alice")
-    async with running_daemon(employees, write_config(tmp_path, ami=employees.daemon_ami), crm):
+    async with running_daemon(employees, mode.config(tmp_path), crm):
         since = asterisk_ami.mark()
         call = await asterisk_ami.originate(f"Local/{number}@phones", '"bob" <102>')
         await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid, number=number), 5, since=since)
@@ -200,7 +238,14 @@ async def _with_transfers(crm, linkedid):
 
 def _reconnected(daemon):
     async def probe():
-        return daemon.ami.reconnects >= 1 and daemon.ami.connected
+        return daemon.event_source.reconnects >= 1 and daemon.event_source.connected
+
+    return probe()
+
+
+def _deciding(daemon):
+    async def probe():
+        return daemon.stasis.deciding > 0
 
     return probe()
 

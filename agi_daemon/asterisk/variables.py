@@ -20,6 +20,7 @@ TRUNK = "AGI_DAEMON_TRUNK"  # outgoing: the dial target of the external number
 # Set by the dialplan.
 STARTED = "AGI_DAEMON_T0"  # epoch seconds with milliseconds when the call entered the context
 URL = "AGI_DAEMON_URL"  # global: agi://127.0.0.1:4573 unless the admin sets it
+URL_2 = "AGI_DAEMON_URL_2"  # global, optional: a second daemon, asked when the first does not answer
 
 # AGI arguments, in order, that the dialplan passes to each route (agi_arg_1, agi_arg_2, ...).
 # Passing them as arguments costs no round trip, unlike GET VARIABLE.
@@ -35,3 +36,8 @@ CALL_END_ARGS = (
     "peer",  # ${DIALEDPEERNUMBER}: the dial target that answered, e.g. 101 or 101@employees
     "t0",  # ${AGI_DAEMON_T0}: epoch seconds with milliseconds at entry
 )
+
+# Stasis variant (dialplan/agi-daemon-stasis.conf, over ARI).
+APP = "AGI_DAEMON_APP"  # global: the Stasis application, asterisk.ari.app (default agi-daemon)
+STASIS_ARGS = ("direction", "linkedid")  # Stasis(<app>,incoming|outgoing,${CHANNEL(linkedid)})
+CALL_END_EVENT = "AgiDaemonCallEnd"  # the hangup handler's UserEvent; its fields: CALL_END_ARGS by name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .call_times import ring_and_talk
 from .decisions import Route
 from .model import CallRecord, Direction, Disposition, EntityRef, Rules
 from .rules import CallEntry, CallFacts
@@ -90,7 +91,7 @@ def call_record(
     started_at = min(report.started_at or ended_at, ended_at)
     talk = report.answered_seconds if disposition is Disposition.ANSWERED else None
     answered_at = max(started_at, ended_at - timedelta(seconds=talk)) if talk is not None else None
-    ring_end = answered_at or ended_at
+    ring_seconds, talk_seconds = ring_and_talk(started_at, answered_at, ended_at)
     answered_by = None
     employees: tuple[str, ...] = ()
     if call.direction is Direction.OUTGOING:
@@ -111,7 +112,7 @@ def call_record(
         answered_at=answered_at,
         answered_by=answered_by,
         employees=employees,
-        ring_seconds=round((ring_end - started_at).total_seconds(), 3),
-        talk_seconds=round((ended_at - answered_at).total_seconds(), 3) if answered_at else 0.0,
+        ring_seconds=ring_seconds,
+        talk_seconds=talk_seconds,
         entity=entity,
     )

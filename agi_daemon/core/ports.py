@@ -4,8 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from .commands import CallLedger, CrmCommand, LedgerUpdate
 from .live_calls import CallEvent
-from .model import CallRecord, CreatedRecords, EntityRef, Match, Offer, RecordPlan
+from .model import Match
 
 
 class CrmError(Exception):
@@ -13,14 +14,21 @@ class CrmError(Exception):
 
 
 class CrmUnavailable(CrmError):
-    """The CRM cannot be reached or refused the request for now; worth retrying later."""
+    """The CRM cannot be reached or refused the request for now; worth retrying later.
+    `retry_after`: seconds the CRM asked to wait (Retry-After, a rate limit), when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class CrmRejected(CrmError):
     """The CRM answered that the request itself is wrong; retrying will not help."""
 
 
-class CrmAdapter(Protocol):
+class CrmLookup(Protocol):
+    """The call path's only question to the CRM, answered within daemon.crm_deadline_ms."""
+
     async def open(self) -> None:
         """Connect, or prepare the store; idempotent. Called once before any other method."""
 
@@ -28,22 +36,37 @@ class CrmAdapter(Protocol):
         """The known client with this E.164 number: contact first, then company, then an
         unconverted lead. None for an unknown number."""
 
-    async def records_created_by_call(self, linkedid: str) -> CreatedRecords | None:
-        """The records a call created, or None."""
+    async def close(self) -> None:
+        """Release connections."""
 
-    async def create_records(self, plan: RecordPlan) -> CreatedRecords:
-        """Create the records of a new client in one transaction. Idempotent per
-        (linkedid, phone): a second call returns the records of the first."""
 
-    async def record_offer(self, offer: Offer) -> None:
-        """Keep an offer for the call window. Idempotent per linkedid."""
+class CrmCommands(Protocol):
+    """Where services put what a call asks of the CRM (the outbox), and what the daemon's own
+    store remembers of each call's CRM side (the ledger)."""
 
-    async def set_responsible(self, entities: tuple[EntityRef, ...], employee: str) -> None:
-        """Give these records a new responsible employee (R10)."""
+    async def submit(self, command: CrmCommand) -> None:
+        """Return once the command is durable (committed to the daemon's store); delivered
+        later, once, in order with the other commands of its lane. Submitting a command whose
+        key is already stored does nothing."""
 
-    async def log_call(self, record: CallRecord, *, keep_existing: bool = False) -> None:
-        """Record a finished call (R12), one entry per linkedid: a second write replaces the
-        first, unless `keep_existing` (the hangup handler's report yields to call tracking's)."""
+    async def ledger(self, linkedid: str) -> CallLedger:
+        """What the call's delivered commands created or joined (empty for a call without)."""
+
+
+class CrmDeliverer(Protocol):
+    """A remote CRM (Bitrix24, signed webhook): delivers the outbox's commands. The outbox
+    calls `deliver` for one command at a time per lane, again after any failure (so the same
+    command may arrive twice after a crash: the adapter makes it land once, from `command.key`
+    and the ledger); then it stores what the delivery learned in the ledger, with the command
+    marked delivered, in one transaction."""
+
+    async def open(self) -> None:
+        """Connect; idempotent."""
+
+    async def deliver(self, command: CrmCommand, ledger: CallLedger) -> LedgerUpdate:
+        """Make the command true at the CRM. `ledger`: what the daemon knows of the call so far
+        (records created, their remote ids, the remote call id). Raises CrmUnavailable
+        (retried, after `retry_after` when given) or CrmRejected (a dead letter at once)."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, event, make_url, text
 
 # Execution option of the connections that write: on SQLite their transaction takes the
 # write lock at BEGIN (BEGIN IMMEDIATE), so a transaction that reads then writes waits for
@@ -37,6 +37,40 @@ def database_url(url: str) -> URL:
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+psycopg")
     raise ValueError(f"the embedded CRM keeps its records in SQLite or PostgreSQL, not {backend!r}")
+
+
+# How long connecting to a database server may take before the operation fails (CrmUnavailable):
+# a server that is down refuses at once; one that is unreachable must not hold a worker thread.
+CONNECT_TIMEOUT_S = 3
+
+
+def pool_options(url: URL, workers: int, busy_timeout_ms: int) -> dict[str, Any]:
+    """The connection pool of the CRM's engine, for `workers` reader threads and the writer
+    thread: one connection each, never more (the admin sizes PostgreSQL's max_connections
+    by it). On a database server every connection is checked before use (pool_pre_ping), so
+    after the server restarts the stale connections are replaced instead of failing a call;
+    a statement waits for another daemon's lock at most `busy_timeout_ms` (lock_timeout, as
+    SQLite's busy timeout), and TCP keepalives find a server gone silent within seconds."""
+    options: dict[str, Any] = {"pool_size": workers + 1, "max_overflow": 0, "pool_timeout": CONNECT_TIMEOUT_S}
+    if url.get_backend_name() == "postgresql":
+        options.update(pool_pre_ping=True, connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c lock_timeout={int(busy_timeout_ms)}",
+            "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+        })
+    return options
+
+
+# The PostgreSQL advisory lock the schema migrations hold (any constant shared by every daemon).
+MIGRATION_LOCK = 0x61676964  # "agid"
+
+
+def serialize_migrations(connection: Connection) -> None:
+    """Make the migrations of daemons starting together on one database server run one after
+    the other: the first migrates, the next find the schema at head. (SQLite: the migrating
+    transaction's BEGIN IMMEDIATE does it already.)"""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 def sqlite_file(url: URL) -> Path | None:
@@ -83,6 +117,22 @@ def tune_sqlite(
     def _on_begin(connection: Any) -> None:
         writes = connection.get_execution_options().get("crm_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def trace_server(engine: Engine, trace: Callable[[str], None] | None) -> None:
+    """On PostgreSQL: `trace` receives every statement run, with its values merged in as
+    psycopg would send them (for debugging, and for the test of the query plans). SQLite's
+    own trace callback does it there (tune_sqlite)."""
+    if trace is None or engine.dialect.name != "postgresql":
+        return
+    from psycopg import ClientCursor
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        batches = parameters if executemany else [parameters]
+        with ClientCursor(conn.connection.driver_connection) as cursor:
+            for values in batches:
+                trace(cursor.mogrify(statement, values))
 
 
 class LoopReader:

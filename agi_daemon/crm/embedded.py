@@ -1,8 +1,11 @@
 """The embedded CRM: leads, contacts, companies and deals kept in the daemon's own database.
 
-The default `CrmAdapter`. SQLite out of the box (`sqlite:///var/crm.sqlite3`), PostgreSQL by
-changing the URL. Besides the adapter methods the routing and call services use, it offers
-the administration of the command line: add a record, list records, import contacts.
+The default CRM, and the daemon's own store whatever the adapter (the outbox and the call
+ledger live in the same database). SQLite out of the box (`sqlite:///var/crm.sqlite3`),
+PostgreSQL by changing the URL. It is the `CrmLookup` routing asks; the outbox's commands are
+applied to its tables by `embedded_delivery` in the transactions of `transaction()`. Its own
+write methods (create_records, log_call, ...) and the administration of the command line (add
+a record, list records, import contacts) serve the web pages, the command line and tests.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
+from ..core.commands import CallReport, replaces
 from ..core.model import (
     CallRecord,
     CreatedRecords,
@@ -50,7 +54,9 @@ from ..core.phone import masked
 from ..core.ports import CrmRejected, CrmUnavailable
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
-from .database import WRITE, LoopReader, database_url, optimize, sqlite_file, tune_sqlite
+from .database import (
+    WRITE, LoopReader, database_url, optimize, pool_options, sqlite_file, trace_server, tune_sqlite,
+)
 from .group_commit import GroupCommit
 from .new_record import CLIENT_TYPES, already_on
 from .records_json import Json, list_json, records_json
@@ -70,9 +76,9 @@ ListKind = Literal["leads", "contacts", "companies", "deals", "calls", "offers"]
 # converted (a converted lead's client is its contact or company).
 _LOOKUP_ORDER = (EntityType.CONTACT, EntityType.COMPANY, EntityType.LEAD)
 
-# The CRM's own worker threads (each with its database connection), and how long close()
-# waits for the operations in flight beyond the busy timeout.
-_WORKERS = 4
+# The CRM's own worker threads (each with its database connection; crm.embedded.pool_size), and
+# how long close() waits for the operations in flight beyond the busy timeout.
+WORKERS = 4
 _STALLED_S = 2.0  # an operation in flight this long means the database is stalled: say busy
 _CLOSE_GRACE_S = 5.0
 
@@ -96,12 +102,15 @@ class EmbeddedCrm:
         busy_timeout_ms: int = 5000,
         stalled_after: float = _STALLED_S,
         trace: Callable[[str], None] | None = None,
+        pool_size: int = WORKERS,
     ) -> None:
         """`stalled_after`: seconds an operation may be in flight before the database counts as
         stalled and new operations fail at once with CrmUnavailable. `trace`, when given,
-        receives every SQL statement the CRM runs on SQLite, with its values (for debugging,
-        and for the test that checks every query plan)."""
+        receives every SQL statement the CRM runs, with its values (for debugging,
+        and for the test that checks every query plan). `pool_size`: the worker threads that
+        read, each with its connection (the writer thread has one more)."""
         self.url = database_url(url)
+        self._pool_size = pool_size
         self._busy_timeout_ms = busy_timeout_ms
         self._stalled_after = stalled_after
         self._trace = trace
@@ -126,7 +135,7 @@ class EmbeddedCrm:
         async with self._open_lock:
             if self._engine is not None:
                 return
-            executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="crm")
+            executor = ThreadPoolExecutor(self._pool_size, thread_name_prefix="crm")
             try:
                 with _crm_errors("open the CRM database"):
                     database = sqlite_file(self.url)
@@ -138,8 +147,9 @@ class EmbeddedCrm:
             except BaseException:
                 executor.shutdown(wait=False)
                 raise
-            engine = create_engine(self.url, pool_size=_WORKERS)
+            engine = create_engine(self.url, **pool_options(self.url, self._pool_size, self._busy_timeout_ms))
             tune_sqlite(engine, self._busy_timeout_ms, trace=self._trace)
+            trace_server(engine, self._trace)
             database = sqlite_file(self.url)
             self._reader = None if database is None else LoopReader(database, trace=self._trace)
             self._executor, self._engine = executor, engine
@@ -174,7 +184,7 @@ class EmbeddedCrm:
             await asyncio.get_running_loop().run_in_executor(None, optimize, engine)
             engine.dispose()
 
-    # -- CrmAdapter ---------------------------------------------------------------------------
+    # -- the CRM's records ----------------------------------------------------------------------
 
     async def find_by_phone(self, phone: str) -> Match | None:
         """The known client with this E.164 number: a contact first, then a company, then a
@@ -229,70 +239,22 @@ class EmbeddedCrm:
     async def record_offer(self, offer: Offer) -> None:
         """Keep an open "create lead / contact" offer for the call window; a second offer for
         the same call (linkedid) is ignored."""
-        values = {
-            "linkedid": offer.linkedid,
-            "direction": offer.direction.value,
-            "line": offer.line,
-            "phone": offer.phone,
-            "employees": list(offer.employees),
-            "status": OFFER_OPEN,
-            "created_at": offer.created_at,
-        }
-
-        def record(conn: Connection) -> None:
-            conn.execute(_upsert(conn.dialect.name, offers, replace=False), values)
-
-        await self._run("record an offer", record, write=True)
+        await self._run("record an offer", lambda conn: store_offer(conn, offer), write=True)
 
     async def set_responsible(self, entities: tuple[EntityRef, ...], employee: str) -> None:
         """Give these records a new responsible employee (R10). Rejected, with nothing
         changed, when one of them does not exist."""
-
-        def assign(conn: Connection) -> None:
-            for entity_type in {entity.type for entity in entities}:
-                table = RECORD_TABLES[entity_type.value]
-                ids = {entity.id for entity in entities if entity.type is entity_type}
-                result = conn.execute(
-                    table.update().where(table.c.id.in_(ids)).values(responsible=employee)
-                )
-                if result.rowcount != len(ids):
-                    wanted = ", ".join(f"{entity_type.value}:{i}" for i in sorted(ids))
-                    raise CrmRejected(f"set responsible: not every one of {wanted} exists")
-
-        await self._run("set the responsible", assign, write=True)
+        await self._run("set the responsible", lambda conn: assign(conn, entities, employee), write=True)
 
     async def log_call(self, record: CallRecord, *, keep_existing: bool = False) -> None:
         """Record a finished call (R12) on its entity, one row per linkedid. A second record
         replaces the first, unless `keep_existing`: then it replaces only a `partial` first
-        record, and a partial record never replaces anything."""
-        values = {
-            "linkedid": record.linkedid,
-            "direction": record.direction.value,
-            "line": record.line,
-            "number": record.number,
-            "disposition": record.disposition.value,
-            "answered_by": record.answered_by,
-            "employees": list(record.employees),
-            "started_at": record.started_at,
-            "answered_at": record.answered_at,
-            "ended_at": record.ended_at,
-            "ring_seconds": record.ring_seconds,
-            "talk_seconds": record.talk_seconds,
-            "transfers": [
-                {"from": t.from_employee, "to": t.to_employee, "kind": t.kind.value}
-                for t in record.transfers
-            ],
-            "entity_type": record.entity.type.value if record.entity else None,
-            "entity_id": record.entity.id if record.entity else None,
-            "partial": record.partial,
-        }
-
-        def log_it(conn: Connection) -> None:
-            statement = _upsert(conn.dialect.name, calls, replace=not keep_existing or not record.partial,
-                                only_over_partial=keep_existing)
-            _execute(conn, statement, calls, values)
-
-        await self._run("log a call", log_it, write=True)
+        record, and a partial record never replaces anything (core.commands.merge_call_log)."""
+        if not keep_existing:
+            report = CallReport.TRACKED
+        else:
+            report = CallReport.PARTIAL if record.partial else CallReport.HANGUP
+        await self._run("log a call", lambda conn: store_call(conn, record, report, record.entity), write=True)
 
     # -- administration (command line) --------------------------------------------------------
 
@@ -465,13 +427,15 @@ _LEAD_OF_CALL_QUERY = (
 _LEAD_OF_CALL = _prepare(_LEAD_OF_CALL_QUERY)
 _LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL_QUERY.where(leads.c.created_by_call_phone == bindparam("phone"))
 _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals, phones)}
+_CREATOR = {kind: select(table.c.created_by_call).where(table.c.id == bindparam("id"))
+            for kind, table in RECORD_TABLES.items()}
+_CALL_PARTIAL = select(calls.c.partial).where(calls.c.linkedid == bindparam("linkedid"))
 
 
 @cache
-def _upsert(dialect: str, table: Table, *, replace: bool, only_over_partial: bool = False) -> postgresql.Insert | sqlite.Insert:
+def _upsert(dialect: str, table: Table, *, replace: bool) -> postgresql.Insert | sqlite.Insert:
     """The INSERT of a row keyed by its linkedid: when the linkedid is already there, the row
-    is replaced by the new values (every column but the id) — only if it is partial, with
-    `only_over_partial` — or left as it is."""
+    is replaced by the new values (every column but the id), or left as it is."""
     statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
     if not replace:
         return statement.on_conflict_do_nothing(index_elements=["linkedid"])
@@ -480,8 +444,84 @@ def _upsert(dialect: str, table: Table, *, replace: bool, only_over_partial: boo
         for column in table.c
         if column.name not in ("id", "linkedid")
     }
-    where = table.c.partial.is_(True) if only_over_partial else None
-    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced, where=where)
+    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced)
+
+
+def store_offer(conn: Connection, offer: Offer) -> None:
+    """Keep an open offer, in this transaction; a second one for the same call is ignored."""
+    values = {
+        "linkedid": offer.linkedid,
+        "direction": offer.direction.value,
+        "line": offer.line,
+        "phone": offer.phone,
+        "employees": list(offer.employees),
+        "status": OFFER_OPEN,
+        "created_at": offer.created_at,
+    }
+    conn.execute(_upsert(conn.dialect.name, offers, replace=False), values)
+
+
+def assign(conn: Connection, entities: tuple[EntityRef, ...], employee: str) -> None:
+    """Give these records a new responsible, in this transaction; CrmRejected when one is missing."""
+    for entity_type in {entity.type for entity in entities}:
+        table = RECORD_TABLES[entity_type.value]
+        ids = {entity.id for entity in entities if entity.type is entity_type}
+        result = conn.execute(table.update().where(table.c.id.in_(ids)).values(responsible=employee))
+        if result.rowcount != len(ids):
+            wanted = ", ".join(f"{entity_type.value}:{i}" for i in sorted(ids))
+            raise CrmRejected(f"set responsible: not every one of {wanted} exists")
+
+
+def store_call(conn: Connection, record: CallRecord, report: CallReport, entity: EntityRef | None) -> None:
+    """Log a finished call on `entity`, in this transaction, keeping what merge_call_log says
+    of this report against the entry already there."""
+    existing = _execute(conn, _CALL_PARTIAL, calls, {"linkedid": record.linkedid}).fetchone()
+    if not replaces(None if existing is None else bool(existing[0]), report):
+        return
+    kept = record
+    values = {
+        "linkedid": kept.linkedid,
+        "direction": kept.direction.value,
+        "line": kept.line,
+        "number": kept.number,
+        "disposition": kept.disposition.value,
+        "answered_by": kept.answered_by,
+        "employees": list(kept.employees),
+        "started_at": kept.started_at,
+        "answered_at": kept.answered_at,
+        "ended_at": kept.ended_at,
+        "ring_seconds": kept.ring_seconds,
+        "talk_seconds": kept.talk_seconds,
+        "transfers": [
+            {"from": t.from_employee, "to": t.to_employee, "kind": t.kind.value}
+            for t in kept.transfers
+        ],
+        "entity_type": entity.type.value if entity else None,
+        "entity_id": entity.id if entity else None,
+        "partial": kept.partial,
+    }
+    _execute(conn, _upsert(conn.dialect.name, calls, replace=True), calls, values)
+
+
+def lookup_in(conn: Connection, phone: str) -> EntityRef | None:
+    """R6's lookup, in this transaction: the known client's record, or None."""
+    row = _execute(conn, _LOOKUP.statement, phones, {"phone": phone}).fetchone()
+    return None if row is None else EntityRef(_LOOKUP_ORDER[row[0]], row[1])
+
+
+def creator_call(conn: Connection, entity: EntityRef) -> str | None:
+    """The linkedid of the call that created this record, or None."""
+    table = RECORD_TABLES[entity.type.value]
+    row = _execute(conn, _CREATOR[entity.type.value], table, {"id": entity.id}).fetchone()
+    return None if row is None else row[0]
+
+
+def records_of_call(conn: Connection, linkedid: str, phone: str | None) -> CreatedRecords | None:
+    return _records_of_call(conn, linkedid, phone)
+
+
+def insert_records(conn: Connection, plan: RecordPlan) -> CreatedRecords:
+    return _insert_records(conn, plan)
 
 
 def _records_of_call(
@@ -562,6 +602,12 @@ def _insert(conn: Connection, table: Table, values: dict[str, Any]) -> int:
 def _index_phone(conn: Connection, entity: EntityRef, e164: str) -> None:
     _execute(conn, _INSERT[phones], phones,
              {"entity_type": entity.type.value, "entity_id": entity.id, "e164": e164})
+
+
+def execute_prepared(conn: Connection, statement: Executable, table: Table, values: dict[str, Any]) -> Any:
+    """`_execute` for the other modules of the store (the outbox): a statement built once at
+    import, its values bound by `table`'s column types."""
+    return _execute(conn, statement, table, values)
 
 
 def _execute(conn: Connection, statement: Executable, table: Table, values: dict[str, Any]) -> Any:

@@ -174,6 +174,38 @@ web_users = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# The outbox: every command a call asks of the CRM, committed before it is delivered (see
+# agi_daemon.crm.outbox). status: pending | delivered | dead (a dead letter).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(200), nullable=False, unique=True),  # the command's idempotency key
+    Column("lane", String(80), nullable=False),  # delivered in order within a lane
+    Column("linkedid", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JsonText(), nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("done_at", UtcDateTime(), nullable=True),
+    Index(None, "status", "id"),
+)
+
+# What each call's commands created, joined, and their ids in a remote CRM.
+call_ledger = Table(
+    "call_ledger",
+    metadata,
+    Column("linkedid", String(64), primary_key=True),
+    Column("created", JsonText(), nullable=True),  # ["lead:12", "deal:3", ...]
+    Column("joined", String(32), nullable=True),  # "lead:12"
+    Column("remote_ids", JsonText(), nullable=True),  # {"lead:12": "4411"}
+    Column("remote_call_id", String(128), nullable=True),
+    Column("logged", String(16), nullable=True),  # the report a remote CRM's call log holds
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 RECORD_TABLES: dict[str, Table] = {
     "lead": leads,
     "contact": contacts,

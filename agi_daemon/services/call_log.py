@@ -6,8 +6,13 @@ leg and the transfers). Both land on one row per linkedid; tracking's record win
 
 The hangup report is logged from what routing worked out and decided for the call
 (`RoutedCalls`); the route is never decided again at hangup time, with rules that may have
-been reloaded since. A call routing did not decide (the daemon did not answer) is identified
-from the report alone.
+been reloaded since. A call routing did not decide (the daemon did not answer, or was
+restarted since) is identified from the report alone, and what it should have created is
+submitted again: a no-op when the outbox has it already (the same idempotency key), the
+call's intent rebuilt when it was lost.
+
+Both reports become `LogCall` commands of the outbox; which one the call log keeps is
+core.commands.merge_call_log.
 """
 from __future__ import annotations
 
@@ -15,11 +20,13 @@ import logging
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from ..core.model import CallRecord, EntityRef, Rules
+from ..core.commands import CallReport, CreateCallRecords, LogCall, RecordOffer
+from ..core.decisions import CreateRecords, MakeOffer, answered
+from ..core.model import CallRecord, EntityRef, Offer, Rules
 from ..core.outcome import HangupReport, call_record
 from ..core.phone import masked, try_e164
-from ..core.ports import Clock, CrmAdapter, CrmError
-from ..core.rules import CrmAccess, UnknownLine, identify, screen_number
+from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup
+from ..core.rules import CallFacts, CrmAccess, UnknownLine, identify, screen, screen_number
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, with_retries
 from .routed_calls import RoutedCalls
@@ -31,16 +38,19 @@ class CallLogService:
     def __init__(
         self,
         rules: Callable[[], Rules],
-        crm: CrmAdapter,
+        crm: CrmLookup,
         clock: Clock,
         pending: PendingWork,
         *,
+        commands: CrmCommands,
         routed: RoutedCalls,
         settle_timeout: float = 10.0,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
     ) -> None:
-        """`routed`: what routing decided for each call (shared with RoutingService)."""
+        """`routed`: what routing decided for each call (shared with RoutingService);
+        `commands`: the outbox."""
         self._rules = rules
+        self._commands = commands
         self._routed = routed
         self._crm = crm
         self._clock = clock
@@ -54,16 +64,40 @@ class CallLogService:
         ended_at = self._clock.now()
         rules = self._rules()
         routed = self._routed.pop(report.linkedid)
+        client: EntityRef | None = None
         if routed is not None:
-            call, route = routed.call, routed.route
+            call, route, client = routed.call, routed.route, routed.client
         else:
             identified = identify(rules, report.entry, report.linkedid)
             if isinstance(identified, UnknownLine):
                 log.warning("call %s ended on an unknown line %s: not logged", report.linkedid, masked(identified.line_text))
                 return None
             call, route = identified, None
+            client = await self._rebuild_intent(rules, call)
         return await self._log(rules, call.linkedid, call.external,
-                               lambda entity: call_record(rules, call, report, route, entity, ended_at), keep_existing=True)
+                               lambda entity: call_record(rules, call, report, route, entity or client, ended_at),
+                               CallReport.HANGUP)
+
+    async def _rebuild_intent(self, rules: Rules, call: CallFacts) -> EntityRef | None:
+        """A call routing did not decide (in this run of the daemon): look the caller up and
+        submit what the call creates, as routing would have. When the call created its records
+        before, the lookup finds them (nothing to create) or the outbox has the command (the
+        same key: nothing stored twice). Returns the known client's record, if any."""
+        if screen(rules, call).access is not CrmAccess.ALLOWED or call.external is None:
+            return None
+        phone = call.external
+        try:
+            match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
+            action = answered(rules, call, match).action
+            if isinstance(action, CreateRecords):
+                await self._commands.submit(CreateCallRecords(action.plan))
+            elif isinstance(action, MakeOffer):
+                await self._commands.submit(RecordOffer(Offer(call.linkedid, call.direction, call.line.number, phone,
+                                                              action.employees, self._clock.now())))
+        except CrmError as exc:
+            log.error("call %s: could not look up %s to rebuild the call's CRM work: %s", call.linkedid, masked(phone), exc)
+            return None
+        return None if match is None else match.entity
 
     async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False) -> CallRecord | None:
         """Log a call that call tracking saw end; it replaces the hangup handler's report,
@@ -71,7 +105,8 @@ class CallLogService:
         rules = self._rules()
         external = try_e164(record.number, rules.default_region)
         return await self._log(rules, record.linkedid, external,
-                               lambda entity: replace(record, entity=entity, partial=partial), keep_existing=partial)
+                               lambda entity: replace(record, entity=entity, partial=partial),
+                               CallReport.PARTIAL if partial else CallReport.TRACKED)
 
     async def _log(
         self,
@@ -79,33 +114,24 @@ class CallLogService:
         linkedid: str,
         external: str | None,
         build: Callable[[EntityRef | None], CallRecord],
-        *,
-        keep_existing: bool,
+        report: CallReport,
     ) -> CallRecord | None:
-        """Screen (R7, R8: excluded calls leave no trace), find the record to log on, write."""
+        """Screen (R7, R8: excluded calls leave no trace), then submit the call log. The record
+        the call created or joined is known once its creation is delivered; the outbox
+        delivers the log after it, and logs it on that record then."""
         access = screen_number(rules, external).access
         if access is CrmAccess.EXCLUDED:
             log.info("call %s: not logged: %s is excluded from the CRM (R7/R8)", linkedid, masked(external))
             return None
-        try:
-            entity = await self._entity(linkedid, external, access)
-            record = build(entity)
-            await with_retries(lambda: self._crm.log_call(record, keep_existing=keep_existing), self._retry_delays)
-        except CrmError as exc:
-            log.error("call %s: could not log the call of %s: %s", linkedid, masked(external), exc)
-            return None
-        log.info("call %s: logged %s on %s", linkedid, record.disposition.value, entity or "no record")
-        return record
-
-    async def _entity(self, linkedid: str, external: str | None, access: CrmAccess) -> EntityRef | None:
-        """The records this call created, else the known client's record, else none. Waits for
-        the call's CRM work first, so a lead still being created is found."""
         if not await self._pending.settle(linkedid, self._settle_timeout):
             log.warning("call %s: CRM work still running after %.0f s, logging the call anyway", linkedid, self._settle_timeout)
-        created = await with_retries(lambda: self._crm.records_created_by_call(linkedid), self._retry_delays)
-        if created is not None:
-            return created.primary
-        if access is not CrmAccess.ALLOWED or external is None:
-            return None
-        match = await with_retries(lambda: self._crm.find_by_phone(external), self._retry_delays)
-        return match.entity if match else None
+        look_up = external if access is CrmAccess.ALLOWED else None
+        try:
+            entity = (await self._commands.ledger(linkedid)).entity
+        except CrmError:
+            entity = None  # the delivery finds it
+        record = build(entity)
+        await self._commands.submit(LogCall(record, report, look_up))
+        log.info("call %s: logged %s on %s (%s report, through the outbox)", linkedid, record.disposition.value,
+                 entity or "the record the CRM finds", report.value)
+        return record

@@ -1,46 +1,54 @@
 """R10: a new client's call manually transferred to another employee moves the records it
-created to that employee. A known client's records never change (the call created none)."""
+created to that employee. A known client's records never change (the call created none).
+
+The change is a command of the outbox, delivered after the call's records are created (the
+same lane): at delivery the call's ledger says which records the call created, if any. The CRM
+is never asked "what did this call create"."""
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Callable
 
+from collections import Counter
+
+from ..core.commands import ChangeResponsible
 from ..core.model import Rules, TransferKind
-from ..core.ports import CrmAdapter, CrmError
+from ..core.ports import CrmCommands
 from .pending import PendingWork
-from .retry import DEFAULT_DELAYS, with_retries
 
 log = logging.getLogger(__name__)
 
 # Routing's CRM work is bounded (retries with a time limit per attempt): waiting this many
 # settle timeouts for it covers it; past that something is wrong and the transfer is dropped.
 SETTLE_ROUNDS = 12
+TRANSFERS_KEPT = 20_000  # calls whose transfers are counted (far beyond a PBX's concurrent calls)
 
 
 class ReassignService:
     def __init__(
         self,
         rules: Callable[[], Rules],
-        crm: CrmAdapter,
+        commands: CrmCommands,
         pending: PendingWork,
         *,
         settle_timeout: float = 10.0,
-        retry_delays: Sequence[float] = DEFAULT_DELAYS,
     ) -> None:
         self._rules = rules
-        self._crm = crm
+        self._commands = commands
         self._pending = pending
         self._settle_timeout = settle_timeout
-        self._retry_delays = retry_delays
+        self._transfers: Counter[str] = Counter()  # transfers seen per call, for each command's key
 
-    async def transferred(self, linkedid: str, line_number: str, employee: str, kind: TransferKind) -> bool:
-        """Apply R10 for one successful transfer; True when records changed responsible."""
+    async def transferred(self, linkedid: str, line_number: str, employee: str, kind: TransferKind,
+                          external: str | None = None) -> bool:
+        """Apply R10 for one successful transfer of the call with `external` number; True when
+        the change is submitted (it changes the records the call created, if it created any)."""
         line = self._rules().lines.get(line_number)
         if line is None or not line.crm.reassign_on_manual_transfer:
             log.info("call %s: %s transfer to %s, the line keeps responsibles", linkedid, kind.value, employee)
             return False
-        # The call's records may still be being created (a slow CRM): "none yet" must not be
-        # mistaken for a known client, so wait for that work, however long the CRM takes.
+        # The call's CRM work (its lookup, then its records submitted to the outbox) may still
+        # run (a slow CRM): the change must be submitted after the records, so wait for it.
         for _ in range(SETTLE_ROUNDS):
             if await self._pending.settle(linkedid, self._settle_timeout):
                 break
@@ -49,14 +57,10 @@ class ReassignService:
             log.error("call %s: records still not created after %.0f s: the %s transfer to %s is not applied",
                       linkedid, SETTLE_ROUNDS * self._settle_timeout, kind.value, employee)
             return False
-        try:
-            created = await with_retries(lambda: self._crm.records_created_by_call(linkedid), self._retry_delays)
-            if created is None:
-                log.info("call %s: %s transfer to %s of a known client: responsible unchanged", linkedid, kind.value, employee)
-                return False
-            await with_retries(lambda: self._crm.set_responsible(created.all, employee), self._retry_delays)
-        except CrmError as exc:
-            log.error("call %s: could not give the new records to %s: %s", linkedid, employee, exc)
-            return False
-        log.info("call %s: %s transfer: %s now responsible for %s", linkedid, kind.value, employee, ", ".join(map(str, created.all)))
+        self._transfers[linkedid] += 1
+        if len(self._transfers) > TRANSFERS_KEPT:  # forget the oldest calls
+            del self._transfers[next(iter(self._transfers))]
+        command = ChangeResponsible(linkedid, external or f"call:{linkedid}", employee, self._transfers[linkedid])
+        await self._commands.submit(command)
+        log.info("call %s: %s transfer to %s: the records the call created go to them", linkedid, kind.value, employee)
         return True

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..core.decisions import Route
+from ..core.model import EntityRef
 from ..core.rules import CallFacts
 
 CAPACITY = 20_000  # calls in progress remembered; far beyond a PBX's concurrent calls
@@ -20,6 +21,7 @@ CAPACITY = 20_000  # calls in progress remembered; far beyond a PBX's concurrent
 class RoutedCall:
     call: CallFacts
     route: Route | None
+    client: EntityRef | None = None  # the known client's record the lookup found in time
 
 
 class RoutedCalls:
@@ -27,8 +29,8 @@ class RoutedCalls:
         self._calls: OrderedDict[str, RoutedCall] = OrderedDict()
         self._capacity = capacity
 
-    def remember(self, call: CallFacts, route: Route | None) -> None:
-        self._calls[call.linkedid] = RoutedCall(call, route)
+    def remember(self, call: CallFacts, route: Route | None, client: EntityRef | None = None) -> None:
+        self._calls[call.linkedid] = RoutedCall(call, route, client)
         self._calls.move_to_end(call.linkedid)
         while len(self._calls) > self._capacity:
             self._calls.popitem(last=False)

@@ -8,6 +8,11 @@ Each call is decided once: when the lookup answers, what it means for the CRM (c
 `answered`) is worked out once, used by the CRM work and, if routing still waits, by the
 call's one `decide`; past the deadline the call is decided without it (queue group) and the
 CRM work still creates what the answer says.
+
+What a new caller creates (or the offer) is submitted to the outbox before routing hears the
+answer: a call routed `ok` has its CRM intent committed to the daemon's store. When the store
+cannot commit within the deadline the call is routed `fallback` and the intent is committed
+as soon as it can be (and rebuilt by the hangup report, should the daemon stop meanwhile).
 """
 from __future__ import annotations
 
@@ -18,10 +23,11 @@ from typing import Callable, Sequence
 from ..core.decisions import (
     FAILED, LATE, NOT_ASKED, CrmAction, CreateRecords, Decision, Lookup, MakeOffer, RoutingStatus, answered, decide,
 )
-from ..core.live_calls import NoOneListens, OfferMade, RecordsCreated
+from ..core.commands import CreateCallRecords, RecordOffer
+from ..core.live_calls import NoOneListens, OfferMade
 from ..core.model import Offer, Rules
 from ..core.phone import masked
-from ..core.ports import Clock, CrmAdapter, CrmError, Notifier
+from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, Notifier
 from ..core.rules import CallEntry, CallFacts, CrmAccess, UnknownLine, identify, screen
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, attempt, with_retries
@@ -34,10 +40,11 @@ class RoutingService:
     def __init__(
         self,
         rules: Callable[[], Rules],
-        crm: CrmAdapter,
+        crm: CrmLookup,
         clock: Clock,
         pending: PendingWork,
         *,
+        commands: CrmCommands,
         deadline: float,
         routed: RoutedCalls,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
@@ -47,10 +54,12 @@ class RoutingService:
         """`rules` returns the running rules (they change on reload); `deadline` is
         daemon.crm_deadline_ms in seconds; `routed` keeps each decision for the call log.
         `dry_run` (simulate): decide exactly as for a real call, but create nothing.
-        `notifier` hears of records created and offers made."""
+        `commands`: the outbox, where what the call creates is submitted. `notifier` hears of
+        offers made (records created are told by the outbox once delivered)."""
         self._notifier = notifier or NoOneListens()
         self._rules = rules
         self._crm = crm
+        self._commands = commands
         self._clock = clock
         self._pending = pending
         self._deadline = deadline
@@ -72,7 +81,7 @@ class RoutingService:
             log.info("call %s: %s, no CRM lookup", linkedid, screening.access.value)
             lookup = NOT_ASKED
         decision = decide(rules, call, screening, lookup)
-        self._routed.remember(call, decision.route)
+        self._routed.remember(call, decision.route, lookup.match.entity if lookup.match else None)
         return decision
 
     async def _look_up(self, rules: Rules, call: CallFacts) -> Lookup:
@@ -86,8 +95,8 @@ class RoutingService:
             return LATE
 
     async def _crm_work(self, rules: Rules, call: CallFacts, looked_up: asyncio.Future[Lookup]) -> None:
-        """Look the caller up, tell the waiting router, then create what the answer says.
-        (PendingWork logs any other error: this task belongs to the app's TaskGroup.)"""
+        """Look the caller up, submit what the answer says to create, then tell the waiting
+        router. (PendingWork logs any other error: this task belongs to the app's TaskGroup.)"""
         assert call.external is not None  # screened ALLOWED: a readable number
         phone = call.external
         try:
@@ -98,22 +107,21 @@ class RoutingService:
                 _resolve(looked_up, FAILED)
                 match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
             lookup = answered(rules, call, match)
-            _resolve(looked_up, lookup)
             if not self._dry_run:
                 await self._perform(call, lookup.action)
+            _resolve(looked_up, lookup)
         except CrmError as exc:
             log.error("call %s: CRM work for %s given up: %s", call.linkedid, masked(phone), exc)
         finally:  # whatever happened, the router waiting for the lookup is answered
             _resolve(looked_up, FAILED)
 
     async def _perform(self, call: CallFacts, action: CrmAction) -> None:
+        """Submit what the call creates; returns once it is durable."""
         if isinstance(action, CreateRecords):
-            plan = action.plan
-            records = await with_retries(lambda: self._crm.create_records(plan), self._retry_delays)  # the CRM logs what it created
-            self._notifier.publish(RecordsCreated(call.linkedid, records.primary, plan.responsible))
+            await self._commands.submit(CreateCallRecords(action.plan))
         elif isinstance(action, MakeOffer):
             offer = Offer(call.linkedid, call.direction, call.line.number, call.external or "", action.employees, self._clock.now())
-            await with_retries(lambda: self._crm.record_offer(offer), self._retry_delays)
+            await self._commands.submit(RecordOffer(offer))
             self._notifier.publish(OfferMade(offer))
             log.info("call %s: offer to create a record for %s", call.linkedid, masked(call.external))
 

@@ -62,7 +62,8 @@ class TrackingService:
                 work = self._call_log.tracked_call_ended(record, partial=effect.partial)
                 linkedid = record.linkedid
             elif isinstance(effect, Reassign):
-                work = self._reassign.transferred(effect.linkedid, effect.line, effect.employee_id, effect.kind)
+                work = self._reassign.transferred(effect.linkedid, effect.line, effect.employee_id, effect.kind,
+                                                  effect.external)
                 linkedid = effect.linkedid
             else:
                 continue

@@ -17,6 +17,7 @@ from agi_daemon.core.model import Dialing, Rules
 from .errors import ConfigError, KeyPath, Problem, ProblemLog
 from .files import MAX_CONFIG_BYTES, FileRefused, read_text_file
 from .messages import known_keys, plain_message, unknown_key
+from .remote_crm import check_remote_crm
 from .rules import build_rules
 from .schema import AsteriskSettings, CrmAdapterKind, CrmSettings, DaemonSettings, EventsInterface, SettingsFile
 from .secrets import MissingSecret, resolve_secrets
@@ -58,7 +59,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None, *,
 def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> list[Problem]:
     """Every problem in the config file, by line; no error (warnings only, or nothing) when
     the daemon can run with it. A missing secret of a part the daemon does not use (the ARI
-    password while events is ami) is a warning."""
+    password while events is ami, the AMI secret while events is ari) is a warning."""
     return _load(Path(path), os.environ if environ is None else environ, None)[1]
 
 
@@ -81,6 +82,7 @@ def _load(path: Path, environ: Mapping[str, str],
     sections = _valid_sections(data, log)
     _check_events_interface(sections, log)
     _check_available(sections, log)
+    check_remote_crm(sections, log)
     _check_secrets(missing, sections, secrets, log)
     _database_beside_the_file(sections, path.parent, log)
     _warn_open_peers(sections, log)
@@ -126,11 +128,9 @@ def _check_events_interface(sections: dict[str, Any], log: ProblemLog) -> None:
 def _check_available(sections: dict[str, Any], log: ProblemLog) -> None:
     """Values the contract names but this version cannot run yet: refused here, so that
     check-config tells the admin before `run` would."""
-    crm, asterisk = sections.get("crm"), sections.get("asterisk")
+    crm = sections.get("crm")
     if crm is not None and crm.adapter is not CrmAdapterKind.EMBEDDED:
         log.add(("crm", "adapter"), f"{crm.adapter.value} is not available in this version: use embedded")
-    if asterisk is not None and asterisk.events is not EventsInterface.AMI:
-        log.add(("asterisk", "events"), f"{asterisk.events.value} is not available in this version: use ami")
 
 
 def _check_secrets(missing: list[MissingSecret], sections: dict[str, Any],
@@ -150,11 +150,20 @@ def _check_secrets(missing: list[MissingSecret], sections: dict[str, Any],
 
 def _unused_parts(sections: dict[str, Any]) -> dict[KeyPath, str]:
     """The parts of the file `run` does not connect to, with why."""
-    asterisk = sections.get("asterisk")
+    asterisk, crm = sections.get("asterisk"), sections.get("crm")
     events = asterisk.events if asterisk is not None else EventsInterface.AMI
+    unused: dict[KeyPath, str] = {}
     if events is EventsInterface.ARI:
-        return {}
-    return {("asterisk", "ari"): f"not needed while events is {events.value}"}
+        unused[("asterisk", "ami")] = f"not needed while events is {events.value}"
+    else:
+        unused[("asterisk", "ari")] = f"not needed while events is {events.value}"
+    adapter = crm.adapter if crm is not None else CrmAdapterKind.EMBEDDED
+    if adapter is not CrmAdapterKind.BITRIX24:
+        for part in (("crm", "bitrix24"), ("crm", "bitrix24", "oauth")):
+            unused[part] = f"not needed while crm.adapter is {adapter.value}"
+    if adapter is not CrmAdapterKind.WEBHOOK:
+        unused[("crm", "webhook")] = f"not needed while crm.adapter is {adapter.value}"
+    return unused
 
 
 def _warn_open_peers(sections: dict[str, Any], log: ProblemLog) -> None:
@@ -186,6 +195,10 @@ def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: Probl
     except ArgumentError:
         log.add(("crm", "embedded", "database"), "not a database URL, such as sqlite:///var/crm.sqlite3")
         return
+    if url.get_backend_name() == "postgresql" and not _postgresql_driver_installed():
+        log.add(("crm", "embedded", "database"),
+                "PostgreSQL needs the psycopg driver: pip install 'agi-daemon[postgresql]'")
+        return
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return
@@ -195,6 +208,14 @@ def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: Probl
     absolute = url.set(database=str((folder / file).absolute()))
     embedded = crm.embedded.model_copy(update={"database": absolute.render_as_string(hide_password=False)})
     sections["crm"] = crm.model_copy(update={"embedded": embedded})
+
+
+def _postgresql_driver_installed() -> bool:
+    try:
+        import psycopg  # noqa: F401 - the optional dependency agi-daemon[postgresql]
+    except ImportError:
+        return False
+    return True
 
 
 def _rules(sections: dict[str, Any], log: ProblemLog) -> Rules | None:

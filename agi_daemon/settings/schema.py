@@ -226,6 +226,16 @@ class SimpleModeSettings(Section):
 
 class EmbeddedCrmSettings(Section):
     database: Text = "sqlite:///var/crm.sqlite3"
+    # worker threads reading the database, one connection each (plus one for the writer)
+    pool_size: Annotated[int, Field(gt=0, le=64)] = 4
+
+
+class OutboxSettings(Section):
+    """Writes waiting for the CRM: a delivery still failing after `max_attempts` attempts, or
+    `dead_letter_after_hours` after it was asked, becomes a dead letter (`agi-daemon outbox`)."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 20
+    dead_letter_after_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24
 
 
 class ExceptionList(Section):
@@ -235,12 +245,61 @@ class ExceptionList(Section):
     emails: tuple[Annotated[str, AfterValidator(_email)], ...] = ()
 
 
+class RateSettings(Section):
+    """The portal's leaky bucket: requests per second, and how many may come at once."""
+
+    per_second: Annotated[float, Field(gt=0)] = 2.0  # Enterprise plans: 5
+    burst: Count = 50  # Enterprise plans: 250
+
+
+class CallCard(StrEnum):
+    """When Bitrix24's own call card is shown to the employees a call rings."""
+
+    NONE = "none"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+
+
+class Bitrix24OAuthSettings(Section):
+    """A local application of the portal: its client id and secret, and the file holding its
+    tokens (rewritten at each refresh)."""
+
+    portal: Annotated[str, AfterValidator(_url)]
+    client_id: Text
+    client_secret: SecretStr
+    tokens_file: Text
+    token_url: Annotated[str, AfterValidator(_url)] = "https://oauth.bitrix.info/oauth/token/"
+
+
+class Bitrix24Settings(Section):
+    """crm.adapter bitrix24: one of webhook_url (or webhook_url_file) and oauth."""
+
+    webhook_url: SecretStr | None = None  # https://PORTAL/rest/USER_ID/SECRET/ (its shape: settings/remote_crm.py)
+    oauth: Bitrix24OAuthSettings | None = None
+    rate: RateSettings = RateSettings()
+    card: CallCard = CallCard.RINGING
+    pipelines: dict[str, Annotated[int, Field(ge=0)]] = {"general": 0}  # crm.simple.pipeline -> CATEGORY_ID
+    timeout_ms: Count = 10000  # one REST request, writes (lookups use daemon.crm_deadline_ms)
+
+
+class WebhookCrmSettings(Section):
+    """crm.adapter webhook: signed JSON events POSTed to `url`."""
+
+    url: Annotated[str, AfterValidator(_url)]
+    secret: SecretStr  # the HMAC-SHA256 key
+    lookup_url: Annotated[str, AfterValidator(_url)] | None = None  # GET ?phone=E164
+    timeout_ms: Count = 10000
+
+
 class CrmSettings(Section):
     mode: CrmMode = _CRM_POLICY.mode
     simple: SimpleModeSettings = SimpleModeSettings()
     adapter: CrmAdapterKind = CrmAdapterKind.EMBEDDED
     embedded: EmbeddedCrmSettings = EmbeddedCrmSettings()
+    outbox: OutboxSettings = OutboxSettings()
     exceptions: ExceptionList = ExceptionList()
+    bitrix24: Bitrix24Settings | None = None  # required when adapter is bitrix24
+    webhook: WebhookCrmSettings | None = None  # required when adapter is webhook
 
 
 # ---- employees, queue groups, numbers ------------------------------------------------------
@@ -251,6 +310,7 @@ class EmployeeEntry(Section):
     phones: tuple[str, ...] = ()  # as written; calls from/to them are never recorded (R8)
     line: str | None = None  # the number used for this employee's outgoing calls
     admin: bool = False  # the web pages: an admin sees every call, the CRM rules, the simulator
+    crm_user: Text | None = None  # the employee's user id in the remote CRM (Bitrix24: else matched by extension)
 
 
 class QueueGroupEntry(Section):

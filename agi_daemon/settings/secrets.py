@@ -23,7 +23,7 @@ from .errors import KeyPath, ProblemLog
 from .files import MAX_SECRET_BYTES, FileRefused, read_text_file
 from .yaml_lines import KeyLines
 
-SECRET_KEYS = frozenset({"secret", "password"})
+SECRET_KEYS = frozenset({"secret", "password", "webhook_url", "client_secret"})
 """Keys holding a secret; each may instead be given as `<key>_file`."""
 
 @dataclass(frozen=True)

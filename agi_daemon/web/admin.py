@@ -16,6 +16,27 @@ from .server import WebContext, context, language, render
 
 def routes(app: web.Application) -> None:
     app.router.add_get("/admin", admin_page)
+    app.router.add_post("/admin/outbox/{id:[0-9]+}/retry", retry_command)
+
+
+async def outbox_view(ctx: WebContext) -> dict[str, Any] | None:
+    """The outbox section: how many CRM commands wait, the oldest's age, the dead letters."""
+    if ctx.outbox is None:
+        return None
+    try:
+        rows = await ctx.outbox.listing()
+        state = await ctx.outbox.refresh()
+    except CrmError:
+        rows, state = [], ctx.outbox.state
+    return {"pending": state.pending, "oldest": round(state.oldest_pending_seconds), "dead": state.dead,
+            "dead_letters": [row for row in rows if row["status"] == "dead"][:50]}
+
+
+async def retry_command(request: web.Request) -> web.Response:
+    ctx = context(request)
+    if ctx.outbox is None or not await ctx.outbox.retry(int(request.match_info["id"])):
+        raise web.HTTPNotFound(text="no such dead letter")
+    raise web.HTTPSeeOther("/admin#outbox")
 
 
 def lines_view(ctx: WebContext) -> list[dict[str, Any]]:
@@ -63,4 +84,4 @@ async def admin_page(request: web.Request) -> web.Response:
     chart = calls_per_hour_svg(hours, answered_label=t("answered"), missed_label=t("not answered"))
     serving, links = ctx.health()
     return render(request, "admin.html", lines=lines_view(ctx), simulation=result, query=q, chart=chart,
-                  links=links, serving=serving, totals=(sum(a for _, a, _ in hours), sum(m for _, _, m in hours)))
+                  links=links, serving=serving, outbox=await outbox_view(ctx), totals=(sum(a for _, a, _ in hours), sum(m for _, _, m in hours)))

@@ -2,7 +2,8 @@
 
 Calls by direction and disposition (from call tracking's ended calls), routing decisions by
 status and their latency, CRM lookup latency and lookups past `crm_deadline_ms`, AMI
-reconnects and dropped events, CRM work pending. One registry per daemon, so tests can run
+reconnects and dropped events, CRM work pending, the outbox (commands pending, the oldest's
+age, dead letters). One registry per daemon, so tests can run
 several daemons in one process.
 """
 from __future__ import annotations
@@ -43,8 +44,13 @@ class Metrics:
             self.calls.labels(record.direction.value, record.disposition.value).inc()
 
     def watch_links(self, ami: Any, pending: Any) -> None:
-        """Read the AMI link's and the pending work's own counters at each scrape."""
+        """Read the Asterisk link's (AMI or ARI, named by its `name`) and the pending work's own
+        counters at each scrape."""
         self.registry.register(_Links(ami, pending))
+
+    def watch_outbox(self, outbox: Any) -> None:
+        """Read the outbox's last counts (`outbox.state`, refreshed by the outbox) at each scrape."""
+        self.registry.register(_Outbox(outbox))
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -60,15 +66,34 @@ class _Links:
 
     def collect(self):
         if self._ami is not None:
-            yield CounterMetricFamily("agi_daemon_ami_reconnects", "AMI logins after the first",
+            name = getattr(self._ami, "name", "ami")  # the event source: "ami" or "ari"
+            link = name.upper()
+            yield CounterMetricFamily(f"agi_daemon_{name}_reconnects", f"{link} connections after the first",
                                       value=self._ami.reconnects)
-            yield CounterMetricFamily("agi_daemon_ami_dropped_events", "AMI events dropped (queue full)",
+            yield CounterMetricFamily(f"agi_daemon_{name}_dropped_events", f"{link} events dropped (queue full)",
                                       value=self._ami.dropped)
-            yield GaugeMetricFamily("agi_daemon_ami_connected", "1 while logged in to AMI",
+            yield GaugeMetricFamily(f"agi_daemon_{name}_connected", f"1 while connected to {link}",
                                     value=1 if self._ami.connected else 0)
         if self._pending is not None:
             yield GaugeMetricFamily("agi_daemon_crm_work_pending", "Calls' CRM work in flight",
                                     value=self._pending.in_flight)
+
+
+class _Outbox:
+    def __init__(self, outbox: Any) -> None:
+        self._outbox = outbox
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        state = self._outbox.state
+        yield GaugeMetricFamily("agi_daemon_outbox_pending", "CRM commands waiting for delivery",
+                                value=state.pending)
+        yield GaugeMetricFamily("agi_daemon_outbox_oldest_pending_seconds",
+                                "Age of the oldest CRM command waiting for delivery", value=state.oldest_pending_seconds)
+        yield GaugeMetricFamily("agi_daemon_outbox_dead_letters", "CRM commands given up (see agi-daemon outbox list)",
+                                value=state.dead)
 
 
 class MeteredRouting:

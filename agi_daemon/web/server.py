@@ -49,6 +49,7 @@ class WebContext:
     # `agi-daemon simulate` for one call: (direction, line, caller, callee) -> (JSON, text)
     simulate: Callable[[str, str, str, str | None], Awaitable[tuple[dict[str, Any], str]]]
     metrics_peers: tuple[Any, ...] = ()
+    outbox: Any = None  # crm.outbox.Outbox: the admin page's outbox section
 
 
 class WebServer:

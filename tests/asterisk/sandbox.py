@@ -9,7 +9,13 @@
 Every file lives in ROOT/run/agi-test-<pid>-<name>/ (etc, run, log, spool, lib), so several
 sandboxes can run side by side and nothing outside the cached root is written. Asterisk listens
 on 127.0.0.1 only: AMI (`ami_port`, user `ami_username`/`ami_secret`, read/write all) and HTTP
-for ARI (`http_port`, user `ari_username`/`ari_password`). Nothing binds SIP/IAX ports.
+for ARI (`http_port`, user `ari_username`/`ari_password`). Nothing binds SIP/IAX ports. The
+daemon logs in with the project's own least-privilege users (config/asterisk/
+manager-agi-daemon.conf and ari-agi-daemon.conf, loaded as they are): `daemon_ami`, `daemon_ari`.
+
+extensions.conf includes one variant of the project's dialplan (every file of dialplan/ is
+copied): "fastagi" (agi-daemon.conf, the default) or "stasis" (agi-daemon-stasis.conf);
+`use_dialplan(variant)` switches and reloads. `restart()` restarts Asterisk on the same ports.
 
 The test dialplan around the project's `dialplan/agi-daemon.conf`:
   [employees]       Local/<ext>@employees: UserEvent AgiDaemonTestRing (Extension), then
@@ -39,10 +45,14 @@ from tests.fakes.rules import NO_RULES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROJECT_DIALPLAN = PROJECT_DIR / "dialplan" / "agi-daemon.conf"
+# Every file of dialplan/ is copied; extensions.conf includes one of the two variants.
+DIALPLAN_VARIANTS = {"fastagi": "agi-daemon.conf", "stasis": "agi-daemon-stasis.conf"}
 MODULE_DIR = "usr/lib/x86_64-linux-gnu/asterisk/modules"
 FALLBACK_FILE = "agi-daemon-fallback.conf"
 # The least-privilege AMI user the README tells admins to create; the daemon logs in as it.
 DAEMON_AMI_USER = PROJECT_DIR / "config" / "asterisk" / "manager-agi-daemon.conf"
+# ... and the ARI user (Stasis mode), with the [general] settings it needs.
+DAEMON_ARI_USER = PROJECT_DIR / "config" / "asterisk" / "ari-agi-daemon.conf"
 
 # Modules that bind network ports, talk to hardware or databases, or just slow the start down.
 # Everything else autoloads (dialplan apps and functions, AGI, AMI, ARI/Stasis, bridging).
@@ -127,6 +137,8 @@ class AsteriskSandbox:
     ami_secret = "agi-test-secret"
     daemon_ami_username = "agi-daemon"
     daemon_ami_secret = "agi-daemon-test-secret"
+    daemon_ari_username = "agi-daemon"
+    daemon_ari_password = "agi-daemon-ari-test-secret"
     ari_username = "agi-test"
     ari_password = "agi-test-secret"
     atxfer_code = "*2"
@@ -145,6 +157,7 @@ class AsteriskSandbox:
         self.ami_port = 0
         self.http_port = 0
         self.process: subprocess.Popen | None = None
+        self.dialplan_variant = "fastagi"
         self.startup_seconds: float | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -157,14 +170,6 @@ class AsteriskSandbox:
     def ari_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self) -> "AsteriskSandbox":
-        if not (self.root / "usr/sbin/asterisk").exists():
-            raise AsteriskSandboxError(f"no Asterisk in {self.root}: run scripts/asterisk-sandbox.sh")
-        self._remove_stale_run_dirs()
-        self.ami_port, self.http_port = free_port(), free_port()
-        self.write_configs()
-        return self._launch()
-
     def kill_and_restart(self, rules: Rules) -> None:
         """kill -9 Asterisk (its calls vanish: no hangup handler runs), then start it again
         on the same ports, with the same dialplan and `rules`' fallback."""
@@ -173,9 +178,17 @@ class AsteriskSandbox:
             self.process.wait(10)
         self.write_configs()  # AGI_DAEMON_URL from daemon_port, as set_agi_port left it
         self.write_fallback(rules, reload=False)
-        self._launch()
+        self.start(keep_ports=True)
 
-    def _launch(self) -> "AsteriskSandbox":
+    def start(self, *, keep_ports: bool = False) -> "AsteriskSandbox":
+        """Start Asterisk; `keep_ports` restarts it on the ports it had (a restart while
+        clients are connected, which must find it again where it was)."""
+        if not (self.root / "usr/sbin/asterisk").exists():
+            raise AsteriskSandboxError(f"no Asterisk in {self.root}: run scripts/asterisk-sandbox.sh")
+        if not keep_ports:
+            self._remove_stale_run_dirs()
+            self.ami_port, self.http_port = free_port(), free_port()
+            self.write_configs()
         started = time.monotonic()
         script = (
             f"mount -t proc proc '{self.root}/proc' && mount --bind /dev '{self.root}/dev' && "
@@ -196,6 +209,14 @@ class AsteriskSandbox:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def restart(self) -> None:
+        """Stop Asterisk and start it again with the same files and ports, as after an admin's
+        `core restart now`: channels and run-time globals are gone; extensions.conf is written
+        again so that [globals] has the current AGI_DAEMON_URL, as an admin's file would."""
+        self.stop(keep_files=True)
+        (self.etc / "extensions.conf").write_text(self._extensions_conf())
+        self.start(keep_ports=True)
 
     def stop(self, *, keep_files: bool | None = None, timeout: float = 10.0) -> None:
         process, self.process = self.process, None
@@ -319,6 +340,21 @@ class AsteriskSandbox:
         """(port, username, secret) of the daemon's least-privilege AMI user."""
         return self.ami_port, self.daemon_ami_username, self.daemon_ami_secret
 
+    @property
+    def daemon_ari(self) -> tuple[str, str, str]:
+        """(url, username, password) of the daemon's ARI user (config/asterisk/ari-agi-daemon.conf)."""
+        return self.ari_url, self.daemon_ari_username, self.daemon_ari_password
+
+    def use_dialplan(self, variant: str) -> None:
+        """Include dialplan/agi-daemon.conf ("fastagi") or dialplan/agi-daemon-stasis.conf
+        ("stasis") from extensions.conf, as an admin would, and reload the dialplan."""
+        if variant not in DIALPLAN_VARIANTS:
+            raise ValueError(f"unknown dialplan variant {variant!r}")
+        if variant != self.dialplan_variant:
+            self.dialplan_variant = variant
+            (self.etc / "extensions.conf").write_text(self._extensions_conf())
+            self.reload_dialplan()
+
     def set_agi_port(self, port: int) -> None:
         """Point the dialplan's AGI_DAEMON_URL global at another FastAGI port."""
         self.daemon_port = port
@@ -333,7 +369,8 @@ class AsteriskSandbox:
             self.reload_dialplan()
 
     def copy_project_dialplan(self, *, reload: bool = True) -> None:
-        shutil.copy(PROJECT_DIALPLAN, self.etc / PROJECT_DIALPLAN.name)
+        for path in PROJECT_DIALPLAN.parent.glob("*.conf"):
+            shutil.copy(path, self.etc / path.name)
         if reload:
             self.reload_dialplan()
 
@@ -417,9 +454,8 @@ bindport = {self.http_port}
 """
 
     def _ari_conf(self) -> str:
-        return f"""[general]
-enabled = yes
-
+        daemon_user = DAEMON_ARI_USER.read_text().replace("password = CHANGE-ME", f"password = {self.daemon_ari_password}")
+        return daemon_user + f"""
 [{self.ari_username}]
 type = user
 read_only = no
@@ -445,7 +481,7 @@ clearglobalvars = no
 [globals]
 AGI_DAEMON_URL = {self.agi_url}
 
-#include {self.inside}/etc/{PROJECT_DIALPLAN.name}
+#include {self.inside}/etc/{DIALPLAN_VARIANTS[self.dialplan_variant]}
 #include {self.inside}/etc/{FALLBACK_FILE}
 {TEST_CONTEXTS}"""
 

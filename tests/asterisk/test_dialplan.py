@@ -23,6 +23,8 @@ from tests.asterisk.sandbox import closed_port
 from tests.fakes.rules import LYON, PARIS, two_line_rules
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "agi-daemon.conf"
+STASIS_DIALPLAN = DIALPLAN.with_name("agi-daemon-stasis.conf")
+DIAL = DIALPLAN.with_name("agi-daemon-dial.conf")
 
 # PARIS in_order: dora (no extension), alice 101, bob 102; 2 s each. LYON ring_all: alice 101 and bob 102, 3 s
 CLIENT = "+33611223344"
@@ -133,7 +135,8 @@ def dialplan_text() -> str:
 def test_every_agi_daemon_variable_in_the_dialplan_is_defined_in_variables():
     defined = {value for name, value in vars(variables).items()
                if name.isupper() and isinstance(value, str) and value.startswith("AGI_DAEMON_")}
-    used = set(re.findall(r"\bAGI_DAEMON_[A-Z0-9_]+", DIALPLAN.read_text()))
+    used = {name for path in (DIALPLAN, STASIS_DIALPLAN, DIAL)
+            for name in re.findall(r"\bAGI_DAEMON_[A-Z0-9_]+", path.read_text())}
     assert used, "the dialplan uses no AGI_DAEMON_ variable at all?"
     assert used <= defined, f"not in agi_daemon/asterisk/variables.py: {sorted(used - defined)}"
 
@@ -160,12 +163,37 @@ def test_the_hangup_handler_passes_call_end_args_in_order():
     assert args == [expected[name] for name in variables.CALL_END_ARGS]
 
 
+def test_both_variants_ask_the_daemon_then_dial_through_the_same_shared_contexts():
+    for path in (DIALPLAN, STASIS_DIALPLAN):
+        text = path.read_text()
+        assert "#include agi-daemon-dial.conf" in text
+        for direction in ("incoming", "outgoing"):
+            entry = text.split(f"[agi-daemon-{direction}]", 1)[1].split("\n[", 1)[0]
+            # after asking (the first daemon, then AGI_DAEMON_URL_2 if set), one way on: the shared contexts
+            assert f"same => n,Goto(agi-daemon-dial-{direction},${{EXTEN}},1)" in entry, path.name
+            assert "Dial(" not in entry
+
+
+def test_stasis_variant_enters_the_application_with_direction_and_linkedid():
+    calls = re.findall(r"Stasis\(([^\n]*)\)\s*$", STASIS_DIALPLAN.read_text(), re.M)
+    app = f"${{IF($[\"${{{variables.APP}}}\" = \"\"]?agi-daemon:${{{variables.APP}}})}}"
+    assert calls == [f"{app},incoming,${{CHANNEL(linkedid)}}", f"{app},outgoing,${{CHANNEL(linkedid)}}"]
+    assert variables.STASIS_ARGS == ("direction", "linkedid")
+
+
+def test_stasis_hangup_handler_sends_call_end_args_by_name():
+    line = next(text for text in STASIS_DIALPLAN.read_text().splitlines() if "UserEvent(" in text)
+    name, *fields = line.split("UserEvent(", 1)[1].rsplit(")", 1)[0].split(",")
+    assert name == variables.CALL_END_EVENT
+    assert [field.split(":", 1)[0] for field in fields] == list(variables.CALL_END_ARGS)
+
+
 def test_employees_are_dialled_so_they_can_transfer_with_feature_codes():
     """`t`: the called party (the employee, incoming) may transfer; `T`: the calling party
     (the employee, outgoing). Checked for real by the Atxfer tests below."""
-    text = dialplan_text()
-    incoming = text.split("[agi-daemon-incoming]", 1)[1].split("\n[", 1)[0]
-    outgoing = text.split("[agi-daemon-outgoing]", 1)[1].split("\n[", 1)[0]
+    text = DIAL.read_text()  # both variants dial through these shared contexts
+    incoming = text.split("[agi-daemon-dial-incoming]", 1)[1].split("\n[", 1)[0]
+    outgoing = text.split("[agi-daemon-dial-outgoing]", 1)[1].split("\n[", 1)[0]
     assert re.findall(r"Dial\(([^)]*)\)", incoming)
     assert all(dial.rsplit(",", 1)[1] == "t" for dial in re.findall(r"Dial\(([^)]*)\)", incoming))
     assert re.findall(r"Dial\(([^)]*)\)", outgoing) == ["${AGI_DAEMON_TRUNK},,T"]
@@ -393,3 +421,52 @@ async def test_calling_employee_can_attended_transfer_an_outgoing_call(dialplan,
     await asterisk_ami.hangup(caller)
     transfer = await asterisk_ami.wait_event(event_named("AttendedTransfer", origtransfererchannel=caller), 5)
     assert transfer["result"] == "Success"
+
+
+# ---------------------------------------------------------------- (f) a second daemon (AGI_DAEMON_URL_2)
+
+@pytest.fixture
+async def second_daemon(dialplan):
+    """The first daemon's address is a closed port, AGI_DAEMON_URL_2 a live ScriptedAgi."""
+    agi = await ScriptedAgi().start()
+    dialplan.set_global(variables.URL_2, f"agi://127.0.0.1:{agi.port}")
+    try:
+        yield agi
+    finally:
+        dialplan.set_global(variables.URL_2, "")
+        await agi.close()
+
+
+@pytest.mark.asterisk
+async def test_first_daemon_down_the_second_routes_the_call_and_hears_how_it_ended(second_daemon, asterisk_ami):
+    second_daemon.answers[variables.ROUTE_INCOMING] = known_client("102")
+    call = await asterisk_ami.originate_incoming(PARIS, CLIENT)
+    request = await second_daemon.wait_request(variables.ROUTE_INCOMING, call.linkedid, 5)
+    ring = await asterisk_ami.wait_event(ring_of(call.linkedid), 5)
+    await asyncio.wait_for(call.response, 5)
+    await asterisk_ami.hangup_call(call.linkedid)
+    args = call_end_args(await second_daemon.wait_request(variables.ROUTE_CALL_END, call.linkedid, 5))
+    assert (request["agi_extension"], request["agi_callerid"]) == (PARIS, CLIENT)
+    assert ring["extension"] == "102"  # the responsible the second daemon named, not the fallback's 101
+    assert (args["status"], args["dialstatus"], args["peer"]) == ("ok", "ANSWER", "102@employees")
+
+
+@pytest.mark.asterisk
+async def test_first_daemon_down_the_second_names_the_trunk_of_an_outgoing_call(second_daemon, asterisk_ami):
+    named = "+33611112222"  # not the number dialled: only the second daemon's answer leads there
+    second_daemon.answers[variables.ROUTE_OUTGOING] = {variables.STATUS: "ok", variables.TRUNK: f"Local/{named}@trunk"}
+    call = await asterisk_ami.originate_outgoing(EXTERNAL, "101")
+    await second_daemon.wait_request(variables.ROUTE_OUTGOING, call.linkedid, 5)
+    trunk = await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid), 5)
+    assert trunk["number"] == named
+
+
+@pytest.mark.asterisk
+async def test_both_daemons_down_the_call_still_falls_back_to_the_queue_group(dialplan, asterisk_ami):
+    dialplan.set_global(variables.URL_2, f"agi://127.0.0.1:{closed_port()}")
+    try:
+        call = await asterisk_ami.originate_incoming(PARIS, CLIENT)
+        ring = await asterisk_ami.wait_event(ring_of(call.linkedid), 5)
+    finally:
+        dialplan.set_global(variables.URL_2, "")
+    assert ring["extension"] == "101"

@@ -38,9 +38,11 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, asterisk_root) -> None
     assert "AGI_DAEMON_QUEUE" in daemon["new_first_command"]
     assert {"tracking, translate + fold (µs CPU/call)", "tracking, translate + fold (µs CPU/event)",
             "tracking with 1,000 calls in progress (µs CPU/event)", "AMI codec, parse (µs CPU/event)"} <= set(results["tracking"])
+    drain = results["bitrix24_drain"]
+    assert drain["written"] == drain["writes"] == 2000 and drain["query_limit_exceeded"] == 0
     real = results["real_calls"]
     assert real["logged"] == real["calls"] and real["daemon_ms_per_call"] > 0 and real["asterisk_ms_per_call"] > 0
     table = "\n".join(results["table"])
     for figure in ("CPU/session, agi-daemon known caller", "lookup p99, 20,000 contacts", "RSS/idle session, agi-daemon",
-                   "real call, agi-daemon", "crm import"):
+                   "real call, agi-daemon", "crm import", "Bitrix24 drain"):
         assert figure in table

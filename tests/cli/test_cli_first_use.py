@@ -136,6 +136,16 @@ def test_check_config_without_secrets_fails_for_ami_and_warns_for_unused_ari(sit
                for line in lines), lines
 
 
+def test_check_config_in_ari_mode_needs_the_ari_password_and_only_warns_for_the_unused_ami_secret(site):
+    config = site / "agi-daemon.yaml"
+    config.write_text(config.read_text().replace("  events: ami\n", "  events: ari\n"))
+    done = agi_daemon("check-config", "-c", "agi-daemon.yaml", cwd=site, env={"AGI_DAEMON_ARI_PASSWORD": "x"})
+    assert done.returncode == 0, done.stdout
+    assert "asterisk.ami.secret: warning: environment variable AGI_DAEMON_AMI_SECRET is not set " \
+           "(not needed while events is ari)" in done.stdout
+    assert done.stdout.splitlines()[-1] == "agi-daemon.yaml: ok"
+
+
 def test_check_config_with_only_the_ami_secret_passes_with_a_warning(site):
     done = agi_daemon("check-config", "-c", "agi-daemon.yaml", cwd=site, env={"AGI_DAEMON_AMI_SECRET": "x"})
     assert done.returncode == 0, done.stdout

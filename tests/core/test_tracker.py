@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agi_daemon.asterisk.ami import AmiResync, ChannelSnapshot
+from agi_daemon.asterisk.ari import AriResync
 from agi_daemon.asterisk.ami.model import parse_duration
 from agi_daemon.asterisk.ami.translate import translate
+from agi_daemon.asterisk.ari.translate import translate as translate_ari
 from agi_daemon.core.model import Dialing, Direction, Disposition, Transfer, TransferKind
 from agi_daemon.core.tracker import (
     ENDED_MEMORY,
@@ -34,7 +36,7 @@ from agi_daemon.core.tracker import (
     employee_for_channel,
     step,
 )
-from tests.fixtures import AMI_DIR, ami_fixture_names, ami_items
+from tests.fixtures import AMI_DIR, ARI_DIR, ami_fixture_names, ami_items, ari_fixture_names, ari_items
 
 from tests.fakes.rules import CLIENT, PARIS, make_rules
 
@@ -62,9 +64,18 @@ def reassigns(effects):
 
 # ---------------------------------------------------------------- recorded sequences
 
-def replay(name):
-    events = [event for event in map(translate, ami_items(name)) if event is not None]
-    return run(events)
+def recorded_events(name, transport="ami"):
+    """The tracker events of the recording `name`, heard over AMI or ARI."""
+    if transport == "ari":
+        return [event for event in map(translate_ari, ari_items(name)) if event is not None]
+    return [event for event in map(translate, ami_items(name)) if event is not None]
+
+
+def replay(name, transport="ami"):
+    return run(recorded_events(name, transport))
+
+
+TRANSPORTS = ("ami", "ari")  # the same calls recorded over each; one table of expected outcomes
 
 
 def raw_times(name):
@@ -98,13 +109,14 @@ FIXTURES = {
 
 
 def test_every_recorded_fixture_has_its_expected_outcome():
-    assert sorted(FIXTURES) == ami_fixture_names()
+    assert sorted(FIXTURES) == ami_fixture_names() == ari_fixture_names()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("name", sorted(FIXTURES))
-def test_recorded_call_ends_with_one_record_of_what_happened(name):
+def test_recorded_call_ends_with_one_record_of_what_happened(name, transport):
     direction, number, employees, answered_by, disposition, transfers = FIXTURES[name]
-    state, effects = replay(name)
+    state, effects = replay(name, transport)
     [record] = records(effects)
     assert (record.direction, record.line, record.number) == (direction, PARIS, number)
     assert record.employees == employees
@@ -120,6 +132,26 @@ def test_recorded_call_times_come_from_the_events(name):
     assert (record.started_at, record.answered_at, record.ended_at) == (start, answer, end)
     assert record.ring_seconds == pytest.approx(((answer or end) - start).total_seconds(), abs=1e-3)
     assert record.talk_seconds == pytest.approx((end - answer).total_seconds() if answer else 0.0, abs=1e-3)
+
+
+def raw_ari_times(name):
+    """The reference times of an ARI recording, read straight from it: first ChannelCreated (or
+    resync), the Dial ANSWER of a channel's dial, the last ChannelDestroyed."""
+    items = json.loads((ARI_DIR / f"{name}.json").read_text())
+    at = lambda item: datetime.fromisoformat(item["body"]["timestamp"])  # noqa: E731
+    start = min(at(item) for item in items if item.get("type") == "ChannelCreated")
+    answers = [at(item) for item in items if item.get("type") == "Dial"
+               and item["body"].get("caller") and item["body"]["dialstatus"] == "ANSWER"]
+    end = max(at(item) for item in items if item.get("type") == "ChannelDestroyed")
+    return start, (answers[0] if answers else None), end
+
+
+@pytest.mark.parametrize("name", sorted(set(FIXTURES) - {"incoming_blind_transfer_after_resync"}))
+def test_recorded_call_times_over_ari_come_from_the_events(name):
+    start, answer, end = raw_ari_times(name)
+    [record] = records(replay(name, "ari")[1])
+    assert (record.started_at, record.answered_at, record.ended_at) == (start, answer, end)
+    assert record.ring_seconds == pytest.approx(((answer or end) - start).total_seconds(), abs=1e-3)
 
 
 def test_recorded_answered_call_talks_about_two_seconds_and_rings_briefly():
@@ -158,11 +190,11 @@ def test_recorded_call_without_transfer_emits_no_reassign(name):
     assert reassigns(replay(name)[1]) == []
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("name", sorted(FIXTURES))
-def test_recorded_call_on_a_line_the_config_does_not_list_is_not_tracked(name):
+def test_recorded_call_on_a_line_the_config_does_not_list_is_not_tracked(name, transport):
     rules = replace(RULES, lines={})
-    events = [event for event in map(translate, ami_items(name)) if event is not None]
-    state, effects = run(events, rules)
+    state, effects = run(recorded_events(name, transport), rules)
     assert effects == [] and state.calls == {}
 
 
@@ -238,6 +270,81 @@ def test_recorded_call_joined_late_mid_call_still_gives_its_outcome(name, k):
     assert (record.answered_by, record.disposition) == (answered_by, disposition)
     assert set(record.employees) <= set(employees)
     assert set(record.transfers) <= set(transfers) and state.calls == {}
+
+
+def ari_snapshot_at(name, k):
+    """The AriResync an ARI client connecting just before the k-th recorded item would get:
+    GET /channels (each channel as last shown) and GET /bridges, built from the recorded events."""
+    items = json.loads((ARI_DIR / f"{name}.json").read_text())
+    alive: dict[str, dict] = {}
+    bridges: dict[str, list[str]] = {}
+    for item in items[:k]:
+        if "resync" in item:
+            alive = {c["id"]: c for c in item["resync"]["channels"]}
+            bridges = {b["id"]: list(b["channels"]) for b in item["resync"]["bridges"]}
+            continue
+        body = item["body"]
+        for key in ("channel", "peer", "caller", "transferee", "transfer_target", "transferer_first_leg"):
+            shown = body.get(key)
+            if shown and shown["id"] in alive or (key == "channel" and item["type"] == "ChannelCreated"):
+                alive[shown["id"]] = shown
+        if item["type"] == "ChannelDestroyed":
+            alive.pop(body["channel"]["id"], None)
+        elif item["type"] == "ChannelEnteredBridge":
+            bridges.setdefault(body["bridge"]["id"], []).append(body["channel"]["id"])
+        elif item["type"] == "ChannelLeftBridge":
+            members = bridges.get(body["bridge"]["id"], [])
+            if body["channel"]["id"] in members:
+                members.remove(body["channel"]["id"])
+    last = items[k - 1]
+    at = datetime.fromisoformat(last["body"]["timestamp"]).timestamp() if "body" in last else last["received_at"]
+    listed = tuple({"id": bid, "channels": members} for bid, members in bridges.items() if members)
+    return AriResync(tuple(alive.values()), listed, at)
+
+
+def ari_mid_call_points(name):
+    """As `mid_call_points`, over ARI."""
+    items = json.loads((ARI_DIR / f"{name}.json").read_text())
+    points = []
+    for k in range(1, len(items)):
+        if any(item.get("type") in ("ChannelLeftBridge", "BridgeBlindTransfer", "BridgeAttendedTransfer")
+               for item in items[:k]):
+            break
+        if any((c.get("dialplan") or {}).get("context", "").startswith("agi-daemon-")
+               for c in ari_snapshot_at(name, k).channels):
+            points.append((name, k))
+    return points
+
+
+ARI_POINTS = [(name, k) for name in sorted(FIXTURES)
+              for k in range(1, len(json.loads((ARI_DIR / f"{name}.json").read_text())))]
+ARI_MID_CALL_POINTS = [point for name in sorted(FIXTURES) for point in ari_mid_call_points(name)]
+
+
+@pytest.mark.parametrize("name, k", ARI_POINTS)
+def test_recorded_ari_call_with_a_resync_anywhere_gives_the_same_record(name, k):
+    """A reconnection over ARI that lost nothing: GET /channels and /bridges agree with what was seen."""
+    items = ari_items(name)
+    events = [event for event in map(translate_ari, items[:k] + [ari_snapshot_at(name, k)] + items[k:]) if event]
+    state, effects = run(events)
+    assert records(effects) == records(replay(name, "ari")[1])
+    assert reassigns(effects) == reassigns(replay(name, "ari")[1])
+
+
+@pytest.mark.parametrize("name, k", ARI_MID_CALL_POINTS)
+def test_recorded_ari_call_joined_late_mid_call_still_gives_its_outcome(name, k):
+    direction, number, employees, answered_by, disposition, transfers = FIXTURES[name]
+    events = [event for event in map(translate_ari, [ari_snapshot_at(name, k)] + ari_items(name)[k:]) if event]
+    state, effects = run(events)
+    [record] = records(effects)
+    assert (record.direction, record.line, record.number) == (direction, PARIS, number)
+    assert (record.answered_by, record.disposition) == (answered_by, disposition)
+    assert set(record.employees) <= set(employees)
+    assert set(record.transfers) <= set(transfers) and state.calls == {}
+
+
+def test_ari_recordings_give_late_join_points_to_check():
+    assert len(ARI_MID_CALL_POINTS) >= len(FIXTURES)
 
 
 # ---------------------------------------------------------------- hand-built sequences
@@ -660,10 +767,6 @@ def test_recorded_call_keeps_the_channel_index_in_step_after_every_event(name, k
         items = items[:k] + [snapshot_at(name, k)] + items[k:]
     state, _ = run_checked([event for event in map(translate, items) if event])
     assert state.calls == {} and dict(state.owners) == {}
-
-
-def recorded_events(name):
-    return [event for event in map(translate, ami_items(name)) if event is not None]
 
 
 def test_recorded_calls_interleaved_on_one_tracker_each_give_the_record_they_give_alone():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +11,12 @@ LINE = "+33184880000"
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/crm.sqlite3"
+def database_url(crm_database_url: str) -> str:
+    return crm_database_url
 
 
-# `crm` (the store on a SQLite file in tmp_path, opened) comes from tests/conftest.py.
+# `crm` (the store on a SQLite file in tmp_path, or a PostgreSQL database, opened) and the
+# `databases` marker that runs a module on both come from tests/conftest.py.
 
 
 PlanFactory = Callable[..., RecordPlan]

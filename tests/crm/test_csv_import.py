@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from agi_daemon.crm.csv_import import ContactRow, ImportResult, RowError, parse_contacts_csv
 from agi_daemon.crm.embedded import EmbeddedCrm
+
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 
 def parse(text: str) -> list[ContactRow | RowError]:

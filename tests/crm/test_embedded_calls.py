@@ -20,6 +20,8 @@ from agi_daemon.core.model import (
 from agi_daemon.core.ports import CrmRejected
 from agi_daemon.crm.embedded import EmbeddedCrm
 
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 LINE = "+33184880000"
 CLIENT = "+33612345678"
 START = datetime(2024, 5, 1, 9, 30, 0, tzinfo=UTC)

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from agi_daemon.core.model import CreatedRecords, CreateWith, CrmMode, EntityRef, EntityType
 from agi_daemon.crm.embedded import EmbeddedCrm
+
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 PHONE = "+33612345678"
 LINKEDID = "1700000000.42"

@@ -17,6 +17,8 @@ from agi_daemon.core.model import (
 from agi_daemon.core.ports import CrmRejected
 from agi_daemon.crm.embedded import EmbeddedCrm
 
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 ALICE_CLIENT = "+33612000001"
 OTHER = "+33612000002"
 MOMENT = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)

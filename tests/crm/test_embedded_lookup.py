@@ -1,8 +1,12 @@
 """Who a number belongs to (R6): contact first, then company, then an unconverted lead."""
 from __future__ import annotations
 
+import pytest
+
 from agi_daemon.core.model import CrmMode, EntityRef, EntityType, Match
 from agi_daemon.crm.embedded import EmbeddedCrm
+
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 PHONE = "+33612345678"
 

@@ -78,25 +78,31 @@ async def call_path_statements(database: Path, new_client, *, analyzed: bool) ->
             if analyzed:
                 db.execute("ANALYZE")
         statements.clear()
-        for phone in ("+33610001234", "+33620000042", "+33630000007", "+33699999999"):
-            await crm.find_by_phone(phone)
-        await crm.records_created_by_call("old.7")
-        await crm.records_created_by_call("unknown.1")
-        classic = await crm.create_records(new_client("+33699000001", "new.1"))
-        await crm.create_records(new_client("+33699000001", "new.1"))  # the same call again
-        await crm.create_records(new_client("+33699000002", "new.2", mode=CrmMode.SIMPLE))
-        await crm.create_records(new_client("+33699000003", "new.3", mode=CrmMode.SIMPLE,
-                                            create_with=CreateWith.COMPANY))
-        await crm.record_offer(Offer("offer.new", Direction.INCOMING, "+33184880000", "+33699000004",
-                                     ("alice",), AT))
-        await crm.record_offer(Offer("offer.new", Direction.INCOMING, "+33184880000", "+33699000004",
-                                     ("alice",), AT))
-        await crm.log_call(call("new.1", classic.lead, partial=True), keep_existing=True)
-        await crm.log_call(call("new.1", classic.lead), keep_existing=True)
-        await crm.log_call(call("new.1", classic.lead))
-        await crm.log_call(call("old.9", None))
-        await crm.set_responsible((classic.lead,), "bob")
+        await run_the_call_path(crm, new_client)
     return [s for s in statements if s.lstrip().split(None, 1)[0].upper() in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")]
+
+
+async def run_the_call_path(crm: EmbeddedCrm, new_client) -> None:
+    """Every statement of routing (lookup, records, offer) and of the call log, with values
+    that find rows, find none, and conflict."""
+    for phone in ("+33610001234", "+33620000042", "+33630000007", "+33699999999"):
+        await crm.find_by_phone(phone)
+    await crm.records_created_by_call("old.7")
+    await crm.records_created_by_call("unknown.1")
+    classic = await crm.create_records(new_client("+33699000001", "new.1"))
+    await crm.create_records(new_client("+33699000001", "new.1"))  # the same call again
+    await crm.create_records(new_client("+33699000002", "new.2", mode=CrmMode.SIMPLE))
+    await crm.create_records(new_client("+33699000003", "new.3", mode=CrmMode.SIMPLE,
+                                        create_with=CreateWith.COMPANY))
+    await crm.record_offer(Offer("offer.new", Direction.INCOMING, "+33184880000", "+33699000004",
+                                 ("alice",), AT))
+    await crm.record_offer(Offer("offer.new", Direction.INCOMING, "+33184880000", "+33699000004",
+                                 ("alice",), AT))
+    await crm.log_call(call("new.1", classic.lead, partial=True), keep_existing=True)
+    await crm.log_call(call("new.1", classic.lead), keep_existing=True)
+    await crm.log_call(call("new.1", classic.lead))
+    await crm.log_call(call("old.9", None))
+    await crm.set_responsible((classic.lead,), "bob")
 
 
 @pytest.mark.parametrize("with_statistics", [False, True], ids=["fresh", "analyzed"])
@@ -113,5 +119,88 @@ async def test_call_path_statements_never_scan_a_whole_table(tmp_path: Path, new
                 if whole_table_reads(detail, tables):
                     scans.append(f"{detail}  <-  {statement}")
     kinds = {s.split(None, 1)[0].upper() for s in statements}
+    assert {"SELECT", "INSERT", "UPDATE"} <= kinds and len(statements) >= 20
+    assert scans == []
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+def populate_postgresql(url: str) -> None:
+    """The rows of `populate`, on PostgreSQL (ids from the tables' sequences: 1, 2, ...), with as
+    many companies and leads as contacts: PostgreSQL rightly reads a table of a few pages whole,
+    so every table must be large enough for a whole read to be the mistake it is at scale."""
+    with connect(url) as db, db.cursor() as cursor:
+        cursor.executemany("INSERT INTO contacts(name, created_at) VALUES (%s, '2025-01-01 00:00:00+00')",
+                           [(f"Contact {n}",) for n in range(1, CONTACTS + 1)])
+        cursor.executemany("INSERT INTO companies(name, created_at) VALUES (%s, '2025-01-01 00:00:00+00')",
+                           [(f"Company {n}",) for n in range(1, CONTACTS + 1)])
+        cursor.executemany("INSERT INTO leads(name, status, created_by_call, created_by_call_phone, created_at)"
+                           " VALUES (%s, 'NEW', %s, %s, '2025-01-01 00:00:00+00')",
+                           [(f"Lead {n}", f"old.{n}", f"+3363{n:07d}") for n in range(1, CONTACTS + 1)])
+        cursor.executemany("INSERT INTO phones(entity_type, entity_id, e164) VALUES (%s, %s, %s)",
+                           [("contact", n, f"+3361{n:07d}") for n in range(1, CONTACTS + 1)]
+                           + [("company", n, f"+3362{n:07d}") for n in range(1, CONTACTS + 1)]
+                           + [("lead", n, f"+3363{n:07d}") for n in range(1, CONTACTS + 1)])
+        cursor.executemany("INSERT INTO calls(linkedid, direction, line, number, disposition, employees, started_at,"
+                           " ended_at, ring_seconds, talk_seconds, transfers) VALUES (%s, 'incoming', '+33184880000',"
+                           " %s, 'answered', '[]', '2025-01-01 00:00:00+00', '2025-01-01 00:00:00+00', 1, 2, '[]')",
+                           [(f"old.{n}", f"+3361{n:07d}") for n in range(1, CONTACTS + 1)])
+        cursor.executemany("INSERT INTO offers(linkedid, direction, line, phone, employees, created_at) VALUES"
+                           " (%s, 'incoming', '+33184880000', %s, '[]', '2025-01-01 00:00:00+00')",
+                           [(f"offer.{n}", f"+3364{n:07d}") for n in range(1, CONTACTS + 1)])
+
+
+def connect(url: str):
+    import psycopg
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    return psycopg.connect(host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database)
+
+
+_CONDITION_COLUMN = re.compile(r"(?:\w+\.)?(\w+)\)*(?:::[a-z ]+)?\)*\s*(?:=|<>|<=|>=|<|>)")
+_INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Index Scan"}
+
+
+def postgresql_whole_table_reads(plan: dict, tables: set[str]) -> list[str]:
+    """The steps of a PostgreSQL plan (EXPLAIN FORMAT JSON) that read a table, or a large share
+    of it, whole: a sequential scan, or an index walked without a condition (for its order)
+    or with conditions on few-valued columns only."""
+    found = []
+    node = plan["Node Type"]
+    if node == "Seq Scan" and plan.get("Relation Name") in tables:
+        found.append(f"Seq Scan on {plan['Relation Name']}")
+    if node in _INDEX_NODES:
+        columns = set(_CONDITION_COLUMN.findall(plan.get("Index Cond", "")))
+        if not columns or columns <= _FEW_VALUES:
+            found.append(f"{node} using {plan['Index Name']} ({plan.get('Index Cond', 'no condition')})")
+    for child in plan.get("Plans", []):
+        found += postgresql_whole_table_reads(child, tables)
+    return found
+
+
+@pytest.mark.parametrize("with_statistics", [False, True], ids=["fresh", "analyzed"])
+async def test_call_path_statements_never_scan_a_whole_table_on_postgresql(postgresql, new_client,
+                                                                           with_statistics: bool) -> None:
+    url = postgresql.create_database()
+    statements: list[str] = []
+    async with EmbeddedCrm(url, trace=statements.append) as crm:
+        populate_postgresql(url)
+        with connect(url) as db:
+            db.autocommit = True
+            db.execute("ANALYZE" if with_statistics else "SELECT 1")
+        statements.clear()
+        await run_the_call_path(crm, new_client)
+
+    tables = set(metadata.tables)
+    scans = []
+    with connect(url) as db:
+        for statement in statements:
+            if statement.lstrip().split(None, 1)[0].upper() not in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"):
+                continue
+            ((plan,),) = db.execute(f"EXPLAIN (FORMAT JSON) {statement}").fetchall()
+            scans += [f"{step}  <-  {statement}" for step in postgresql_whole_table_reads(plan[0]["Plan"], tables)]
+            db.rollback()
+    kinds = {s.lstrip().split(None, 1)[0].upper() for s in statements}
     assert {"SELECT", "INSERT", "UPDATE"} <= kinds and len(statements) >= 20
     assert scans == []

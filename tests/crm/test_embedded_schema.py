@@ -12,8 +12,11 @@ from sqlalchemy import create_engine
 
 from agi_daemon.core.ports import CrmRejected, CrmUnavailable
 from agi_daemon.crm.database import database_url
+from tests.fakes.database import migration_head
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.tables import metadata
+
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 
 def sqlite_pragma(path: Path, pragma: str) -> object:
@@ -34,28 +37,17 @@ async def test_open_twice_and_reopen_migrates_once_and_keeps_records(tmp_path: P
 
     with sqlite3.connect(tmp_path / "crm.sqlite3") as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            (_head(),)
+            (migration_head(),)
         ]
 
 
-def _head() -> str:
-    """The latest migration (one head: the migrations form a single line)."""
-    from alembic.script import ScriptDirectory
-
-    from agi_daemon.crm.migrations import alembic_config
-
-    (head,) = ScriptDirectory.from_config(alembic_config()).get_heads()
-    return head
-
-
+@pytest.mark.databases("sqlite")
 async def test_opened_sqlite_database_is_in_wal_mode(crm: EmbeddedCrm, tmp_path: Path) -> None:
     assert sqlite_pragma(tmp_path / "crm.sqlite3", "journal_mode") == "wal"
 
 
-async def test_migrated_schema_matches_the_table_definitions(
-    crm: EmbeddedCrm, tmp_path: Path
-) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path}/crm.sqlite3")
+async def test_migrated_schema_matches_the_table_definitions(crm: EmbeddedCrm) -> None:
+    engine = create_engine(crm.url)
     try:
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), metadata)

@@ -15,6 +15,8 @@ from agi_daemon.core.model import CreatedRecords, CrmMode, EntityRef, EntityType
 from agi_daemon.core.ports import CrmUnavailable
 from agi_daemon.crm.embedded import EmbeddedCrm
 
+pytestmark = pytest.mark.databases("sqlite", "postgresql")
+
 KNOWN = "+33612000001"
 
 
@@ -51,6 +53,7 @@ async def test_two_creations_and_many_lookups_at_once_all_succeed(
     assert await crm.records_created_by_call("17000.2") == second
 
 
+@pytest.mark.databases("sqlite")
 async def test_a_write_waiting_for_the_lock_blocks_neither_the_loop_nor_the_readers(
     crm: EmbeddedCrm, new_client, tmp_path: Path
 ) -> None:

@@ -13,3 +13,13 @@ def create_database(file: Path) -> None:
             pass
 
     asyncio.run(create())
+
+
+def migration_head() -> str:
+    """The latest migration (one head: the migrations form a single line)."""
+    from alembic.script import ScriptDirectory
+
+    from agi_daemon.crm.migrations import alembic_config
+
+    (head,) = ScriptDirectory.from_config(alembic_config()).get_heads()
+    return head

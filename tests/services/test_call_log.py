@@ -39,8 +39,10 @@ class Pbx:
         self.clock = FixedClock()
         self.pending = PendingWork(tasks.create_task)
         routed = RoutedCalls()
-        self.routing = RoutingService(lambda: self.rules, crm, self.clock, self.pending, deadline=1.0, routed=routed)
-        self.call_log = CallLogService(lambda: self.rules, crm, self.clock, self.pending, routed=routed, settle_timeout=5)
+        self.routing = RoutingService(lambda: self.rules, crm, self.clock, self.pending, commands=crm, deadline=1.0,
+                                      routed=routed)
+        self.call_log = CallLogService(lambda: self.rules, crm, self.clock, self.pending, commands=crm, routed=routed,
+                                       settle_timeout=5)
 
     def report(self, linkedid: str, entry: CallEntry = ENTRY, *, dialstatus="ANSWER", peer="101@employees") -> HangupReport:
         started = self.clock.at

@@ -15,7 +15,7 @@ from agi_daemon.services.pending import PendingWork
 from agi_daemon.services.routed_calls import RoutedCalls
 from agi_daemon.services.routing import RoutingService
 from tests.fakes.clock import FixedClock
-from tests.fakes.crm import FlakyCrm, MemoryCrm, SlowCrm, UntouchableCrm
+from tests.fakes.crm import FlakyCrm, MemoryCrm, SlowCrm, UntouchableCrm, commands_for
 from tests.fakes.rules import ALICE_MOBILE, CLIENT, make_rules
 
 
@@ -44,8 +44,10 @@ def services(crm, tasks, rules=None, deadline=0.3):
     pending = PendingWork(tasks.create_task)
     clock = FixedClock()
     routed = RoutedCalls()
-    routing = RoutingService(lambda: rules, crm, clock, pending, deadline=deadline, routed=routed, retry_delays=(0.01, 0.01))
-    call_log = CallLogService(lambda: rules, crm, clock, pending, routed=routed, settle_timeout=5)
+    commands = commands_for(crm)
+    routing = RoutingService(lambda: rules, crm, clock, pending, commands=commands, deadline=deadline, routed=routed,
+                             retry_delays=(0.01, 0.01))
+    call_log = CallLogService(lambda: rules, crm, clock, pending, commands=commands, routed=routed, settle_timeout=5)
     return routing, call_log, pending, clock
 
 

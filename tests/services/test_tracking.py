@@ -18,7 +18,7 @@ from agi_daemon.services.routed_calls import RoutedCalls
 from agi_daemon.services.routing import RoutingService
 from agi_daemon.services.tracking import TrackingService
 from tests.fakes.clock import FixedClock
-from tests.fakes.crm import MemoryCrm, SlowCrm
+from tests.fakes.crm import MemoryCrm, SlowCrm, commands_for
 from tests.fakes.rules import CLIENT, make_rules, with_line_crm
 from tests.fixtures import AMI_DIR, ami_items
 
@@ -42,9 +42,11 @@ async def replay(tasks, crm, name: str, rules=None, deadline=1.0):
     pending = PendingWork(tasks.create_task)
     routed = RoutedCalls()
     clock = FixedClock()
-    routing = RoutingService(lambda: rules, crm, clock, pending, deadline=deadline, routed=routed, retry_delays=(0.01,))
-    call_log = CallLogService(lambda: rules, crm, clock, pending, routed=routed, settle_timeout=5)
-    reassign = ReassignService(lambda: rules, crm, pending, settle_timeout=5)
+    commands = commands_for(crm)
+    routing = RoutingService(lambda: rules, crm, clock, pending, commands=commands, deadline=deadline, routed=routed,
+                             retry_delays=(0.01,))
+    call_log = CallLogService(lambda: rules, crm, clock, pending, commands=commands, routed=routed, settle_timeout=5)
+    reassign = ReassignService(lambda: rules, commands, pending, settle_timeout=5)
     tracking = TrackingService(lambda: rules, call_log, reassign, pending)
     linkedid = linkedid_of(name)
     await routing.route(CallEntry(Direction.INCOMING, "+33184880000", CLIENT), linkedid)

@@ -6,6 +6,7 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.asterisk.sandbox import closed_port
 from tests.daemon_harness import CLIENT, UNKNOWN, eventually, logged_calls, running_daemon
 from tests.web.harness import base_url, new_session, web_config
 
@@ -28,9 +29,9 @@ def value(samples, name: str, **labels: str) -> float:
 
 
 @pytest.mark.asterisk
-async def test_metrics_parse_and_count_real_calls(tmp_path, crm, asterisk_ami, employees):
+async def test_metrics_parse_and_count_real_calls(tmp_path, mode, crm, asterisk_ami, employees):
     await crm.add_record("contact", "Client SA", CLIENT, "alice")
-    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+    async with running_daemon(employees, web_config(tmp_path, **mode.links()), crm) as daemon:
         before = await scrape(daemon)
         for caller in (UNKNOWN, CLIENT):
             call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, caller)
@@ -44,8 +45,8 @@ async def test_metrics_parse_and_count_real_calls(tmp_path, crm, asterisk_ami, e
         value(before, "agi_daemon_routing_decisions_total", status="ok") == 2
     assert value(after, "agi_daemon_routing_seconds_count") - value(before, "agi_daemon_routing_seconds_count") == 2
     assert value(after, "agi_daemon_crm_lookup_seconds_count") >= 2
-    assert value(after, "agi_daemon_ami_connected") == 1
-    assert ("agi_daemon_ami_reconnects_total", ()) in after and ("agi_daemon_crm_work_pending", ()) in after
+    assert value(after, f"agi_daemon_{mode.name}_connected") == 1  # the link call tracking uses
+    assert (f"agi_daemon_{mode.name}_reconnects_total", ()) in after and ("agi_daemon_crm_work_pending", ()) in after
     assert ("agi_daemon_crm_lookups_past_deadline_total", ()) in after
 
 
@@ -67,3 +68,17 @@ async def test_healthz_reports_each_link_and_503_once_fastagi_stops_serving(tmp_
             async with http.get(f"{base_url(daemon)}/healthz") as response:
                 assert response.status == 503
                 assert (await response.json())["fastagi"] == "stopped"
+
+
+async def test_healthz_in_ari_mode_reports_the_ari_link(tmp_path, crm):
+    config = web_config(tmp_path, ari=(f"http://127.0.0.1:{closed_port()}", "agi-daemon", "unused"))
+    async with running_daemon(None, config, crm, wait_for_ami=False) as daemon:
+        async with new_session() as http:
+            body = await eventually(lambda: _health_with_error(http, daemon, "ari_last_error"))
+    assert body["ari"] == "disconnected" and "ami" not in body
+
+
+async def _health_with_error(http, daemon, key):
+    async with http.get(f"{base_url(daemon)}/healthz") as response:
+        body = await response.json()
+    return body if body.get(key) else None

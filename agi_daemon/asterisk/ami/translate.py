@@ -13,8 +13,8 @@ ones it reads: give it to `AmiClient(events=...)` and to manager.conf's eventfil
 transfers whose `Result` is not Success, and for events too damaged to use (no uniqueid).
 Newstate, VarSet, Newexten and the like are not read: dials, bridges and hangups say enough.
 
-The edge knows the dialplan: a channel whose context is one of `ENTRY_CONTEXTS` (the contexts
-of dialplan/agi-daemon.conf and of the generated fallback) gets `Channel.entry` set, so the
+The edge knows the dialplan: a channel whose context is one of `ENTRY_CONTEXTS`
+(agi_daemon/asterisk/contexts.py) gets `Channel.entry` set, so the
 core can tell a call the daemon routes from any other without knowing context names.
 
 Times: the event's ``Timestamp`` header when Asterisk sends one (manager.conf
@@ -23,10 +23,10 @@ Times: the event's ``Timestamp`` header when Asterisk sends one (manager.conf
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import datetime, timezone
 
-from ...core.model import Direction, TransferKind
+from ...core.model import TransferKind
 from ...core.tracker import (
     BridgeEntered,
     BridgeLeft,
@@ -40,18 +40,10 @@ from ...core.tracker import (
     TrackerEvent,
     Transferred,
 )
-from ..fallback import INCOMING_CONTEXT as FALLBACK_INCOMING
-from ..fallback import OUTGOING_CONTEXT as FALLBACK_OUTGOING
+from ..contexts import ENTRY_CONTEXTS, INCOMING_CONTEXT, OUTGOING_CONTEXT
 from .model import AmiEvent, AmiItem, AmiResync, ChannelSnapshot
 
-INCOMING_CONTEXT = "agi-daemon-incoming"  # dialplan/agi-daemon.conf
-OUTGOING_CONTEXT = "agi-daemon-outgoing"
-ENTRY_CONTEXTS: Mapping[str, Direction] = {
-    INCOMING_CONTEXT: Direction.INCOMING,
-    FALLBACK_INCOMING: Direction.INCOMING,
-    OUTGOING_CONTEXT: Direction.OUTGOING,
-    FALLBACK_OUTGOING: Direction.OUTGOING,
-}
+__all__ = ["ENTRY_CONTEXTS", "EVENT_NAMES", "INCOMING_CONTEXT", "OUTGOING_CONTEXT", "tracker_events", "translate"]
 
 
 def translate(item: AmiItem) -> TrackerEvent | None:

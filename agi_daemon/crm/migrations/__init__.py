@@ -5,10 +5,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import URL, create_engine
 from sqlalchemy.pool import NullPool
 
-from ..database import WRITE, tune_sqlite
+from ..database import CONNECT_TIMEOUT_S, WRITE, serialize_migrations, tune_sqlite
 
 
 def alembic_config() -> Config:
@@ -19,19 +20,25 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> None:
+def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, str | None]:
     """Bring the CRM database at `url` (a `database.database_url`) to the latest schema.
     Blocking: run it in a worker thread.
 
-    One transaction (on SQLite it takes the write lock first), so two daemons starting on
-    the same database migrate one after the other; a database already at head is untouched.
+    One transaction (on SQLite it takes the write lock first, on PostgreSQL an advisory
+    lock), so two daemons starting on the same database migrate one after the other; a
+    database already at head is untouched. Returns the schema's revision before and after
+    (None: an empty database).
     """
-    engine = create_engine(url, poolclass=NullPool)
+    connect_args = {} if url.get_backend_name() == "sqlite" else {"connect_timeout": CONNECT_TIMEOUT_S}
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     tune_sqlite(engine, busy_timeout_ms)
     try:
         with engine.execution_options(**WRITE).begin() as connection:
+            serialize_migrations(connection)
+            before = MigrationContext.configure(connection).get_current_revision()
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            return before, MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()

@@ -201,7 +201,8 @@ async def test_stream_of_ami_items_becomes_the_stream_of_tracker_events():
 # ---------------------------------------------------------------- the dialplan contract
 
 def test_entry_contexts_are_the_contexts_of_the_dialplan_and_of_the_fallback():
-    defined = set(re.findall(r"^\[([^\]]+)\]", DIALPLAN.read_text(), re.M))
+    defined = {name for path in DIALPLAN.parent.glob("*.conf")
+               for name in re.findall(r"^\[([^\]]+)\]", path.read_text(), re.M)}
     defined |= set(re.findall(r"^\[([^\]]+)\]", render_fallback(make_rules()), re.M))
     assert set(ENTRY_CONTEXTS) <= defined
     assert {d for d in ENTRY_CONTEXTS.values()} == {Direction.INCOMING, Direction.OUTGOING}

@@ -1,0 +1,336 @@
+"""The ARI connection: the events WebSocket (reconnected with backoff and jitter, resynced from
+GET /channels and GET /bridges after each connection) and REST requests, on aiohttp.
+
+`AriClient.run()` is one long-running coroutine that the application owns (in its TaskGroup).
+It repeats: open the WebSocket ``/ari/events?app=<app>&subscribeAll=true`` (every channel and
+bridge, not only those in the application: outgoing calls that never enter the daemon's
+contexts are tracked too), ask Asterisk to send only the event types wanted
+(``PUT /applications/<app>/eventFilter``), take the snapshot, then read until the socket dies;
+then it waits a backoff delay and starts again. While Asterisk boots, ARI answers 503: that is
+one more failed attempt, retried the same way. aiohttp's WebSocket heartbeat (a ping every
+`heartbeat` seconds, the link closed when the pong does not come) detects a silent half-open link.
+
+Credentials go in the Authorization header (HTTP Basic), never in a URL: URLs are logged.
+
+Events are decoded and sorted in the reader, synchronously:
+- `app_types` (StasisStart, the hangup handler's user event) go to the `application` at once:
+  a call waiting in Stasis must not queue behind call tracking;
+- `event_types` go on a bounded `asyncio.Queue` for call tracking; when it is full the event
+  is counted in `dropped` (logged at most once a second), and once the consumer has caught up
+  a new snapshot is published, as after a reconnect;
+- the snapshot (`AriResync`) goes to both.
+
+At `close()`, once the WebSocket is closed (Asterisk deactivates the application: new calls'
+Stasis() fail at once), the application's `at_close` runs while REST still works: it sends
+on the channels still waiting in it, so that stopping the daemon leaves no call in Stasis.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from ..ami.backoff import backoff_delay
+from .errors import AriError, AriRefused, AriUnavailable
+from .model import AriEvent, AriItem, AriResync
+
+
+
+class AriApplication(Protocol):
+    """What runs the Stasis application over this client (agi_daemon/asterisk/routes/stasis.py)."""
+
+    def handle(self, item: AriItem) -> None:
+        """An application event or a snapshot, from the reader: must not wait."""
+
+    async def at_close(self) -> None:
+        """The last requests before the client closes (the WebSocket already is)."""
+
+
+class AriClient:
+    """Construct it, run `run()` as an owned task, read `events()`, call `request()`, and
+    `close()` at shutdown."""
+
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        app: str,
+        *,
+        event_types: frozenset[str],
+        app_types: frozenset[str] = frozenset(),
+        queue_size: int = 10000,
+        heartbeat: float = 5.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 5.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not 0 < backoff_min <= backoff_max:
+            raise ValueError("ARI backoff needs 0 < backoff_min <= backoff_max")
+        if queue_size < 1:
+            raise ValueError("ARI queue_size must be at least 1")
+        self.queue: asyncio.Queue[AriItem] = asyncio.Queue(maxsize=queue_size)
+        self.app = app
+        self._base = without_userinfo(url).rstrip("/") + "/ari"  # logged: never credentials
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}"}  # HTTP Basic, in a header only
+        self._username = username
+        self._event_types = event_types
+        self._app_types = app_types
+        self.application: AriApplication | None = None  # set before run(), if the daemon routes over ARI
+        self._heartbeat = heartbeat
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._log = logger if logger is not None else logging.getLogger(__name__)
+        self._http: aiohttp.ClientSession | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._running = False
+        self._stopped = asyncio.Event()
+        self._stopped.set()
+        self._connected = False
+        self._connections = 0
+        self._attempt = 0
+        self._dropped = 0
+        self._dropped_at_resync = 0
+        self._drop_logged_at = float("-inf")
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AriClient({self._username}@{self._base}, app={self.app}, connected={self._connected})"
+
+    @property
+    def connected(self) -> bool:
+        """True while the events WebSocket is open (and the snapshot taken)."""
+        return self._connected
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self._connections - 1)
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep the events WebSocket open until `close()`. Never raises for connection
+        problems: they are logged, kept in `last_error`, and retried."""
+        if self._running:
+            raise RuntimeError("AriClient.run() is already running")
+        self._running = True
+        self._stopped.clear()
+        stop = self._stop_future()
+        self._http = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(total=self._request_timeout))
+        try:
+            while not stop.done():
+                session = asyncio.create_task(self._session(), name=f"ari-{self.app}")
+                try:
+                    await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not session.done():
+                        session.cancel()
+                        await asyncio.wait({session})
+                if stop.done():
+                    break
+                self._note_failure(None if session.cancelled() else session.exception())
+                delay = backoff_delay(self._attempt, rng=self._rng, minimum=self._backoff_min, maximum=self._backoff_max)
+                self._attempt += 1
+                self._log.info("ARI %s: reconnecting in %.2f s", self._base, delay)
+                await asyncio.wait({stop}, timeout=delay)
+        finally:
+            self._running = False
+            self._connected = False
+            if self.application is not None:  # the events are off; REST still works for a last word
+                try:
+                    async with asyncio.timeout(self._request_timeout):
+                        await self.application.at_close()
+                except Exception:
+                    self._log.exception("ARI %s: the last requests before closing failed", self._base)
+            http, self._http = self._http, None
+            await http.close()
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Stop `run()` and wait until it has returned; a closed client stays closed."""
+        stop = self._stop_future()
+        if not stop.done():
+            stop.set_result(None)
+        await self._stopped.wait()
+
+    async def events(self) -> AsyncIterator[AriItem]:
+        """Queued items in order; ends once the client is closed and the queue is empty."""
+        stop = self._stop_future()
+        while True:
+            try:
+                yield self.queue.get_nowait()
+                continue
+            except asyncio.QueueEmpty:
+                if stop.done():
+                    return
+            getter = asyncio.ensure_future(self.queue.get())
+            try:
+                waiting: set[asyncio.Future[Any]] = {getter, stop}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
+                yield getter.result()
+
+    # -- REST ------------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                      body: Any = None) -> Any:
+        """One REST call (`path` under /ari, e.g. "/channels"); the decoded JSON answer, or None.
+        Raises AriUnavailable (no answer, 503) or AriRefused (another HTTP error). A request
+        sent on a kept-alive connection that had died is sent once more on a new one."""
+        http = self._http
+        if http is None:
+            raise AriUnavailable("ARI client is not running")
+        for attempt in (1, 2):
+            try:
+                async with http.request(method, self._base + path, params=params, json=body) as response:
+                    if response.status == 503:
+                        raise AriUnavailable(f"{method} {path}: Asterisk not ready (503)")
+                    if response.status >= 400:
+                        raise AriRefused(response.status, f"{method} {path}: {(await response.text())[:200]}")
+                    if response.status == 204 or response.content_type != "application/json":
+                        return None
+                    return await response.json()
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if attempt == 2:
+                    raise AriUnavailable(f"{method} {path}: {exc}") from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise AriUnavailable(f"{method} {path}: {type(exc).__name__} {exc}") from None
+        raise AssertionError("unreachable")
+
+    # -- one connection --------------------------------------------------------------------
+
+    async def _session(self) -> None:
+        http = self._http
+        assert http is not None
+        self._log.info("ARI %s: connecting (application %s)", self._base, self.app)
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                ws = await http.ws_connect(self._base + "/events", params={"app": self.app, "subscribeAll": "true"},
+                                           heartbeat=self._heartbeat, timeout=aiohttp.ClientWSTimeout(ws_close=1.0))
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 503:
+                raise AriUnavailable("Asterisk not ready (503)") from None
+            if exc.status in (401, 403):
+                raise AriRefused(exc.status, f"login refused for user {self._username!r}") from None
+            raise AriRefused(exc.status, "events WebSocket refused (ARI not loaded yet?)") from None
+        try:
+            await self._filter_events()
+            self._attempt = 0
+            self._connections += 1
+            self._log.info("ARI %s: events connected as %s (application %s)", self._base, self._username, self.app)
+            await self._resync()
+            self._connected = True
+            while True:
+                message = await ws.receive()
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    self._dispatch(message.data)
+                    if self._dropped > self._dropped_at_resync and self.queue.qsize() < self.queue.maxsize // 2:
+                        await self._resync()  # events were lost: read the live channels again
+                elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    raise AriUnavailable("events WebSocket closed by Asterisk")
+                elif message.type is aiohttp.WSMsgType.ERROR:
+                    raise AriUnavailable(f"events WebSocket failed: {ws.exception()}")
+        finally:
+            self._connected = False
+            await ws.close()
+
+    async def _filter_events(self) -> None:
+        """Ask Asterisk to send this application only the event types it reads."""
+        wanted = sorted(self._event_types | self._app_types)
+        try:
+            await self.request("PUT", f"/applications/{self.app}/eventFilter",
+                               body={"allowed": [{"type": name} for name in wanted]})
+        except AriRefused as exc:  # older Asterisk: every event comes, the client sorts them
+            self._log.warning("ARI %s: event filter refused (%s); reading every event", self._base, exc)
+
+    async def _resync(self) -> None:
+        self._dropped_at_resync = self._dropped
+        channels = await self.request("GET", "/channels") or []
+        bridges = await self.request("GET", "/bridges") or []
+        snapshot = AriResync(tuple(channels), tuple(bridges), self._clock())
+        self._log.info("ARI %s: resync with %d live channels, %d bridges", self._base, len(channels), len(bridges))
+        if self.application is not None:
+            self.application.handle(snapshot)
+        self._offer(snapshot)
+
+    def _dispatch(self, text: str) -> None:
+        try:
+            body = json.loads(text)
+            kind = body["type"]
+        except (ValueError, KeyError, TypeError):
+            self._log.warning("ARI %s: unreadable event ignored", self._base)
+            return
+        if kind in self._app_types and self.application is not None:
+            self.application.handle(AriEvent(kind, body, self._clock()))
+        if kind in self._event_types:
+            self._offer(AriEvent(kind, body, self._clock()))
+
+    def _offer(self, item: AriItem) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._drop_logged_at >= 1.0:
+                self._drop_logged_at = now
+                self._log.warning("ARI event queue full (%d items): %d events dropped so far",
+                                  self.queue.maxsize, self._dropped)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _stop_future(self) -> asyncio.Future[None]:
+        if self._stop is None:
+            self._stop = asyncio.get_running_loop().create_future()
+        return self._stop
+
+    def _note_failure(self, error: BaseException | None) -> None:
+        if error is None or isinstance(error, (AriError, aiohttp.ClientError, OSError, TimeoutError)):
+            reason = "events WebSocket closed" if error is None else _describe(error)
+            self._log.warning("ARI %s: %s", self._base, reason)
+        else:
+            reason = _describe(error)
+            self._log.error("ARI %s: unexpected failure", self._base, exc_info=error)
+        self._last_error = reason
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without any "user:password@" (the credentials go in a header, and URLs are logged)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    if isinstance(error, TimeoutError) and not text:
+        text = "timed out"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,160 @@
+"""What a call asks of the CRM, as commands: values committed to the daemon's own store first
+(the outbox), then delivered to whichever CRM the config names.
+
+Each command has a stable idempotency `key` derived from the call's linkedid: the same call
+asks the same thing under the same key, however often it is asked (a retry, a restarted
+daemon rebuilding a call's intent, a hangup report after tracking), so it is stored and
+delivered once. Each command also has a `lane`: commands of one lane are delivered in order,
+lanes concurrently. The lane is the external number: one call's commands keep their order,
+and calls from the same new number create one set of records (the first creates them, the
+others find them and join them).
+
+The call's ledger (`CallLedger`) is what the daemon itself remembers of each call's CRM side:
+the records it created (and their remote ids), the record it joined, the remote call id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Mapping
+
+from .model import CallRecord, CreatedRecords, EntityRef, Offer, RecordPlan
+
+
+class CallReport(StrEnum):
+    """Who reported a finished call; `merge_call_log` says which report the call log keeps."""
+
+    TRACKED = "tracked"  # call tracking over AMI saw every leg: the best report, always wins
+    HANGUP = "hangup"  # the dialplan's hangup handler: yields to tracking, replaces a partial
+    PARTIAL = "partial"  # tracking's best guess (the call ended while AMI was down)
+
+
+@dataclass(frozen=True)
+class CreateCallRecords:
+    """R1, R3 `create`, R5, R9, R11: the records of a new client, created by this call (or,
+    when another call from the same number created them first, joined)."""
+
+    plan: RecordPlan
+
+    @property
+    def linkedid(self) -> str:
+        return self.plan.linkedid
+
+    @property
+    def key(self) -> str:
+        return f"{self.plan.linkedid}/records"
+
+    @property
+    def lane(self) -> str:
+        return self.plan.phone
+
+
+@dataclass(frozen=True)
+class RecordOffer:
+    """R3 `offer`: the call window proposes "create lead / contact" for this call."""
+
+    offer: Offer
+
+    @property
+    def linkedid(self) -> str:
+        return self.offer.linkedid
+
+    @property
+    def key(self) -> str:
+        return f"{self.offer.linkedid}/offer"
+
+    @property
+    def lane(self) -> str:
+        return self.offer.phone
+
+
+@dataclass(frozen=True)
+class LogCall:
+    """R12: the finished call, logged on the records the call created or joined, else on the
+    known client `look_up` finds (None: log it on no record)."""
+
+    record: CallRecord
+    report: CallReport
+    look_up: str | None = None  # the E.164 number to find the known client by, if allowed
+
+    @property
+    def linkedid(self) -> str:
+        return self.record.linkedid
+
+    @property
+    def key(self) -> str:
+        return f"{self.record.linkedid}/call/{self.report.value}"
+
+    @property
+    def lane(self) -> str:
+        return self.look_up or self.record.number or f"call:{self.record.linkedid}"
+
+
+@dataclass(frozen=True)
+class ChangeResponsible:
+    """R10: the records this call created go to `employee` (nothing, when it created none)."""
+
+    linkedid: str
+    phone: str  # the external number: the lane of the call's other commands
+    employee: str
+    transfer: int  # the transfer's number within the call, so each transfer is its own command
+
+    @property
+    def key(self) -> str:
+        return f"{self.linkedid}/responsible/{self.transfer}/{self.employee}"
+
+    @property
+    def lane(self) -> str:
+        return self.phone
+
+
+CrmCommand = CreateCallRecords | RecordOffer | LogCall | ChangeResponsible
+
+
+@dataclass(frozen=True)
+class CallLedger:
+    """What the daemon's store remembers of one call's CRM side, whatever the adapter."""
+
+    linkedid: str
+    created: CreatedRecords | None = None  # the records this call created
+    joined: EntityRef | None = None  # the records of the same number another call created first
+    remote_ids: Mapping[str, str] = field(default_factory=dict)  # "lead:12" -> the remote CRM's id
+    remote_call_id: str | None = None  # the remote CRM's id of the call registration
+    logged: CallReport | None = None  # the report a remote CRM's call log holds (merge_call_log)
+
+    @property
+    def entity(self) -> EntityRef | None:
+        """The record the call is logged on, when the call created or joined one."""
+        if self.created is not None:
+            return self.created.primary
+        return self.joined
+
+
+@dataclass(frozen=True)
+class LedgerUpdate:
+    """What delivering a command taught the daemon about the call: empty for most commands."""
+
+    created: CreatedRecords | None = None
+    joined: EntityRef | None = None
+    remote_ids: Mapping[str, str] = field(default_factory=dict)
+    remote_call_id: str | None = None
+    logged: CallReport | None = None
+
+
+NOTHING_LEARNED = LedgerUpdate()
+
+
+def merge_call_log(existing: CallRecord | None, report: CallRecord, kind: CallReport) -> CallRecord | None:
+    """The call log entry of a call after a new report: the report itself, or None when the
+    entry already there stays. Tracking's full report replaces anything; the hangup handler's
+    report fills an empty entry or replaces a partial one; a partial report only fills an
+    empty entry."""
+    return report if replaces(None if existing is None else existing.partial, kind) else None
+
+
+def replaces(existing_partial: bool | None, kind: CallReport) -> bool:
+    """`merge_call_log` knowing only whether an entry is there (None: none) and is partial:
+    True when the new report of this kind takes its place."""
+    if existing_partial is None or kind is CallReport.TRACKED:
+        return True
+    return kind is CallReport.HANGUP and existing_partial

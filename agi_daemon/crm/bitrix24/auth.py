@@ -1,0 +1,174 @@
+"""How requests reach a portal: an inbound webhook URL, or a local application's OAuth tokens.
+
+Neither ever shows its secret: `repr()` and `str()` give the portal's host only, and
+`secrets()` lists the values the client scrubs from any text it logs or raises.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
+
+log = logging.getLogger(__name__)
+
+_WEBHOOK = re.compile(r"(https?://[^/\s]+)/rest/(\d+)/([^/\s]+)/?")
+
+
+class WebhookAuth:
+    """An inbound webhook: https://PORTAL/rest/USER_ID/SECRET/ (the method name follows)."""
+
+    def __init__(self, url: str) -> None:
+        match = _WEBHOOK.fullmatch(url.strip())
+        if match is None:
+            raise ValueError("a Bitrix24 inbound webhook URL looks like https://PORTAL/rest/USER_ID/SECRET/")
+        self._base = f"{match.group(1)}/rest/{match.group(2)}/{match.group(3)}/"
+        self._secret = match.group(3)
+        self.host = urlsplit(match.group(1)).netloc
+        self.user_id = int(match.group(2))
+
+    def endpoint(self, method: str) -> str:
+        return f"{self._base}{method}.json"
+
+    def token(self) -> str | None:
+        return None  # the URL itself authenticates
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._secret,)
+
+    async def refresh(self, session: aiohttp.ClientSession, seen: str | None) -> None:
+        raise RemoteCrmRejected(f"{self.host}: the webhook was refused as expired: create a new inbound webhook",
+                                code="expired_token")
+
+    def __repr__(self) -> str:
+        return f"WebhookAuth(host={self.host!r})"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access_token: str
+    refresh_token: str
+
+    def __repr__(self) -> str:
+        return "Tokens(***)"
+
+
+def read_tokens(path: Path) -> Tokens:
+    """The tokens file: JSON with access_token and refresh_token (as the portal's OAuth
+    server answers them)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Tokens(str(data["access_token"]), str(data["refresh_token"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RemoteCrmRejected(f"cannot read the Bitrix24 tokens file {path}: {type(exc).__name__}") from None
+
+
+def write_tokens(path: Path, tokens: Tokens, extra: dict[str, Any] | None = None) -> None:
+    """Replace the tokens file atomically (temp file, fsync, rename), readable by us only:
+    a crash leaves the old tokens or the new ones, never half a file."""
+    data = {**(extra or {}), "access_token": tokens.access_token, "refresh_token": tokens.refresh_token}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(data, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
+
+
+class OAuthAuth:
+    """A local application: the access token goes in `auth`; when the portal answers
+    `expired_token`, the refresh token buys a new pair (once, however many requests saw the
+    expiry at the same time) and the tokens file is rewritten."""
+
+    def __init__(self, portal: str, client_id: str, client_secret: str, tokens_file: Path,
+                 token_url: str = DEFAULT_TOKEN_URL) -> None:
+        parts = urlsplit(portal)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("portal must be the portal's address, such as https://example.bitrix24.com")
+        self._portal = f"{parts.scheme}://{parts.netloc}"
+        self.host = parts.netloc
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._tokens_file = tokens_file
+        self._token_url = token_url
+        self._tokens = read_tokens(tokens_file)
+        self._previous: Tokens | None = None
+        self._lock = asyncio.Lock()
+        self.refreshes = 0
+
+    def endpoint(self, method: str) -> str:
+        return f"{self._portal}/rest/{method}.json"
+
+    def token(self) -> str | None:
+        return self._tokens.access_token
+
+    def secrets(self) -> tuple[str, ...]:
+        old = (self._previous.access_token, self._previous.refresh_token) if self._previous else ()
+        return (self._client_secret, self._tokens.access_token, self._tokens.refresh_token, *old)
+
+    async def refresh(self, session: aiohttp.ClientSession, seen: str | None) -> None:
+        """Get a new token pair unless another request already did since `seen` was used."""
+        async with self._lock:
+            if self._tokens.access_token != seen:
+                return
+            params = {"grant_type": "refresh_token", "client_id": self._client_id,
+                      "client_secret": self._client_secret, "refresh_token": self._tokens.refresh_token}
+            try:
+                async with session.get(self._token_url, params=params,
+                                       timeout=aiohttp.ClientTimeout(total=10)) as response:
+                    status = response.status
+                    text = await response.text()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise RemoteCrmUnavailable(f"{self.host}: cannot refresh the OAuth token: {type(exc).__name__}") from None
+            try:
+                answer = json.loads(text)
+            except ValueError:
+                answer = None
+            if status >= 500 or status in (408, 429):
+                raise RemoteCrmUnavailable(f"{self.host}: the OAuth server answered HTTP {status}")
+            if not isinstance(answer, dict) or "access_token" not in answer or "refresh_token" not in answer:
+                code = answer.get("error") if isinstance(answer, dict) else None
+                raise RemoteCrmRejected(
+                    f"{self.host}: the token refresh was refused (HTTP {status}, {code or 'malformed answer'}): "
+                    "reinstall the application to get new tokens", code=str(code) if code else None)
+            old = self._tokens
+            self._tokens = Tokens(str(answer["access_token"]), str(answer["refresh_token"]))
+            extra = {key: answer[key] for key in ("expires_in", "member_id", "domain") if key in answer}
+            try:
+                await asyncio.to_thread(write_tokens, self._tokens_file, self._tokens, extra)
+            except OSError as exc:
+                # the new pair works until a restart; the old refresh token no longer does
+                log.error("bitrix24 %s: cannot save the refreshed tokens to %s (%s): after a restart, reinstall "
+                          "the application", self.host, self._tokens_file, exc.strerror or type(exc).__name__)
+            self.refreshes += 1
+            self._previous = old  # still scrubbed from messages for a while
+
+    def __repr__(self) -> str:
+        return f"OAuthAuth(host={self.host!r})"
+
+
+Auth = WebhookAuth | OAuthAuth

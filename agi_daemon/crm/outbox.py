@@ -1,0 +1,355 @@
+"""The outbox: every command a call asks of the CRM is committed to the daemon's own store
+first, then delivered by this worker, whatever the adapter.
+
+- `submit(command)` returns once the command is committed (the same database as the call
+  ledger). A store that cannot commit now (locked, disk full, overloaded) is retried with
+  backoff until it can: a backlog waits, it is never given up.
+- `run()` (a task of the app's TaskGroup) delivers: in order within a lane (the external
+  number: a call's commands, and calls from the same number), lanes concurrently. A failed
+  delivery is retried with exponential backoff and jitter, after the CRM's own `retry_after`
+  when it gave one; a command the CRM rejects becomes a dead letter at once, with its message;
+  one still failing after `max_attempts` attempts or `dead_after` becomes one too.
+- Deliveries are idempotent by the command's key: for the embedded CRM the command is applied
+  and marked delivered in one transaction; a remote adapter gets the key and the ledger.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection
+
+from ..core.commands import CallLedger, CrmCommand, LedgerUpdate
+from ..core.ports import CrmDeliverer, CrmRejected, CrmUnavailable
+from ..core.phone import masked
+from . import outbox_store
+from .embedded import EmbeddedCrm
+from .embedded_delivery import apply_row, store_and_apply
+from .outbox_store import Depth, Waiting
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY_S = 0.5  # the first retry of a delivery; doubled each attempt
+MAX_DELAY_S = 300.0
+SUBMIT_MAX_DELAY_S = 2.0  # committing a command to the store is retried this often at worst
+DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CRM that hangs)
+CONCURRENCY = 16  # lanes delivered at the same time
+KEEP_DELIVERED = timedelta(days=7)
+PURGE_EVERY_S = 3600.0
+
+Delivered = Callable[[CrmCommand, LedgerUpdate], None]
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    """What the admin page, /metrics and the logs show."""
+
+    pending: int
+    oldest_pending_seconds: float
+    dead: int
+
+
+class Delivery:
+    """How one pending row reaches the CRM: applied to the embedded tables in the transaction
+    that marks it delivered, or sent to a remote CRM's deliverer, then marked delivered."""
+
+    def __init__(self, store: EmbeddedCrm, remote: CrmDeliverer | None = None) -> None:
+        self._store = store
+        self._remote = remote
+        self.local = remote is None
+
+    async def __call__(self, row_id: int) -> tuple[CrmCommand, LedgerUpdate] | None:
+        now = datetime.now(UTC)
+        if self._remote is None:
+            return await self._store.transaction("deliver a CRM command", lambda conn: apply_row(conn, row_id, now),
+                                                 write=True)
+        remote = self._remote
+
+        def read(conn: Connection) -> tuple[outbox_store.Stored, CallLedger] | None:
+            stored = outbox_store.load(conn, row_id)
+            if stored is None or stored.status != outbox_store.PENDING:
+                return None
+            return stored, outbox_store.ledger(conn, stored.command.linkedid)
+
+        found = await self._store.transaction("read a CRM command", read, write=False)
+        if found is None:
+            return None
+        stored, known = found
+        try:
+            learned = await asyncio.wait_for(remote.deliver(stored.command, known), DELIVERY_TIMEOUT_S)
+        except TimeoutError:
+            raise CrmUnavailable(f"no answer within {DELIVERY_TIMEOUT_S:.0f} s") from None
+
+        def done(conn: Connection) -> None:
+            outbox_store.learn(conn, known, learned, datetime.now(UTC))
+            outbox_store.delivered(conn, row_id, datetime.now(UTC))
+
+        await self._store.transaction("mark a CRM command delivered", done, write=True)
+        return stored.command, learned
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: EmbeddedCrm,
+        deliver: Delivery,
+        *,
+        max_attempts: int = 20,
+        dead_after: timedelta = timedelta(hours=24),
+        concurrency: int = CONCURRENCY,
+        first_delay: float = FIRST_DELAY_S,
+        on_delivered: Delivered | None = None,
+    ) -> None:
+        self._store = store
+        self._deliver = deliver
+        self._max_attempts = max_attempts
+        self._dead_after = dead_after
+        self._concurrency = concurrency
+        self._first_delay = first_delay
+        self._on_delivered = on_delivered
+        self._lanes: dict[str, deque[Waiting]] = {}
+        self._busy: set[str] = set()  # lanes being delivered, or waiting for a retry
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tries: dict[int, int] = {}  # row id -> failed attempts since this daemon started
+        self._started = False
+        self._local = deliver.local  # the embedded CRM: a command can be stored and applied at once
+        self.state = OutboxState(0, 0.0, 0)
+
+    # -- submitting -----------------------------------------------------------------------
+
+    async def submit(self, command: CrmCommand) -> None:
+        """Commit `command` to the store, retrying until the store can take it; then it is
+        delivered. A command whose key is already stored is left as it is.
+
+        For the embedded CRM, when nothing of the command's lane waits before it, the command
+        is stored and applied in one transaction: durable and delivered at once."""
+        delay, try_direct = 0.02, True
+        while True:
+            lane = command.lane[:80]
+            direct = try_direct and self._local and self._started and lane not in self._busy
+            if direct:
+                self._busy.add(lane)
+            try:
+                if direct:
+                    outcome = await self._store_and_apply(command)
+                    if outcome is not None:
+                        self._delivered(*outcome)
+                    return
+                waiting = await self._store.transaction(
+                    "store a CRM command", lambda conn: outbox_store.add(conn, command, datetime.now(UTC)), write=True
+                )
+                break
+            except CrmRejected:  # applying it failed: store it alone, the worker makes it a dead letter
+                if not direct:
+                    raise
+                try_direct = False
+                continue
+            except CrmUnavailable as error:
+                log.warning("call %s: CRM command waits for the store (%s), retrying", command.linkedid, error)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, SUBMIT_MAX_DELAY_S)
+            finally:
+                if direct:
+                    self._release(lane)
+        if waiting is not None:
+            self._queue(waiting)
+
+    async def _store_and_apply(self, command: CrmCommand) -> tuple[CrmCommand, LedgerUpdate] | None:
+        return await self._store.transaction(
+            "store and apply a CRM command", lambda conn: store_and_apply(conn, command, datetime.now(UTC)), write=True
+        )
+
+    def _release(self, lane: str) -> None:
+        """A direct submission is over: the lane is free, unless commands queued meanwhile."""
+        if self._lanes.get(lane):
+            self._ready.put_nowait(lane)
+        else:
+            self._busy.discard(lane)
+
+    async def ledger(self, linkedid: str) -> CallLedger:
+        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, linkedid),
+                                             write=False)
+
+    def _delivered(self, command: CrmCommand, learned: LedgerUpdate) -> None:
+        if self._on_delivered is not None:
+            try:
+                self._on_delivered(command, learned)
+            except Exception:
+                log.exception("outbox: what follows the delivery of %s failed", command.key)
+
+    # -- delivering -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver what is pending (left by an earlier run too), then whatever is submitted,
+        until cancelled (the app's TaskGroup, at the stop)."""
+        backlog = await self._load_backlog()
+        for waiting in backlog:
+            self._queue(waiting)
+        if backlog:
+            log.info("outbox: %d CRM commands left pending by an earlier run, delivering", len(backlog))
+        self._started = True
+        try:
+            async with asyncio.TaskGroup() as workers:
+                for _ in range(self._concurrency):
+                    workers.create_task(self._work())
+                workers.create_task(self._watch())
+        finally:
+            for timer in self._timers.values():
+                timer.cancel()
+
+    async def _load_backlog(self) -> list[Waiting]:
+        delay = 0.1
+        while True:
+            try:
+                return await self._store.transaction("read the outbox", outbox_store.waiting, write=False)
+            except CrmUnavailable as error:
+                log.warning("outbox: cannot read the pending commands yet (%s)", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_DELAY_S)
+
+    def retry_now(self, waiting: Waiting) -> None:
+        """A row put back to pending (`outbox retry`, the admin page): deliver it."""
+        self._queue(waiting)
+
+    def _queue(self, waiting: Waiting) -> None:
+        lane = self._lanes.setdefault(waiting.lane, deque())
+        if any(queued.id == waiting.id for queued in lane):
+            return
+        lane.append(waiting)
+        if waiting.lane not in self._busy:
+            self._busy.add(waiting.lane)
+            self._ready.put_nowait(waiting.lane)
+
+    async def _work(self) -> None:
+        while True:
+            lane = await self._ready.get()
+            await self._deliver_lane(lane)
+
+    async def _deliver_lane(self, lane: str) -> None:
+        queue = self._lanes.get(lane)
+        while queue:
+            head = queue[0]
+            try:
+                outcome = await self._deliver(head.id)
+            except CrmRejected as error:
+                await self._fail(head, str(error), dead=True)
+            except CrmUnavailable as error:
+                tries = self._tries.get(head.id, head.attempts) + 1
+                self._tries[head.id] = tries
+                too_old = datetime.now(UTC) - head.created_at > self._dead_after
+                if tries >= self._max_attempts or too_old:
+                    await self._fail(head, str(error), dead=True)
+                else:
+                    await self._fail(head, str(error), dead=False)
+                    delay = max(error.retry_after or 0.0, self._backoff(tries))  # the CRM's hint: at least
+                    log.warning("outbox: %s for %s failed (attempt %d: %s), next try in %.1f s",
+                                head.id, masked(lane), tries, outbox_store.scrub(str(error)), delay)
+                    self._timers[lane] = asyncio.get_running_loop().call_later(delay, self._wake, lane)
+                    return  # the lane stays busy until its timer fires
+            except Exception as error:  # a bug must not stop every other delivery
+                log.exception("outbox: delivering %s crashed", head.id)
+                await self._fail(head, f"crashed: {type(error).__name__}", dead=True)
+            else:
+                if outcome is not None:
+                    self._delivered(*outcome)
+            self._tries.pop(head.id, None)
+            queue.popleft()
+        self._lanes.pop(lane, None)
+        self._busy.discard(lane)
+
+    async def _fail(self, head: Waiting, error: str, *, dead: bool) -> None:
+        if dead:
+            log.error("outbox: CRM command %s is a dead letter: %s", head.id, outbox_store.scrub(error))
+        try:
+            await self._store.transaction(
+                "record a failed delivery",
+                lambda conn: outbox_store.failed(conn, head.id, error, dead=dead, now=datetime.now(UTC)), write=True,
+            )
+        except CrmUnavailable:
+            if dead:  # cannot be recorded now: stays pending, delivered again at the next run
+                log.warning("outbox: could not record the dead letter %s; it stays pending", head.id)
+
+    async def _pick_up_strays(self) -> None:
+        """Rows pending in the store that this worker does not know of (`outbox retry` run from
+        the command line while the daemon runs): queue them."""
+        try:
+            for waiting in await self._store.transaction("read the outbox", outbox_store.waiting, write=False):
+                if waiting.lane not in self._busy:
+                    self._queue(waiting)
+        except CrmUnavailable:
+            pass
+
+    def _wake(self, lane: str) -> None:
+        self._timers.pop(lane, None)
+        self._ready.put_nowait(lane)
+
+    def _backoff(self, tries: int) -> float:
+        """Exponential backoff with full jitter: between half and all of first * 2^(tries-1)."""
+        ceiling = min(self._first_delay * 2 ** (tries - 1), MAX_DELAY_S)
+        return ceiling * (0.5 + random.random() / 2)
+
+    # -- what the admin sees ----------------------------------------------------------------
+
+    async def listing(self) -> list[dict[str, object]]:
+        """The pending commands and dead letters, as `agi-daemon outbox list --json`."""
+        return await self._store.transaction("list the outbox", outbox_store.listing, write=False)
+
+    async def retry(self, row_id: int) -> bool:
+        """A dead letter (or a pending command) delivered again now; False if there is none."""
+        back = await self._store.transaction("retry a CRM command", lambda conn: outbox_store.retry(conn, row_id),
+                                             write=True)
+        if back is None:
+            return False
+        log.info("outbox: CRM command %d put back in line by the admin", row_id)
+        self.retry_now(back)
+        return True
+
+    async def depth(self) -> Depth:
+        return await self._store.transaction("count the outbox", outbox_store.depth, write=False)
+
+    async def refresh(self) -> OutboxState:
+        """Count again what waits and what was given up (`state`)."""
+        depth = await self.depth()
+        age = 0.0 if depth.oldest_pending is None else (datetime.now(UTC) - depth.oldest_pending).total_seconds()
+        self.state = OutboxState(depth.pending, max(age, 0.0), depth.dead)
+        return self.state
+
+    async def _watch(self, every: float = 5.0) -> None:
+        """Keep `state` fresh for /metrics and the admin page; log a backlog or dead letters."""
+        logged = OutboxState(0, 0.0, 0)
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
+        while True:
+            try:
+                state = await self.refresh()
+            except CrmUnavailable:
+                await asyncio.sleep(every)
+                continue
+            if state != logged and (state.dead != logged.dead or state.oldest_pending_seconds > 10
+                                    or logged.oldest_pending_seconds > 10):
+                log.info("outbox: %d CRM commands pending (oldest %.0f s), %d dead letters",
+                         state.pending, state.oldest_pending_seconds, state.dead)
+                logged = state
+            if state.pending > sum(len(lane) for lane in self._lanes.values()):
+                await self._pick_up_strays()
+            if loop.time() >= next_purge:
+                next_purge = loop.time() + PURGE_EVERY_S
+                await self._purge()
+            await asyncio.sleep(every)
+
+    async def _purge(self) -> None:
+        """Delivered commands are kept a week (their keys make a late duplicate a no-op), then go."""
+        before = datetime.now(UTC) - KEEP_DELIVERED
+        try:
+            gone = await self._store.transaction("purge the outbox", lambda conn: outbox_store.purge(conn, before),
+                                                 write=True)
+        except CrmUnavailable:
+            return
+        if gone:
+            log.info("outbox: %d delivered CRM commands older than %d days forgotten", gone, KEEP_DELIVERED.days)

@@ -1,0 +1,211 @@
+"""The outbox and the call ledger in the daemon's own database: the SQL, one transaction's
+worth per function (each takes the transaction's connection). The worker that delivers
+(`agi_daemon.crm.outbox`) and the command line (`agi-daemon outbox`) both go through here.
+
+A row's status: `pending` (waiting for delivery, maybe after failed attempts), `delivered`,
+`dead` (a dead letter: the CRM refused it, or it failed too often or too long; `outbox retry`
+puts it back), `dropped` (the admin gave up on it with `outbox drop`). Delivered and dropped
+rows keep their key, so the same command is never stored or delivered again.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate
+from ..core.model import EntityRef
+from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
+from .embedded import execute_prepared
+from .tables import call_ledger, outbox
+
+PENDING, DELIVERED, DEAD, DROPPED = "pending", "delivered", "dead", "dropped"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A pending row as the worker schedules it."""
+
+    id: int
+    lane: str
+    created_at: datetime
+    attempts: int = 0  # failed attempts so far, this run and earlier ones
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A row loaded for delivery."""
+
+    id: int
+    command: CrmCommand
+    status: str
+    attempts: int
+    created_at: datetime
+
+
+def add(conn: Connection, command: CrmCommand, now: datetime, *, status: str = PENDING) -> Waiting | None:
+    """Store a command (pending, or already `delivered` when the caller applies it in this
+    transaction); None when its key is already stored (nothing changes)."""
+    row = execute_prepared(conn, _ADD[conn.dialect.name == "postgresql"], outbox, {
+        "key": command.key, "lane": command.lane[:80], "linkedid": command.linkedid, "kind": kind_of(command),
+        "payload": command_json(command), "status": status, "attempts": 0, "created_at": now,
+        "done_at": None if status == PENDING else now,
+    }).fetchone()
+    return None if row is None else Waiting(row[0], command.lane[:80], now)
+
+
+def waiting(conn: Connection) -> list[Waiting]:
+    """Every pending row, oldest first."""
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.lane, outbox.c.created_at, outbox.c.attempts)
+        .where(outbox.c.status == PENDING).order_by(outbox.c.id)
+    )
+    return [Waiting(*row) for row in rows]
+
+
+def load(conn: Connection, row_id: int) -> Stored | None:
+    row = conn.execute(
+        select(outbox.c.kind, outbox.c.payload, outbox.c.status, outbox.c.attempts, outbox.c.created_at)
+        .where(outbox.c.id == row_id)
+    ).first()
+    if row is None:
+        return None
+    kind, payload, status, attempts, created_at = row
+    return Stored(row_id, command_from_json(kind, payload), status, attempts, created_at)
+
+
+def ledger(conn: Connection, linkedid: str) -> CallLedger:
+    row = execute_prepared(conn, _LEDGER, call_ledger, {"linkedid": linkedid}).fetchone()
+    if row is None:
+        return CallLedger(linkedid)
+    created, joined, remote_ids, remote_call_id, logged = (_json(row[0]), row[1], _json(row[2]), row[3], row[4])
+    return CallLedger(linkedid, refs_from_json(created), None if joined is None else EntityRef.parse(joined),
+                      dict(remote_ids or {}), remote_call_id, None if logged is None else CallReport(logged))
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver gave it: text on SQLite's fast path, decoded otherwise."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def learn(conn: Connection, known: CallLedger, learned: LedgerUpdate, now: datetime) -> None:
+    """Keep what a delivery taught about the call (nothing to write when it taught nothing)."""
+    if learned == NOTHING_LEARNED:
+        return
+    joined = learned.joined or known.joined
+    logged = learned.logged or known.logged
+    execute_prepared(conn, _LEARN[conn.dialect.name == "postgresql"], call_ledger, {
+        "linkedid": known.linkedid,
+        "created": refs_json(learned.created or known.created),
+        "joined": None if joined is None else str(joined),
+        "remote_ids": {**known.remote_ids, **learned.remote_ids} or None,
+        "remote_call_id": learned.remote_call_id or known.remote_call_id,
+        "logged": None if logged is None else logged.value,
+        "updated_at": now,
+    })
+
+
+def _upsert_ledger(dialect: Any) -> Any:
+    insert = dialect.insert(call_ledger)
+    return insert.on_conflict_do_update(
+        index_elements=["linkedid"],
+        set_={name: insert.excluded[name] for name in ("created", "joined", "remote_ids", "remote_call_id",
+                                                       "logged", "updated_at")},
+    )
+
+
+# The statements of the call path, built once (see embedded.execute_prepared); [0] SQLite, [1] PostgreSQL.
+_ADD = tuple(dialect.insert(outbox).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
+             for dialect in (sqlite, postgresql))
+_LEDGER = select(call_ledger.c.created, call_ledger.c.joined, call_ledger.c.remote_ids,
+                 call_ledger.c.remote_call_id, call_ledger.c.logged).where(call_ledger.c.linkedid == bindparam("linkedid"))
+_LEARN = tuple(_upsert_ledger(dialect) for dialect in (sqlite, postgresql))
+
+
+def delivered(conn: Connection, row_id: int, now: datetime) -> None:
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=DELIVERED, done_at=now, last_error=None))
+
+
+def failed(conn: Connection, row_id: int, error: str, *, dead: bool, now: datetime) -> None:
+    """One more failed attempt; `dead`: the row becomes a dead letter."""
+    values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": scrub(error)[:2000]}
+    if dead:
+        values.update(status=DEAD, done_at=now)
+    conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == PENDING).values(**values))
+
+
+# What may carry a secret in an error a CRM library wrote: a Bitrix24 inbound-webhook path
+# (/rest/USER_ID/SECRET/), URL credentials, tokens in a query string.
+_SECRETS = (
+    (re.compile(r"(/rest/\d+/)[^/\s?]+"), r"\1***"),
+    (re.compile(r"(://)[^/\s:@]+:[^/\s@]+@"), r"\1***@"),
+    (re.compile(r"((?:access_token|refresh_token|auth|secret|signature)=)[^&\s]+", re.I), r"\1***"),
+)
+
+
+def scrub(error: str) -> str:
+    """An error as the outbox keeps and shows it: without the secrets it may quote."""
+    for pattern, replacement in _SECRETS:
+        error = pattern.sub(replacement, error)
+    return error
+
+
+def purge(conn: Connection, before: datetime) -> int:
+    """Forget delivered and dropped commands finished before `before`; how many."""
+    result = conn.execute(outbox.delete().where(outbox.c.status.in_((DELIVERED, DROPPED)), outbox.c.done_at < before))
+    return int(result.rowcount or 0)
+
+
+def retry(conn: Connection, row_id: int) -> Waiting | None:
+    """A dead letter (or a pending row) pending again, with its attempts counted from zero."""
+    row = conn.execute(select(outbox.c.lane, outbox.c.created_at, outbox.c.status).where(outbox.c.id == row_id)).first()
+    if row is None or row[2] not in (DEAD, PENDING):
+        return None
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=PENDING, attempts=0, done_at=None))
+    return Waiting(row_id, row[0], row[1])
+
+
+def drop(conn: Connection, row_id: int, now: datetime) -> bool:
+    """Give up a pending row or a dead letter for good; False when there is none with that id."""
+    result = conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status.in_((PENDING, DEAD)))
+                          .values(status=DROPPED, done_at=now))
+    return bool(result.rowcount)
+
+
+def listing(conn: Connection, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """The pending rows and dead letters, oldest first, as `outbox list --json` shows them.
+    What a command carries (numbers, names) is not shown: only its kind, call and lane end."""
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.kind, outbox.c.linkedid, outbox.c.lane, outbox.c.status, outbox.c.attempts,
+               outbox.c.last_error, outbox.c.created_at)
+        .where(outbox.c.status.in_((PENDING, DEAD))).order_by(outbox.c.id).limit(limit)
+    )
+    return [
+        {"id": row_id, "kind": kind, "linkedid": linkedid, "status": status, "attempts": attempts,
+         "last_error": last_error, "created_at": created_at.isoformat()}
+        for row_id, kind, linkedid, _lane, status, attempts, last_error, created_at in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Depth:
+    pending: int
+    oldest_pending: datetime | None
+    dead: int
+
+
+def depth(conn: Connection) -> Depth:
+    pending, oldest = conn.execute(
+        select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.status == PENDING)
+    ).one()
+    dead = conn.execute(select(func.count()).where(outbox.c.status == DEAD)).scalar_one()
+    if isinstance(oldest, str):  # an aggregate loses the column's type on SQLite
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return Depth(pending, oldest, dead)

@@ -1,0 +1,135 @@
+"""POST signed events to the admin's URL; GET the optional lookup URL under the deadline.
+
+Errors translated like every remote CRM's: 2xx is done; 408, 429, 5xx, timeouts and refused
+connections are `RemoteCrmUnavailable` (Retry-After honoured); any other status is
+`RemoteCrmRejected` with the receiver's status and a short excerpt of its answer. The URL's
+query and the HMAC key never reach a log line or an error: only the host and the event.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Callable
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
+from agi_daemon.core.model import EntityRef, Match
+from agi_daemon.core.phone import masked
+
+from . import signing
+from .events import WebhookEvent
+
+log = logging.getLogger(__name__)
+
+
+class WebhookSender:
+    def __init__(self, url: str, secret: str, *, lookup_url: str | None = None, timeout_seconds: float = 10.0,
+                 session: aiohttp.ClientSession | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._url = url
+        self._secret = secret
+        self._lookup_url = lookup_url
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session = session
+        self._own_session = session is None
+        self._clock = clock
+        self.host = urlsplit(url).netloc
+        self.last_latency_seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"WebhookSender(host={self.host!r})"
+
+    async def open(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("WebhookSender.open() was not called")
+        return self._session
+
+    async def send(self, event: WebhookEvent) -> None:
+        """Deliver one event; the receiver uses `id` to drop a second delivery."""
+        body = event.body()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": event.id,
+                   **signing.headers(self._secret, int(self._clock()), body)}
+        where = f"{self.host} {event.type.value} {event.id}"
+        started = time.monotonic()
+        try:
+            async with self._http().post(self._url, data=body, headers=headers, timeout=self._timeout) as response:
+                status = response.status
+                hint = response.headers.get("Retry-After")
+                text = await response.text()
+        except asyncio.TimeoutError:
+            log.warning("webhook %s: timed out", where)
+            raise RemoteCrmUnavailable(f"{where}: timed out") from None
+        except aiohttp.ClientError as exc:
+            log.warning("webhook %s: cannot connect (%s)", where, type(exc).__name__)
+            raise RemoteCrmUnavailable(f"{where}: cannot connect ({type(exc).__name__})") from None
+        finally:
+            self.last_latency_seconds = time.monotonic() - started
+        self._check(where, status, hint, text)
+        log.debug("webhook %s: delivered in %.0f ms", where, self.last_latency_seconds * 1000)
+
+    async def lookup(self, phone: str, deadline_seconds: float) -> Match | None:
+        """Who this E.164 number belongs to, from the lookup URL, within the deadline.
+        None when there is no lookup URL or the number is unknown; RemoteCrmUnavailable when
+        the receiver is slow or down (the call then goes on as for a new client)."""
+        if self._lookup_url is None:
+            return None
+        query = urlencode({"phone": phone})
+        separator = "&" if "?" in self._lookup_url else "?"
+        headers = signing.headers(self._secret, int(self._clock()), query.encode())
+        where = f"{urlsplit(self._lookup_url).netloc} lookup {masked(phone)}"
+        try:
+            async with self._http().get(f"{self._lookup_url}{separator}{query}", headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=deadline_seconds)) as response:
+                status = response.status
+                hint = response.headers.get("Retry-After")
+                text = await response.text()
+        except asyncio.TimeoutError:
+            raise RemoteCrmUnavailable(f"{where}: no answer within {deadline_seconds * 1000:.0f} ms") from None
+        except aiohttp.ClientError as exc:
+            raise RemoteCrmUnavailable(f"{where}: cannot connect ({type(exc).__name__})") from None
+        if status == 404:
+            return None
+        self._check(where, status, hint, text)
+        return _match(where, text)
+
+    def _check(self, where: str, status: int, hint: str | None, text: str) -> None:
+        if 200 <= status < 300:
+            return
+        excerpt = " ".join(text.split())[:200].replace(self._secret, "***")
+        if status in (408, 429) or status >= 500:
+            log.warning("webhook %s: HTTP %s", where, status)
+            raise RemoteCrmUnavailable(f"{where}: HTTP {status} {excerpt}".rstrip(), retry_after_seconds=_seconds(hint))
+        log.warning("webhook %s: refused, HTTP %s", where, status)
+        raise RemoteCrmRejected(f"{where}: HTTP {status} {excerpt}".rstrip(), code=str(status))
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
+
+
+def _match(where: str, text: str) -> Match | None:
+    """{"found": false} or {"found": true, "entity": "contact:12", "responsible": "alice", "name": "..."}."""
+    try:
+        answer: Any = json.loads(text)
+        if not answer.get("found"):
+            return None
+        responsible = answer.get("responsible")
+        return Match(EntityRef.parse(str(answer["entity"])), str(responsible) if responsible else None,
+                     str(answer.get("name") or ""))
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise RemoteCrmRejected(f"{where}: malformed lookup answer") from None

@@ -1,0 +1,62 @@
+"""contrib/webhook_receiver.py, the receiver docs/webhook.md offers, run as an admin would."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agi_daemon.core.crm_errors import RemoteCrmRejected
+from agi_daemon.core.model import Direction
+from agi_daemon.crm.webhook import events
+from agi_daemon.crm.webhook.sender import WebhookSender
+
+SCRIPT = Path(__file__).resolve().parents[2] / "contrib" / "webhook_receiver.py"
+SECRET = "r3c31v3r-k3y"
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    contacts = tmp_path / "contacts.json"
+    contacts.write_text(json.dumps({"+33612000001": {"entity": "contact:12", "responsible": "alice", "name": "Client"}}))
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--listen", "127.0.0.1:0", "--contacts", str(contacts)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "AGI_DAEMON_WEBHOOK_SECRET": SECRET})
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("listening on 127.0.0.1:"), first
+        yield process, f"http://{first.split()[-1]}"
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+async def test_receiver_prints_a_signed_event_once_and_refuses_a_bad_signature(receiver):
+    process, address = receiver
+    event = events.call_started("1700000000.9", datetime.now(UTC), Direction.INCOMING, "+33184880000",
+                                "+33612000001", ("alice",))
+    sender = WebhookSender(f"{address}/events", SECRET, lookup_url=f"{address}/lookup", timeout_seconds=2)
+    forger = WebhookSender(f"{address}/events", "not-the-key", timeout_seconds=2)
+    await sender.open()
+    await forger.open()
+    try:
+        await sender.send(event)
+        await sender.send(event)  # delivered again after a lost acknowledgement: printed once
+        with pytest.raises(RemoteCrmRejected, match="HTTP 401"):
+            await forger.send(events.call_answered("1700000000.9", datetime.now(UTC), "mallory"))
+        match = await sender.lookup("+33612000001", deadline_seconds=2)
+        await sender.send(events.call_answered("1700000000.9", datetime.now(UTC), "alice"))
+    finally:
+        await sender.close()
+        await forger.close()
+    printed = [json.loads(process.stdout.readline()) for _ in range(2)]
+    assert [(e["type"], e["id"]) for e in printed] == [("call.started", "1700000000.9/call.started"),
+                                                      ("call.answered", "1700000000.9/call.answered")]
+    assert printed[0]["data"] == {"direction": "incoming", "line": "+33184880000", "number": "+33612000001",
+                                  "employees": ["alice"]}
+    assert printed[1]["data"] == {"employee": "alice"}
+    assert (str(match.entity), match.responsible) == ("contact:12", "alice")

@@ -1,0 +1,138 @@
+"""The embedded CRM on a PostgreSQL server shared by several daemons: migrations run once, the
+creation race between daemons, a server restart."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+from agi_daemon.core.model import CreatedRecords, EntityRef, EntityType
+from agi_daemon.core.ports import CrmUnavailable
+from agi_daemon.crm.embedded import EmbeddedCrm
+from tests.postgresql_server import PostgresServer
+
+KNOWN = "+33612000001"
+
+
+def connect(url: str) -> psycopg.Connection:
+    parsed = make_url(url)
+    return psycopg.connect(host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database)
+
+
+async def test_daemons_starting_together_on_an_empty_database_migrate_it_once(postgresql: PostgresServer) -> None:
+    url = postgresql.create_database(migrated=False)
+    first, second = EmbeddedCrm(url), EmbeddedCrm(url)
+
+    await asyncio.gather(first.open(), second.open())
+    try:
+        await first.add_record("contact", "Jean", KNOWN, None)
+        match = await second.find_by_phone(KNOWN)
+    finally:
+        await asyncio.gather(first.close(), second.close())
+
+    assert match is not None and match.name == "Jean"
+    with connect(url) as db:
+        assert len(db.execute("SELECT version_num FROM alembic_version").fetchall()) == 1
+
+
+async def test_records_another_daemon_creates_for_the_same_call_meanwhile_are_returned_not_doubled(
+    postgresql: PostgresServer, new_client
+) -> None:
+    """The other daemon's insert of the same call's lead is in flight (not committed) when this
+    one looks: its insert waits on the unique index, fails when the other commits, and the
+    savepoint lets it read the other's records back in the same transaction."""
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url) as crm:
+        other = connect(url)
+        try:
+            (other_lead,) = other.execute(
+                "INSERT INTO leads (name, status, source, responsible, created_by_call, created_by_call_phone, created_at)"
+                " VALUES ('Call from the other PBX', 'NEW', 'CALL', 'alice', %s, %s, %s) RETURNING id",
+                ("17000.1", KNOWN, datetime.now(UTC)),
+            ).fetchone()
+            creating = asyncio.create_task(crm.create_records(new_client(KNOWN, "17000.1")))
+            await asyncio.sleep(0.3)
+            assert not creating.done()  # waiting on the other daemon's uncommitted row
+            other.commit()
+            created = await asyncio.wait_for(creating, 5)
+        finally:
+            other.close()
+
+        assert created == CreatedRecords(lead=EntityRef(EntityType.LEAD, other_lead))
+        assert [lead["id"] for lead in await crm.list_records("leads")] == [other_lead]
+        # the transaction went on after the savepoint: later writes work
+        assert (await crm.create_records(new_client(KNOWN, "17000.2"))).lead != created.lead
+
+
+async def test_two_daemons_creating_the_records_of_one_call_at_once_create_them_once(
+    postgresql: PostgresServer, new_client
+) -> None:
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url) as first, EmbeddedCrm(url) as second:
+        results = await asyncio.gather(*(
+            crm.create_records(new_client(f"+336120001{n:02d}", f"17000.{n}"))
+            for n in range(20) for crm in (first, second)
+        ))
+        leads = await first.list_records("leads")
+
+    assert len(leads) == 20
+    assert all(results[2 * n] == results[2 * n + 1] for n in range(20))
+
+
+async def test_server_restart_fails_lookups_fast_then_the_crm_answers_again_without_reopening(
+    postgresql: PostgresServer,
+) -> None:
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url) as crm:
+        await crm.add_record("contact", "Known", KNOWN, "bob")
+        assert await crm.find_by_phone(KNOWN) is not None  # the pool holds live connections
+
+        postgresql.stop()
+        try:
+            started = time.monotonic()
+            with pytest.raises(CrmUnavailable):
+                await crm.find_by_phone(KNOWN)
+            with pytest.raises(CrmUnavailable):
+                await crm.add_record("contact", "Lost?", "+33612000002", None)
+            failed_in = time.monotonic() - started
+        finally:
+            postgresql.start()
+
+        await asyncio.gather(*(crm.find_by_phone(KNOWN) for _ in range(10)))  # the pool is full again
+        postgresql.stop()
+        postgresql.start()  # a restart no operation saw: every pooled connection is stale
+        matches = await asyncio.gather(*(crm.find_by_phone(KNOWN) for _ in range(10)))
+        added = await crm.add_record("contact", "After", "+33612000003", None)
+
+    assert failed_in < 1.0
+    assert {m.name for m in matches if m is not None} == {"Known"} and None not in matches
+    assert added["name"] == "After"
+
+
+async def test_write_waiting_for_another_daemons_lock_is_unavailable_after_the_busy_timeout_and_lookups_go_on(
+    postgresql: PostgresServer, new_client
+) -> None:
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url, busy_timeout_ms=300) as crm:
+        await crm.add_record("contact", "Known", KNOWN, "bob")
+        other = connect(url)
+        try:
+            other.execute("LOCK TABLE leads IN EXCLUSIVE MODE")  # readers pass, writers wait
+            started = time.monotonic()
+            with pytest.raises(CrmUnavailable, match="lock timeout"):
+                await crm.create_records(new_client("+33612000002", "17000.1"))
+            waited = time.monotonic() - started
+            match = await asyncio.wait_for(crm.find_by_phone(KNOWN), 1)
+        finally:
+            other.rollback()
+            other.close()
+        created = await crm.create_records(new_client("+33612000002", "17000.1"))  # the retry, later
+        leads = await crm.list_records("leads")
+
+    assert 0.25 < waited < 2.0
+    assert match is not None and match.name == "Known"
+    assert [lead["id"] for lead in leads] == [created.lead.id]

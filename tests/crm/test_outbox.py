@@ -1,0 +1,212 @@
+"""The outbox on the real store: every command stored before it is delivered, delivered once,
+in order within its lane, retried with backoff after a failure, a dead letter when the CRM
+rejects it or it keeps failing; with the embedded CRM and with a remote deliverer (a
+hand-written one, as the Bitrix24 and webhook adapters plug in)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from agi_daemon.core.commands import (
+    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, replaces,
+)
+from agi_daemon.core.model import CallRecord, CreatedRecords, Direction, Disposition, EntityRef, EntityType
+from agi_daemon.core.ports import CrmRejected, CrmUnavailable
+from agi_daemon.crm import outbox_store
+from agi_daemon.crm.outbox import Delivery, Outbox
+from tests.fakes.polling import eventually
+
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def call_of(linkedid: str, phone: str) -> CallRecord:
+    return CallRecord(linkedid, Direction.INCOMING, "+33184880000", phone, Disposition.ANSWERED, AT,
+                      AT + timedelta(seconds=30))
+
+
+@contextlib.asynccontextmanager
+async def delivering(outbox: Outbox):
+    task = asyncio.create_task(outbox.run())
+    await eventually(lambda: outbox._started, timeout=5)
+    try:
+        yield outbox
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def rows(store) -> dict[str, tuple[str, int, str | None]]:
+    """key -> (status, attempts, last_error)"""
+    def read(conn):
+        return {key: (status, attempts, error) for key, status, attempts, error in conn.execute(
+            outbox_store.outbox.select().with_only_columns(
+                outbox_store.outbox.c.key, outbox_store.outbox.c.status, outbox_store.outbox.c.attempts,
+                outbox_store.outbox.c.last_error))}
+
+    return await store.transaction("test: read the outbox", read, write=False)
+
+
+class RemoteCrm:
+    """A remote CRM as the outbox sees it: it records what it was asked, in order; `down` makes
+    the next deliveries fail as unavailable (with a retry hint), `refuse` rejects a kind."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, CallLedger]] = []
+        self.finished: list[CallReport] = []
+        self.asked: list[str] = []
+        self.down = 0
+        self.retry_after = 0.01
+        self.refuse: type | None = None
+        self.ids = iter(range(1000, 2000))
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def deliver(self, command: CrmCommand, ledger: CallLedger) -> LedgerUpdate:
+        self.asked.append(command.key)
+        if self.down:
+            self.down -= 1
+            raise CrmUnavailable("503 QUERY_LIMIT_EXCEEDED", retry_after=self.retry_after)
+        if self.refuse is not None and isinstance(command, self.refuse):
+            raise CrmRejected("400 ERROR_CORE: wrong phone")
+        self.delivered.append((command.key, ledger))
+        if isinstance(command, CreateCallRecords):
+            lead = EntityRef(EntityType.LEAD, next(self.ids))
+            return LedgerUpdate(created=CreatedRecords(lead), remote_ids={str(lead): f"B24-{lead.id}"})
+        if isinstance(command, LogCall):  # the remote call log keeps what merge_call_log keeps
+            existing = None if ledger.logged is None else ledger.logged is CallReport.PARTIAL
+            if replaces(existing, command.report):
+                self.finished.append(command.report)
+                return LedgerUpdate(logged=command.report)
+        return LedgerUpdate()
+
+
+async def test_embedded_command_is_stored_and_applied_at_once_and_a_second_submit_changes_nothing(crm, new_client):
+    outbox = Outbox(crm, Delivery(crm))
+    async with delivering(outbox):
+        command = CreateCallRecords(new_client("+33611000001", "L1"))
+        await outbox.submit(command)
+        await outbox.submit(command)
+        assert len(await crm.list_records("leads")) == 1  # applied before submit returned
+        assert (await rows(crm))["L1/records"][0] == "delivered"
+        ledger = await outbox.ledger("L1")
+        assert ledger.created is not None and str(ledger.created.lead) == f"lead:{(await crm.list_records('leads'))[0]['id']}"
+
+
+async def test_commands_left_pending_by_an_earlier_run_are_delivered_at_start(crm, new_client):
+    def leave(conn):
+        outbox_store.add(conn, CreateCallRecords(new_client("+33611000002", "L2")), AT)
+        outbox_store.add(conn, LogCall(call_of("L2", "+33611000002"), CallReport.HANGUP, "+33611000002"), AT)
+
+    await crm.transaction("test: an earlier run", leave, write=True)
+    async with delivering(Outbox(crm, Delivery(crm))):
+        logged = await eventually(lambda: crm.list_records("calls"), timeout=5)
+    [lead] = await crm.list_records("leads")
+    assert logged[0]["entity"] == f"lead:{lead['id']}"  # in order: the lead first, then the call on it
+
+
+async def test_remote_failures_are_retried_in_order_within_the_call_while_other_calls_go_on(crm, new_client):
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote), first_delay=0.01)
+    async with delivering(outbox):
+        remote.down = 3
+        await outbox.submit(CreateCallRecords(new_client("+33611000003", "L3")))
+        await outbox.submit(LogCall(call_of("L3", "+33611000003"), CallReport.TRACKED, "+33611000003"))
+        await eventually(lambda: len(remote.delivered) == 2, timeout=5)
+        await outbox.submit(ChangeResponsible("L3", "+33611000003", "bob", 1))
+        await eventually(lambda: len(remote.delivered) == 3, timeout=5)
+    assert [key for key, _ in remote.delivered] == ["L3/records", "L3/call/tracked", "L3/responsible/1/bob"]
+    assert remote.asked[:4] == ["L3/records"] * 4  # the call's log waited behind its records
+    created = remote.delivered[-1][1]  # what the daemon remembers of the call: no need to ask the CRM
+    assert created.created is not None and created.remote_ids == {str(created.created.lead): f"B24-{created.created.lead.id}"}
+    assert {status for status, _, _ in (await rows(crm)).values()} == {"delivered"}
+
+
+async def test_one_call_failing_does_not_hold_the_others(crm, new_client):
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+    async with delivering(outbox):
+        remote.down, remote.retry_after = 1, 30  # the portal asks for 30 s
+        await outbox.submit(CreateCallRecords(new_client("+33611000004", "L4")))  # fails: retried in 15-30 s
+        await eventually(lambda: remote.asked, timeout=5)
+        await outbox.submit(CreateCallRecords(new_client("+33611000005", "L5")))
+        assert await eventually(lambda: [key for key, _ in remote.delivered] == ["L5/records"], timeout=5)
+    assert (await rows(crm))["L4/records"][:2] == ("pending", 1)
+
+
+async def test_rejected_command_is_a_dead_letter_at_once_and_retry_delivers_it(crm, new_client):
+    remote = RemoteCrm()
+    remote.refuse = CreateCallRecords
+    outbox = Outbox(crm, Delivery(crm, remote))
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000006", "L6")))
+        await eventually(lambda: outbox_dead(crm), timeout=5)
+        assert (await rows(crm))["L6/records"] == ("dead", 1, "400 ERROR_CORE: wrong phone")
+        assert remote.asked == ["L6/records"]
+        remote.refuse = None
+        [dead] = await crm.transaction("test: list", outbox_store.listing, write=False)
+        back = await crm.transaction("test: retry", lambda conn: outbox_store.retry(conn, dead["id"]), write=True)
+        outbox.retry_now(back)
+        await eventually(lambda: remote.delivered, timeout=5)
+    assert (await rows(crm))["L6/records"][0] == "delivered"
+
+
+async def outbox_dead(crm) -> bool:
+    return any(status == "dead" for status, _, _ in (await rows(crm)).values())
+
+
+async def test_command_still_failing_after_max_attempts_is_a_dead_letter(crm, new_client):
+    remote = RemoteCrm()
+    remote.down = 100
+    outbox = Outbox(crm, Delivery(crm, remote), max_attempts=3, first_delay=0.01)
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000007", "L7")))
+        await eventually(lambda: outbox_dead(crm), timeout=5)
+    assert (await rows(crm))["L7/records"] == ("dead", 3, "503 QUERY_LIMIT_EXCEEDED")
+    assert len(remote.asked) == 3
+
+
+async def test_outbox_list_shows_no_number_and_no_name(crm, new_client):
+    remote = RemoteCrm()
+    remote.down = 100
+    outbox = Outbox(crm, Delivery(crm, remote), first_delay=60)
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(replace(new_client("+33611000008", "L8"), name="Jeanne Martin")))
+        await eventually(lambda: remote.asked, timeout=5)
+        listed = await crm.transaction("test: list", outbox_store.listing, write=False)
+    assert [(row["kind"], row["linkedid"], row["status"]) for row in listed] == [("create_records", "L8", "pending")]
+    assert "611000008" not in str(listed) and "Jeanne" not in str(listed)
+
+
+async def test_error_kept_for_a_dead_letter_never_shows_a_webhook_secret_or_token(crm, new_client):
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+
+    async def leaky(command, ledger):
+        raise CrmRejected("POST https://portal.bitrix24.fr/rest/11/q8w7e6r5t4y3/crm.lead.add failed;"
+                          " retry https://user:pa55@crm.example.com/x?access_token=abc123&x=1")
+
+    remote.deliver = leaky
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000009", "L9")))
+        await eventually(lambda: outbox_dead(crm), timeout=5)
+        [dead] = await outbox.listing()
+    error = dead["last_error"]
+    assert "q8w7e6r5t4y3" not in error and "pa55" not in error and "abc123" not in error
+    assert "/rest/11/***/crm.lead.add" in error
+
+
+async def test_remote_call_log_learns_which_report_it_holds_so_a_later_report_yields(crm):
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+    async with delivering(outbox):
+        for report in (CallReport.PARTIAL, CallReport.TRACKED, CallReport.HANGUP):
+            await outbox.submit(LogCall(replace(call_of("L10", "+33611000010"), partial=report is CallReport.PARTIAL),
+                                        report, "+33611000010"))
+        await eventually(lambda: len(remote.delivered) == 3, timeout=5)
+    assert remote.finished == [CallReport.PARTIAL, CallReport.TRACKED]  # the hangup report came last: it yields
+    assert (await outbox.ledger("L10")).logged is CallReport.TRACKED

@@ -1,0 +1,162 @@
+"""The signed-webhook sender against an in-test receiver (aiohttp on 127.0.0.1, port 0)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp import web
+
+from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
+from agi_daemon.core.model import (
+    CallRecord,
+    CreatedRecords,
+    Direction,
+    Disposition,
+    EntityRef,
+    EntityType,
+    Transfer,
+    TransferKind,
+)
+from agi_daemon.crm.webhook import events, signing
+from agi_daemon.crm.webhook.sender import WebhookSender
+
+SECRET = "hm4c-k3y-for-tests"
+AT = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
+
+
+class Receiver:
+    """Keeps what it receives; answers `status` (and then 204)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict, bytes, dict]] = []
+        self.answers: list[tuple[int, dict]] = []
+        self.delay = 0.0
+        self.contacts = {"+33612000001": {"found": True, "entity": "contact:12", "responsible": "alice", "name": "Client"}}
+
+    async def event(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append((json.loads(body), body, dict(request.headers)))
+        if self.answers:
+            status, headers = self.answers.pop(0)
+            return web.Response(status=status, text="try later" if status >= 500 else "no such thing", headers=headers)
+        return web.Response(status=204)
+
+    async def lookup(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay)
+        if not signing.verify(SECRET, request.headers[signing.TIMESTAMP_HEADER], request.query_string.encode(),
+                              request.headers[signing.SIGNATURE_HEADER], time.time()):
+            return web.Response(status=401)
+        return web.json_response(self.contacts.get(request.query["phone"], {"found": False}))
+
+
+@pytest.fixture
+async def receiver():
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/events", receiver.event)
+    app.router.add_get("/lookup", receiver.lookup)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    receiver.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    yield receiver
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def sender(receiver):
+    sender = WebhookSender(f"{receiver.url}/events", SECRET, lookup_url=f"{receiver.url}/lookup", timeout_seconds=0.5)
+    await sender.open()
+    yield sender
+    await sender.close()
+
+
+def ended() -> CallRecord:
+    return CallRecord("1700000000.1", Direction.INCOMING, "+33184880000", "+33612000001", Disposition.ANSWERED,
+                      AT, datetime(2026, 12, 2, 3, 1, 0, tzinfo=UTC), answered_at=datetime(2026, 12, 2, 3, 0, 5, tzinfo=UTC),
+                      answered_by="bob", employees=("alice", "bob"), ring_seconds=5, talk_seconds=55,
+                      transfers=(Transfer("alice", "bob", TransferKind.BLIND),), entity=EntityRef(EntityType.LEAD, 7))
+
+
+async def test_event_arrives_signed_with_its_idempotency_key(receiver, sender):
+    await sender.send(events.call_ended(ended()))
+    document, body, headers = receiver.received[0]
+    assert signing.verify(SECRET, headers[signing.TIMESTAMP_HEADER], body, headers[signing.SIGNATURE_HEADER], time.time())
+    assert not signing.verify("another-key", headers[signing.TIMESTAMP_HEADER], body,
+                              headers[signing.SIGNATURE_HEADER], time.time())
+    assert document["version"] == 1 and document["type"] == "call.ended"
+    assert document["id"] == headers["Idempotency-Key"] == "1700000000.1/call.ended"
+    assert document["at"] == "2026-12-02T03:01:00Z"
+    assert document["data"]["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
+    assert (document["data"]["disposition"], document["data"]["talk_seconds"], document["data"]["entity"]) == (
+        "answered", 55, "lead:7")
+
+
+def test_same_event_built_twice_has_the_same_id_and_body():
+    created = CreatedRecords(EntityRef(EntityType.LEAD, 1), deal=EntityRef(EntityType.DEAL, 2),
+                             contact=EntityRef(EntityType.CONTACT, 3))
+
+    def build():
+        return [events.call_started("L1", AT, Direction.INCOMING, "+33184880000", "+33612000001", ("alice",)),
+                events.call_answered("L1", AT, "alice"),
+                events.call_transferred("L1", AT, Transfer("alice", "bob", TransferKind.ATTENDED), 1),
+                events.records_created("L1", AT, created, phone="+33612000001", source="CALL", responsible="alice",
+                                       pipeline="general"),
+                events.responsible_changed("L1", AT, created.all, "bob", previous="alice")]
+
+    first, second = build(), build()
+    assert [event.body() for event in first] == [event.body() for event in second]
+    assert len({event.id for event in first}) == 5
+    assert json.loads(first[3].body())["data"]["records"] == [
+        {"type": "lead", "id": 1}, {"type": "deal", "id": 2}, {"type": "contact", "id": 3}]
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    (500, RemoteCrmUnavailable), (503, RemoteCrmUnavailable), (429, RemoteCrmUnavailable), (408, RemoteCrmUnavailable),
+    (400, RemoteCrmRejected), (401, RemoteCrmRejected), (404, RemoteCrmRejected), (422, RemoteCrmRejected)])
+async def test_receiver_status_becomes_retryable_or_permanent(receiver, sender, status, expected):
+    receiver.answers.append((status, {}))
+    with pytest.raises(expected) as raised:
+        await sender.send(events.call_answered("L2", AT, "alice"))
+    assert f"HTTP {status}" in str(raised.value)
+
+
+async def test_retry_after_of_the_receiver_is_handed_to_the_caller(receiver, sender):
+    receiver.answers.append((503, {"Retry-After": "30"}))
+    with pytest.raises(RemoteCrmUnavailable) as raised:
+        await sender.send(events.call_answered("L3", AT, "alice"))
+    assert raised.value.retry_after_seconds == 30
+
+
+async def test_refused_connection_is_unavailable_and_shows_no_secret(caplog):
+    caplog.set_level(logging.DEBUG)
+    from tests.asterisk.sandbox import closed_port
+
+    sender = WebhookSender(f"http://127.0.0.1:{closed_port()}/events?token=q53cr3t", SECRET, timeout_seconds=0.5)
+    await sender.open()
+    try:
+        with pytest.raises(RemoteCrmUnavailable) as raised:
+            await sender.send(events.call_answered("L4", AT, "alice"))
+    finally:
+        await sender.close()
+    for text in (str(raised.value), caplog.text, repr(sender)):
+        assert "q53cr3t" not in text and SECRET not in text
+
+
+async def test_lookup_finds_the_known_client_and_its_responsible(sender):
+    match = await sender.lookup("+33612000001", deadline_seconds=0.3)
+    assert (str(match.entity), match.responsible, match.name) == ("contact:12", "alice", "Client")
+    assert await sender.lookup("+33699999999", deadline_seconds=0.3) is None
+
+
+async def test_slow_lookup_gives_up_at_the_deadline(receiver, sender):
+    receiver.delay = 1.0
+    started = time.monotonic()
+    with pytest.raises(RemoteCrmUnavailable, match="no answer within 200 ms"):
+        await sender.lookup("+33612000001", deadline_seconds=0.2)
+    assert time.monotonic() - started < 0.9  # well before the receiver would have answered
