@@ -14,7 +14,7 @@ import signal
 from collections.abc import Iterator
 from typing import Awaitable, Callable
 
-from . import simulation
+from . import config_reload, simulation
 from .asterisk.agi import FastAgiServer
 from .asterisk.ami import AmiClient
 from .asterisk.ami.translate import EVENT_NAMES
@@ -92,28 +92,22 @@ class Daemon:
     async def _reload(self) -> None:
         async with self._reloading:  # two quick SIGHUPs: one reload after the other
             before = self._holder.current
-            try:
-                problems = await asyncio.to_thread(self._holder.reload)
+            try:  # in a thread of its own, with a time limit: a stuck read never wedges the daemon
+                loaded = await config_reload.in_thread(self._holder.read)
+            except config_reload.ReloadTooSlow as exc:
+                log.error("reload refused, the running config stays: %s", exc)
+                return
             except Exception:
                 log.exception("reload failed, the running config stays")
                 return
-            self._report_reload(before, problems)
-
-    def _report_reload(self, before: Settings, problems: list) -> None:
-        if problems:
-            log.error("reload refused, the running config stays:\n%s", "\n".join(map(str, problems)))
-            return
-        log.info("config reloaded from %s", self._holder.path)
-        after = self._holder.current
-        needs_restart = [name for name, old, new in (
-            ("daemon", before.daemon, after.daemon),
-            ("asterisk", before.asterisk, after.asterisk),
-            ("crm.adapter", before.crm.adapter, after.crm.adapter),
-            ("crm.embedded", before.crm.embedded, after.crm.embedded),
-            ("crm.outbox", before.crm.outbox, after.crm.outbox),
-        ) if old != new]
-        if needs_restart:
-            log.warning("changes to %s take effect at the next restart", ", ".join(needs_restart))
+            if isinstance(loaded, list):
+                log.error("reload refused, the running config stays:\n%s", "\n".join(map(str, loaded)))
+                return
+            self._holder.take(loaded)
+            log.info("config reloaded from %s", self._holder.path)
+            log_warnings(loaded)
+            for line in config_reload.what_changed(before, loaded):
+                log.warning("%s", line)
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current
@@ -358,6 +352,12 @@ def health(parts: Parts) -> tuple[bool, dict[str, object]]:
     }
 
 
+def log_warnings(settings: Settings) -> None:
+    """What check-config warns about, in the daemon's log too."""
+    for problem in settings.warnings:
+        log.warning("config: %s", problem)
+
+
 @contextlib.contextmanager
 def logging_off_the_loop() -> Iterator[None]:
     """While the daemon runs, log records are queued and a thread writes them: a log file on a
@@ -395,5 +395,6 @@ async def _run_until_signalled(holder: SettingsHolder) -> None:
     loop.add_signal_handler(signal.SIGTERM, stopping, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, stopping, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    log_warnings(holder.current)
     await daemon.serve(stop)
     log.info("agi-daemon stopped")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .core.ports import CrmError
+from .log_format import SafeFormatter
 from .settings import ConfigError, SecretsNeeded, Settings, SettingsHolder, check_config, load_settings
 
 log = logging.getLogger("agi_daemon")
@@ -95,11 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level if args.command == "run" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))  # no raw control characters
+    logging.basicConfig(level=args.log_level if args.command == "run" else logging.WARNING, handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to an admin
     if args.command == "check-config":
         return _check_config(args.config)

@@ -1,6 +1,7 @@
 """What a record added by hand needs, checked once for `crm add` and `crm import`.
 
-A new contact, company or lead needs a name, a phone number (as people write it, read in the
+A new contact, company or lead needs a name (UTF-8 text of at most NAME_MAX_LENGTH
+characters), a phone number (as people write it, read in the
 daemon's default region) and, when a responsible is given, an employee of the config file.
 A number already on a contact, company or lead is not added again: `crm add` refuses it and
 `crm import` skips it (`already_on`), so the CRM never holds two records that R6 would have
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 from ..core.model import EntityType
 from ..core.phone import InvalidPhone, masked, to_e164
+
+NAME_MAX_LENGTH = 255  # the name column's length, which SQLite does not enforce
 
 # The record types a phone number identifies a client by (R6 looks in this order).
 CLIENT_TYPES = (EntityType.CONTACT, EntityType.COMPANY, EntityType.LEAD)
@@ -49,6 +52,12 @@ def new_record(name: str, phone: str, responsible: str | None, *,
     name = name.strip()
     if not name:
         raise RecordRefused("the name is empty")
+    if len(name) > NAME_MAX_LENGTH:
+        raise RecordRefused(f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name):,})")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (a terminal in another encoding)
+        raise RecordRefused("the name is not UTF-8 text: check the terminal's or the file's encoding") from None
     e164 = phone_number(phone, region)
     responsible = (responsible or "").strip() or None
     if responsible is not None and responsible not in employees:

@@ -29,8 +29,19 @@ class SettingsHolder:
     def reload(self) -> list[Problem]:
         """Read the file again: take it when valid (returns []), else keep the running settings
         and return every problem found."""
+        loaded = self.read()
+        if isinstance(loaded, list):
+            return loaded
+        self.take(loaded)
+        return []
+
+    def read(self) -> Settings | list[Problem]:
+        """The file's settings, or every problem found in it; the running settings stay
+        until `take` (the daemon reads in a worker thread and takes on its event loop)."""
         try:
-            self._current = load_settings(self._path, self._environ)
+            return load_settings(self._path, self._environ)
         except ConfigError as exc:
             return exc.problems
-        return []
+
+    def take(self, settings: Settings) -> None:
+        self._current = settings

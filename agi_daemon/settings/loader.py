@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from agi_daemon.core.model import Dialing, Rules
 
 from .errors import ConfigError, KeyPath, Problem, ProblemLog
+from .files import MAX_CONFIG_BYTES, FileRefused, read_text_file
 from .messages import known_keys, plain_message, unknown_key
 from .remote_crm import check_remote_crm
 from .rules import build_rules
@@ -33,6 +34,7 @@ class Settings:
     asterisk: AsteriskSettings
     crm: CrmSettings
     rules: Rules
+    warnings: tuple[Problem, ...] = ()  # what check-config warns about: `run` logs them too
 
 
 class SecretsNeeded(Enum):
@@ -66,10 +68,9 @@ def _load(path: Path, environ: Mapping[str, str],
     lines = KeyLines()
     log = ProblemLog(str(path), lines.line_of)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        log.add_at(1, "(file)", f"cannot read the config file: {reason}")
+        text = read_text_file(path, MAX_CONFIG_BYTES)
+    except FileRefused as exc:
+        log.add_at(1, "(file)", f"cannot read the config file: {exc}")
         return None, log.sorted()
     data = load_yaml(text, lines, log)
     if data is None:  # not YAML: nothing more can be said
@@ -84,10 +85,12 @@ def _load(path: Path, environ: Mapping[str, str],
     check_remote_crm(sections, log)
     _check_secrets(missing, sections, secrets, log)
     _database_beside_the_file(sections, path.parent, log)
+    _warn_open_peers(sections, log)
     rules = _rules(sections, log)
     if rules is None or log.errors():
         return None, log.sorted()
-    return Settings(path, sections["daemon"], sections["asterisk"], sections["crm"], rules), log.sorted()
+    warnings = tuple(problem for problem in log.sorted() if problem.warning)
+    return Settings(path, sections["daemon"], sections["asterisk"], sections["crm"], rules, warnings), log.sorted()
 
 
 def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
@@ -161,6 +164,24 @@ def _unused_parts(sections: dict[str, Any]) -> dict[KeyPath, str]:
     if adapter is not CrmAdapterKind.WEBHOOK:
         unused[("crm", "webhook")] = f"not needed while crm.adapter is {adapter.value}"
     return unused
+
+
+def _warn_open_peers(sections: dict[str, Any], log: ProblemLog) -> None:
+    """A network of every address (0.0.0.0/0, ::/0) is allowed but said out loud: anyone who
+    reaches the port may then ask for routes or read the metrics."""
+    daemon = sections.get("daemon")
+    if daemon is None:
+        return
+    for path, peers, what in (
+        (("daemon", "fastagi", "allowed_peers"), daemon.fastagi.allowed_peers,
+         "FastAGI is open to every host that can reach it (anyone may ask where calls go and "
+         "fill its sessions): list the Asterisk servers' addresses"),
+        (("daemon", "web", "metrics_allowed_peers"), daemon.web.metrics_allowed_peers,
+         "/metrics is open to every host that can reach the web port: list the Prometheus servers' addresses"),
+    ):
+        for index, peer in enumerate(peers):
+            if peer.prefixlen == 0:
+                log.add((*path, index), f"{peer} allows every address: {what}", warning=True)
 
 
 def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: ProblemLog) -> None:

@@ -47,6 +47,8 @@ def plain_message(error: ErrorDetails) -> str:
         return f"must be greater than {ctx['gt']}"
     if kind == "less_than_equal":
         return f"must be at most {ctx['le']}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
     if kind in _PLAIN:
         return _PLAIN[kind]
     message = error["msg"]

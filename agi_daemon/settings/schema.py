@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from string import Formatter
 from typing import Annotated, Callable
 
@@ -52,15 +52,33 @@ class Listen:
         return f"{host}:{self.port}"
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
 def _listen(value: object) -> Listen:
     if isinstance(value, Listen):
         return value
-    host, _, port = str(value).rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    text = str(value)
+    problem = "must be host:port, e.g. 127.0.0.1:4573 or [::1]:4573"
+    host, _, port = text.rpartition(":")
     # Port 0 asks the system for any free port (tests run several daemons side by side).
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError("must be host:port, e.g. 127.0.0.1:4573")
+    if not host or not port.isascii() or not port.isdigit() or len(port) > 5 or not 0 <= int(port) < 65536:
+        raise ValueError(problem)
+    if host.startswith("[") or host.endswith("]") or ":" in host:  # IPv6: in brackets, and only then
+        inner = host[1:-1] if host.startswith("[") and host.endswith("]") else None
+        if inner is None or not _is_ip(inner, version=6):
+            raise ValueError(f"{problem} (an IPv6 address goes in brackets)")
+        return Listen(inner, int(port))
+    if not (_is_ip(host, version=4) or _HOST_NAME.fullmatch(host)):
+        raise ValueError(f"{problem}: {host!r} is not an IP address or host name")
     return Listen(host, int(port))
+
+
+def _is_ip(text: str, *, version: int) -> bool:
+    try:
+        return ip_address(text).version == version
+    except ValueError:
+        return False
 
 
 IpNetwork = IPv4Network | IPv6Network
@@ -83,13 +101,20 @@ def _region(value: str) -> str:
 
 
 def _template(field: str) -> Callable[[str], str]:
+    """Only the plain `{field}` (any number of times): a format spec (`{extension:03d}`,
+    `{extension:>50000000}`) or a conversion (`{number!r}`) would fail or stall every call,
+    and the dialplan's fallback, which substitutes the plain field, could not follow it."""
+    message = (f"must contain {{{field}}} and no other {{...}} field, without format spec or "
+               f"conversion (write {{{{ and }}}} for literal braces)")
+
     def check(template: str) -> str:
         try:
-            fields = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+            parts = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template)
+                     if name is not None]
         except ValueError:
-            fields = set()
-        if fields != {field}:
-            raise ValueError(f"must contain {{{field}}} and no other {{...}} field")
+            parts = []
+        if not parts or any(part != (field, "", None) for part in parts):
+            raise ValueError(message)
         return template
 
     return check
@@ -120,6 +145,8 @@ def _members(members: tuple[str, ...]) -> tuple[str, ...]:
 
 
 Text = Annotated[str, Field(min_length=1)]
+Name = Annotated[str, Field(min_length=1, max_length=255)]  # as long as the CRM's name column
+Label = Annotated[str, Field(min_length=1, max_length=64)]  # as long as the CRM's source and pipeline columns
 Count = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(gt=0, le=65535)]
 ListenAddress = Annotated[Listen, PlainValidator(_listen)]
@@ -193,7 +220,7 @@ class AsteriskSettings(Section):
 # ---- crm -----------------------------------------------------------------------------------
 
 class SimpleModeSettings(Section):
-    pipeline: Text = _CRM_POLICY.pipeline
+    pipeline: Label = _CRM_POLICY.pipeline
     create_with: CreateWith = _CRM_POLICY.create_with
 
 
@@ -278,7 +305,7 @@ class CrmSettings(Section):
 # ---- employees, queue groups, numbers ------------------------------------------------------
 
 class EmployeeEntry(Section):
-    name: Text
+    name: Name
     extension: Annotated[str, AfterValidator(_extension)] | None = None
     phones: tuple[str, ...] = ()  # as written; calls from/to them are never recorded (R8)
     line: str | None = None  # the number used for this employee's outgoing calls
@@ -295,15 +322,15 @@ class QueueGroupEntry(Section):
 class LineCrmEntry(Section):
     unknown_caller: UnknownCaller = _LINE_CRM.unknown_caller
     create_for: CreateFor = _LINE_CRM.create_for
-    source: Text = _LINE_CRM.source
+    source: Label = _LINE_CRM.source
     route_known_to_responsible: bool = _LINE_CRM.route_known_to_responsible
     responsible_ring_seconds: Count = _LINE_CRM.responsible_ring_seconds
     reassign_on_manual_transfer: bool = _LINE_CRM.reassign_on_manual_transfer
 
 
 class NumberEntry(Section):
-    name: Text
-    queue_group: Text
+    name: Name
+    queue_group: Name
     crm: LineCrmEntry = LineCrmEntry()
 
 

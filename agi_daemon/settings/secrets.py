@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import KeyPath, ProblemLog
+from .files import MAX_SECRET_BYTES, FileRefused, read_text_file
 from .yaml_lines import KeyLines
 
 SECRET_KEYS = frozenset({"secret", "password", "webhook_url", "client_secret"})
@@ -36,6 +37,13 @@ class MissingSecret:
     def part(self) -> KeyPath:
         """The section that uses the secret, e.g. ("asterisk", "ari")."""
         return self.path[:-1]
+
+
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def _is_secret(path: KeyPath) -> bool:
+    return bool(path) and str(path[-1]).removesuffix("_file") in SECRET_KEYS
 
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -97,12 +105,16 @@ class _Resolver:
                 return self._environ[name]
             return match.group(0)
 
-        return _REFERENCE.sub(replace, text)
+        expanded = _REFERENCE.sub(replace, text)
+        if _is_secret(path) and _LINE_BREAK.search(expanded):
+            # Written into an AMI or HTTP header, a line break would end it and add another.
+            self._log.add(path, "a secret cannot contain a line break (CR or LF)")
+        return expanded
 
     def _problem(self, path: KeyPath, message: str) -> None:
         """A secret that cannot be read is handed back to the loader; any other value's
         problem is an error at once."""
-        if path and str(path[-1]).removesuffix("_file") in SECRET_KEYS:
+        if _is_secret(path):
             self.missing.append(MissingSecret(path, message))
         else:
             self._log.add(path, message)
@@ -113,13 +125,13 @@ class _Resolver:
             return ""
         file = self._base_dir / file_name
         try:
-            secret = file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            self._problem(path, f"cannot read secret file {file}: {exc.strerror or exc}")
-            return ""
-        except UnicodeDecodeError:
-            self._problem(path, f"secret file {file} is not UTF-8 text")
+            secret = read_text_file(file, MAX_SECRET_BYTES).rstrip("\r\n")
+        except FileRefused as exc:
+            self._problem(path, f"cannot read secret file {file}: {exc}")
             return ""
         if not secret:
             self._problem(path, f"secret file {file} is empty")
+        elif _LINE_BREAK.search(secret):
+            self._log.add(path, f"secret file {file}: a secret cannot contain a line break (CR or LF) "
+                                "except one at the end")
         return secret

@@ -5,6 +5,11 @@ number), and plain values that YAML 1.1 would silently change keep their written
 `extension: 0101` is not octal 65, `phones: [+33612000001]` keeps its `+`, `default_region: NO`
 is Norway, not false. Values read as numbers, true/false or null only when written plainly
 (`5038`, `true`, `~`).
+
+A hostile or careless file cannot make reading it slow or huge: aliases and merge keys may
+repeat values only up to MAX_VALUES in all (a "billion laughs" file is refused, not
+expanded), nesting stops at MAX_DEPTH levels, integers longer than MAX_INT_DIGITS stay text,
+and characters YAML does not allow (a NUL byte) are a problem with their line, not a crash.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import re
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import KeyPath, ProblemLog, dotted
@@ -21,6 +27,13 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+MAX_VALUES = 100_000
+"""Values the whole document may hold once every alias and merge key is expanded."""
+MAX_DEPTH = 64
+"""Mappings and lists nested inside each other."""
+MAX_INT_DIGITS = 100
+"""A longer plain integer is kept as text (the schema then says what it expects)."""
 
 
 class KeyLines:
@@ -50,7 +63,11 @@ def load_yaml(text: str, lines: KeyLines, log: ProblemLog) -> Any:
         log.add_at(number, "(yaml)", "a tab in the indentation: indent with spaces")
     if tabs:
         return None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as exc:  # a character YAML does not allow, such as NUL
+        log.add_at(_reader_line(text, exc), "(yaml)", _reader_message(exc))
+        return None
     try:
         node = loader.get_single_node()
         return {} if node is None else _Reader(loader, lines, log).value(node, ())
@@ -62,10 +79,52 @@ def load_yaml(text: str, lines: KeyLines, log: ProblemLog) -> Any:
             log.add_at(_line(exc), "(yaml)", _syntax_message(exc))
         return None
     except yaml.YAMLError as exc:
-        log.add_at(1, "(yaml)", str(exc))
+        log.add_at(_reader_line(text, exc), "(yaml)", _reader_message(exc))
+        return None
+    except (ValueError, OverflowError) as exc:  # PyYAML's own int(): `%YAML 1.9999...` (4,300 digits and more)
+        log.add_at(loader.get_mark().line + 1, "(yaml)", f"cannot be read: {str(exc).split(':')[0]}")
         return None
     finally:
         loader.dispose()
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that counts, while it composes the document, how many values it
+    would hold with every alias expanded (an alias counts the whole value it refers to; a
+    merge key `<<: *x` is an alias), and how deep it nests. It stops with a problem at the
+    line where a limit is crossed, before anything is expanded."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its expanded size
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            self._count(self._sizes.get(id(node), 1), mark)  # unknown: an alias to itself, refused later
+            return node
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=mark)
+        before = self._values
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._count(1, mark)
+        self._sizes[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_VALUES:
+            raise yaml.MarkedYAMLError(
+                problem=f"the file expands to more than {MAX_VALUES:,} values (each use of an alias *name "
+                        "or a merge key << counts all the values it repeats)", problem_mark=mark)
 
 
 class _Reader:
@@ -133,11 +192,30 @@ class _Reader:
     def _scalar(self, node: ScalarNode) -> Any:
         if node.style is None:  # plain, unquoted
             lossy_int = node.tag == _INT_TAG and not _PLAIN_INT.fullmatch(node.value)
+            lossy_int = lossy_int or (node.tag == _INT_TAG and len(node.value) > MAX_INT_DIGITS)
             lossy_bool = node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false")
             if lossy_int or lossy_bool or node.tag == _TIMESTAMP_TAG:
                 return node.value
-        return self._loader.construct_object(node, deep=True)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except Exception:  # PyYAML's constructors fail in many ways: `!!int "9999..."`, `!!timestamp "99999-01-01"`, `!!float ""`
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise yaml.MarkedYAMLError(problem=f"not a {tag} value YAML can read", problem_mark=node.start_mark) from None
 
+
+
+def _reader_line(text: str, error: yaml.YAMLError) -> int:
+    """The line of a reader error (it gives a character position, not a line)."""
+    position = getattr(error, "position", None)
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
+
+
+def _reader_message(error: yaml.YAMLError) -> str:
+    """A reader error in the admin's words: which character is not allowed."""
+    character = getattr(error, "character", None)
+    if isinstance(character, int):
+        return f"character U+{character:04X} is not allowed in a YAML file (control characters such as NUL are not)"
+    return str(error).splitlines()[0]
 
 
 def _line(error: yaml.MarkedYAMLError) -> int:

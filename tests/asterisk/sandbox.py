@@ -170,6 +170,16 @@ class AsteriskSandbox:
     def ari_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def kill_and_restart(self, rules: Rules) -> None:
+        """kill -9 Asterisk (its calls vanish: no hangup handler runs), then start it again
+        on the same ports, with the same dialplan and `rules`' fallback."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+        self.write_configs()  # AGI_DAEMON_URL from daemon_port, as set_agi_port left it
+        self.write_fallback(rules, reload=False)
+        self.start(keep_ports=True)
+
     def start(self, *, keep_ports: bool = False) -> "AsteriskSandbox":
         """Start Asterisk; `keep_ports` restarts it on the ports it had (a restart while
         clients are connected, which must find it again where it was)."""

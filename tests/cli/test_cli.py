@@ -1,5 +1,6 @@
 """The command line contract (README, "Command line"), run in-process on real files and a real SQLite CRM."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,26 @@ def test_crm_add_with_unknown_responsible_or_bad_phone_is_refused(config, capsys
     assert code == 1 and "'zoe' is not an employee" in err
     code, _, err = run(capsys, "crm", "add", "lead", "-c", config, "--name", "X", "--phone", "not a number")
     assert code == 1 and "'not a number' is not a phone number" in err
+
+
+def test_crm_add_with_a_name_of_non_utf8_bytes_is_refused_in_one_line(config, capsys):
+    name = os.fsdecode(b"Caf\xe9 Dupont")  # typed in a latin-1 terminal: how argv hands it over
+    code, out, err = run(capsys, "crm", "add", "contact", "-c", config, "--name", name, "--phone", "0611223344")
+    assert (code, out) == (1, "")
+    assert err == "agi-daemon: the name is not UTF-8 text: check the terminal's or the file's encoding\n"
+
+
+def test_crm_add_and_import_refuse_a_name_longer_than_the_crm_column(config, tmp_path, capsys):
+    long_name = "N" * 100_000
+    code, _, err = run(capsys, "crm", "add", "contact", "-c", config, "--name", long_name, "--phone", "0611223344")
+    assert (code, err) == (1, "agi-daemon: the name is longer than 255 characters (100,000)\n")
+    csv = tmp_path / "contacts.csv"
+    csv.write_text(f"name,phone\n{long_name},0611000001\n{'N' * 255},0611000002\n")
+    code, out, err = run(capsys, "crm", "import", "contacts", csv, "-c", config)
+    assert out.strip() == "1 created, 0 skipped, 1 errors"
+    assert f"{csv}:2: the name is longer than 255 characters (100,000)" in err
+    code, out, _ = run(capsys, "crm", "list", "contacts", "-c", config, "--json")
+    assert [len(c["name"]) for c in json.loads(out)] == [255]
 
 
 def test_crm_import_contacts_reports_bad_rows_with_their_line(config, tmp_path, capsys):

@@ -196,9 +196,9 @@ queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
         ["2: daemon.default_region: unknown region: XX (use a two-letter country code such as FR)",
-         "4: daemon.fastagi.listen: must be host:port, e.g. 127.0.0.1:4573",
+         "4: daemon.fastagi.listen: must be host:port, e.g. 127.0.0.1:4573 or [::1]:4573",
          "5: daemon.fastagi.allowed_peers.1: not an IP address or network: not-an-ip",
-         "6: daemon.web.listen: must be host:port, e.g. 127.0.0.1:4573",
+         "6: daemon.web.listen: must be host:port, e.g. 127.0.0.1:4573 or [::1]:4573",
          "7: daemon.crm_deadline_ms: must be a whole number",
          "9: asterisk.ami.port: must be at most 65535",
          "10: employees.alice.extension: must be an extension such as 101 (digits, letters, * or #)"],
@@ -216,8 +216,8 @@ employees: {alice: {name: Alice Martin}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
-        ["5: asterisk.endpoint_template: must contain {extension} and no other {...} field",
-         "6: asterisk.trunk_template: must contain {number} and no other {...} field"],
+        ["5: asterisk.endpoint_template: must contain {extension} and no other {...} field, without format spec or conversion (write {{ and }} for literal braces)",
+         "6: asterisk.trunk_template: must contain {number} and no other {...} field, without format spec or conversion (write {{ and }} for literal braces)"],
         id="dialing-templates-without-their-field",
     ),
     pytest.param(

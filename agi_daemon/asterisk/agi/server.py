@@ -10,6 +10,14 @@ For each accepted connection: the peer must be in ``allowed_peers`` and the serv
 route must be in the route table; then the route's handler runs with an AgiSession. Whatever
 happens the connection is closed at the end, and Asterisk's dialplan continues on its own.
 
+Slow senders cannot take the sessions' place: connections still sending their header are
+counted apart from sessions (``max_sessions`` counts sessions that sent theirs). Past
+``max_pending_headers`` of them, or half of that from one peer, the oldest one is closed once it
+has been waiting for half the header timeout, at most SLOW_HEADER_SECONDS (Asterisk sends its
+header in its first write, so even a burst of its connections on a busy loop is read long
+before); and never more than ``max_sessions`` wait at once. Refusals and protocol errors a flood would repeat are
+logged once, then summarised with counts (RepeatedWarnings).
+
 Logs name the peer, the route, the channel (long digit runs masked) and the uniqueid, never
 the caller ID.
 """
@@ -25,6 +33,7 @@ from typing import Any, TypeAlias, cast
 
 from agi_daemon.asterisk.agi import codec
 from agi_daemon.asterisk.agi.codec import AgiError, AgiProtocolError, AgiRequest, HangupNotice, Reply, redact
+from agi_daemon.asterisk.repeated_warnings import RepeatedWarnings
 
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 Handler: TypeAlias = Callable[["AgiSession"], Awaitable[None]]
@@ -42,7 +51,9 @@ class AgiCommandFailed(AgiError):
     """Asterisk refused the command (510 unknown command, 520 bad syntax, or another code)."""
 
     def __init__(self, reply: Reply) -> None:
-        super().__init__(f"AGI command failed with {reply.code}: {reply.text.splitlines()[0]}")
+        first = reply.text.splitlines()[0] if reply.text else ""
+        first = first[4:] if first[:3] == str(reply.code) and first[3:4] in (" ", "-") else first
+        super().__init__(f"AGI command failed with {reply.code}: {first}")
         self.reply = reply
 
 
@@ -146,6 +157,7 @@ class AgiServerStats:
     protocol_errors: int  # bad, oversized, truncated or late header; garbage reply
     unknown_routes: int
     handler_errors: int  # handler raised something other than AgiChannelGone
+    slow_headers_closed: int = 0  # closed to make room: the oldest connections still sending their header
 
 
 @dataclass(slots=True)
@@ -156,6 +168,7 @@ class _Counters:
     protocol_errors: int = 0
     unknown_routes: int = 0
     handler_errors: int = 0
+    slow_headers_closed: int = 0
 
 
 class FastAgiServer:
@@ -176,6 +189,7 @@ class FastAgiServer:
         header_timeout: float = 2.0,
         command_timeout: float = 5.0,
         max_sessions: int = 1000,
+        max_pending_headers: int | None = None,
         logger: Logger = _LOG,
     ) -> None:
         self._routes = MappingProxyType(dict(routes))
@@ -186,7 +200,10 @@ class FastAgiServer:
         self._header_timeout = header_timeout
         self._command_timeout = command_timeout
         self._max_sessions = max_sessions
+        self._headers = _PendingHeaders(max_pending_headers or max(2, min(max_sessions, 256)), max_sessions,
+                                        slow_after=min(SLOW_HEADER_SECONDS, header_timeout / 2))
         self._log = logger
+        self._warnings = RepeatedWarnings(logger)
         self._server: asyncio.Server | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         # how often the watchdog looks for late headers and unanswered commands
@@ -222,6 +239,7 @@ class FastAgiServer:
         if self._server is None:
             return
         self._server.close()
+        self._warnings.flush()
         for connection in [c for c in self._connections if c.task is None]:
             connection.close()
         if self._tasks:
@@ -247,6 +265,7 @@ class FastAgiServer:
             protocol_errors=c.protocol_errors,
             unknown_routes=c.unknown_routes,
             handler_errors=c.handler_errors,
+            slow_headers_closed=c.slow_headers_closed,
         )
 
     def _watch(self) -> None:
@@ -264,17 +283,37 @@ class FastAgiServer:
     def _admit(self, connection: _Connection, peer: str) -> bool:
         if not self._peer_allowed(peer):
             self._counters.refused_peers += 1
-            self._log.warning("FastAGI: refused connection from %s (not in allowed_peers)", peer)
+            self._warnings.warning("refused-peer", "FastAGI: refused connection from %s (not in allowed_peers)", peer)
             return False
-        if len(self._connections) >= self._max_sessions:
+        if not self._below_max_sessions(peer):
+            return False
+        admitted, evicted = self._headers.make_room(connection, peer, asyncio.get_running_loop().time())
+        for oldest in evicted:
+            self._counters.slow_headers_closed += 1
+            self._warnings.warning(
+                "slow-header", "FastAGI: closed a connection from %s still sending its header, to make room "
+                "(at most %d connections may be sending theirs, half of them from one host)",
+                oldest.peer, self._headers.limit)
+            oldest.close()
+        if not admitted:
             self._counters.refused_busy += 1
-            self._log.warning("FastAGI: refused connection from %s (%d sessions open)", peer, self._max_sessions)
+            self._warnings.warning("refused-busy", "FastAGI: refused connection from %s (%d connections still "
+                                   "sending their header)", peer, self._max_sessions)
             return False
         self._counters.sessions += 1
         self._connections.add(connection)
         if self._watchdog is None and self._server is not None:
             self._watchdog = asyncio.get_running_loop().call_later(self._watch_every, self._watch)
         return True
+
+    def _below_max_sessions(self, peer: str) -> bool:
+        """Whether one more session may run (connections still sending their header do not count)."""
+        if len(self._tasks) < self._max_sessions:
+            return True
+        self._counters.refused_busy += 1
+        self._warnings.warning("refused-busy", "FastAGI: refused connection from %s (%d sessions open)",
+                               peer, self._max_sessions)
+        return False
 
     def _peer_allowed(self, peer: str) -> bool:
         """Whether the peer address is in allowed_peers; remembered per address (Asterisk
@@ -298,9 +337,12 @@ class FastAgiServer:
 
     def _protocol_error(self, peer: str, error: str) -> None:
         self._counters.protocol_errors += 1
-        self._log.warning("FastAGI: closing connection from %s: %s", peer, error)
+        self._warnings.warning("protocol-error", "FastAGI: closing connection from %s: %s", peer, error)
 
     def _open_session(self, connection: _Connection, request: AgiRequest, transport: asyncio.Transport) -> AgiSession | None:
+        self._headers.done(connection)
+        if not self._below_max_sessions(connection.peer):
+            return None
         handler = self._routes.get(request.route)
         if handler is None:
             self._counters.unknown_routes += 1
@@ -328,6 +370,10 @@ class FastAgiServer:
         except asyncio.CancelledError:
             self._log.warning("FastAGI route %s cancelled, uniqueid %s", request.route, request.uniqueid)
             raise
+        except AgiCommandFailed as exc:  # Asterisk's 510/520: said in one line, not a traceback
+            self._counters.handler_errors += 1
+            self._log.error("FastAGI route %s: Asterisk refused a command: %s (channel %s, uniqueid %s)",
+                            request.route, exc, redact(request.channel), request.uniqueid)
         except Exception:
             self._counters.handler_errors += 1
             self._log.exception(
@@ -341,6 +387,52 @@ class FastAgiServer:
 
     def _release(self, connection: _Connection) -> None:
         self._connections.discard(connection)
+        self._headers.done(connection)
+
+
+SLOW_HEADER_SECONDS = 1.0
+"""How long a connection may have been sending its header before it can be closed to make room
+(or half the header timeout, when shorter)."""
+
+
+class _PendingHeaders:
+    """The connections still sending their header, oldest first, in all and by peer, with
+    when each was accepted."""
+
+    def __init__(self, limit: int, hard_limit: int, *, slow_after: float) -> None:
+        self.limit = limit
+        self._slow_after = slow_after
+        self._per_peer = max(1, limit // 2)
+        self._hard_limit = hard_limit
+        self._all: dict[_Connection, float] = {}  # insertion order: oldest first
+        self._by_peer: dict[str, dict[_Connection, float]] = {}
+
+    def make_room(self, connection: _Connection, peer: str, now: float) -> tuple[bool, list[_Connection]]:
+        """(whether `connection` is counted in or must be refused for want of room, the slow
+        ones to close so that the bounds hold)."""
+        mine = self._by_peer.get(peer, {})
+        crowded = mine if len(mine) >= self._per_peer else self._all if len(self._all) >= self.limit else None
+        evicted = []
+        if crowded:
+            oldest, since = next(iter(crowded.items()))
+            if now - since >= self._slow_after:
+                evicted.append(oldest)
+                self.done(oldest)
+        if len(self._all) >= self._hard_limit:
+            return False, evicted
+        self._all[connection] = now
+        self._by_peer.setdefault(peer, {})[connection] = now
+        return True, evicted
+
+    def done(self, connection: _Connection) -> None:
+        """The connection sent its header, or is closed."""
+        if connection not in self._all:
+            return
+        del self._all[connection]
+        mine = self._by_peer.get(connection.peer, {})
+        mine.pop(connection, None)
+        if not mine:
+            self._by_peer.pop(connection.peer, None)
 
 
 class _Connection(asyncio.Protocol):
@@ -349,7 +441,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: FastAgiServer) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._peer = "?"
+        self.peer = "?"
         self._admitted = False
         self._header_deadline = 0.0  # loop time
         self._header = codec.HeaderParser(
@@ -362,8 +454,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peername = transport.get_extra_info("peername")
-        self._peer = str(peername[0]) if peername else "?"
-        if not self._server._admit(self, self._peer):
+        self.peer = str(peername[0]) if peername else "?"
+        if not self._server._admit(self, self.peer):
             transport.close()
             return
         self._admitted = True
@@ -441,5 +533,5 @@ class _Connection(asyncio.Protocol):
             self._fail(f"header not complete within {self._server._header_timeout:g} s")
 
     def _fail(self, error: str) -> None:
-        self._server._protocol_error(self._peer, error)
+        self._server._protocol_error(self.peer, error)
         self.close()

@@ -6,6 +6,7 @@ here, at the edge: the call log never sees the dialplan's strings.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -44,11 +45,16 @@ def hangup_report(values: Mapping[str, str], *, fallback_linkedid: str = "") -> 
     )
 
 
+MAX_TALK_SECONDS = 366 * 24 * 3600  # longer is no call: an unreadable value
+
+
 def _seconds(text: str | None, divisor: int) -> float | None:
     try:
-        return max(0.0, float(text or "")) / divisor
+        value = float(text or "")
     except ValueError:
         return None
+    seconds = max(0.0, value) / divisor
+    return seconds if math.isfinite(value) and seconds <= MAX_TALK_SECONDS else None  # inf, nan, 1e308
 
 
 def _epoch(text: str | None) -> datetime | None:

@@ -3,11 +3,20 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import json
+import re
+import subprocess
+import sys
+
 import pytest
 
 from agi_daemon.asterisk.routes.call_end import hangup_report
 from agi_daemon.core.model import Direction
 from agi_daemon.core.rules import CallEntry
+from tests.asterisk.sandbox import closed_port
+from tests.daemon_harness import UNKNOWN, write_config
+from tests.fakes.fastagi import agi_call
+from tests.faults.daemon_process import daemon_process
 
 
 def test_hangup_arguments_become_a_typed_report():
@@ -20,8 +29,26 @@ def test_hangup_arguments_become_a_typed_report():
     assert report.started_at == datetime(2025, 11, 24, 16, 0, 0, 250000, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("values", [{}, {"direction": "sideways", "t0": "yesterday", "answered_ms": "x"}, {"t0": "1e300"}])
+@pytest.mark.parametrize("values", [{}, {"direction": "sideways", "t0": "yesterday", "answered_ms": "x"}, {"t0": "1e300"},
+                                    {"answered_ms": "inf"}, {"answered_ms": "1e308"}, {"answered_ms": "nan"},
+                                    {"answered_ms": "-inf"}, {"answered_ms": "9" * 400}])
 def test_missing_or_garbled_arguments_give_an_incoming_report_with_unknown_times(values):
     report = hangup_report(values, fallback_linkedid="1700000000.1")
     assert report.linkedid == "1700000000.1" and report.direction is Direction.INCOMING
     assert report.started_at is None and report.answered_seconds is None
+
+
+@pytest.mark.parametrize("answered_ms", ["inf", "1e308"])
+async def test_hangup_report_with_absurd_answered_time_still_logs_the_call(tmp_path, answered_ms):
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    linkedid = f"1700000000.{len(answered_ms)}"
+    args = (linkedid, "ok", "incoming", "0184880000", UNKNOWN, "ANSWER", answered_ms, "101@employees", "1764000000.250")
+    async with daemon_process(config) as daemon:
+        await agi_call(daemon.port, "call-end", extension="h", callerid=UNKNOWN, args=args)
+        await daemon.said(f"call {re.escape(linkedid)}.*logged")
+        await daemon.stopped()
+    listed = subprocess.run([sys.executable, "-m", "agi_daemon", "crm", "list", "calls", "-c", str(config), "--json"],
+                            capture_output=True, text=True, timeout=30, check=True)
+    [call] = json.loads(listed.stdout)
+    assert (call["linkedid"], call["disposition"], call["answered_by"]) == (linkedid, "answered", "alice")
+    assert "Traceback" not in daemon.log

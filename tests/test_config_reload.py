@@ -1,0 +1,80 @@
+"""SIGHUP's reload: bounded in time, and saying how each change really takes effect (issue 12,
+findings 4 and 7)."""
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import threading
+
+from agi_daemon import config_reload
+from agi_daemon.app import Daemon
+from agi_daemon.settings import SettingsHolder
+from tests.asterisk.sandbox import closed_port
+from tests.daemon_harness import UNKNOWN, write_config
+from tests.fakes.fastagi import agi_call
+from tests.faults.daemon_process import daemon_process
+
+
+class StuckHolder(SettingsHolder):
+    """The settings of a file whose reading never ends (what a wedged loader looked like)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.release = threading.Event()
+
+    def read(self):
+        self.release.wait(30)
+        return super().read()
+
+
+async def test_reload_stuck_reading_is_refused_after_the_time_limit_and_sigterm_still_stops(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(config_reload, "RELOAD_SECONDS", 0.5)
+    holder = StuckHolder(write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x")))
+    running = holder.current
+    daemon, stop, ready = Daemon(holder), asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(daemon.serve(stop, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        daemon.reload()
+        async with asyncio.timeout(5):
+            while not any("reload refused" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.05)
+        [refused] = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
+        assert refused == "reload refused, the running config stays: reading the config file took more than 0.5 s"
+        answer = await agi_call(daemon.agi_port, "incoming", extension="0184880000", callerid=UNKNOWN, args=("x",))
+        assert answer["AGI_DAEMON_STATUS"] == "ok"
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)  # the stuck reading thread does not hold the stop
+        holder.release.set()
+    assert holder.current is running
+
+
+async def test_reload_changing_a_template_says_it_applies_to_the_next_call_and_it_does(tmp_path):
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    async with daemon_process(config) as daemon:
+        config.write_text(config.read_text().replace("Local/{extension}@employees", "Local/{extension}@staff"))
+        seen = len(daemon.lines)
+        daemon.process.send_signal(signal.SIGHUP)
+        said = await daemon.said(r"asterisk\.endpoint_template.*", after=seen)
+        answer = await agi_call(daemon.port, "incoming", extension="0184880000", callerid=UNKNOWN, args=("x",))
+        await daemon.stopped()
+
+    assert said[0] == ("asterisk.endpoint_template changed: calls routed from now on dial with it; the dialplan's "
+                       "fallback contexts keep the old one until you run `agi-daemon dialplan` again and reload "
+                       "Asterisk's dialplan")
+    assert answer["AGI_DAEMON_QUEUE"] == "Local/101@staff&Local/102@staff"
+    assert not re.search(r"changes to .*asterisk.* take effect at the next restart", daemon.log)
+
+
+async def test_allowed_peers_of_every_address_is_warned_in_the_daemons_log(tmp_path):
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    config.write_text(config.read_text().replace('allowed_peers: ["127.0.0.1"]', 'allowed_peers: ["0.0.0.0/0"]'))
+    async with daemon_process(config) as daemon:
+        said = await daemon.said(r"WARNING agi_daemon.app: config: .*")
+        await daemon.stopped()
+
+    assert said[0].endswith("daemon.fastagi.allowed_peers.0: warning: 0.0.0.0/0 allows every address: FastAGI is open "
+                            "to every host that can reach it (anyone may ask where calls go and fill its sessions): "
+                            "list the Asterisk servers' addresses")
