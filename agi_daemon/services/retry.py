@@ -13,9 +13,14 @@ ATTEMPT_SECONDS = 10.0  # no CRM operation may hang a call's work longer than th
 
 
 async def attempt(operation: Callable[[], Awaitable[T]], timeout: float = ATTEMPT_SECONDS) -> T:
-    """One try, at most `timeout` seconds: a CRM that does not answer is unavailable."""
+    """One try, at most `timeout` seconds: a CRM that does not answer is unavailable.
+
+    `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` loses a cancellation that
+    arrives as the operation finishes (a failing lookup answers at once), so a stop or a dry
+    run that cancels the call's CRM work would see it go on retrying."""
     try:
-        return await asyncio.wait_for(operation(), timeout)
+        async with asyncio.timeout(timeout):
+            return await operation()
     except TimeoutError:
         raise CrmUnavailable(f"no answer within {timeout:.0f} s") from None
 

@@ -125,7 +125,7 @@ async def live_updates(request: web.Request) -> web.WebSocketResponse:
             await asyncio.wait({reader, pusher}, return_when=asyncio.FIRST_COMPLETED)
             reader.cancel()
             pusher.cancel()
-    except* (ConnectionResetError, asyncio.CancelledError):
+    except* ConnectionResetError:  # the browser went away; a cancellation (the stop) goes on up
         pass
     finally:
         ctx.live.unwatch(watch)

@@ -3,6 +3,7 @@ tools (`systemd-analyze verify` and the offline security audit) and read key by 
 from __future__ import annotations
 
 import re
+import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,10 @@ def unit_with_this_checkout(tmp_path: Path) -> Path:
 def systemd_analyze() -> str:
     found = shutil.which("systemd-analyze")
     if found is None:
-        pytest.skip("systemd-analyze is not installed (scripts/systemd-tools.sh installs it, as root)")
+        reason = "systemd-analyze is not installed (scripts/systemd-tools.sh, which `make test` runs, installs it as root)"
+        if os.environ.get("AGI_DAEMON_REQUIRE_SYSTEMD") == "1":  # .ci/run: the unit must be verified
+            pytest.fail(reason)
+        pytest.skip(reason)
     return found
 
 

@@ -41,6 +41,7 @@ from ...core.tracker import (
     Transferred,
 )
 from ..contexts import ENTRY_CONTEXTS, INCOMING_CONTEXT, OUTGOING_CONTEXT
+from ..unreadable_events import readable_events
 from .model import AmiEvent, AmiItem, AmiResync, ChannelSnapshot
 
 __all__ = ["ENTRY_CONTEXTS", "EVENT_NAMES", "INCOMING_CONTEXT", "OUTGOING_CONTEXT", "tracker_events", "translate"]
@@ -54,13 +55,10 @@ def translate(item: AmiItem) -> TrackerEvent | None:
     return handler(item) if handler is not None else None
 
 
-async def tracker_events(items: AsyncIterable[AmiItem]) -> AsyncIterator[TrackerEvent]:
+def tracker_events(items: AsyncIterable[AmiItem]) -> AsyncIterator[TrackerEvent]:
     """`translate` over a stream of AMI items (`AmiClient.events()`), keeping what the tracker
-    reads; ends when the stream ends."""
-    async for item in items:
-        event = translate(item)
-        if event is not None:
-            yield event
+    reads; an event it cannot read is skipped with a warning; ends when the stream ends."""
+    return readable_events(items, translate, "AMI", lambda item: getattr(item, "name", "resync"))
 
 
 def channel_of(event: AmiEvent, prefix: str = "") -> Channel | None:

@@ -37,6 +37,7 @@ from ...core.tracker import (
     Transferred,
 )
 from ..contexts import ENTRY_CONTEXTS
+from ..unreadable_events import readable_events
 from .model import AriEvent, AriItem, AriResync, Json
 
 LINKEDID_VAR = "CHANNEL(linkedid)"  # ari.conf channelvars
@@ -53,12 +54,10 @@ def translate(item: AriItem) -> TrackerEvent | None:
     return handler(item) if handler is not None else None
 
 
-async def tracker_events(items: AsyncIterable[AriItem]) -> AsyncIterator[TrackerEvent]:
-    """`translate` over a stream of ARI items (`AriClient.events()`)."""
-    async for item in items:
-        event = translate(item)
-        if event is not None:
-            yield event
+def tracker_events(items: AsyncIterable[AriItem]) -> AsyncIterator[TrackerEvent]:
+    """`translate` over a stream of ARI items (`AriClient.events()`); an event it cannot read
+    is skipped with a warning."""
+    return readable_events(items, translate, "ARI", lambda item: getattr(item, "type", "resync"))
 
 
 def channel_of(data: Json | None) -> Channel | None:

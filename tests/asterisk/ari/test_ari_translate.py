@@ -118,3 +118,20 @@ def test_snapshot_gives_each_channel_its_bridge_and_age():
     assert isinstance(found, Resynced)
     assert [(live.channel.uniqueid, live.bridge_id, live.age_seconds) for live in found.channels] == [
         ("c1", "", pytest.approx(12.5)), ("c2", "B1", pytest.approx(12.5))]
+
+
+async def test_event_the_translation_cannot_read_is_skipped_and_tracking_goes_on(caplog):
+    """A malformed message (a caller object where a string was expected, a wrong type) costs
+    that one event: the events after it still reach the tracker, and the log names the
+    event's kind, not what it carried."""
+    from agi_daemon.asterisk.ari.translate import tracker_events
+
+    async def stream():
+        yield event("ChannelCreated", channel={"id": "1", "caller": "+33611223344", "dialplan": 7})
+        yield event("ChannelCreated", channel=channel())
+
+    with caplog.at_level("WARNING"):
+        found = [e async for e in tracker_events(stream())]
+    assert [type(e) for e in found] == [ChannelCreated] and found[0].channel.uniqueid == "c1"
+    assert "ARI: a ChannelCreated event could not be read" in caplog.text
+    assert "+33611223344" not in caplog.text
