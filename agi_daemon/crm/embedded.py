@@ -472,6 +472,14 @@ def assign(conn: Connection, entities: tuple[EntityRef, ...], employee: str) -> 
             raise CrmRejected(f"set responsible: not every one of {wanted} exists")
 
 
+def attach_call(conn: Connection, linkedid: str, entity: EntityRef) -> None:
+    """The call `linkedid`, if it is already logged on no record, is logged on `entity` (its
+    records came after its log: an offer taken later, a creation delivered after the call's
+    log while the database was held)."""
+    conn.execute(calls.update().where(calls.c.linkedid == linkedid, calls.c.entity_type.is_(None))
+                 .values(entity_type=entity.type.value, entity_id=entity.id))
+
+
 def store_call(conn: Connection, record: CallRecord, report: CallReport, entity: EntityRef | None) -> None:
     """Log a finished call on `entity`, in this transaction, keeping what merge_call_log says
     of this report against the entry already there."""

@@ -76,9 +76,11 @@ def _create(conn: Connection, command: CreateCallRecords, known: CallLedger) -> 
     client = _client_of(conn, plan.phone)
     if client is not None:
         log.info("call %s from %s: joins %s, created meanwhile", plan.linkedid, masked(plan.phone), client)
+        embedded.attach_call(conn, plan.linkedid, client)
         return LedgerUpdate(joined=client)
     records = embedded.insert_records(conn, plan)
     log.info("call %s from %s created %s", plan.linkedid, masked(plan.phone), " ".join(map(str, records.all)))
+    embedded.attach_call(conn, plan.linkedid, records.primary)  # a call log delivered first (R12)
     return LedgerUpdate(created=records)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, typ
 from ..core.crm_queries import PAGE_SIZE, CallFilter, RecordFilter
 from ..core.model import EntityRef, EntityType
 from ..core.ports import CrmRejected
+from .embedded import attach_call
 from .records_json import Json, _has_phone, call_json, records_json
 from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
 
@@ -119,8 +120,7 @@ class CrmPages:
 
         def take(conn: Connection) -> None:
             conn.execute(offers.update().where(offers.c.linkedid == linkedid).values(status=OFFER_TAKEN))
-            conn.execute(calls.update().where(calls.c.linkedid == linkedid, calls.c.entity_type.is_(None))
-                         .values(entity_type=records.type.value, entity_id=records.id))
+            attach_call(conn, linkedid, records)
 
         await self._crm.transaction("take an offer", take, write=True)
 

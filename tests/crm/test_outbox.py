@@ -109,6 +109,20 @@ async def test_commands_left_pending_by_an_earlier_run_are_delivered_at_start(cr
     assert logged[0]["entity"] == f"lead:{lead['id']}"  # in order: the lead first, then the call on it
 
 
+async def test_call_log_delivered_before_its_records_ends_on_them_once_they_are_created(crm, new_client):
+    """The database held long enough for the call's log to go first (its end waits at most 10 s
+    for the records): the records, when they come, take the call that is logged on none (R12)."""
+    outbox = Outbox(crm, Delivery(crm))
+    async with delivering(outbox):
+        await outbox.submit(LogCall(call_of("L9", "+33611000009"), CallReport.HANGUP, None))
+        [logged] = await crm.list_records("calls")
+        assert logged["entity"] is None
+        await outbox.submit(CreateCallRecords(new_client("+33611000009", "L9")))
+    [lead] = await crm.list_records("leads")
+    [logged] = await crm.list_records("calls")
+    assert logged["entity"] == f"lead:{lead['id']}"
+
+
 async def test_remote_failures_are_retried_in_order_within_the_call_while_other_calls_go_on(crm, new_client):
     remote = RemoteCrm()
     outbox = Outbox(crm, Delivery(crm, remote), first_delay=0.01)
