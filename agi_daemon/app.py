@@ -247,7 +247,7 @@ def wire_services(parts: Parts) -> None:
     parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, commands=parts.outbox,
                                    deadline=deadline, routed=routed, notifier=parts.notifier)
     parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
-                                    routed=routed)
+                                    routed=routed, notifier=parts.notifier)
 
 
 def wire_tracking(parts: Parts) -> None:

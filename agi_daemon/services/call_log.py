@@ -20,13 +20,15 @@ import logging
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from ..core.commands import CallReport, CreateCallRecords, LogCall, RecordOffer
-from ..core.decisions import CreateRecords, MakeOffer, answered
-from ..core.model import CallRecord, EntityRef, Offer, Rules
+from ..core.commands import CallReport, LogCall
+from ..core.decisions import answered
+from ..core.model import CallRecord, EntityRef, Rules
 from ..core.outcome import HangupReport, call_record
 from ..core.phone import masked, try_e164
-from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup
+from ..core.live_calls import NoOneListens
+from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, Notifier
 from ..core.rules import CallFacts, CrmAccess, UnknownLine, identify, screen, screen_number
+from .crm_intent import submit_intent
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, with_retries
 from .routed_calls import RoutedCalls
@@ -46,9 +48,11 @@ class CallLogService:
         routed: RoutedCalls,
         settle_timeout: float = 10.0,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
+        notifier: Notifier | None = None,
     ) -> None:
         """`routed`: what routing decided for each call (shared with RoutingService);
-        `commands`: the outbox."""
+        `commands`: the outbox; `notifier` hears of an offer made for a call rebuilt here."""
+        self._notifier = notifier or NoOneListens()
         self._rules = rules
         self._commands = commands
         self._routed = routed
@@ -88,12 +92,8 @@ class CallLogService:
         phone = call.external
         try:
             match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
-            action = answered(rules, call, match).action
-            if isinstance(action, CreateRecords):
-                await self._commands.submit(CreateCallRecords(action.plan))
-            elif isinstance(action, MakeOffer):
-                await self._commands.submit(RecordOffer(Offer(call.linkedid, call.direction, call.line.number, phone,
-                                                              action.employees, self._clock.now())))
+            await submit_intent(self._commands, self._notifier, call, answered(rules, call, match).action,
+                                self._clock.now())
         except CrmError as exc:
             log.error("call %s: could not look up %s to rebuild the call's CRM work: %s", call.linkedid, masked(phone), exc)
             return None

@@ -21,14 +21,14 @@ import logging
 from typing import Callable, Sequence
 
 from ..core.decisions import (
-    FAILED, LATE, NOT_ASKED, CrmAction, CreateRecords, Decision, Lookup, MakeOffer, RoutingStatus, answered, decide,
+    FAILED, LATE, NOT_ASKED, CrmAction, Decision, Lookup, RoutingStatus, answered, decide,
 )
-from ..core.commands import CreateCallRecords, RecordOffer
-from ..core.live_calls import NoOneListens, OfferMade
-from ..core.model import Offer, Rules
+from ..core.live_calls import NoOneListens
+from ..core.model import Rules
 from ..core.phone import masked
 from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, Notifier
 from ..core.rules import CallEntry, CallFacts, CrmAccess, UnknownLine, identify, screen
+from .crm_intent import submit_intent
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, attempt, with_retries
 from .routed_calls import RoutedCalls
@@ -123,13 +123,7 @@ class RoutingService:
 
     async def _perform(self, call: CallFacts, action: CrmAction) -> None:
         """Submit what the call creates; returns once it is durable."""
-        if isinstance(action, CreateRecords):
-            await self._commands.submit(CreateCallRecords(action.plan))
-        elif isinstance(action, MakeOffer):
-            offer = Offer(call.linkedid, call.direction, call.line.number, call.external or "", action.employees, self._clock.now())
-            await self._commands.submit(RecordOffer(offer))
-            self._notifier.publish(OfferMade(offer))
-            log.info("call %s: offer to create a record for %s", call.linkedid, masked(call.external))
+        await submit_intent(self._commands, self._notifier, call, action, self._clock.now())
 
 
 def _resolve(future: asyncio.Future[Lookup], value: Lookup) -> None:

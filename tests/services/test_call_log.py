@@ -119,3 +119,28 @@ async def test_excluded_number_is_routed_and_never_logged(tasks):
     assert decision.status is RoutingStatus.EXCLUDED
     assert await pbx.call_log.call_ended(pbx.report("L6", blocked)) is None
     assert (crm.calls, crm.lookups, crm.created) == ({}, [], {})
+
+
+class Heard:
+    """A notifier that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def publish(self, event) -> None:
+        self.events.append(event)
+
+
+async def test_hangup_report_of_an_offer_call_routing_never_saw_makes_the_offer_and_publishes_it(tasks):
+    """The daemon restarted mid-call on an `offer` line: the report rebuilds the offer as routing
+    would have, and the agents' call windows hear of it (the same submit as routing's)."""
+    from agi_daemon.core.live_calls import OfferMade
+    from agi_daemon.core.model import UnknownCaller
+
+    crm, heard = MemoryCrm(), Heard()
+    pbx = Pbx(tasks, crm, with_line_crm(make_rules(), unknown_caller=UnknownCaller.OFFER))
+    pbx.call_log = CallLogService(lambda: pbx.rules, crm, pbx.clock, pbx.pending, commands=crm, routed=RoutedCalls(),
+                                  settle_timeout=5, notifier=heard)
+    await pbx.call_log.call_ended(pbx.report("L7"))
+    assert "L7" in crm.offers and crm.offers["L7"].employees
+    assert [type(e) for e in heard.events] == [OfferMade] and heard.events[0].offer.linkedid == "L7"
