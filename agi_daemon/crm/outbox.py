@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ FIRST_DELAY_S = 0.5  # the first retry of a delivery; doubled each attempt
 MAX_DELAY_S = 300.0
 SUBMIT_MAX_DELAY_S = 2.0  # committing a command to the store is retried this often at worst
 DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CRM that hangs)
+# A remote delivery's claim on its row: another daemon takes the row over once it has run out
+# (the daemon that claimed it died); longer than any delivery attempt, so a live one never loses it.
+CLAIM_LEASE = timedelta(seconds=4 * DELIVERY_TIMEOUT_S)
 CONCURRENCY = 16  # lanes delivered at the same time
 KEEP_DELIVERED = timedelta(days=7)
 PURGE_EVERY_S = 3600.0
@@ -58,10 +63,12 @@ class Delivery:
     """How one pending row reaches the CRM: applied to the embedded tables in the transaction
     that marks it delivered, or sent to a remote CRM's deliverer, then marked delivered."""
 
-    def __init__(self, store: EmbeddedCrm, remote: CrmDeliverer | None = None) -> None:
+    def __init__(self, store: EmbeddedCrm, remote: CrmDeliverer | None = None, *,
+                 lease: timedelta = CLAIM_LEASE) -> None:
         self._store = store
         self._remote = remote
         self.local = remote is None
+        self._claim = (f"{socket.gethostname()}:{os.getpid()}", lease)  # who claims, for how long
 
     async def __call__(self, row_id: int) -> tuple[CrmCommand, LedgerUpdate] | None:
         now = datetime.now(UTC)
@@ -70,13 +77,13 @@ class Delivery:
                                                  write=True)
         remote = self._remote
 
-        def read(conn: Connection) -> tuple[outbox_store.Stored, CallLedger] | None:
-            stored = outbox_store.load(conn, row_id)
-            if stored is None or stored.status != outbox_store.PENDING:
+        def claim(conn: Connection) -> tuple[outbox_store.Stored, CallLedger] | None:
+            stored = outbox_store.take(conn, row_id, now, claim=self._claim)
+            if stored is None:
                 return None
             return stored, outbox_store.ledger(conn, stored.command.linkedid)
 
-        found = await self._store.transaction("read a CRM command", read, write=False)
+        found = await self._store.transaction("claim a CRM command", claim, write=True)
         if found is None:
             return None
         stored, known = found
