@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
-from ..core.commands import CallLedger, CrmCommand, LedgerUpdate
+from ..core.commands import CallLedger, CrmCommand, LedgerUpdate, as_seen_by, in_pbx, pbx_linkedid
 from ..core.ports import CrmDeliverer, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
@@ -111,8 +111,10 @@ class Outbox:
         concurrency: int = CONCURRENCY,
         first_delay: float = FIRST_DELAY_S,
         on_delivered: Delivered | None = None,
+        pbx: str | None = None,
     ) -> None:
         self._store = store
+        self._pbx = pbx  # daemon.pbx_id: this daemon's calls are stored as "<pbx>:<linkedid>"
         self._deliver = deliver
         self._max_attempts = max_attempts
         self._dead_after = dead_after
@@ -136,6 +138,7 @@ class Outbox:
 
         For the embedded CRM, when nothing of the command's lane waits before it, the command
         is stored and applied in one transaction: durable and delivered at once."""
+        command = in_pbx(command, self._pbx)
         delay, try_direct = 0.02, True
         while True:
             lane = command.lane[:80]
@@ -180,13 +183,15 @@ class Outbox:
             self._busy.discard(lane)
 
     async def ledger(self, linkedid: str) -> CallLedger:
-        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, linkedid),
+        stored = pbx_linkedid(self._pbx, linkedid)
+        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, stored),
                                              write=False)
 
     def _delivered(self, command: CrmCommand, learned: LedgerUpdate) -> None:
-        if self._on_delivered is not None:
+        ours = as_seen_by(command, self._pbx)  # None: another PBX's call, delivered by this daemon
+        if self._on_delivered is not None and ours is not None:
             try:
-                self._on_delivered(command, learned)
+                self._on_delivered(ours, learned)
             except Exception:
                 log.exception("outbox: what follows the delivery of %s failed", command.key)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agi_daemon.core.commands import CallReport, CreateCallRecords, LogCall
+from agi_daemon.core.commands import CallReport, ChangeResponsible, CreateCallRecords, LogCall
 from agi_daemon.crm import outbox_store
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.outbox import Delivery, Outbox
@@ -106,3 +106,36 @@ async def test_claimed_command_is_not_taken_by_another_daemon_while_its_lease_ru
 async def _all_delivered(store: EmbeddedCrm) -> bool:
     statuses = {status for status, _, _ in (await rows(store)).values()}
     return statuses == {"delivered"}
+
+
+async def test_same_linkedid_on_two_pbxs_is_two_calls_and_a_transfer_on_one_never_reassigns_the_others_lead(
+    crm, new_client
+):
+    """Two Asterisks number calls alike. PBX 1's call creates a lead for a new client; PBX 2's
+    call with the same linkedid is from that (now known) client and is transferred to bob: R10
+    concerns the records created by *that* call, and PBX 2's call created none."""
+    linkedid = "1764640000.1"
+    async with second_store(crm) as other:
+        pbx1, pbx2 = Outbox(crm, Delivery(crm), pbx="pbx1"), Outbox(other, Delivery(other), pbx="pbx2")
+        async with delivering(pbx1), delivering(pbx2):
+            await pbx1.submit(CreateCallRecords(new_client(phone(1), linkedid)))
+            await pbx1.submit(LogCall(call_of(linkedid, phone(1)), CallReport.HANGUP, phone(1)))
+            await pbx2.submit(ChangeResponsible(linkedid, phone(1), "bob", 1))
+            await pbx2.submit(LogCall(call_of(linkedid, phone(1)), CallReport.HANGUP, phone(1)))
+            await eventually(lambda: _all_delivered(crm), timeout=10)
+            ledger1, ledger2 = await pbx1.ledger(linkedid), await pbx2.ledger(linkedid)
+
+    [lead] = await crm.list_records("leads")
+    assert (lead["responsible"], lead["created_by_call"], lead["created_by_pbx"]) == ("alice", linkedid, "pbx1")
+    calls = await crm.list_records("calls")
+    assert sorted((call["pbx"], call["linkedid"], call["entity"]) for call in calls) == [
+        ("pbx1", linkedid, f"lead:{lead['id']}"), ("pbx2", linkedid, f"lead:{lead['id']}")]
+    assert ledger1.entity is not None and ledger2.created is None  # each PBX's ledger is its own call's
+
+
+async def test_without_a_pbx_id_linkedids_are_stored_as_asterisk_gives_them(crm, new_client):
+    async with delivering(Outbox(crm, Delivery(crm))) as outbox:
+        await outbox.submit(CreateCallRecords(new_client(phone(2), "1764640000.2")))
+    [lead] = await crm.list_records("leads")
+    assert (lead["created_by_call"], "created_by_pbx" in lead) == ("1764640000.2", False)
+    assert list(await rows(crm)) == ["1764640000.2/records"]
