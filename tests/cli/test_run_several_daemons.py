@@ -21,12 +21,13 @@ from tests.crm.conftest import _plan
 from tests.crm.test_outbox import call_of
 from tests.daemon_harness import write_config
 from tests.fakes.polling import eventually
+from tests.faults.outbox_harness import daemon_process, hang_up, route
 
 CALLS = 2000
 
 
 def phone(n: int) -> str:
-    return f"+336120{n:05d}"
+    return f"+336130{n:05d}"
 
 
 async def leave_backlog(url: str) -> None:
@@ -91,3 +92,42 @@ async def test_one_of_two_daemons_killed_while_both_drain_the_other_finishes_not
     assert {count for _, count in leads} == {1} and {count for _, count in calls} == {1}
     unlinked = query(url, "SELECT count(*) FROM calls WHERE entity_id IS NULL")
     assert unlinked == [(0,)]  # each call logged on its lead: records first, then the log, whoever applied them
+
+
+def named(config, pbx_id: str):
+    config.write_text(config.read_text().replace("  crm_deadline_ms:", f"  pbx_id: {pbx_id}\n  crm_deadline_ms:", 1))
+    return config
+
+
+@pytest.mark.databases("postgresql")
+async def test_call_whose_daemon_is_killed_and_restarted_mid_call_is_logged_once_beside_the_other_pbx_s_call(
+    tmp_path, crm_database_url
+):
+    """PBX paris routes a new caller, its daemon is killed with -9 while the call is up and
+    started again; PBX lyon meanwhile has a call with the same linkedid. The hangup handler's
+    report reaches the restarted daemon (twice: a handler retried): each PBX's call is logged
+    once, on its own lead."""
+    url, linkedid = crm_database_url, "1764640000.7"
+    paris_number, lyon_number = phone(11), phone(12)
+    configs = {}
+    for name in ("paris", "lyon"):
+        (tmp_path / name).mkdir()
+        configs[name] = named(write_config(tmp_path / name, ami=(closed_port(), "agi-daemon", "unused"), database=url),
+                              name)
+    async with daemon_process(configs["lyon"]) as lyon:
+        async with daemon_process(configs["paris"]) as paris:
+            assert (await route(paris.port, linkedid, paris_number))[0] == "ok"
+            paris.process.kill()
+        assert (await route(lyon.port, linkedid, lyon_number))[0] == "ok"
+        async with daemon_process(configs["paris"]) as paris:
+            await hang_up(paris.port, linkedid, paris_number, "ok")
+            await hang_up(paris.port, linkedid, paris_number, "ok")
+            await hang_up(lyon.port, linkedid, lyon_number, "ok")
+            await eventually(lambda: len(query(url, "SELECT id FROM calls")) == 2 and not query(
+                url, "SELECT id FROM outbox WHERE status <> 'delivered'"), timeout=20)
+
+    leads = dict(query(url, "SELECT created_by_call, id FROM leads"))
+    assert sorted(leads) == [f"lyon:{linkedid}", f"paris:{linkedid}"]
+    calls = query(url, "SELECT linkedid, number, entity_type, entity_id FROM calls ORDER BY linkedid")
+    assert calls == [(f"lyon:{linkedid}", lyon_number, "lead", leads[f"lyon:{linkedid}"]),
+                     (f"paris:{linkedid}", paris_number, "lead", leads[f"paris:{linkedid}"])]
