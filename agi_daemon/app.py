@@ -217,7 +217,7 @@ def wire_outbox(parts: Parts) -> None:
     outbox_settings = parts.settings.crm.outbox
     outbox = build_outbox(parts.crm_parts, max_attempts=outbox_settings.max_attempts,
                           dead_letter_after_hours=outbox_settings.dead_letter_after_hours,
-                          on_delivered=records_created_to(parts.notifier))
+                          on_delivered=records_created_to(parts.notifier), pbx=parts.settings.daemon.pbx_id)
     parts.outbox = outbox
     delivering = parts.tasks.create_task(outbox.run())
 

@@ -80,3 +80,34 @@ async def test_client_created_through_one_daemon_is_routed_to_its_responsible_by
     assert (lead["created_by_call"], lead["responsible"]) == ("pbx1.1", "alice")
     assert (known["AGI_DAEMON_STATUS"], known["AGI_DAEMON_RESPONSIBLE"]) == ("ok", "Local/101@employees")
     assert [lead["id"] for lead in await crm.list_records("leads")] == [lead["id"]]  # the second created nothing
+
+
+def named_pbx(config, pbx_id: str):
+    config.write_text(config.read_text().replace("  crm_deadline_ms:", f"  pbx_id: {pbx_id}\n  crm_deadline_ms:", 1))
+    return config
+
+
+async def test_two_pbxs_giving_two_new_callers_the_same_linkedid_create_two_leads_each_named_by_its_pbx(tmp_path, crm):
+    """Each Asterisk numbers its calls on its own: daemon.pbx_id keeps them apart in the store."""
+    first_dir, second_dir = tmp_path / "pbx1", tmp_path / "pbx2"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    ami = (closed_port(), "agi-daemon", "unused")
+    other = "+33699887700"
+    async with (
+        EmbeddedCrm(crm.url.render_as_string(hide_password=False)) as second_crm,
+        running_daemon(None, named_pbx(write_config(first_dir, ami=ami), "paris"), crm, wait_for_ami=False) as first,
+        running_daemon(None, named_pbx(write_config(second_dir, ami=ami), "lyon"), second_crm,
+                       wait_for_ami=False) as second,
+    ):
+        await agi_call(first.agi_port, "incoming", extension=PARIS_AS_DIALLED, callerid=UNKNOWN, args=("1764640000.1",))
+        await agi_call(second.agi_port, "incoming", extension=PARIS_AS_DIALLED, callerid=other, args=("1764640000.1",))
+        leads = await eventually(lambda: _two(crm.list_records("leads")))
+
+    assert sorted((lead["created_by_pbx"], lead["created_by_call"], lead["phones"][0]) for lead in leads) == [
+        ("lyon", "1764640000.1", other), ("paris", "1764640000.1", UNKNOWN)]
+
+
+async def _two(records):
+    found = await records
+    return found if len(found) == 2 else None

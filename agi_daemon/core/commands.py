@@ -14,7 +14,7 @@ the records it created (and their remote ids), the record it joined, the remote 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Mapping
 
@@ -158,3 +158,52 @@ def replaces(existing_partial: bool | None, kind: CallReport) -> bool:
     if existing_partial is None or kind is CallReport.TRACKED:
         return True
     return kind is CallReport.HANGUP and existing_partial
+
+
+# -- several PBXs on one store ----------------------------------------------------------------
+# Each Asterisk numbers its calls on its own (a linkedid is the first channel's uniqueid,
+# "<epoch>.<sequence>"), so two PBXs can give two calls the same linkedid. Where several
+# daemons share one store, each stores its calls' linkedids as "<pbx_id>:<linkedid>" (an
+# Asterisk linkedid never holds a colon): keys, ledgers, call log rows and created_by_call
+# never collide, and R10 only ever reaches the records created by that very call on that PBX.
+
+def pbx_linkedid(pbx: str | None, linkedid: str) -> str:
+    """The linkedid as the store keeps it: namespaced by the PBX, when the daemon names one."""
+    return linkedid if pbx is None else f"{pbx}:{linkedid}"
+
+
+def split_linkedid(stored: str) -> tuple[str | None, str]:
+    """(pbx_id or None, the Asterisk linkedid) of a stored linkedid."""
+    pbx, colon, linkedid = stored.partition(":")
+    return (pbx, linkedid) if colon else (None, stored)
+
+
+def in_pbx(command: CrmCommand, pbx: str | None) -> CrmCommand:
+    """`command` with its call's linkedid namespaced by `pbx` (unchanged when pbx is None)."""
+    if pbx is None:
+        return command
+    if isinstance(command, CreateCallRecords):
+        return CreateCallRecords(replace(command.plan, linkedid=pbx_linkedid(pbx, command.plan.linkedid)))
+    if isinstance(command, RecordOffer):
+        return RecordOffer(replace(command.offer, linkedid=pbx_linkedid(pbx, command.offer.linkedid)))
+    if isinstance(command, LogCall):
+        return LogCall(replace(command.record, linkedid=pbx_linkedid(pbx, command.record.linkedid)),
+                       command.report, command.look_up)
+    return replace(command, linkedid=pbx_linkedid(pbx, command.linkedid))
+
+
+def as_seen_by(command: CrmCommand, pbx: str | None) -> CrmCommand | None:
+    """A stored command as the daemon of `pbx` knows its call (the Asterisk linkedid); None
+    when it is another PBX's call."""
+    if pbx is None:
+        return command
+    owner, linkedid = split_linkedid(command.linkedid)
+    if owner != pbx:
+        return None
+    if isinstance(command, CreateCallRecords):
+        return CreateCallRecords(replace(command.plan, linkedid=linkedid))
+    if isinstance(command, RecordOffer):
+        return RecordOffer(replace(command.offer, linkedid=linkedid))
+    if isinstance(command, LogCall):
+        return LogCall(replace(command.record, linkedid=linkedid), command.report, command.look_up)
+    return replace(command, linkedid=linkedid)

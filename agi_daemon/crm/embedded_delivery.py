@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 def apply_row(conn: Connection, row_id: int, now: datetime) -> tuple[CrmCommand, LedgerUpdate] | None:
     """Deliver pending outbox row `row_id` to the embedded tables, in this transaction.
-    None when the row is no longer pending (delivered meanwhile, dropped)."""
-    stored = outbox_store.load(conn, row_id)
-    if stored is None or stored.status != outbox_store.PENDING:
+    None when the row is not this daemon's to deliver (delivered meanwhile, dropped, being
+    delivered by another daemon: `outbox_store.take`)."""
+    stored = outbox_store.take(conn, row_id, now)
+    if stored is None:
         return None
     known = outbox_store.ledger(conn, stored.command.linkedid)
     learned = apply(conn, stored.command, known)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
-from ..core.commands import CallLedger, CrmCommand, LedgerUpdate
+from ..core.commands import CallLedger, CrmCommand, LedgerUpdate, as_seen_by, in_pbx, pbx_linkedid
 from ..core.ports import CrmDeliverer, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
@@ -38,6 +40,9 @@ FIRST_DELAY_S = 0.5  # the first retry of a delivery; doubled each attempt
 MAX_DELAY_S = 300.0
 SUBMIT_MAX_DELAY_S = 2.0  # committing a command to the store is retried this often at worst
 DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CRM that hangs)
+# A remote delivery's claim on its row: another daemon takes the row over once it has run out
+# (the daemon that claimed it died); longer than any delivery attempt, so a live one never loses it.
+CLAIM_LEASE = timedelta(seconds=4 * DELIVERY_TIMEOUT_S)
 CONCURRENCY = 16  # lanes delivered at the same time
 KEEP_DELIVERED = timedelta(days=7)
 PURGE_EVERY_S = 3600.0
@@ -58,10 +63,12 @@ class Delivery:
     """How one pending row reaches the CRM: applied to the embedded tables in the transaction
     that marks it delivered, or sent to a remote CRM's deliverer, then marked delivered."""
 
-    def __init__(self, store: EmbeddedCrm, remote: CrmDeliverer | None = None) -> None:
+    def __init__(self, store: EmbeddedCrm, remote: CrmDeliverer | None = None, *,
+                 lease: timedelta = CLAIM_LEASE) -> None:
         self._store = store
         self._remote = remote
         self.local = remote is None
+        self._claim = (f"{socket.gethostname()}:{os.getpid()}", lease)  # who claims, for how long
 
     async def __call__(self, row_id: int) -> tuple[CrmCommand, LedgerUpdate] | None:
         now = datetime.now(UTC)
@@ -70,13 +77,13 @@ class Delivery:
                                                  write=True)
         remote = self._remote
 
-        def read(conn: Connection) -> tuple[outbox_store.Stored, CallLedger] | None:
-            stored = outbox_store.load(conn, row_id)
-            if stored is None or stored.status != outbox_store.PENDING:
+        def claim(conn: Connection) -> tuple[outbox_store.Stored, CallLedger] | None:
+            stored = outbox_store.take(conn, row_id, now, claim=self._claim)
+            if stored is None:
                 return None
             return stored, outbox_store.ledger(conn, stored.command.linkedid)
 
-        found = await self._store.transaction("read a CRM command", read, write=False)
+        found = await self._store.transaction("claim a CRM command", claim, write=True)
         if found is None:
             return None
         stored, known = found
@@ -104,8 +111,10 @@ class Outbox:
         concurrency: int = CONCURRENCY,
         first_delay: float = FIRST_DELAY_S,
         on_delivered: Delivered | None = None,
+        pbx: str | None = None,
     ) -> None:
         self._store = store
+        self._pbx = pbx  # daemon.pbx_id: this daemon's calls are stored as "<pbx>:<linkedid>"
         self._deliver = deliver
         self._max_attempts = max_attempts
         self._dead_after = dead_after
@@ -129,6 +138,7 @@ class Outbox:
 
         For the embedded CRM, when nothing of the command's lane waits before it, the command
         is stored and applied in one transaction: durable and delivered at once."""
+        command = in_pbx(command, self._pbx)
         delay, try_direct = 0.02, True
         while True:
             lane = command.lane[:80]
@@ -173,13 +183,15 @@ class Outbox:
             self._busy.discard(lane)
 
     async def ledger(self, linkedid: str) -> CallLedger:
-        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, linkedid),
+        stored = pbx_linkedid(self._pbx, linkedid)
+        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, stored),
                                              write=False)
 
     def _delivered(self, command: CrmCommand, learned: LedgerUpdate) -> None:
-        if self._on_delivered is not None:
+        ours = as_seen_by(command, self._pbx)  # None: another PBX's call, delivered by this daemon
+        if self._on_delivered is not None and ours is not None:
             try:
-                self._on_delivered(command, learned)
+                self._on_delivered(ours, learned)
             except Exception:
                 log.exception("outbox: what follows the delivery of %s failed", command.key)
 

@@ -6,16 +6,26 @@ A row's status: `pending` (waiting for delivery, maybe after failed attempts), `
 `dead` (a dead letter: the CRM refused it, or it failed too often or too long; `outbox retry`
 puts it back), `dropped` (the admin gave up on it with `outbox drop`). Delivered and dropped
 rows keep their key, so the same command is never stored or delivered again.
+
+Several daemons may drain one outbox (one per PBX, on one PostgreSQL database). A row is
+delivered by whoever takes it first (`take`): its row lock (`FOR UPDATE SKIP LOCKED`: another
+daemon holding it is skipped, never waited for), only while it is still pending, only when no
+older row of its lane still waits (a lane stays in order across daemons), and only when no
+live claim holds it. The embedded delivery applies the row in the transaction that takes it,
+so the lock is the claim and dies with the transaction (or the connection of a daemon killed
+with -9). A remote delivery leaves that transaction before it sends, so it writes a claim
+with a lease (`claimed_by`, `claimed_until`): a daemon that dies while sending leaves a claim
+that another takes over once the lease has run out.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate
@@ -79,6 +89,29 @@ def load(conn: Connection, row_id: int) -> Stored | None:
     return Stored(row_id, command_from_json(kind, payload), status, attempts, created_at)
 
 
+def take(conn: Connection, row_id: int, now: datetime, *, claim: tuple[str, timedelta] | None = None) -> Stored | None:
+    """Pending row `row_id` locked for delivery in this transaction, or None when it is not
+    this daemon's to deliver now: delivered or dropped meanwhile, locked or claimed by another
+    daemon, or behind an older pending row of its lane. `claim` (owner, lease): also claim the
+    row until now + lease, for a delivery that goes on after this transaction."""
+    older = outbox.alias("older")
+    row = conn.execute(
+        select(outbox.c.kind, outbox.c.payload, outbox.c.status, outbox.c.attempts, outbox.c.created_at)
+        .where(outbox.c.id == row_id, outbox.c.status == PENDING,
+               or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+               ~exists().where(older.c.lane == outbox.c.lane, older.c.status == PENDING, older.c.id < outbox.c.id))
+        .with_for_update(skip_locked=True, of=outbox)
+    ).first()
+    if row is None:
+        return None
+    if claim is not None:
+        owner, lease = claim
+        conn.execute(update(outbox).where(outbox.c.id == row_id)
+                     .values(claimed_by=owner[:64], claimed_until=now + lease))
+    kind, payload, status, attempts, created_at = row
+    return Stored(row_id, command_from_json(kind, payload), status, attempts, created_at)
+
+
 def ledger(conn: Connection, linkedid: str) -> CallLedger:
     row = execute_prepared(conn, _LEDGER, call_ledger, {"linkedid": linkedid}).fetchone()
     if row is None:
@@ -128,12 +161,14 @@ _LEARN = tuple(_upsert_ledger(dialect) for dialect in (sqlite, postgresql))
 
 
 def delivered(conn: Connection, row_id: int, now: datetime) -> None:
-    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=DELIVERED, done_at=now, last_error=None))
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=DELIVERED, done_at=now, last_error=None,
+                                                                   claimed_by=None, claimed_until=None))
 
 
 def failed(conn: Connection, row_id: int, error: str, *, dead: bool, now: datetime) -> None:
     """One more failed attempt; `dead`: the row becomes a dead letter."""
-    values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": scrub(error)[:2000]}
+    values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": scrub(error)[:2000],
+                              "claimed_by": None, "claimed_until": None}
     if dead:
         values.update(status=DEAD, done_at=now)
     conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == PENDING).values(**values))
@@ -166,7 +201,8 @@ def retry(conn: Connection, row_id: int) -> Waiting | None:
     row = conn.execute(select(outbox.c.lane, outbox.c.created_at, outbox.c.status).where(outbox.c.id == row_id)).first()
     if row is None or row[2] not in (DEAD, PENDING):
         return None
-    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=PENDING, attempts=0, done_at=None))
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=PENDING, attempts=0, done_at=None,
+                                                                   claimed_by=None, claimed_until=None))
     return Waiting(row_id, row[0], row[1])
 
 

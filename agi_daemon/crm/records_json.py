@@ -3,14 +3,16 @@
 The shapes are the command line contract (README, "Command line"):
 
 - records: `id`, `type`, `name`, `phones`, `responsible`, `source`, `status`,
-  `created_by_call`; leads add `converted_to` (refs such as "deal:4"); deals add `pipeline`,
+  `created_by_call` (the Asterisk linkedid; with `created_by_pbx`, the daemon.pbx_id of the
+  PBX that call was on, when that daemon names its PBX); leads add `converted_to` (refs such as "deal:4"); deals add `pipeline`,
   `stage`, `contact` and `company` (refs or null). A lead's status is NEW or CONVERTED, a
   deal's status is its stage, contacts and companies have none (null). A deal's phones are
   those of its contact and company.
 - calls: `id`, `direction`, `line`, `number`, `disposition`, `answered_by`, `ring_seconds`,
   `talk_seconds`, `transfers`, `entity`, `linkedid`, `started_at`, `answered_at`, `ended_at`,
-  `employees`, `partial` (true for a best guess: the call ended while AMI was down).
-- offers: `id`, `linkedid`, `direction`, `line`, `phone`, `employees`, `status`,
+  `employees`, `partial` (true for a best guess: the call ended while AMI was down); `pbx`
+  (the daemon.pbx_id of the call's PBX) when that daemon names its PBX.
+- offers: `id`, `linkedid` (and `pbx`, as calls), `direction`, `line`, `phone`, `employees`, `status`,
   `created_at`.
 
 Moments are ISO-8601 in UTC ("2024-05-01T09:30:00+00:00"); every list is ordered by id.
@@ -23,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, or_, select
 
+from ..core.commands import split_linkedid
 from ..core.model import EntityType
 from .tables import RECORD_TABLES, calls, deals, offers, phones
 
@@ -94,7 +97,7 @@ def call_json(row: Any) -> Json:
         "talk_seconds": row["talk_seconds"],
         "transfers": row["transfers"],
         "entity": entity,
-        "linkedid": row["linkedid"],
+        **_call_of(row["linkedid"]),
         "started_at": _iso(row["started_at"]),
         "answered_at": _iso(row["answered_at"]),
         "ended_at": _iso(row["ended_at"]),
@@ -106,7 +109,7 @@ def call_json(row: Any) -> Json:
 def offer_json(row: Any) -> Json:
     return {
         "id": row["id"],
-        "linkedid": row["linkedid"],
+        **_call_of(row["linkedid"]),
         "direction": row["direction"],
         "line": row["line"],
         "phone": row["phone"],
@@ -114,6 +117,18 @@ def offer_json(row: Any) -> Json:
         "status": row["status"],
         "created_at": _iso(row["created_at"]),
     }
+
+
+def _call_of(stored: str) -> Json:
+    """A stored linkedid as the contract shows it: the Asterisk linkedid, plus `pbx` (the
+    daemon.pbx_id of the call's PBX) when the daemon that stored it names its PBX."""
+    pbx, linkedid = split_linkedid(stored)
+    return {"linkedid": linkedid} if pbx is None else {"linkedid": linkedid, "pbx": pbx}
+
+
+def _created_by(stored: str | None) -> Json:
+    pbx, linkedid = (None, None) if stored is None else split_linkedid(stored)
+    return {"created_by_call": linkedid} if pbx is None else {"created_by_call": linkedid, "created_by_pbx": pbx}
 
 
 def _has_phone(entity_type: EntityType, phone: str) -> ColumnElement[bool]:
@@ -162,7 +177,7 @@ def _record_json(entity_type: EntityType, row: Any, numbers: list[str]) -> Json:
         "responsible": row["responsible"],
         "source": row["source"],
         "status": row["status"] if entity_type is EntityType.LEAD else None,
-        "created_by_call": row["created_by_call"],
+        **_created_by(row["created_by_call"]),
     }
     if entity_type is EntityType.LEAD:
         record["converted_to"] = [
@@ -186,7 +201,7 @@ def _deal_json(row: Any, numbers: list[str]) -> Json:
         "responsible": row["responsible"],
         "source": row["source"],
         "status": row["stage"],
-        "created_by_call": row["created_by_call"],
+        **_created_by(row["created_by_call"]),
         "pipeline": row["pipeline"],
         "stage": row["stage"],
         "contact": None if row["contact_id"] is None else f"contact:{row['contact_id']}",

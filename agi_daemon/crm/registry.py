@@ -55,12 +55,14 @@ def build_crm(adapter: str, database: str, store: EmbeddedCrm | None = None, *,
 
 
 def build_outbox(crm: CrmParts, *, max_attempts: int, dead_letter_after_hours: float,
-                 on_delivered: Delivered | None = None) -> Outbox:
-    """The outbox of the configured CRM (crm.outbox); `on_delivered` hears of each delivery."""
+                 on_delivered: Delivered | None = None, pbx: str | None = None) -> Outbox:
+    """The outbox of the configured CRM (crm.outbox); `on_delivered` hears of each delivery;
+    `pbx` (daemon.pbx_id) namespaces this daemon's linkedids in the store."""
     return Outbox(
         crm.store,
         Delivery(crm.store, crm.remote),
         max_attempts=max_attempts,
         dead_after=timedelta(hours=dead_letter_after_hours),
         on_delivered=on_delivered,
+        pbx=pbx,
     )

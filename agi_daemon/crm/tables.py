@@ -190,7 +190,10 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("done_at", UtcDateTime(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),  # the daemon sending it to a remote CRM
+    Column("claimed_until", UtcDateTime(), nullable=True),  # ... until its lease runs out
     Index(None, "status", "id"),
+    Index(None, "lane", "status", "id"),
 )
 
 # What each call's commands created, joined, and their ids in a remote CRM.

@@ -199,6 +199,10 @@ def _database_beside_the_file(sections: dict[str, Any], folder: Path, log: Probl
         log.add(("crm", "embedded", "database"),
                 "PostgreSQL needs the psycopg driver: pip install 'agi-daemon[postgresql]'")
         return
+    daemon = sections.get("daemon")
+    if url.get_backend_name() == "postgresql" and daemon is not None and daemon.pbx_id is None:
+        log.add(("crm", "embedded", "database"), "a database several daemons can share: give each PBX its "
+                "daemon.pbx_id, or two PBXs' calls with the same linkedid are taken for one", warning=True)
     database = url.database or ""
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return

@@ -13,7 +13,7 @@ from string import Formatter
 from typing import Annotated, Callable
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SecretStr, StringConstraints
 
 from agi_daemon.core.model import (
     CreateFor,
@@ -191,6 +191,9 @@ class DaemonSettings(Section):
     fastagi: FastAgiSettings = FastAgiSettings()
     web: WebSettings = WebSettings()
     crm_deadline_ms: Count = 300  # routing never waits longer than this on a CRM lookup
+    # This PBX's name in a store several daemons share: its calls' linkedids are stored as
+    # "<pbx_id>:<linkedid>", so two Asterisks numbering calls alike never collide.
+    pbx_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")] | None = None
 
 
 # ---- asterisk ------------------------------------------------------------------------------
