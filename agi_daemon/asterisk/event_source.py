@@ -9,14 +9,18 @@ Both reconnect by themselves and start every connection with a snapshot of the l
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..core.tracker import TrackerEvent
 from .ami import AmiClient
 from .ami.translate import tracker_events as ami_tracker_events
 from .ari.client import AriClient
 from .ari.translate import tracker_events as ari_tracker_events
+from .ami.model import AmiItem
+from .ari.model import AriItem
+
+Item = TypeVar("Item")
 
 
 class EventSource(Protocol):
@@ -46,31 +50,34 @@ class EventSource(Protocol):
     def events(self) -> AsyncIterator[TrackerEvent]: ...
 
 
-class AmiEventSource:
-    name = "ami"
+class LinkEventSource(Generic[Item]):
+    """An AMI or ARI client, its items translated into the tracker's events."""
 
-    def __init__(self, client: AmiClient) -> None:
+    def __init__(self, name: str, client: Any, translate: Callable[[AsyncIterator[Item]], AsyncIterator[TrackerEvent]]) -> None:
+        self.name = name
         self.client = client
+        self._translate = translate
 
     @property
     def connected(self) -> bool:
-        return self.client.connected
+        return bool(self.client.connected)
 
     @property
     def reconnects(self) -> int:
-        return self.client.reconnects
+        return int(self.client.reconnects)
 
     @property
     def dropped(self) -> int:
-        return self.client.dropped
+        return int(self.client.dropped)
 
     @property
     def backlog(self) -> int:
-        return self.client.queue.qsize()
+        return int(self.client.queue.qsize())
 
     @property
     def last_error(self) -> str | None:
-        return self.client.last_error
+        error: str | None = self.client.last_error
+        return error
 
     async def run(self) -> None:
         await self.client.run()
@@ -79,40 +86,12 @@ class AmiEventSource:
         await self.client.close()
 
     def events(self) -> AsyncIterator[TrackerEvent]:
-        return ami_tracker_events(self.client.events())
+        return self._translate(self.client.events())
 
 
-class AriEventSource:
-    name = "ari"
+def AmiEventSource(client: AmiClient) -> LinkEventSource[AmiItem]:  # noqa: N802 - reads as the type it builds
+    return LinkEventSource("ami", client, ami_tracker_events)
 
-    def __init__(self, client: AriClient) -> None:
-        self.client = client
 
-    @property
-    def connected(self) -> bool:
-        return self.client.connected
-
-    @property
-    def reconnects(self) -> int:
-        return self.client.reconnects
-
-    @property
-    def dropped(self) -> int:
-        return self.client.dropped
-
-    @property
-    def backlog(self) -> int:
-        return self.client.queue.qsize()
-
-    @property
-    def last_error(self) -> str | None:
-        return self.client.last_error
-
-    async def run(self) -> None:
-        await self.client.run()
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    def events(self) -> AsyncIterator[TrackerEvent]:
-        return ari_tracker_events(self.client.events())
+def AriEventSource(client: AriClient) -> LinkEventSource[AriItem]:  # noqa: N802 - reads as the type it builds
+    return LinkEventSource("ari", client, ari_tracker_events)
