@@ -44,7 +44,7 @@ async def test_kill9_in_the_middle_of_a_drain_then_restart_loses_nothing_and_sen
                                                   for index, linkedid in enumerate(linkedids[start:start + 10])))
             assert all(status is not None for status, _ in answers)
             await asyncio.gather(*(hang_up(daemon.port, linkedid, number(index), status)
-                                   for index, (linkedid, (status, _)) in enumerate(zip(linkedids, answers))))
+                                   for index, (linkedid, (status, _)) in enumerate(zip(linkedids, answers, strict=True))))
             assert await until(lambda: len(portal.records["lead"]) >= 5, 20), "the drain did not start"
             daemon.process.kill()  # kill -9 in the middle of the drain
         in_the_middle = len(portal.records["lead"])
