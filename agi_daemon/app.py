@@ -31,6 +31,7 @@ from .core.ports import Clock, CrmLookup, Notifier
 from .crm.embedded import EmbeddedCrm
 from .crm.outbox import Outbox
 from .crm.registry import CrmParts, build_crm, build_outbox
+from .remote_crm import remote_crm
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
 from .log_lines import ready_line
@@ -114,7 +115,8 @@ class Daemon:
         owned = self._crm is None  # the daemon opens and closes only the CRM it builds
         given = self._crm
         crm = given if isinstance(given, CrmParts) else build_crm(
-            settings.crm.adapter.value, settings.crm.embedded.database, given, pool_size=settings.crm.embedded.pool_size)
+            settings.crm.adapter.value, settings.crm.embedded.database, given, pool_size=settings.crm.embedded.pool_size,
+            remote=remote_crm(settings))
         if owned:
             await crm.open()
         try:

@@ -8,11 +8,14 @@ import logging
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .core.ports import CrmError
 from .log_format import SafeFormatter
 from .settings import ConfigError, SecretsNeeded, Settings, SettingsHolder, check_config, load_settings
+
+if TYPE_CHECKING:
+    from .crm.bitrix24.adapter import Bitrix24Crm
 
 log = logging.getLogger("agi_daemon")
 
@@ -45,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run = with_config(sub.add_parser("run", help="start the daemon"))
     run.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
                      help="the least important messages logged: debug, info (default), warning or error")
-    with_config(sub.add_parser("check-config", help="check the YAML file, print every problem"))
+    checking = with_config(sub.add_parser("check-config", help="check the YAML file, print every problem"))
+    checking.add_argument("--online", action="store_true",
+                          help="also ask the Bitrix24 portal: its CRM mode, and which employees match no user")
     sim = with_config(sub.add_parser("simulate", help="show the decision and rule trace for one call"))
     sim.add_argument("--direction", choices=["incoming", "outgoing"], required=True, help="which way the call goes")
     sim.add_argument("--line", help="incoming: the line called (required); outgoing: the employee's line, "
@@ -101,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level if args.command == "run" else logging.WARNING, handlers=[handler])
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines at every start say nothing to an admin
     if args.command == "check-config":
-        return _check_config(args.config)
+        code = _check_config(args.config)
+        return _check_online(args.config) if code == 0 and args.online else code
     try:
         needs = SecretsNeeded.RUN if args.command == "run" else SecretsNeeded.NONE
         settings = load_settings(args.config, secrets=needs)
@@ -160,6 +166,39 @@ def _check_config(path: Path) -> int:
     if not errors:
         print(f"{path}: ok")
     return 1 if errors else 0
+
+
+def _check_online(path: Path) -> int:
+    """check-config --online: the portal's CRM mode against crm.mode, and the employees no
+    portal user matches (crm.adapter bitrix24; nothing to ask otherwise)."""
+    from .remote_crm import bitrix24_crm
+
+    settings = load_settings(path)
+    if settings.crm.bitrix24 is None or settings.crm.adapter.value != "bitrix24":
+        print(f"{path}: no Bitrix24 portal to check (crm.adapter is {settings.crm.adapter.value})")
+        return 0
+    try:
+        return asyncio.run(_ask_portal(bitrix24_crm(settings), settings, path))
+    except CrmError as exc:
+        print(f"{path}: the Bitrix24 portal cannot be checked: {exc}")
+        return 1
+
+
+async def _ask_portal(portal: Bitrix24Crm, settings: Settings, path: Path) -> int:
+    await portal.client.open()
+    try:
+        mismatch = await portal.operations.mode_mismatch(settings.crm.mode)
+        await portal.directory.load(portal.client)
+    finally:
+        await portal.client.close()
+    for problem in ([mismatch] if mismatch else []):
+        print(f"{path}: crm.mode: {problem}")
+    for employee in portal.directory.unmatched:
+        print(f"{path}: employees.{employee}: no Bitrix24 user (set crm_user, or the user's internal phone to "
+              f"the extension)")
+    if not mismatch and not portal.directory.unmatched:
+        print(f"{path}: the Bitrix24 portal agrees (crm.mode {settings.crm.mode.value}, every employee matched)")
+    return 1 if mismatch or portal.directory.unmatched else 0
 
 
 def _database_exists(settings: Settings) -> bool:

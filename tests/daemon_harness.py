@@ -65,10 +65,12 @@ def write_config(
     ami: tuple[int, str, str] = (5038, "agi-daemon", "unused"),
     ari: tuple[str, str, str] | None = None,
     database: str | None = None,
+    bitrix24: str | None = None,
 ) -> Path:
     """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret); with
     `ari` (url, username, password) call tracking and the Stasis application use ARI;
-    `database` the CRM's URL (default: a SQLite file in `directory`)."""
+    `database` the CRM's URL (default: a SQLite file in `directory`); `bitrix24` a portal's
+    inbound webhook URL: crm.adapter bitrix24, alice and bob its users 11 and 12."""
     database = database or f"sqlite:///{directory}/crm.sqlite3"
     ami_port, ami_user, ami_secret = ami
     ari_lines = ""
@@ -91,12 +93,12 @@ def write_config(
         crm:
           mode: {mode}
           simple: {{pipeline: {pipeline}, create_with: {create_with}}}
-          adapter: embedded
-          embedded: {{database: "{database}", pool_size: 2}}
+          adapter: {"bitrix24" if bitrix24 else "embedded"}
+          embedded: {{database: "{database}", pool_size: 2}}BITRIX24-HERE
           exceptions: {{phones: ["+33 1 40 00 00 00"]}}
         employees:
-          alice: {{name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"], line: "+33 1 84 88 00 00"}}
-          bob: {{name: Bob Durand, extension: "102"}}
+          alice: {{name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"], line: "+33 1 84 88 00 00"CRM-USER-11}}
+          bob: {{name: Bob Durand, extension: "102"CRM-USER-12}}
         queue_groups:
           sales: {{members: [alice, bob], strategy: in_order, ring_seconds: {ring}}}
         numbers:
@@ -116,6 +118,10 @@ def write_config(
             crm: {{unknown_caller: offer, create_for: all, source: SUPPORT_CALL}}
         """)
     text = text.replace(ari_placeholder, ari_lines)
+    portal = (f'\n  bitrix24: {{webhook_url: "{bitrix24}", pipelines: {{general: 0, b2b: 3}}}}' if bitrix24 else "")
+    text = text.replace("BITRIX24-HERE", portal)
+    for user in ("11", "12"):
+        text = text.replace(f"CRM-USER-{user}", f', crm_user: "{user}"' if bitrix24 else "")
     path = directory / "agi-daemon.yaml"
     path.write_text(text)
     return path

@@ -96,5 +96,6 @@ def refs_from_json(refs: list[str] | None) -> CreatedRecords | None:
         return None
     parsed = [EntityRef.parse(ref) for ref in refs]
     by_type = {ref.type.value: ref for ref in parsed}
-    return CreatedRecords(lead=by_type["lead"], deal=by_type.get("deal"), contact=by_type.get("contact"),
+    # a remote CRM's simple mode creates no lead: the deal stands in its place (see bitrix24/adapter.py)
+    return CreatedRecords(lead=by_type.get("lead") or by_type["deal"], deal=by_type.get("deal"), contact=by_type.get("contact"),
                           company=by_type.get("company"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from ..core.ports import CrmDeliverer, CrmLookup
 from .embedded import EmbeddedCrm
@@ -45,13 +46,21 @@ def daemon_store(database: str, *, pool_size: int | None = None) -> EmbeddedCrm:
     return EmbeddedCrm(database) if pool_size is None else EmbeddedCrm(database, pool_size=pool_size)
 
 
+class RemoteCrm(CrmLookup, CrmDeliverer, Protocol):
+    """A remote adapter: one object answers the lookups and delivers the commands."""
+
+
 def build_crm(adapter: str, database: str, store: EmbeddedCrm | None = None, *,
-              pool_size: int | None = None) -> CrmParts:
-    """The CRM crm.adapter names. `store` replaces the daemon's own store (tests wrap it)."""
+              pool_size: int | None = None, remote: RemoteCrm | None = None) -> CrmParts:
+    """The CRM crm.adapter names. `store` replaces the daemon's own store (tests wrap it);
+    `remote`: the bitrix24 or webhook adapter, built by the composition root from its section
+    (`agi_daemon.remote_crm`)."""
     store = store or daemon_store(database, pool_size=pool_size)
     if adapter == "embedded":
         return CrmParts(store, store, None)
-    raise ValueError(f"crm.adapter {adapter!r} is not available in this version")  # the schema refuses it first
+    if adapter in ("bitrix24", "webhook") and remote is not None:
+        return CrmParts(store, remote, remote)
+    raise ValueError(f"crm.adapter {adapter!r} needs its adapter")  # the schema refuses an unknown one first
 
 
 def build_outbox(crm: CrmParts, *, max_attempts: int, dead_letter_after_hours: float,

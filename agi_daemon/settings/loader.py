@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -35,6 +36,7 @@ class Settings:
     crm: CrmSettings
     rules: Rules
     warnings: tuple[Problem, ...] = ()  # what check-config warns about: `run` logs them too
+    crm_users: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # employee -> employees.*.crm_user
 
 
 class SecretsNeeded(Enum):
@@ -81,7 +83,6 @@ def _load(path: Path, environ: Mapping[str, str],
     data, missing = resolve_secrets(data, environ, path.parent, lines, log)
     sections = _valid_sections(data, log)
     _check_events_interface(sections, log)
-    _check_available(sections, log)
     check_remote_crm(sections, log)
     _check_secrets(missing, sections, secrets, log)
     _database_beside_the_file(sections, path.parent, log)
@@ -90,7 +91,9 @@ def _load(path: Path, environ: Mapping[str, str],
     if rules is None or log.errors():
         return None, log.sorted()
     warnings = tuple(problem for problem in log.sorted() if problem.warning)
-    return Settings(path, sections["daemon"], sections["asterisk"], sections["crm"], rules, warnings), log.sorted()
+    crm_users = {name: entry.crm_user for name, entry in sections["employees"].items()}
+    return (Settings(path, sections["daemon"], sections["asterisk"], sections["crm"], rules, warnings, crm_users),
+            log.sorted())
 
 
 def _valid_sections(data: dict[str, Any], log: ProblemLog) -> dict[str, Any]:
@@ -123,14 +126,6 @@ def _check_events_interface(sections: dict[str, Any], log: ProblemLog) -> None:
     asterisk = sections.get("asterisk")
     if asterisk is not None and asterisk.events is EventsInterface.ARI and asterisk.ari is None:
         log.add(("asterisk", "ari"), "required when events is ari")
-
-
-def _check_available(sections: dict[str, Any], log: ProblemLog) -> None:
-    """Values the contract names but this version cannot run yet: refused here, so that
-    check-config tells the admin before `run` would."""
-    crm = sections.get("crm")
-    if crm is not None and crm.adapter is not CrmAdapterKind.EMBEDDED:
-        log.add(("crm", "adapter"), f"{crm.adapter.value} is not available in this version: use embedded")
 
 
 def _check_secrets(missing: list[MissingSecret], sections: dict[str, Any],

@@ -10,6 +10,7 @@ import phonenumbers
 from aiohttp import WSMsgType, web
 
 from ..core.call_board import LiveCall
+from ..core.commands import CreateCallRecords
 from ..core.live_calls import RecordsCreated
 from ..core.model import CrmMode, EntityRef, EntityType, RecordPlan, Rules, UnknownCaller
 from ..core.phone import masked
@@ -157,6 +158,22 @@ async def create_from_call(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/calls#created-{ref.type.value}-{ref.id}")
 
 
+CREATED_WAIT_S = 5.0  # how long the button waits for a remote CRM to create the records
+
+
+async def _created_through_the_outbox(ctx: WebContext, plan: RecordPlan) -> EntityRef:
+    """The call's CreateCallRecords, submitted like any other CRM write (durable, delivered
+    once: a second click finds what the first created), then read back from the call's ledger.
+    The embedded CRM applies it at once; a remote one within CREATED_WAIT_S, else 202."""
+    await ctx.outbox.submit(CreateCallRecords(plan))
+    async with asyncio.timeout(CREATED_WAIT_S):
+        while True:
+            ledger = await ctx.outbox.ledger(plan.linkedid)
+            if ledger.entity is not None:
+                return ledger.entity
+            await asyncio.sleep(0.05)
+
+
 async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str, name: str) -> EntityRef:
     rules = ctx.rules()
     call = ctx.live.board.call(linkedid)
@@ -178,9 +195,11 @@ async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str,
             plan = RecordPlan(mode=rules.crm.mode, phone=call.number, name=name, source=line.crm.source,
                               responsible=who.employee, linkedid=linkedid, line=line.number,
                               direction=call.direction, pipeline=rules.crm.pipeline, create_with=rules.crm.create_with)
-            ref = (await ctx.crm.create_records(plan)).primary
+            ref = await _created_through_the_outbox(ctx, plan)
         if ctx.pages is not None:
             await ctx.pages.take_offer(linkedid, ref)
+    except TimeoutError:
+        raise web.HTTPAccepted(text="asked: the CRM creates the records as soon as it answers") from None
     except CrmError as exc:
         log.error("call %s: %s could not create a %s: %s", linkedid, who.employee, kind, exc)
         raise web.HTTPServiceUnavailable(text=f"the CRM refused: {exc}") from None

@@ -242,9 +242,8 @@ employees: {alice: {name: Alice Martin}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
-        ["3: crm.adapter: bitrix24 is not available in this version: use embedded",
-         "3: crm.bitrix24: required when adapter is bitrix24"],
-        id="adapter-not-in-this-version",
+        ["3: crm.bitrix24: required when adapter is bitrix24"],
+        id="bitrix24-adapter-without-its-section",
     ),
     pytest.param(
         HEAD + """\

@@ -49,7 +49,7 @@ def test_bitrix24_oauth_section_is_read_with_its_secret_from_the_environment(wri
     assert oauth.token_url.startswith("https://")
 
 
-def test_bitrix24_adapter_is_refused_by_this_version_and_its_section_still_checked(write_config):
+def test_bitrix24_adapter_section_is_fully_checked(write_config):
     path = write_config(config(f"""\
   adapter: bitrix24
   mode: simple
@@ -73,7 +73,6 @@ def test_bitrix24_adapter_is_refused_by_this_version_and_its_section_still_check
     oauth: {{portal: "https://example.bitrix24.com", client_id: app, client_secret: s, tokens_file: t.json}}
 """, "  carol: {name: Carol, crm_user: alice}\n  dave: {name: Dave}\n"))
     assert lines(check_config(path, MINIMAL_ENV)) == [
-        "5: crm.adapter: bitrix24 is not available in this version: use embedded",
         "8: crm.bitrix24: give webhook_url or oauth, not both",
         "8: crm.bitrix24.pipelines: no deal category for crm.simple.pipeline 'b2b': add `b2b: ID` "
         "(the pipeline's CATEGORY_ID in Bitrix24)",
@@ -112,8 +111,7 @@ def test_webhook_secret_unset_is_a_warning_while_the_adapter_is_embedded(write_c
 def test_webhook_adapter_needs_its_section_and_checks_its_urls(write_config):
     path = write_config(config("  adapter: webhook\n"))
     assert lines(check_config(path, MINIMAL_ENV)) == [
-        "4: crm.webhook: required when adapter is webhook",
-        "5: crm.adapter: webhook is not available in this version: use embedded"]
+        "4: crm.webhook: required when adapter is webhook"]
     path = write_config(config("  adapter: webhook\n  webhook: {url: crm.example.com, secret: k}\n"))
     assert lines(check_config(path, MINIMAL_ENV)) == ["6: crm.webhook.url: must be an http:// or https:// URL"]
 

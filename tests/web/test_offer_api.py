@@ -68,3 +68,18 @@ async def test_lead_from_the_offer_in_simple_mode_is_a_deal_with_its_contact(tmp
     assert (deal["source"], deal["responsible"], deal["pipeline"], deal["created_by_call"]) == \
         ("SUPPORT_CALL", "alice", "general", "simple-call")
     assert deal["contact"] is not None
+
+
+async def test_lead_from_the_offer_goes_through_the_outbox_like_every_crm_write(tmp_path, crm):
+    from tests.crm.test_outbox import rows
+
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "outbox-call", LYON)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            status, body = await create(alice, daemon, "outbox-call", "lead")
+    [lead] = await crm.list_records("leads")
+    assert status == 201 and f'"lead:{lead["id"]}"' in body
+    assert (await rows(crm))["outbox-call/records"][0] == "delivered"  # stored, then delivered: a remote CRM gets it
+    assert lead["created_by_call"] == "outbox-call" and lead["responsible"] == "alice"

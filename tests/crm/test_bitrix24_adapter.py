@@ -1,0 +1,91 @@
+"""The Bitrix24 adapter against the in-test portal, command by command: a delivery repeated
+after an answer the portal ran but lost lands once; R10 touches only what the call created;
+a call is finished once."""
+from __future__ import annotations
+
+import pytest
+
+from agi_daemon.core.commands import CallLedger, CallReport, ChangeResponsible, CreateCallRecords, LogCall
+from agi_daemon.core.model import CrmMode
+from agi_daemon.core.ports import CrmUnavailable
+from agi_daemon.crm.bitrix24.adapter import Bitrix24Crm
+from agi_daemon.crm.bitrix24.auth import WebhookAuth
+from agi_daemon.crm.bitrix24.bucket import LeakyBucket
+from agi_daemon.crm.bitrix24.client import Bitrix24Client
+from agi_daemon.crm.bitrix24.operations import EmployeeDirectory, EmployeeLink
+from tests.crm.bitrix24_portal import Bitrix24Portal
+from tests.crm.test_outbox import call_of
+
+PHONE = "+33611000001"
+
+
+@pytest.fixture
+async def portal():
+    portal = await Bitrix24Portal().start()
+    portal.add_user(11, "Alice Martin", inner_phone="101")
+    portal.add_user(12, "Bob Durand", inner_phone="102")
+    yield portal
+    await portal.stop()
+    assert portal.violations == []
+
+
+@pytest.fixture
+async def adapter(portal):
+    client = Bitrix24Client(WebhookAuth(portal.webhook_url), LeakyBucket(2, 50), timeout_seconds=0.5)
+    directory = EmployeeDirectory([EmployeeLink("alice", 11, "101"), EmployeeLink("bob", None, "102")])
+    adapter = Bitrix24Crm(client, directory, ["alice", "bob"], deadline_seconds=0.3, pipelines={"general": 0},
+                          mode=CrmMode.CLASSIC)
+    await adapter.open()
+    yield adapter
+    await adapter.close()
+
+
+def lead_id(portal) -> str:
+    [lead] = portal.records["lead"].values()
+    return lead["ID"]
+
+
+def learned(ledger: CallLedger, update) -> CallLedger:
+    return CallLedger(ledger.linkedid, update.created or ledger.created, update.joined or ledger.joined,
+                      {**ledger.remote_ids, **update.remote_ids}, update.remote_call_id or ledger.remote_call_id,
+                      update.logged or ledger.logged)
+
+
+async def test_records_delivered_again_after_a_lost_answer_are_created_and_registered_once(portal, adapter, new_client):
+    command = CreateCallRecords(new_client(PHONE, "B1"))
+    batch, batches = adapter.client.batch, []
+
+    async def losing_the_create(commands, **kwargs):
+        batches.append([c.method for c in commands])
+        if len(batches) == 2:  # the create batch runs on the portal; its answer never comes back
+            portal.lose_answers_next(1, seconds=1.0)
+        return await batch(commands, **kwargs)
+
+    adapter.client.batch = losing_the_create
+    with pytest.raises(CrmUnavailable):
+        await adapter.deliver(command, CallLedger("B1"))
+    assert len(portal.records["lead"]) == 1  # created, but the adapter could not know
+    update = await adapter.deliver(command, CallLedger("B1"))  # the outbox's retry
+    assert update.created is not None and str(update.created.lead.id) == lead_id(portal)
+    assert "crm.lead.add" not in batches[-1]  # found by its ORIGIN_ID: not created again
+    [lead] = portal.records_with_origin("lead", "B1/records")
+    assert (lead["SOURCE_ID"], str(lead["ASSIGNED_BY_ID"])) == ("CALL", "11")
+    [call] = [c for c in portal.calls.values() if c.params["EXTERNAL_CALL_ID"] == "B1"]
+    assert call.params["CRM_ENTITY_ID"] == int(lead["ID"]) and update.remote_call_id == call.call_id
+
+
+async def test_transfer_reassigns_only_what_the_call_created_and_the_call_is_finished_once(portal, adapter, new_client):
+    known = portal.add_record("contact", {"NAME": "Known", "ASSIGNED_BY_ID": 11,
+                                          "PHONE": [{"VALUE": "+33611000009", "VALUE_TYPE": "WORK"}]})
+    ledger = CallLedger("B2")
+    ledger = learned(ledger, await adapter.deliver(CreateCallRecords(new_client(PHONE, "B2")), ledger))
+    await adapter.deliver(ChangeResponsible("B2", PHONE, "bob", 1), ledger)  # bob: matched by internal phone 102
+    await adapter.deliver(ChangeResponsible("B3", "+33611000009", "bob", 1), CallLedger("B3"))  # created nothing
+    [lead] = portal.records["lead"].values()
+    assert str(lead["ASSIGNED_BY_ID"]) == "12" and str(portal.records["contact"][known]["ASSIGNED_BY_ID"]) == "11"
+    ledger = learned(ledger, await adapter.deliver(LogCall(call_of("B2", PHONE), CallReport.HANGUP, PHONE), ledger))
+    requests = portal.requests
+    await adapter.deliver(LogCall(call_of("B2", PHONE), CallReport.TRACKED, PHONE), ledger)
+    assert portal.requests == requests  # Bitrix24 cannot un-finish: the later report sends nothing
+    [call] = portal.calls.values()
+    assert call.finished is not None and call.finished["STATUS_CODE"] == "200" and call.registrations == 1
