@@ -21,7 +21,7 @@ import logging
 from typing import Callable, Sequence
 
 from ..core.decisions import (
-    FAILED, LATE, NOT_ASKED, CrmAction, Decision, Lookup, RoutingStatus, answered, decide,
+    FAILED, LATE, NOT_ASKED, CreateRecords, CrmAction, Decision, Lookup, RoutingStatus, answered, decide,
 )
 from ..core.live_calls import NoOneListens
 from ..core.model import Rules
@@ -107,11 +107,15 @@ class RoutingService:
         phone = call.external
         try:
             try:
-                match = await attempt(lambda: self._crm.find_by_phone(phone))
+                try:
+                    match = await attempt(lambda: self._crm.find_by_phone(phone))
+                except CrmError as exc:
+                    log.warning("call %s: CRM lookup of %s failed (%s), retrying", call.linkedid, masked(phone), exc)
+                    _resolve(looked_up, FAILED)
+                    match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
             except CrmError as exc:
-                log.warning("call %s: CRM lookup of %s failed (%s), retrying", call.linkedid, masked(phone), exc)
-                _resolve(looked_up, FAILED)
-                match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
+                await self._create_without_lookup(rules, call, exc)
+                return
             lookup = answered(rules, call, match)
             if not self._dry_run:
                 await self._perform(call, lookup.action)
@@ -120,6 +124,19 @@ class RoutingService:
             log.error("call %s: CRM work for %s given up: %s", call.linkedid, masked(phone), exc)
         finally:  # whatever happened, the router waiting for the lookup is answered
             _resolve(looked_up, FAILED)
+
+    async def _create_without_lookup(self, rules: Rules, call: CallFacts, exc: CrmError) -> None:
+        """The CRM stayed unreachable through the lookup's retries: the records a new caller
+        would get are submitted all the same. Their delivery looks before it creates (the
+        number's client, once the CRM answers, is joined, not doubled), so a long outage loses
+        no new caller's lead. An offer needs to know the caller is new: none is made."""
+        action = answered(rules, call, None).action
+        if self._dry_run or not isinstance(action, CreateRecords):
+            log.error("call %s: CRM lookup of %s given up: %s", call.linkedid, masked(call.external), exc)
+            return
+        log.warning("call %s: CRM lookup of %s given up (%s); its records are submitted, the CRM joins a client it "
+                    "already has", call.linkedid, masked(call.external), exc)
+        await self._perform(call, action)
 
     async def _perform(self, call: CallFacts, action: CrmAction) -> None:
         """Submit what the call creates; returns once it is durable."""

@@ -81,6 +81,27 @@ async def test_failing_lookup_falls_back_and_creates_once_the_crm_is_back(store,
     assert len(await store.list_records("leads")) == 1
 
 
+async def test_crm_down_past_every_lookup_retry_still_creates_the_new_callers_lead(store, tasks):
+    """A long outage: the lookup and its retries all fail. The call was routed to the queue
+    group; its lead is submitted all the same and exists once the store takes it."""
+    routing, _, pending, _ = services(FlakyCrm(store, failures=10), tasks)
+    decision = await routing.route(incoming("0184880000", "0611223344"), "L4")
+    assert decision.status is RoutingStatus.FALLBACK
+    assert await pending.settle("L4", 5)
+    [lead] = await store.list_records("leads")
+    assert lead["created_by_call"] == "L4"
+
+
+async def test_known_client_whose_lookup_never_answered_is_joined_not_doubled(store, tasks):
+    """The same outage for a known client: what the call submits joins the client the CRM
+    has, and creates nothing."""
+    await store.add_record("contact", "Client SA", CLIENT, "bob")
+    routing, _, pending, _ = services(FlakyCrm(store, failures=10), tasks)
+    await routing.route(incoming("0184880000", CLIENT), "L5")
+    assert await pending.settle("L5", 5)
+    assert await store.list_records("leads") == [] and len(await store.list_records("contacts")) == 1
+
+
 @pytest.mark.parametrize("caller", ["+33 1 40 00 00 00", ALICE_MOBILE])
 async def test_excluded_caller_is_routed_without_touching_the_crm(tasks, caller):
     crm = UntouchableCrm()
