@@ -65,10 +65,11 @@ def write_config(
     ami: tuple[int, str, str] = (5038, "agi-daemon", "unused"),
     ari: tuple[str, str, str] | None = None,
     database: str | None = None,
+    pbx_id: str | None = None,
 ) -> Path:
     """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret); with
     `ari` (url, username, password) call tracking and the Stasis application use ARI;
-    `database` the CRM's URL (default: a SQLite file in `directory`)."""
+    `database` the CRM's URL (default: a SQLite file in `directory`); `pbx_id` daemon.pbx_id."""
     database = database or f"sqlite:///{directory}/crm.sqlite3"
     ami_port, ami_user, ami_secret = ami
     ari_lines = ""
@@ -81,7 +82,7 @@ def write_config(
         daemon:
           default_region: FR
           fastagi: {{listen: "127.0.0.1:0", allowed_peers: ["127.0.0.1"]}}
-          web: {{listen: "127.0.0.1:0"}}
+          web: {{listen: "127.0.0.1:0"}}PBX-ID-HERE
           crm_deadline_ms: {deadline_ms}
         asterisk:
           ami: {{host: 127.0.0.1, port: {ami_port}, username: {ami_user}, secret: "{ami_secret}"}}{ari_placeholder}
@@ -116,6 +117,7 @@ def write_config(
             crm: {{unknown_caller: offer, create_for: all, source: SUPPORT_CALL}}
         """)
     text = text.replace(ari_placeholder, ari_lines)
+    text = text.replace("PBX-ID-HERE", f"\n  pbx_id: {pbx_id}" if pbx_id else "")
     path = directory / "agi-daemon.yaml"
     path.write_text(text)
     return path
