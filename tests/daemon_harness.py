@@ -66,11 +66,13 @@ def write_config(
     ari: tuple[str, str, str] | None = None,
     database: str | None = None,
     bitrix24: str | None = None,
+    pbx_id: str | None = None,
 ) -> Path:
     """The test PBX as a YAML file in `directory`; `ami` is (port, username, secret); with
     `ari` (url, username, password) call tracking and the Stasis application use ARI;
     `database` the CRM's URL (default: a SQLite file in `directory`); `bitrix24` a portal's
-    inbound webhook URL: crm.adapter bitrix24, alice and bob its users 11 and 12."""
+    inbound webhook URL: crm.adapter bitrix24, alice and bob its users 11 and 12; `pbx_id`
+    daemon.pbx_id."""
     database = database or f"sqlite:///{directory}/crm.sqlite3"
     ami_port, ami_user, ami_secret = ami
     ari_lines = ""
@@ -83,7 +85,7 @@ def write_config(
         daemon:
           default_region: FR
           fastagi: {{listen: "127.0.0.1:0", allowed_peers: ["127.0.0.1"]}}
-          web: {{listen: "127.0.0.1:0"}}
+          web: {{listen: "127.0.0.1:0"}}PBX-ID-HERE
           crm_deadline_ms: {deadline_ms}
         asterisk:
           ami: {{host: 127.0.0.1, port: {ami_port}, username: {ami_user}, secret: "{ami_secret}"}}{ari_placeholder}
@@ -122,6 +124,7 @@ def write_config(
     text = text.replace("BITRIX24-HERE", portal)
     for user in ("11", "12"):
         text = text.replace(f"CRM-USER-{user}", f', crm_user: "{user}"' if bitrix24 else "")
+    text = text.replace("PBX-ID-HERE", f"\n  pbx_id: {pbx_id}" if pbx_id else "")
     path = directory / "agi-daemon.yaml"
     path.write_text(text)
     return path
