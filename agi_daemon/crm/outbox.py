@@ -70,6 +70,17 @@ class Delivery:
         self.local = remote is None
         self._claim = (f"{socket.gethostname()}:{os.getpid()}", lease)  # who claims, for how long
 
+    async def release_dead_claims(self) -> int:
+        """At start: the claims a daemon of this host left when it died (kill -9 while sending)
+        are freed at once; a claim of another host waits for its lease. Returns how many rows."""
+        host = socket.gethostname()
+
+        def release(conn: Connection) -> int:
+            dead = [owner for owner in outbox_store.claimants(conn, host) if not _running(owner)]
+            return outbox_store.release_claims(conn, dead) if dead else 0
+
+        return await self._store.transaction("free a dead daemon's claims", release, write=True)
+
     async def __call__(self, row_id: int) -> tuple[CrmCommand, LedgerUpdate] | None:
         now = datetime.now(UTC)
         if self._remote is None:
@@ -200,6 +211,13 @@ class Outbox:
     async def run(self) -> None:
         """Deliver what is pending (left by an earlier run too), then whatever is submitted,
         until cancelled (the app's TaskGroup, at the stop)."""
+        try:
+            freed = await self._deliver.release_dead_claims()
+        except CrmUnavailable as error:  # the lease frees them later all the same
+            log.warning("outbox: could not free the claims of a stopped daemon yet (%s)", error)
+        else:
+            if freed:
+                log.info("outbox: %d CRM commands claimed by a daemon of this host that stopped, taken back", freed)
         backlog = await self._load_backlog()
         for waiting in backlog:
             self._queue(waiting)
@@ -365,3 +383,20 @@ class Outbox:
             return
         if gone:
             log.info("outbox: %d delivered CRM commands older than %d days forgotten", gone, KEEP_DELIVERED.days)
+
+
+def _running(owner: str) -> bool:
+    """Whether the daemon `owner` ("host:pid", of this host) still runs: this one, or a live
+    process of that pid (a reused pid only keeps the lease, the safe side)."""
+    pid = owner.rpartition(":")[2]
+    if not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -160,6 +160,20 @@ _LEDGER = select(call_ledger.c.created, call_ledger.c.joined, call_ledger.c.remo
 _LEARN = tuple(_upsert_ledger(dialect) for dialect in (sqlite, postgresql))
 
 
+def claimants(conn: Connection, host: str) -> list[str]:
+    """The daemons of `host` ("host:pid") holding a claim on a pending row."""
+    return [owner for (owner,) in conn.execute(
+        select(outbox.c.claimed_by).distinct().where(outbox.c.status == PENDING, outbox.c.claimed_by.like(f"{host}:%")))]
+
+
+def release_claims(conn: Connection, owners: list[str]) -> int:
+    """Free the rows `owners` (daemons that no longer run) claimed: they are pending again now,
+    not once their lease runs out. Returns how many."""
+    result = conn.execute(update(outbox).where(outbox.c.status == PENDING, outbox.c.claimed_by.in_(owners))
+                          .values(claimed_by=None, claimed_until=None))
+    return int(result.rowcount or 0)
+
+
 def delivered(conn: Connection, row_id: int, now: datetime) -> None:
     conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=DELIVERED, done_at=now, last_error=None,
                                                                    claimed_by=None, claimed_until=None))
