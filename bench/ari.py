@@ -27,11 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from agi_daemon.asterisk.ari.translate import translate as translate_ari  # noqa: E402
 from agi_daemon.core.model import Rules  # noqa: E402
-from agi_daemon.core.tracker import TrackerState, step  # noqa: E402
 from agi_daemon.crm.embedded import EmbeddedCrm  # noqa: E402
 from agi_daemon.settings import load_settings  # noqa: E402
 from bench.procs import cpu_seconds  # noqa: E402
-from bench.tracking import bench_rules  # noqa: E402
+from bench.tracking import bench_rules, replay  # noqa: E402
 from tests.asterisk.ami_client import TestAmi  # noqa: E402
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason  # noqa: E402
 from tests.daemon_harness import MODE_IDS, MODES, Mode  # noqa: E402
@@ -42,21 +41,7 @@ CONNECTED = {"ami": r"AMI .*: logged in as", "ari": r"ARI .*: events connected a
 
 
 def tracking_ari(rules: Rules, rounds: int) -> dict[str, float]:
-    calls = [ari_items(name) for name in ari_fixture_names()]
-    events = sum(len(items) for items in calls)
-    started = time.process_time()
-    for _ in range(rounds):
-        for items in calls:
-            state = TrackerState()
-            for item in items:
-                event = translate_ari(item)
-                if event is not None:
-                    state, _ = step(rules, state, event)
-    spent = time.process_time() - started
-    return {
-        "tracking over ARI, translate + fold (µs CPU/call)": spent / (rounds * len(calls)) * 1e6,
-        "tracking over ARI, translate + fold (µs CPU/event)": spent / (rounds * events) * 1e6,
-    }
+    return replay(rules, [ari_items(name) for name in ari_fixture_names()], translate_ari, rounds, "tracking over ARI")
 
 
 async def per_call(sandbox: AsteriskSandbox, mode_name: str, calls: int) -> float:
