@@ -224,6 +224,8 @@ def wire_outbox(parts: Parts) -> None:
     delivering = parts.tasks.create_task(outbox.run())
 
     async def stop() -> None:
+        if not await outbox.settle(DRAIN_SECONDS):  # deliver what this run submitted, within the drain
+            log.warning("outbox: CRM writes still waiting at the stop stay pending, delivered at the next start")
         delivering.cancel()
 
     parts.on_stop_last("outbox", stop)

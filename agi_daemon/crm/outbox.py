@@ -243,6 +243,18 @@ class Outbox:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY_S)
 
+    async def settle(self, timeout: float) -> bool:
+        """At the stop: wait (at most `timeout` seconds) until nothing submitted in this run
+        waits for its delivery; True when nothing does. What is left stays pending in the
+        store and is delivered at the next start."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while any(self._lanes.values()) or self._busy:
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     def retry_now(self, waiting: Waiting) -> None:
         """A row put back to pending (`outbox retry`, the admin page): deliver it."""
         self._queue(waiting)
