@@ -7,9 +7,10 @@ waits a backoff delay and starts again. Each connection runs in one child task t
 creates and awaits, so nothing outlives it.
 
 Events are parsed and filtered inside the protocol's ``data_received`` and put on a bounded
-`asyncio.Queue` synchronously: reading never waits on the consumer. When the queue is full the
-event is counted in `dropped` (and logged at most once a second); the tracker resyncs anyway
-after a reconnect, so a slow consumer degrades call records, never the socket.
+queue synchronously: reading never waits on the consumer. When the queue is full the event is
+counted in `dropped` (and logged at most once a second); the tracker resyncs anyway after a
+reconnect, so a slow consumer degrades call records, never the socket. The reconnecting loop,
+its outage logging and the queue are shared with the ARI client (`agi_daemon.asterisk.link`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from .backoff import backoff_delay
+from ..link import EventQueue, KeptLink
 from .codec import AmiFields, AmiParser, encode_action
 from .errors import (
     AmiActionTimeout,
@@ -35,6 +36,10 @@ MISSED_PINGS_LIMIT = 2  # unanswered pings in a row that declare the link dead
 # Actions Asterisk answers "… successfully queued": `Async` is always sent explicitly for them.
 QUEUED_ACTIONS = frozenset({"originate", "atxfer"})
 _SUCCESS = frozenset({"success", "follows", "goodbye"})
+
+# What an AMI outage stops, and what still works, in the line that reports it
+DEGRADED = ("call tracking paused (transfers and call details wait, hangup reports still log calls); "
+            "calls are still routed")
 
 _Reply = tuple[AmiFields, tuple[AmiFields, ...]]
 FieldValue = str | int | Sequence[str]
@@ -154,13 +159,14 @@ class AmiClient:
         logger: logging.Logger | None = None,
         log_every: float = 600.0,
     ) -> None:
-        if not 0 < backoff_min <= backoff_max:
-            raise ValueError("AMI backoff needs 0 < backoff_min <= backoff_max")
         if any(c in text for text in (username, secret, event_mask) for c in "\r\n"):
             raise ValueError("AMI username, secret and event mask must be single lines")
-        if queue_size < 1:
-            raise ValueError("AMI queue_size must be at least 1")
-        self.queue: asyncio.Queue[AmiItem] = asyncio.Queue(maxsize=queue_size)
+        self._log = logger if logger is not None else logging.getLogger(__name__)
+        self._kept = KeptLink(f"AMI {host}:{port}", degraded=DEGRADED, expected=(AmiError, OSError, TimeoutError),
+                              backoff_min=backoff_min, backoff_max=backoff_max, rng=rng, log=self._log,
+                              log_every=log_every)
+        self._inbox: EventQueue[AmiItem] = EventQueue("AMI", queue_size, self._log)
+        self.queue = self._inbox.queue
         self._host = host
         self._port = port
         self._username = username
@@ -169,126 +175,62 @@ class AmiClient:
         self._event_mask = event_mask
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
         self._connect_timeout = connect_timeout
         self._action_timeout = action_timeout
-        self._rng = rng if rng is not None else random.Random()
         self._clock = clock
-        self._log = logger if logger is not None else logging.getLogger(__name__)
         self._link: _Link | None = None
         self._held: list[AmiEvent] | None = None  # events read while a resync is collected
-        self._stop: asyncio.Future[None] | None = None
-        self._readers: set[asyncio.Future[None]] = set()  # events() waiting for an item
-        self._running = False
-        self._stopped = asyncio.Event()  # set whenever run() is not running
-        self._stopped.set()
-        self._connected = False
-        self._logins = 0
-        self._attempt = 0
         self._next_action_id = 0
-        self._dropped = 0
-        self._dropped_at_resync = 0  # the drop count at the last resync
-        self._drop_logged_at = float("-inf")
-        self._last_error: str | None = None
-        self._log_every = log_every  # an outage that lasts is logged again at most this often
-        self._down_since: float | None = None  # loop time of the first failure of this outage
-        self._outage_logged: tuple[float, str] | None = None  # (loop time, reason) last logged
 
     def __repr__(self) -> str:
-        return f"AmiClient({self._username}@{self._host}:{self._port}, connected={self._connected})"
+        return f"AmiClient({self._username}@{self._host}:{self._port}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
         """True while logged in."""
-        return self._connected
+        return self._kept.connected
 
     @property
     def reconnects(self) -> int:
         """Successful logins after the first one."""
-        return max(0, self._logins - 1)
+        return self._kept.reconnects
 
     @property
     def dropped(self) -> int:
         """Events (and resyncs) thrown away because the queue was full."""
-        return self._dropped
+        return self._inbox.dropped
 
     @property
     def failed_attempts(self) -> int:
         """Connection attempts failed in a row (0 while logged in)."""
-        return self._attempt
+        return self._kept.attempt
 
     @property
     def last_error(self) -> str | None:
         """The most recent connection failure, kept after recovery; None if there was none."""
-        return self._last_error
+        return self._kept.last_error
 
     async def run(self) -> None:
         """Keep a logged-in connection until `close()`; returns then. Never raises for
         connection problems: they are logged, kept in `last_error`, and retried."""
-        if self._running:
-            raise RuntimeError("AmiClient.run() is already running")
-        self._running = True
-        self._stopped.clear()
-        stop = self._stop_future()
-        try:
-            while not stop.done():
-                session = asyncio.create_task(self._session(),
-                                              name=f"ami-{self._host}:{self._port}")
-                try:
-                    await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not session.done():
-                        session.cancel()
-                        await asyncio.wait({session})
-                error = None if session.cancelled() else session.exception()
-                if stop.done():
-                    break
-                delay = backoff_delay(self._attempt, rng=self._rng,
-                                      minimum=self._backoff_min, maximum=self._backoff_max)
-                self._attempt += 1
-                self._note_failure(error, delay)
-                await asyncio.wait({stop}, timeout=delay)
-        finally:
-            self._running = False
-            self._connected = False
-            self._stopped.set()
+        async with self._kept.running():
+            await self._kept.keep(self._session, f"ami-{self._host}:{self._port}")
 
     async def close(self) -> None:
         """Stop `run()` (log off, close the socket) and wait until it has returned. A closed
         client stays closed: `run()` returns at once afterwards."""
         link = self._link
-        if link is not None and self._connected:
+        if link is not None and self.connected:
             try:
                 self._next_action_id += 1
                 link.send(encode_action("Logoff", f"agid-{self._next_action_id}"))
             except AmiConnectionLost:
                 pass
-        stop = self._stop_future()
-        if not stop.done():
-            stop.set_result(None)
-        self._wake_readers()
-        await self._stopped.wait()
+        await self._kept.stop()
 
-    async def events(self) -> AsyncIterator[AmiItem]:
+    def events(self) -> AsyncIterator[AmiItem]:
         """Queued items in order; ends once the client is closed and the queue is empty."""
-        stop = self._stop_future()
-        queue, loop = self.queue, asyncio.get_running_loop()
-        while True:
-            try:
-                yield queue.get_nowait()
-                continue
-            except asyncio.QueueEmpty:
-                if stop.done():
-                    return
-            # One future, answered by the next item offered or by close(): events come one
-            # burst at a time, and a task plus asyncio.wait per burst cost more than the event.
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._readers.add(waiter)
-            try:
-                await waiter
-            finally:
-                self._readers.discard(waiter)
+        return self._inbox.items(self._kept.stop_future())
 
     async def action(self, name: str, /, **fields: FieldValue) -> AmiResponse:
         """Send one action and return Asterisk's answer (and a list action's items).
@@ -299,7 +241,7 @@ class AmiClient:
         malformed header (``Action`` and ``ActionID`` are the client's).
         """
         link = self._link
-        if link is None or not self._connected:
+        if link is None or not self.connected:
             raise AmiNotConnected(f"AMI {self._host}:{self._port} is not connected")
         headers: dict[str, str | Sequence[str]] = {}
         for key, value in fields.items():
@@ -339,21 +281,15 @@ class AmiClient:
             if not _succeeded(reply):
                 raise AmiAuthError(f"login refused for user {self._username!r}: "
                                    f"{reply.get('Message', 'no reason given')}")
-            self._attempt = 0
-            self._logins += 1
-            self._connected = True
-            resumed = ""
-            if self._down_since is not None:
-                down = asyncio.get_running_loop().time() - self._down_since
-                resumed = f"; call tracking resumed after {down:.0f} s"
-                self._down_since = self._outage_logged = None
+            resumed = self._kept.up()
+            self._kept.connected = True
             self._log.info("AMI %s:%d: logged in as %s (%s, events %s)%s", self._host, self._port,
                            self._username, banner, self._event_mask, resumed)
-            self._dropped_at_resync = self._dropped  # a resync dropped itself counts: retried
+            self._inbox.resynced()  # a resync dropped itself counts: retried
             await self._resync(link)
             await self._keepalive(link)
         finally:
-            self._connected = False
+            self._kept.connected = False
             self._held = None
             self._link = None
             link.close("AMI client closed the connection")
@@ -365,15 +301,15 @@ class AmiClient:
                              if item.get("Event", "").lower() == "coreshowchannel")
             self._log.info("AMI %s:%d: resync with %d live channels",
                            self._host, self._port, len(channels))
-            self._offer(AmiResync(channels, self._clock()))
+            self._inbox.offer(AmiResync(channels, self._clock()))
         else:
-            self._last_error = f"CoreShowChannels refused: {reply.get('Message', '')}"
+            self._kept.last_error = f"CoreShowChannels refused: {reply.get('Message', '')}"
             self._log.error("AMI %s:%d: %s; live calls not resynchronised (the AMI user "
                             "needs write=reporting or write=system)",
-                            self._host, self._port, self._last_error)
+                            self._host, self._port, self._kept.last_error)
         held, self._held = self._held or [], None
         for event in held:
-            self._offer(event)
+            self._inbox.offer(event)
 
     async def _keepalive(self, link: _Link) -> None:
         missed = 0
@@ -389,11 +325,11 @@ class AmiClient:
                 answered = _succeeded(reply) and reply.get("Ping", "").lower() == "pong"
             if answered:
                 missed = 0
-                if self._dropped > self._dropped_at_resync and self.queue.qsize() < self.queue.maxsize // 2:
+                if self._inbox.lost_since_resync:
                     # Events were lost (a Hangup among them would leave a call open forever):
                     # once the consumer has caught up, read the live channels again, as after
                     # a reconnect.
-                    self._dropped_at_resync = self._dropped
+                    self._inbox.resynced()
                     self._held = []
                     await self._resync(link)
                 continue
@@ -442,67 +378,13 @@ class AmiClient:
         event = AmiEvent(name, message, self._clock())
         held = self._held
         if held is None:
-            self._offer(event)
+            self._inbox.offer(event)
         elif len(held) < self.queue.maxsize:
             held.append(event)
         else:
-            self._count_drop()
-
-    def _offer(self, item: AmiItem) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._count_drop()
-            return
-        self._wake_readers()
-
-    def _wake_readers(self) -> None:
-        for waiter in self._readers:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _count_drop(self) -> None:
-        self._dropped += 1
-        now = time.monotonic()
-        if now - self._drop_logged_at >= 1.0:
-            self._drop_logged_at = now
-            self._log.warning("AMI event queue full (%d items): %d events dropped so far",
-                              self.queue.maxsize, self._dropped)
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _stop_future(self) -> asyncio.Future[None]:
-        if self._stop is None:
-            self._stop = asyncio.get_running_loop().create_future()
-        return self._stop
-
-    def _note_failure(self, error: BaseException | None, retry_in: float) -> None:
-        """One line for an outage, saying what is degraded; again when the reason changes or
-        every `log_every` seconds while it lasts (not once per retry); the rest at debug."""
-        reason = "connection closed" if error is None else _describe(error)
-        self._last_error = reason
-        if error is not None and not isinstance(error, (AmiError, OSError, TimeoutError)):
-            self._log.error("AMI %s:%d: unexpected failure", self._host, self._port, exc_info=error)
-        now = asyncio.get_running_loop().time()
-        if self._down_since is None:
-            self._down_since = now
-        last = self._outage_logged
-        if last is not None and last[1] == reason and now - last[0] < self._log_every:
-            self._log.debug("AMI %s:%d: %s; retrying in %.1f s", self._host, self._port, reason, retry_in)
-            return
-        self._outage_logged = (now, reason)
-        still = "" if last is None else f"still down after {now - self._down_since:.0f} s and {self._attempt} attempts, "
-        self._log.warning("AMI %s:%d: %s%s; call tracking paused (transfers and call details wait, "
-                          "hangup reports still log calls); calls are still routed; retrying in %.1f s "
-                          "(backoff up to %g s)", self._host, self._port, still, reason, retry_in, self._backoff_max)
+            self._inbox.count_drop()
 
 
 def _succeeded(reply: AmiFields) -> bool:
     return reply.get("Response", "").lower() in _SUCCESS
 
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    if isinstance(error, TimeoutError) and not text:
-        text = "timed out"
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -15,14 +15,17 @@ Credentials go in the Authorization header (HTTP Basic), never in a URL: URLs ar
 Events are decoded and sorted in the reader, synchronously:
 - `app_types` (StasisStart, the hangup handler's user event) go to the `application` at once:
   a call waiting in Stasis must not queue behind call tracking;
-- `event_types` go on a bounded `asyncio.Queue` for call tracking; when it is full the event
-  is counted in `dropped` (logged at most once a second), and once the consumer has caught up
-  a new snapshot is published, as after a reconnect;
+- `event_types` go on a bounded queue for call tracking; when it is full the event is counted
+  in `dropped` (logged at most once a second), and once the consumer has caught up a new
+  snapshot is published, as after a reconnect;
 - the snapshot (`AriResync`) goes to both.
 
 At `close()`, once the WebSocket is closed (Asterisk deactivates the application: new calls'
 Stasis() fail at once), the application's `at_close` runs while REST still works: it sends
 on the channels still waiting in it, so that stopping the daemon leaves no call in Stasis.
+
+The reconnecting loop, its outage logging (one line per outage, not one per retry) and the
+queue are shared with the AMI client (`agi_daemon.asterisk.link`).
 """
 from __future__ import annotations
 
@@ -38,10 +41,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..ami.backoff import backoff_delay
+from ..link import EventQueue, KeptLink
 from .errors import AriError, AriRefused, AriUnavailable
 from .model import AriEvent, AriItem, AriResync
 
+
+
+# What an ARI outage stops, and what still works, in the line that reports it
+DEGRADED = ("call tracking paused (hangup reports still log calls); calls sent to Stasis() meanwhile take "
+            "the dialplan's fallback routes")
 
 
 class AriApplication(Protocol):
@@ -76,14 +84,17 @@ class AriClient:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
+        log_every: float = 600.0,
     ) -> None:
-        if not 0 < backoff_min <= backoff_max:
-            raise ValueError("ARI backoff needs 0 < backoff_min <= backoff_max")
-        if queue_size < 1:
-            raise ValueError("ARI queue_size must be at least 1")
-        self.queue: asyncio.Queue[AriItem] = asyncio.Queue(maxsize=queue_size)
-        self.app = app
         self._base = without_userinfo(url).rstrip("/") + "/ari"  # logged: never credentials
+        self._log = logger if logger is not None else logging.getLogger(__name__)
+        self._kept = KeptLink(f"ARI {self._base}", degraded=DEGRADED,
+                              expected=(AriError, aiohttp.ClientError, OSError, TimeoutError),
+                              backoff_min=backoff_min, backoff_max=backoff_max, rng=rng, log=self._log,
+                              log_every=log_every)
+        self._inbox: EventQueue[AriItem] = EventQueue("ARI", queue_size, self._log)
+        self.queue = self._inbox.queue
+        self.app = app
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}  # HTTP Basic, in a header only
         self._username = username
@@ -91,112 +102,67 @@ class AriClient:
         self._app_types = app_types
         self.application: AriApplication | None = None  # set before run(), if the daemon routes over ARI
         self._heartbeat = heartbeat
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
-        self._rng = rng if rng is not None else random.Random()
         self._clock = clock
-        self._log = logger if logger is not None else logging.getLogger(__name__)
         self._http: aiohttp.ClientSession | None = None
-        self._stop: asyncio.Future[None] | None = None
-        self._running = False
-        self._stopped = asyncio.Event()
-        self._stopped.set()
-        self._connected = False
-        self._connections = 0
-        self._attempt = 0
-        self._dropped = 0
-        self._dropped_at_resync = 0
-        self._drop_logged_at = float("-inf")
-        self._last_error: str | None = None
 
     def __repr__(self) -> str:
-        return f"AriClient({self._username}@{self._base}, app={self.app}, connected={self._connected})"
+        return f"AriClient({self._username}@{self._base}, app={self.app}, connected={self.connected})"
 
     @property
     def connected(self) -> bool:
         """True while the events WebSocket is open (and the snapshot taken)."""
-        return self._connected
+        return self._kept.connected
 
     @property
     def reconnects(self) -> int:
-        return max(0, self._connections - 1)
+        """Connections that came up after the first one."""
+        return self._kept.reconnects
 
     @property
     def dropped(self) -> int:
-        return self._dropped
+        """Events (and snapshots) thrown away because the queue was full."""
+        return self._inbox.dropped
+
+    @property
+    def failed_attempts(self) -> int:
+        """Connection attempts failed in a row (0 while connected)."""
+        return self._kept.attempt
 
     @property
     def last_error(self) -> str | None:
-        return self._last_error
+        """The most recent connection failure, kept after recovery; None if there was none."""
+        return self._kept.last_error
 
     # -- life cycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Keep the events WebSocket open until `close()`. Never raises for connection
         problems: they are logged, kept in `last_error`, and retried."""
-        if self._running:
-            raise RuntimeError("AriClient.run() is already running")
-        self._running = True
-        self._stopped.clear()
-        stop = self._stop_future()
-        self._http = aiohttp.ClientSession(headers=self._headers, timeout=aiohttp.ClientTimeout(total=self._request_timeout))
-        try:
-            while not stop.done():
-                session = asyncio.create_task(self._session(), name=f"ari-{self.app}")
-                try:
-                    await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not session.done():
-                        session.cancel()
-                        await asyncio.wait({session})
-                if stop.done():
-                    break
-                self._note_failure(None if session.cancelled() else session.exception())
-                delay = backoff_delay(self._attempt, rng=self._rng, minimum=self._backoff_min, maximum=self._backoff_max)
-                self._attempt += 1
-                self._log.info("ARI %s: reconnecting in %.2f s", self._base, delay)
-                await asyncio.wait({stop}, timeout=delay)
-        finally:
-            self._running = False
-            self._connected = False
-            if self.application is not None:  # the events are off; REST still works for a last word
-                try:
-                    async with asyncio.timeout(self._request_timeout):
-                        await self.application.at_close()
-                except Exception:
-                    self._log.exception("ARI %s: the last requests before closing failed", self._base)
-            http, self._http = self._http, None
-            await http.close()
-            self._stopped.set()
+        async with self._kept.running():
+            self._http = aiohttp.ClientSession(headers=self._headers,
+                                               timeout=aiohttp.ClientTimeout(total=self._request_timeout))
+            try:
+                await self._kept.keep(self._session, f"ari-{self.app}")
+            finally:
+                self._kept.connected = False
+                if self.application is not None:  # the events are off; REST still works for a last word
+                    try:
+                        async with asyncio.timeout(self._request_timeout):
+                            await self.application.at_close()
+                    except Exception:
+                        self._log.exception("ARI %s: the last requests before closing failed", self._base)
+                http, self._http = self._http, None
+                await http.close()
 
     async def close(self) -> None:
         """Stop `run()` and wait until it has returned; a closed client stays closed."""
-        stop = self._stop_future()
-        if not stop.done():
-            stop.set_result(None)
-        await self._stopped.wait()
+        await self._kept.stop()
 
-    async def events(self) -> AsyncIterator[AriItem]:
+    def events(self) -> AsyncIterator[AriItem]:
         """Queued items in order; ends once the client is closed and the queue is empty."""
-        stop = self._stop_future()
-        while True:
-            try:
-                yield self.queue.get_nowait()
-                continue
-            except asyncio.QueueEmpty:
-                if stop.done():
-                    return
-            getter = asyncio.ensure_future(self.queue.get())
-            try:
-                waiting: set[asyncio.Future[Any]] = {getter, stop}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter.done() and not getter.cancelled():
-                yield getter.result()
+        return self._inbox.items(self._kept.stop_future())
 
     # -- REST ------------------------------------------------------------------------------
 
@@ -243,23 +209,23 @@ class AriClient:
             raise AriRefused(exc.status, "events WebSocket refused (ARI not loaded yet?)") from None
         try:
             await self._filter_events()
-            self._attempt = 0
-            self._connections += 1
-            self._log.info("ARI %s: events connected as %s (application %s)", self._base, self._username, self.app)
+            resumed = self._kept.up()
+            self._log.info("ARI %s: events connected as %s (application %s)%s", self._base, self._username, self.app,
+                           resumed)
             await self._resync()
-            self._connected = True
+            self._kept.connected = True
             while True:
                 message = await ws.receive()
                 if message.type is aiohttp.WSMsgType.TEXT:
                     self._dispatch(message.data)
-                    if self._dropped > self._dropped_at_resync and self.queue.qsize() < self.queue.maxsize // 2:
+                    if self._inbox.lost_since_resync:
                         await self._resync()  # events were lost: read the live channels again
                 elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                     raise AriUnavailable("events WebSocket closed by Asterisk")
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     raise AriUnavailable(f"events WebSocket failed: {ws.exception()}")
         finally:
-            self._connected = False
+            self._kept.connected = False
             await ws.close()
 
     async def _filter_events(self) -> None:
@@ -272,14 +238,14 @@ class AriClient:
             self._log.warning("ARI %s: event filter refused (%s); reading every event", self._base, exc)
 
     async def _resync(self) -> None:
-        self._dropped_at_resync = self._dropped
+        self._inbox.resynced()
         channels = await self.request("GET", "/channels") or []
         bridges = await self.request("GET", "/bridges") or []
         snapshot = AriResync(tuple(channels), tuple(bridges), self._clock())
         self._log.info("ARI %s: resync with %d live channels, %d bridges", self._base, len(channels), len(bridges))
         if self.application is not None:
             self.application.handle(snapshot)
-        self._offer(snapshot)
+        self._inbox.offer(snapshot)
 
     def _dispatch(self, text: str) -> None:
         try:
@@ -291,34 +257,7 @@ class AriClient:
         if kind in self._app_types and self.application is not None:
             self.application.handle(AriEvent(kind, body, self._clock()))
         if kind in self._event_types:
-            self._offer(AriEvent(kind, body, self._clock()))
-
-    def _offer(self, item: AriItem) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._dropped += 1
-            now = time.monotonic()
-            if now - self._drop_logged_at >= 1.0:
-                self._drop_logged_at = now
-                self._log.warning("ARI event queue full (%d items): %d events dropped so far",
-                                  self.queue.maxsize, self._dropped)
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _stop_future(self) -> asyncio.Future[None]:
-        if self._stop is None:
-            self._stop = asyncio.get_running_loop().create_future()
-        return self._stop
-
-    def _note_failure(self, error: BaseException | None) -> None:
-        if error is None or isinstance(error, (AriError, aiohttp.ClientError, OSError, TimeoutError)):
-            reason = "events WebSocket closed" if error is None else _describe(error)
-            self._log.warning("ARI %s: %s", self._base, reason)
-        else:
-            reason = _describe(error)
-            self._log.error("ARI %s: unexpected failure", self._base, exc_info=error)
-        self._last_error = reason
+            self._inbox.offer(AriEvent(kind, body, self._clock()))
 
 
 def without_userinfo(url: str) -> str:
@@ -328,9 +267,3 @@ def without_userinfo(url: str) -> str:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    if isinstance(error, TimeoutError) and not text:
-        text = "timed out"
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

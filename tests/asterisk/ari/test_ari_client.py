@@ -10,6 +10,7 @@ import pytest
 
 from agi_daemon.asterisk.ari import EVENT_TYPES, AriClient, AriEvent, AriRefused, AriResync
 from agi_daemon.asterisk.ari.client import without_userinfo
+from tests.asterisk.sandbox import closed_port
 from tests.fakes.polling import eventually
 from tests.fakes.rules import make_rules
 from tests.tcp_proxy import TcpProxy
@@ -58,7 +59,7 @@ async def test_wrong_password_is_retried_and_never_reaches_the_log(asterisk, cap
         await asyncio.sleep(0.3)  # a few more attempts
         assert not client.connected
     assert client.last_error is not None and "401" in client.last_error
-    assert sum("reconnecting" in r.getMessage() for r in caplog.records) >= 2
+    assert client.failed_attempts >= 2
     assert "not-the-password-4242" not in caplog.text
     assert asterisk.daemon_ari_password not in caplog.text
 
@@ -153,3 +154,16 @@ async def test_credentials_in_the_configured_url_are_not_used_nor_logged(asteris
         connected = await eventually(lambda: client.connected, timeout=5)  # the header's credentials
     assert connected
     assert "url-secret-77" not in caplog.text and secret not in caplog.text
+
+
+async def test_asterisk_away_is_logged_once_per_outage_saying_what_falls_back(caplog):
+    caplog.set_level(logging.DEBUG, logger="test.ari.logs")
+    client = AriClient(f"http://127.0.0.1:{closed_port()}", "agi-daemon", "s3cret", "agi-daemon-client-test",
+                       event_types=EVENT_TYPES, backoff_min=0.01, backoff_max=0.02,
+                       logger=logging.getLogger("test.ari.logs"))
+    async with running(client):
+        await eventually(lambda: client.failed_attempts >= 20, timeout=5)
+    logged = [r.getMessage() for r in caplog.records if r.name == "test.ari.logs" and r.levelno >= logging.WARNING]
+    assert len(logged) == 1, logged
+    assert "call tracking paused" in logged[0] and "fallback routes" in logged[0]
+    assert client.last_error is not None and not client.connected
