@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .ami.backoff import backoff_delay
 
@@ -141,6 +141,38 @@ class KeptLink:
         still = "" if last is None else f"still down after {now - self._down_since:.0f} s and {self.attempt} attempts, "
         self._log.warning("%s: %s%s; %s; retrying in %.1f s (backoff up to %g s)", self.name, still, reason,
                           self._degraded, retry_in, self._backoff_max)
+
+
+class LinkStatus:
+    """What an operator reads of an AMI or ARI client (the daemon's health, metrics and logs)."""
+
+    _kept: KeptLink
+    _inbox: EventQueue[Any]
+
+    @property
+    def connected(self) -> bool:
+        """True while the link is up (logged in, or the events WebSocket open and the snapshot taken)."""
+        return self._kept.connected
+
+    @property
+    def reconnects(self) -> int:
+        """Connections that came up after the first one."""
+        return self._kept.reconnects
+
+    @property
+    def dropped(self) -> int:
+        """Events (and snapshots) thrown away because the queue was full."""
+        return self._inbox.dropped
+
+    @property
+    def failed_attempts(self) -> int:
+        """Connection attempts failed in a row (0 while connected)."""
+        return self._kept.attempt
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent connection failure, kept after recovery; None if there was none."""
+        return self._kept.last_error
 
 
 class EventQueue(Generic[T]):

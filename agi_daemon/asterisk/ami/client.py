@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from ..link import EventQueue, KeptLink
+from ..link import EventQueue, KeptLink, LinkStatus
 from .codec import AmiFields, AmiParser, encode_action
 from .errors import (
     AmiActionTimeout,
@@ -128,7 +128,7 @@ class _Link(asyncio.Protocol):
             self._transport.close()
 
 
-class AmiClient:
+class AmiClient(LinkStatus):
     """An AMI connection that stays up. Construct it, run `run()` as an owned task, read
     `events()` (or `queue`), call `action()`, and `close()` at shutdown.
 
@@ -184,31 +184,6 @@ class AmiClient:
 
     def __repr__(self) -> str:
         return f"AmiClient({self._username}@{self._host}:{self._port}, connected={self.connected})"
-
-    @property
-    def connected(self) -> bool:
-        """True while logged in."""
-        return self._kept.connected
-
-    @property
-    def reconnects(self) -> int:
-        """Successful logins after the first one."""
-        return self._kept.reconnects
-
-    @property
-    def dropped(self) -> int:
-        """Events (and resyncs) thrown away because the queue was full."""
-        return self._inbox.dropped
-
-    @property
-    def failed_attempts(self) -> int:
-        """Connection attempts failed in a row (0 while logged in)."""
-        return self._kept.attempt
-
-    @property
-    def last_error(self) -> str | None:
-        """The most recent connection failure, kept after recovery; None if there was none."""
-        return self._kept.last_error
 
     async def run(self) -> None:
         """Keep a logged-in connection until `close()`; returns then. Never raises for

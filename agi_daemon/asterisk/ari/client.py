@@ -41,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..link import EventQueue, KeptLink
+from ..link import EventQueue, KeptLink, LinkStatus
 from .errors import AriError, AriRefused, AriUnavailable
 from .model import AriEvent, AriItem, AriResync
 
@@ -62,7 +62,7 @@ class AriApplication(Protocol):
         """The last requests before the client closes (the WebSocket already is)."""
 
 
-class AriClient:
+class AriClient(LinkStatus):
     """Construct it, run `run()` as an owned task, read `events()`, call `request()`, and
     `close()` at shutdown."""
 
@@ -109,31 +109,6 @@ class AriClient:
 
     def __repr__(self) -> str:
         return f"AriClient({self._username}@{self._base}, app={self.app}, connected={self.connected})"
-
-    @property
-    def connected(self) -> bool:
-        """True while the events WebSocket is open (and the snapshot taken)."""
-        return self._kept.connected
-
-    @property
-    def reconnects(self) -> int:
-        """Connections that came up after the first one."""
-        return self._kept.reconnects
-
-    @property
-    def dropped(self) -> int:
-        """Events (and snapshots) thrown away because the queue was full."""
-        return self._inbox.dropped
-
-    @property
-    def failed_attempts(self) -> int:
-        """Connection attempts failed in a row (0 while connected)."""
-        return self._kept.attempt
-
-    @property
-    def last_error(self) -> str | None:
-        """The most recent connection failure, kept after recovery; None if there was none."""
-        return self._kept.last_error
 
     # -- life cycle ------------------------------------------------------------------------
 
