@@ -310,7 +310,7 @@ async def wire_web(parts: Parts) -> None:
         rules=parts.rules,
         settings=lambda: parts.settings,
         crm=parts.crm,
-        pages=CrmPages(embedded) if embedded is not None else None,
+        pages=CrmPages(embedded, pbx=parts.settings.daemon.pbx_id) if embedded is not None else None,
         users=WebUsers(embedded) if embedded is not None else None,
         live=parts.live,
         metrics=parts.metrics,

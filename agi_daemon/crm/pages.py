@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, type_coerce
 
+from ..core.commands import pbx_linkedid
 from ..core.crm_queries import PAGE_SIZE, CallFilter, RecordFilter
 from ..core.model import EntityRef, EntityType
 from ..core.ports import CrmRejected
@@ -23,8 +24,10 @@ OFFER_TAKEN = "taken"
 
 
 class CrmPages:
-    def __init__(self, crm) -> None:  # an EmbeddedCrm
+    def __init__(self, crm, *, pbx: str | None = None) -> None:
+        """`crm`: an EmbeddedCrm; `pbx`: this daemon's daemon.pbx_id (None: it names no PBX)."""
         self._crm = crm
+        self._pbx = pbx
 
     async def records(self, entity_type: EntityType, where: RecordFilter) -> list[Json]:
         return await self._crm.transaction("list records", lambda conn: _records(conn, entity_type, where), write=False)
@@ -33,9 +36,13 @@ class CrmPages:
         """Newest first."""
         return await self._crm.transaction("list calls", lambda conn: _calls(conn, where), write=False)
 
-    async def call(self, linkedid: str) -> Json | None:
+    async def call(self, linkedid: str, pbx: str | None = None) -> Json | None:
+        """The call of this Asterisk linkedid on `pbx` (by default this daemon's PBX; several
+        PBXs sharing one store may number two calls alike); None when there is none."""
+        stored = pbx_linkedid(pbx or self._pbx, linkedid)
+
         def read(conn: Connection) -> Json | None:
-            row = conn.execute(select(calls).where(calls.c.linkedid == linkedid)).mappings().first()
+            row = conn.execute(select(calls).where(calls.c.linkedid == stored)).mappings().first()
             return None if row is None else call_json(row)
 
         return await self._crm.transaction("read a call", read, write=False)

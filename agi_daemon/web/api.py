@@ -42,7 +42,7 @@ async def call_log(request: web.Request) -> web.Response:
 
 
 async def one_call(request: web.Request) -> web.Response:
-    found = await crm_pages.pages_of(request).call(request.match_info["linkedid"])
+    found = await crm_pages.pages_of(request).call(request.match_info["linkedid"], request.query.get("pbx"))
     if found is None or not crm_pages.visible_calls(viewer(request), [found]):
         raise web.HTTPNotFound(text='{"error": "no such call"}', content_type="application/json")
     return web.json_response(found)

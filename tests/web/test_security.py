@@ -106,6 +106,24 @@ async def test_agent_cannot_read_another_agents_calls_through_the_api(tmp_path, 
                 assert sorted(c["linkedid"] for c in await everything.json()) == ["call-of-alice", "call-of-bob"]
 
 
+async def test_one_call_of_a_store_shared_by_two_pbxs_is_this_pbxs_unless_the_api_names_the_other(tmp_path, crm):
+    """Two Asterisks numbered two calls alike: the API's linkedid is this daemon's call."""
+    await crm.log_call(_call("pbx-a:1700000000.7", "alice"))
+    await crm.log_call(_call("pbx-b:1700000000.7", "alice", LYON))
+    async with running_daemon(None, web_config(tmp_path, pbx_id="pbx-a"), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        url = base_url(daemon)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            async with alice.get(f"{url}/api/calls/1700000000.7") as ours:
+                assert ours.status == 200
+                assert (await ours.json())["pbx"] == "pbx-a" and (await ours.json())["line"] == PARIS
+            async with alice.get(f"{url}/api/calls/1700000000.7?pbx=pbx-b") as theirs:
+                assert theirs.status == 200
+                assert (await theirs.json())["pbx"] == "pbx-b" and (await theirs.json())["line"] == LYON
+            async with alice.get(f"{url}/api/calls/1700000000.7?pbx=pbx-c") as nowhere:
+                assert nowhere.status == 404
+
 async def test_repeated_wrong_passwords_lock_the_login_for_a_while(tmp_path, crm):
     async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
         await set_passwords(crm)
