@@ -98,11 +98,12 @@ class KeptLink:
                 if not task.done():
                     task.cancel()
                     await asyncio.wait({task})
+            error = None if task.cancelled() else task.exception()  # retrieved even when stopping
             if stop.done():
                 return
             delay = backoff_delay(self.attempt, rng=self._rng, minimum=self._backoff_min, maximum=self._backoff_max)
             self.attempt += 1
-            self.note_failure(None if task.cancelled() else task.exception(), delay)
+            self.note_failure(error, delay)
             await asyncio.wait({stop}, timeout=delay)
 
     async def stop(self) -> None:

@@ -65,6 +65,10 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
+# A stored linkedid: Asterisk's uniqueid (up to 149 characters, prefixed by asterisk.conf's
+# systemname when set), namespaced as "<pbx_id>:<linkedid>" by a daemon naming its PBX.
+LINKEDID = 192
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -83,7 +87,7 @@ def _record_columns() -> list[Column[Any]]:
         Column("name", String(255), nullable=False),
         Column("responsible", String(64), nullable=True),  # employee id
         Column("source", String(64), nullable=True),
-        Column("created_by_call", String(64), nullable=True, index=True),
+        Column("created_by_call", String(LINKEDID), nullable=True, index=True),
         Column("created_at", UtcDateTime(), nullable=False),
     ]
 
@@ -132,7 +136,7 @@ calls = Table(
     "calls",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("linkedid", String(64), nullable=False, unique=True),
+    Column("linkedid", String(LINKEDID), nullable=False, unique=True),
     Column("direction", String(16), nullable=False),
     Column("line", String(32), nullable=False),
     Column("number", String(32), nullable=False, index=True),
@@ -155,7 +159,7 @@ offers = Table(
     "offers",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("linkedid", String(64), nullable=False, unique=True),
+    Column("linkedid", String(LINKEDID), nullable=False, unique=True),
     Column("direction", String(16), nullable=False),
     Column("line", String(32), nullable=False),
     Column("phone", String(32), nullable=False, index=True),
@@ -180,9 +184,9 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("key", String(200), nullable=False, unique=True),  # the command's idempotency key
-    Column("lane", String(80), nullable=False),  # delivered in order within a lane
-    Column("linkedid", String(64), nullable=False),
+    Column("key", String(320), nullable=False, unique=True),  # the command's idempotency key
+    Column("lane", String(200), nullable=False),  # delivered in order within a lane
+    Column("linkedid", String(LINKEDID), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("payload", JsonText(), nullable=False),
     Column("status", String(16), nullable=False, server_default="pending"),
@@ -200,7 +204,7 @@ outbox = Table(
 call_ledger = Table(
     "call_ledger",
     metadata,
-    Column("linkedid", String(64), primary_key=True),
+    Column("linkedid", String(LINKEDID), primary_key=True),
     Column("created", JsonText(), nullable=True),  # ["lead:12", "deal:3", ...]
     Column("joined", String(32), nullable=True),  # "lead:12"
     Column("remote_ids", JsonText(), nullable=True),  # {"lead:12": "4411"}

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import create_engine, inspect
 
 from agi_daemon.cli import main
 from agi_daemon.crm.database import database_url
-from agi_daemon.crm.migrations import alembic_config
 from tests.asterisk.sandbox import closed_port
-from tests.fakes.database import migration_head
+from tests.fakes.database import migrate_to, migration_head
 from tests.postgresql_server import PostgresServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agi-daemon.yaml"
@@ -23,18 +21,6 @@ def config_for(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "agi-daemon.yaml"
     path.write_text(EXAMPLE.read_text().replace('"sqlite:///var/crm.sqlite3"', f'"{url}"'))
     return path
-
-
-def migrate_to(url: str, revision: str) -> None:
-    """The database as an older version of the daemon left it."""
-    engine = create_engine(database_url(url))
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    finally:
-        engine.dispose()
 
 
 def db_upgrade(capsys, config: Path) -> tuple[int, str, str]:

@@ -49,7 +49,7 @@ async def test_start_in_ari_mode_names_the_stasis_application_and_never_logs_the
     try:
         async with asyncio.timeout(15):
             while not (any(" ready: " in line for line in seen)
-                       and any("ARI http://" in line and "reconnecting" in line for line in seen)):
+                       and any("ARI http://" in line and "retrying in" in line for line in seen)):
                 line = (await process.stderr.readline()).decode()
                 assert line, "".join(seen)
                 seen.append(line)

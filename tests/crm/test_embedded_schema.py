@@ -12,7 +12,7 @@ from sqlalchemy import create_engine
 
 from agi_daemon.core.ports import CrmRejected, CrmUnavailable
 from agi_daemon.crm.database import database_url
-from tests.fakes.database import migration_head
+from tests.fakes.database import migrate_to, migration_head
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.tables import metadata
 
@@ -46,8 +46,11 @@ async def test_opened_sqlite_database_is_in_wal_mode(crm: EmbeddedCrm, tmp_path:
     assert sqlite_pragma(tmp_path / "crm.sqlite3", "journal_mode") == "wal"
 
 
-async def test_migrated_schema_matches_the_table_definitions(crm: EmbeddedCrm) -> None:
-    engine = create_engine(crm.url)
+async def test_every_migration_replayed_on_an_empty_database_gives_the_table_definitions(database_url: str) -> None:
+    """A new database is built from the table definitions and stamped (quicker); an existing
+    one is upgraded migration by migration: both must end with the same schema."""
+    migrate_to(database_url, "head")
+    engine = create_engine(EmbeddedCrm(database_url).url)
     try:
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), metadata)
@@ -55,6 +58,18 @@ async def test_migrated_schema_matches_the_table_definitions(crm: EmbeddedCrm) -
         engine.dispose()
 
     assert differences == []
+
+
+async def test_a_new_database_is_built_at_head_and_has_the_table_definitions(crm: EmbeddedCrm) -> None:
+    engine = create_engine(crm.url)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+            revision = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+    assert differences == [] and revision == migration_head()
 
 
 async def test_relative_sqlite_path_is_created_under_the_current_directory(

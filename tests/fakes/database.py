@@ -1,4 +1,5 @@
-"""An empty embedded CRM database, for commands that only read one (they never create it)."""
+"""Embedded CRM databases for tests: an empty one (for commands that only read one: they never
+create it), or one as an older version of the daemon left it."""
 from __future__ import annotations
 
 import asyncio
@@ -23,3 +24,22 @@ def migration_head() -> str:
 
     (head,) = ScriptDirectory.from_config(alembic_config()).get_heads()
     return head
+
+
+def migrate_to(url: str, revision: str) -> None:
+    """The database at `url` brought to `revision` migration by migration (a database as an
+    older version of the daemon left it, or every migration replayed)."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from agi_daemon.crm.database import database_url
+    from agi_daemon.crm.migrations import alembic_config
+
+    engine = create_engine(database_url(url))
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
