@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from .ami.backoff import backoff_delay
+from .backoff import backoff_delay
 
 T = TypeVar("T")
 

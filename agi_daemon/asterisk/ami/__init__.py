@@ -33,7 +33,7 @@ Usage::
     await client.action("Originate", Channel="Local/101@employees", Exten="100", ...)
     await client.close()
 """
-from .backoff import backoff_ceiling, backoff_delay
+from ..backoff import backoff_ceiling, backoff_delay
 from .client import AmiClient
 from .codec import AmiFields, AmiParser, encode_action
 from .errors import (

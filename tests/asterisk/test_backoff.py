@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from agi_daemon.asterisk.ami import backoff_ceiling, backoff_delay
+from agi_daemon.asterisk.backoff import backoff_ceiling, backoff_delay
 
 MINIMUM, MAXIMUM = 0.5, 30.0
 
