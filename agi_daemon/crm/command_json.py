@@ -29,6 +29,7 @@ def command_json(command: CrmCommand) -> Json:
             "mode": plan.mode.value, "phone": plan.phone, "name": plan.name, "source": plan.source,
             "responsible": plan.responsible, "linkedid": plan.linkedid, "line": plan.line,
             "direction": plan.direction.value, "pipeline": plan.pipeline, "create_with": plan.create_with.value,
+            "contact_only": plan.contact_only,
         }
     if isinstance(command, RecordOffer):
         offer = command.offer
@@ -48,7 +49,7 @@ def command_from_json(kind: str, data: Json) -> CrmCommand:
             mode=CrmMode(data["mode"]), phone=data["phone"], name=data["name"], source=data["source"],
             responsible=data["responsible"], linkedid=data["linkedid"], line=data["line"],
             direction=Direction(data["direction"]), pipeline=data["pipeline"],
-            create_with=CreateWith(data["create_with"]),
+            create_with=CreateWith(data["create_with"]), contact_only=bool(data.get("contact_only", False)),
         ))
     if kind == "offer":
         return RecordOffer(Offer(data["linkedid"], Direction(data["direction"]), data["line"], data["phone"],
@@ -97,5 +98,6 @@ def refs_from_json(refs: list[str] | None) -> CreatedRecords | None:
     parsed = [EntityRef.parse(ref) for ref in refs]
     by_type = {ref.type.value: ref for ref in parsed}
     # a remote CRM's simple mode creates no lead: the deal stands in its place (see bitrix24/adapter.py)
-    return CreatedRecords(lead=by_type.get("lead") or by_type["deal"], deal=by_type.get("deal"), contact=by_type.get("contact"),
-                          company=by_type.get("company"))
+    # and a contact created alone (the call window's "create contact") in the lead's place too
+    return CreatedRecords(lead=by_type.get("lead") or by_type.get("deal") or parsed[0], deal=by_type.get("deal"),
+                          contact=by_type.get("contact"), company=by_type.get("company"))

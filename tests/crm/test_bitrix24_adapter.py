@@ -89,3 +89,39 @@ async def test_transfer_reassigns_only_what_the_call_created_and_the_call_is_fin
     assert portal.requests == requests  # Bitrix24 cannot un-finish: the later report sends nothing
     [call] = portal.calls.values()
     assert call.finished is not None and call.finished["STATUS_CODE"] == "200" and call.registrations == 1
+
+
+async def test_contact_from_the_call_window_lands_once_as_a_contact_bound_to_the_call(portal, adapter, new_client):
+    """The call window's "create contact" (an `offer` line): one crm.contact.add with ORIGIN_ID,
+    found again (not added twice) by a delivery repeated after a lost answer; no lead."""
+    from dataclasses import replace
+
+    from agi_daemon.core.commands import RecordOffer
+    from agi_daemon.core.model import Offer
+    offer = Offer("B4", new_client(PHONE, "B4").direction, new_client(PHONE, "B4").line, PHONE, ("alice",),
+                  call_of("B4", PHONE).started_at)
+    ledger = learned(CallLedger("B4"), await adapter.deliver(RecordOffer(offer), CallLedger("B4")))
+    command = CreateCallRecords(replace(new_client(PHONE, "B4"), name="Jeanne Martin", contact_only=True))
+    batch, batches = adapter.client.batch, []
+
+    async def losing_the_add(commands, **kwargs):
+        batches.append([c.method for c in commands])
+        if "crm.contact.add" in batches[-1] and len(batches) == 2:  # runs on the portal, its answer is lost
+            portal.lose_answers_next(1, seconds=1.0)
+        return await batch(commands, **kwargs)
+
+    adapter.client.batch = losing_the_add
+    with pytest.raises(CrmUnavailable):
+        await adapter.deliver(command, ledger)
+    assert len(portal.records["contact"]) == 1  # created, but the adapter could not know
+    update = await adapter.deliver(command, ledger)  # the outbox's retry
+    assert "crm.contact.add" not in batches[-1]  # found by its ORIGIN_ID: not added again
+    [contact] = portal.records_with_origin("contact", "B4/records")
+    assert len(portal.records["contact"]) == 1 and portal.records["lead"] == {}
+    assert (contact["NAME"], contact["SOURCE_ID"], str(contact["ASSIGNED_BY_ID"])) == ("Jeanne Martin", "CALL", "11")
+    assert contact["PHONE"] == [{"VALUE": PHONE, "VALUE_TYPE": "WORK"}]
+    assert update.created.primary.type.value == "contact" and str(update.created.primary.id) == contact["ID"]
+    ledger = learned(ledger, update)
+    await adapter.deliver(LogCall(call_of("B4", PHONE), CallReport.TRACKED, PHONE), ledger)
+    [call] = portal.calls.values()  # the offer's registration, finished once
+    assert call.finished is not None and call.registrations >= 1

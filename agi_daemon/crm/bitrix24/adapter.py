@@ -242,6 +242,8 @@ class Bitrix24Crm:
 
 def _kinds(plan: RecordPlan) -> list[EntityType]:
     """The records the plan creates on the portal, the call's record last."""
+    if plan.contact_only:  # the call window's "create contact"
+        return [EntityType.CONTACT]
     if plan.mode is CrmMode.CLASSIC:
         return [EntityType.LEAD]
     partner = EntityType.COMPANY if plan.create_with is CreateWith.COMPANY else EntityType.CONTACT
@@ -251,6 +253,9 @@ def _kinds(plan: RecordPlan) -> list[EntityType]:
 def _created(refs: dict[EntityType, EntityRef]) -> CreatedRecords:
     if EntityType.LEAD in refs:
         return CreatedRecords(refs[EntityType.LEAD])
+    if EntityType.DEAL not in refs:  # a contact alone stands in the lead's place
+        contact = refs[EntityType.CONTACT]
+        return CreatedRecords(contact, contact=contact)
     deal = refs[EntityType.DEAL]
     return CreatedRecords(lead=deal, deal=deal, contact=refs.get(EntityType.CONTACT),
                           company=refs.get(EntityType.COMPANY))

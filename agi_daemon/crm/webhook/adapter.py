@@ -58,7 +58,7 @@ class WebhookCrm:
             plan = command.plan
             await self.sender.send(events.call_started(plan.linkedid, now, plan.direction, plan.line, plan.phone,
                                                        tuple(e for e in (plan.responsible,) if e)))
-            created = _records(plan.linkedid, plan.mode, plan.create_with)
+            created = _records(plan.linkedid, plan.mode, plan.create_with, contact_only=plan.contact_only)
             await self.sender.send(events.records_created(
                 plan.linkedid, now, created, phone=plan.phone, source=plan.source, responsible=plan.responsible,
                 pipeline=plan.pipeline if plan.mode is CrmMode.SIMPLE else None))
@@ -89,8 +89,11 @@ def _on(command: LogCall, entity: EntityRef) -> CallRecord:
     return replace(command.record, entity=entity)
 
 
-def _records(linkedid: str, mode: CrmMode, create_with: CreateWith) -> CreatedRecords:
+def _records(linkedid: str, mode: CrmMode, create_with: CreateWith, *, contact_only: bool = False) -> CreatedRecords:
     ident = zlib.crc32(linkedid.encode())
+    if contact_only:  # the call window's "create contact": the receiver creates one contact
+        contact = EntityRef(EntityType.CONTACT, ident)
+        return CreatedRecords(contact, contact=contact)
     lead = EntityRef(EntityType.LEAD, ident)
     if mode is CrmMode.CLASSIC:
         return CreatedRecords(lead)
