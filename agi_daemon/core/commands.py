@@ -160,6 +160,26 @@ def replaces(existing_partial: bool | None, kind: CallReport) -> bool:
     return kind is CallReport.HANGUP and existing_partial
 
 
+def waits_for_tracking(command: CrmCommand) -> bool:
+    """Whether a remote CRM's outbox holds `command` back a short grace before delivering it:
+    the dialplan's hangup report, which usually arrives before call tracking's better one. A
+    remote CRM may keep the first report it gets (Bitrix24 cannot un-finish a call), so the
+    hangup report waits for tracking's, which supersedes it (`supersedes`); when tracking never
+    reports (AMI down), the hangup report is delivered once the grace is over."""
+    return isinstance(command, LogCall) and command.report is CallReport.HANGUP
+
+
+def supersedes(new: CrmCommand, waiting: CrmCommand) -> bool:
+    """Whether `new`, a later report of a call, makes its report `waiting` (stored, not yet
+    delivered) moot: the call log would keep `new` over it (`merge_call_log`), so `waiting`
+    need never be delivered."""
+    if not (isinstance(new, LogCall) and isinstance(waiting, LogCall)):
+        return False
+    if new.linkedid != waiting.linkedid or new.report is waiting.report:
+        return False
+    return merge_call_log(waiting.record, new.record, new.report) is not None
+
+
 # -- several PBXs on one store ----------------------------------------------------------------
 # Each Asterisk numbers its calls on its own (a linkedid is the first channel's uniqueid,
 # "<epoch>.<sequence>"), so two PBXs can give two calls the same linkedid. Where several
