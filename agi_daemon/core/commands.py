@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Mapping
 
-from .model import CallRecord, CreatedRecords, EntityRef, Offer, RecordPlan
+from .model import CallRecord, CreatedRecords, Direction, EntityRef, Offer, RecordPlan
 
 
 class CallReport(StrEnum):
@@ -108,7 +108,29 @@ class ChangeResponsible:
         return self.phone
 
 
-CrmCommand = CreateCallRecords | RecordOffer | LogCall | ChangeResponsible
+@dataclass(frozen=True)
+class CallCardChange:
+    """A remote CRM's own call card (Bitrix24's) shown to, or hidden from, these employees for
+    this call (core.call_cards says when). Delivered in the call's lane, so in order with the
+    call's registration and finish; a card of a call already finished is never shown."""
+
+    linkedid: str
+    phone: str  # the external number, E.164: the lane of the call's other commands
+    direction: Direction
+    line: str  # E.164
+    employees: tuple[str, ...]
+    show: bool  # False: hide
+
+    @property
+    def key(self) -> str:
+        return f"{self.linkedid}/card/{'show' if self.show else 'hide'}/{'+'.join(sorted(self.employees))}"
+
+    @property
+    def lane(self) -> str:
+        return self.phone
+
+
+CrmCommand = CreateCallRecords | RecordOffer | LogCall | ChangeResponsible | CallCardChange
 
 
 @dataclass(frozen=True)

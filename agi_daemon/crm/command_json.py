@@ -4,7 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..core.commands import CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LogCall, RecordOffer
+from ..core.commands import (
+    CallCardChange, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LogCall, RecordOffer,
+)
 from ..core.model import (
     CallRecord, CreatedRecords, CreateWith, CrmMode, Direction, Disposition, EntityRef, Offer, RecordPlan, Transfer,
     TransferKind,
@@ -19,6 +21,7 @@ def kind_of(command: CrmCommand) -> str:
         RecordOffer: "offer",
         LogCall: "log_call",
         ChangeResponsible: "change_responsible",
+        CallCardChange: "call_card",
     }[type(command)]
 
 
@@ -39,6 +42,9 @@ def command_json(command: CrmCommand) -> Json:
         }
     if isinstance(command, LogCall):
         return {"record": call_json(command.record), "report": command.report.value, "look_up": command.look_up}
+    if isinstance(command, CallCardChange):
+        return {"linkedid": command.linkedid, "phone": command.phone, "direction": command.direction.value,
+                "line": command.line, "employees": list(command.employees), "show": command.show}
     return {"linkedid": command.linkedid, "phone": command.phone, "employee": command.employee,
             "transfer": command.transfer}
 
@@ -56,6 +62,9 @@ def command_from_json(kind: str, data: Json) -> CrmCommand:
                                  tuple(data["employees"]), datetime.fromisoformat(data["created_at"])))
     if kind == "log_call":
         return LogCall(call_from_json(data["record"]), CallReport(data["report"]), data["look_up"])
+    if kind == "call_card":
+        return CallCardChange(data["linkedid"], data["phone"], Direction(data["direction"]), data["line"],
+                              tuple(data["employees"]), bool(data["show"]))
     if kind == "change_responsible":
         return ChangeResponsible(data["linkedid"], data["phone"], data["employee"], int(data["transfer"]))
     raise ValueError(f"unknown outbox command {kind!r}")

@@ -125,3 +125,28 @@ async def test_contact_from_the_call_window_lands_once_as_a_contact_bound_to_the
     await adapter.deliver(LogCall(call_of("B4", PHONE), CallReport.TRACKED, PHONE), ledger)
     [call] = portal.calls.values()  # the offer's registration, finished once
     assert call.finished is not None and call.registrations >= 1
+
+
+async def test_call_card_registers_a_call_not_yet_registered_and_shows_nothing_once_it_is_finished(portal, adapter):
+    """A known client's call has no registration before its finish: the card registers it
+    (SHOW=0), then shows and hides it for the employees' users; after the finish nothing."""
+    from agi_daemon.core.commands import CallCardChange
+    from agi_daemon.core.model import Direction
+    known = portal.add_record("contact", {"NAME": "Known", "ASSIGNED_BY_ID": 12,
+                                          "PHONE": [{"VALUE": "+33611000005", "VALUE_TYPE": "WORK"}]})
+
+    def card(employees, show):
+        return CallCardChange("B5", "+33611000005", Direction.INCOMING, "+33184880000", employees, show)
+
+    ledger = learned(CallLedger("B5"), await adapter.deliver(card(("alice", "bob"), True), CallLedger("B5")))
+    [call] = portal.calls.values()
+    assert (str(call.params["SHOW"]), call.params["CRM_ENTITY_TYPE"], call.params["CRM_ENTITY_ID"]) == \
+        ("0", "CONTACT", known)  # bound to the client the portal finds
+    ledger = learned(ledger, await adapter.deliver(card(("alice",), False), ledger))
+    ledger = learned(ledger, await adapter.deliver(LogCall(call_of("B5", "+33611000005"), CallReport.TRACKED,
+                                                           "+33611000005"), ledger))
+    requests = portal.requests
+    await adapter.deliver(card(("bob",), False), ledger)  # the finish closed the card: nothing to send
+    assert portal.requests == requests and call.registrations == 1
+    assert portal.cards_of(call.call_id) == [("show", 11), ("show", 12), ("hide", 11)]
+    assert call.finished is not None and call.finished["USER_ID"] == 11  # call_of: nobody answered; alice first

@@ -19,8 +19,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from agi_daemon.core.commands import (
-    CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, NOTHING_LEARNED, RecordOffer,
-    replaces,
+    CallCardChange, CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall,
+    NOTHING_LEARNED, RecordOffer, replaces,
 )
 from agi_daemon.core.crm_errors import RemoteCrmUnavailable
 from agi_daemon.core.model import CallRecord, CreatedRecords, CreateWith, CrmMode, EntityRef, EntityType, Match
@@ -75,6 +75,8 @@ class WebhookCrm:
             record = command.record if ledger.entity is None else _on(command, ledger.entity)
             await self.sender.send(events.call_ended(record))
             return LedgerUpdate(logged=command.report)
+        if isinstance(command, CallCardChange):  # Bitrix24's own call card: no webhook event
+            return NOTHING_LEARNED
         return await self._responsible(command, ledger, now)
 
     async def _responsible(self, command: ChangeResponsible, ledger: CallLedger, now: datetime) -> LedgerUpdate:
