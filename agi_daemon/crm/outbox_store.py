@@ -83,13 +83,14 @@ def hold(conn: Connection, row_id: int, owner: str, until: datetime) -> None:
 
 def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]:
     """The held rows of `command`'s call that it makes moot (core.commands.supersedes), marked
-    superseded; their ids. A row being sent (claimed, not held) is left alone: the adapter
-    keeps whichever report lands first (or merges them)."""
+    superseded; their ids. A row keeps its hold mark until a daemon takes it for delivery
+    (`take` claims it in its own name), so a row still marked was never sent, even when its
+    grace is over and its lane waits for an earlier command. A row being sent is left alone:
+    the adapter keeps whichever report lands first (or merges them)."""
     rows = conn.execute(
         select(outbox.c.id, outbox.c.kind, outbox.c.payload)
         .where(outbox.c.lane == command.lane[:80], outbox.c.status == PENDING, outbox.c.linkedid == command.linkedid,
-               outbox.c.kind == kind_of(command),
-               outbox.c.claimed_by.like(f"%:{HOLD}:%"), outbox.c.claimed_until > now)
+               outbox.c.kind == kind_of(command), outbox.c.claimed_by.like(f"%:{HOLD}:%"))
     ).all()
     moot = [row_id for row_id, kind, payload in rows if supersedes(command, command_from_json(kind, _json(payload)))]
     if moot:

@@ -289,3 +289,21 @@ async def test_hangup_report_held_by_a_daemon_killed_is_delivered_at_once_by_the
         await eventually(lambda: len(remote.delivered) == 1, timeout=5)
     assert remote.finished == [CallReport.HANGUP]
     assert (await rows(crm))["L15/call/hangup"][0] == "delivered"
+
+
+async def test_trackings_report_after_the_grace_still_supersedes_a_hangup_report_never_sent(crm, new_client):
+    """The portal is down: the call's records wait for it, and the hangup report behind them
+    outlives its grace; tracking's report, late, still replaces it, since it was never sent."""
+    remote = RemoteCrm()
+    phone = "+33611000016"
+    async with delivering(held_outbox(crm, remote, hold=0.05)) as outbox:
+        remote.down = 10**6
+        await outbox.submit(CreateCallRecords(new_client(phone, "L16")))
+        await outbox.submit(LogCall(call_of("L16", phone), CallReport.HANGUP, phone))
+        # four retries of the records: at least 0.01 + 0.02 + 0.04 + 0.08 s, halved by jitter, past the grace
+        await eventually(lambda: len(remote.asked) >= 5, timeout=5)
+        await outbox.submit(LogCall(replace(call_of("L16", phone), answered_by="bob"), CallReport.TRACKED, phone))
+        remote.down = 0
+        await eventually(lambda: len(remote.delivered) == 2, timeout=10)
+    assert [key for key, _ in remote.delivered] == ["L16/records", "L16/call/tracked"]
+    assert (await rows(crm))["L16/call/hangup"][0] == "superseded"
