@@ -13,9 +13,10 @@ first, then delivered by this worker, whatever the adapter.
   and marked delivered in one transaction; a remote adapter gets the key and the ledger.
 - For a remote CRM, the dialplan's hangup report of a call is held back `hold_hangup_reports`
   seconds (core.commands.waits_for_tracking): call tracking's report of the same call, which
-  names the transfers, usually comes a moment later and supersedes it while it waits; when
-  tracking never reports, the hangup report is delivered once the grace is over. No call waits
-  for it: the report is durable at once, only its delivery is later.
+  names the transfers, usually comes a moment later and supersedes it while it waits (or
+  later, as long as it was not sent); when tracking never reports, the hangup report is
+  delivered once the grace is over. No call waits for it: the report is durable at once, only
+  its delivery is later.
 """
 from __future__ import annotations
 
