@@ -44,7 +44,7 @@ from .services.reassign import ReassignService
 from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
-from .settings import EventsInterface, Settings, SettingsHolder
+from .settings import CrmAdapterKind, EventsInterface, Settings, SettingsHolder
 from .web.live import LiveCalls
 from .web.metrics import MeteredCrm, MeteredRouting, Metrics
 from .web.server import WebContext, WebServer
@@ -239,7 +239,7 @@ def wire_call_cards(parts: Parts) -> None:
     """crm.bitrix24.card: Bitrix24's own call card follows the live call events, through the
     outbox (one more listener beside the call windows and the metrics)."""
     portal = parts.settings.crm.bitrix24
-    if parts.crm_parts.remote is None or parts.settings.crm.adapter.value != "bitrix24" or portal is None:
+    if parts.settings.crm.adapter is not CrmAdapterKind.BITRIX24 or portal is None:
         return
     assert parts.outbox is not None
     cards = CallCards(parts.rules, CardPolicy(portal.card.value), parts.outbox, parts.pending)
