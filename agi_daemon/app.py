@@ -23,6 +23,7 @@ from .asterisk.ari import AriClient
 from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
 from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
+from .core.call_cards import CardPolicy
 from .core.live_calls import Fanout
 from .core.model import Direction, Rules
 from .core.commands import CreateCallRecords, CrmCommand, LedgerUpdate
@@ -35,6 +36,7 @@ from .remote_crm import remote_crm
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
 from .log_lines import ready_line
+from .services.call_cards import CallCards
 from .services.call_log import CallLogService
 from .services.clock import SystemClock
 from .services.pending import PendingWork
@@ -42,7 +44,7 @@ from .services.reassign import ReassignService
 from .services.routed_calls import RoutedCalls
 from .services.routing import RoutingService
 from .services.tracking import TrackingService
-from .settings import EventsInterface, Settings, SettingsHolder
+from .settings import CrmAdapterKind, EventsInterface, Settings, SettingsHolder
 from .web.live import LiveCalls
 from .web.metrics import MeteredCrm, MeteredRouting, Metrics
 from .web.server import WebContext, WebServer
@@ -206,6 +208,7 @@ class Parts:
 async def build(parts: Parts) -> None:
     """Wire every feature of the daemon, one function each."""
     wire_outbox(parts)
+    wire_call_cards(parts)
     wire_services(parts)
     wire_tracking(parts)
     await wire_fastagi(parts)
@@ -230,6 +233,17 @@ def wire_outbox(parts: Parts) -> None:
 
     parts.on_stop_last("outbox", stop)
     parts.metrics.watch_outbox(outbox)
+
+
+def wire_call_cards(parts: Parts) -> None:
+    """crm.bitrix24.card: Bitrix24's own call card follows the live call events, through the
+    outbox (one more listener beside the call windows and the metrics)."""
+    portal = parts.settings.crm.bitrix24
+    if parts.settings.crm.adapter is not CrmAdapterKind.BITRIX24 or portal is None:
+        return
+    assert parts.outbox is not None
+    cards = CallCards(parts.rules, CardPolicy(portal.card.value), parts.outbox, parts.pending)
+    parts.notifier = Fanout((parts.live, parts.metrics, cards))
 
 
 def records_created_to(notifier: Notifier) -> Callable[[CrmCommand, LedgerUpdate], None]:

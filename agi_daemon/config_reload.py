@@ -59,7 +59,7 @@ async def in_thread(work: Callable[[], T], timeout: float | None = None) -> T:
 
 
 RESTART_PARTS = ("daemon", "asterisk.ami", "asterisk.ari", "asterisk.events", "crm.adapter", "crm.embedded",
-                 "crm.outbox")
+                 "crm.outbox", "crm.bitrix24", "crm.webhook")  # the remote adapters are built at the start
 TEMPLATES = "endpoint_template", "trunk_template"
 
 

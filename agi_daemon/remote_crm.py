@@ -9,6 +9,7 @@ from .crm.bitrix24.operations import EmployeeDirectory, EmployeeLink
 from .crm.registry import RemoteCrm
 from .crm.webhook.adapter import WebhookCrm
 from .crm.webhook.sender import WebhookSender
+from .core.call_cards import CardPolicy
 from .core.ports import CrmError
 from .settings import Settings
 from .settings.schema import CrmAdapterKind
@@ -57,4 +58,5 @@ def bitrix24_crm(settings: Settings) -> Bitrix24Crm:
         EmployeeLink(name, int(user) if (user := settings.crm_users.get(name)) else None, employee.extension)
         for name, employee in employees.items())
     return Bitrix24Crm(client, directory, employees, deadline_seconds=settings.daemon.crm_deadline_ms / 1000,
-                       pipelines=portal.pipelines, mode=crm.mode, cache=LookupCache(ttl_seconds=10.0))
+                       pipelines=portal.pipelines, mode=crm.mode, cache=LookupCache(ttl_seconds=10.0),
+                       card=CardPolicy(portal.card.value))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Mapping
 
-from .model import CallRecord, CreatedRecords, EntityRef, Offer, RecordPlan
+from .model import CallRecord, CreatedRecords, Direction, EntityRef, Offer, RecordPlan
 
 
 class CallReport(StrEnum):
@@ -108,7 +108,29 @@ class ChangeResponsible:
         return self.phone
 
 
-CrmCommand = CreateCallRecords | RecordOffer | LogCall | ChangeResponsible
+@dataclass(frozen=True)
+class CallCardChange:
+    """A remote CRM's own call card (Bitrix24's) shown to, or hidden from, these employees for
+    this call (core.call_cards says when). Delivered in the call's lane, so in order with the
+    call's registration and finish; a card of a call already finished is never shown."""
+
+    linkedid: str
+    phone: str  # the external number, E.164: the lane of the call's other commands
+    direction: Direction
+    line: str  # E.164
+    employees: tuple[str, ...]
+    show: bool  # False: hide
+
+    @property
+    def key(self) -> str:
+        return f"{self.linkedid}/card/{'show' if self.show else 'hide'}/{'+'.join(sorted(self.employees))}"
+
+    @property
+    def lane(self) -> str:
+        return self.phone
+
+
+CrmCommand = CreateCallRecords | RecordOffer | LogCall | ChangeResponsible | CallCardChange
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,26 @@ def replaces(existing_partial: bool | None, kind: CallReport) -> bool:
     if existing_partial is None or kind is CallReport.TRACKED:
         return True
     return kind is CallReport.HANGUP and existing_partial
+
+
+def waits_for_tracking(command: CrmCommand) -> bool:
+    """Whether a remote CRM's outbox holds `command` back a short grace before delivering it:
+    the dialplan's hangup report, which usually arrives before call tracking's better one. A
+    remote CRM may keep the first report it gets (Bitrix24 cannot un-finish a call), so the
+    hangup report waits for tracking's, which supersedes it (`supersedes`); when tracking never
+    reports (AMI down), the hangup report is delivered once the grace is over."""
+    return isinstance(command, LogCall) and command.report is CallReport.HANGUP
+
+
+def supersedes(new: CrmCommand, waiting: CrmCommand) -> bool:
+    """Whether `new`, a later report of a call, makes its report `waiting` (stored, not yet
+    delivered) moot: the call log would keep `new` over it (`merge_call_log`), so `waiting`
+    need never be delivered."""
+    if not (isinstance(new, LogCall) and isinstance(waiting, LogCall)):
+        return False
+    if new.linkedid != waiting.linkedid or new.report is waiting.report:
+        return False
+    return merge_call_log(waiting.record, new.record, new.report) is not None
 
 
 # -- several PBXs on one store ----------------------------------------------------------------

@@ -205,6 +205,7 @@ class RecordPlan:
     direction: Direction
     pipeline: str = "general"
     create_with: CreateWith = CreateWith.CONTACT
+    contact_only: bool = False  # the call window's "create contact" (R3 offer): one contact, nothing else
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ class CreatedRecords:
 
     @property
     def all(self) -> tuple[EntityRef, ...]:
-        return tuple(ref for ref in (self.lead, self.deal, self.contact, self.company) if ref)
+        """Each record once (a contact created alone stands in the lead's place too)."""
+        return tuple(dict.fromkeys(ref for ref in (self.lead, self.deal, self.contact, self.company) if ref))
 
 
 @dataclass(frozen=True)

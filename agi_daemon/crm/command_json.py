@@ -4,7 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..core.commands import CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LogCall, RecordOffer
+from ..core.commands import (
+    CallCardChange, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LogCall, RecordOffer,
+)
 from ..core.model import (
     CallRecord, CreatedRecords, CreateWith, CrmMode, Direction, Disposition, EntityRef, Offer, RecordPlan, Transfer,
     TransferKind,
@@ -19,6 +21,7 @@ def kind_of(command: CrmCommand) -> str:
         RecordOffer: "offer",
         LogCall: "log_call",
         ChangeResponsible: "change_responsible",
+        CallCardChange: "call_card",
     }[type(command)]
 
 
@@ -29,6 +32,7 @@ def command_json(command: CrmCommand) -> Json:
             "mode": plan.mode.value, "phone": plan.phone, "name": plan.name, "source": plan.source,
             "responsible": plan.responsible, "linkedid": plan.linkedid, "line": plan.line,
             "direction": plan.direction.value, "pipeline": plan.pipeline, "create_with": plan.create_with.value,
+            "contact_only": plan.contact_only,
         }
     if isinstance(command, RecordOffer):
         offer = command.offer
@@ -38,6 +42,9 @@ def command_json(command: CrmCommand) -> Json:
         }
     if isinstance(command, LogCall):
         return {"record": call_json(command.record), "report": command.report.value, "look_up": command.look_up}
+    if isinstance(command, CallCardChange):
+        return {"linkedid": command.linkedid, "phone": command.phone, "direction": command.direction.value,
+                "line": command.line, "employees": list(command.employees), "show": command.show}
     return {"linkedid": command.linkedid, "phone": command.phone, "employee": command.employee,
             "transfer": command.transfer}
 
@@ -48,13 +55,16 @@ def command_from_json(kind: str, data: Json) -> CrmCommand:
             mode=CrmMode(data["mode"]), phone=data["phone"], name=data["name"], source=data["source"],
             responsible=data["responsible"], linkedid=data["linkedid"], line=data["line"],
             direction=Direction(data["direction"]), pipeline=data["pipeline"],
-            create_with=CreateWith(data["create_with"]),
+            create_with=CreateWith(data["create_with"]), contact_only=bool(data.get("contact_only", False)),
         ))
     if kind == "offer":
         return RecordOffer(Offer(data["linkedid"], Direction(data["direction"]), data["line"], data["phone"],
                                  tuple(data["employees"]), datetime.fromisoformat(data["created_at"])))
     if kind == "log_call":
         return LogCall(call_from_json(data["record"]), CallReport(data["report"]), data["look_up"])
+    if kind == "call_card":
+        return CallCardChange(data["linkedid"], data["phone"], Direction(data["direction"]), data["line"],
+                              tuple(data["employees"]), bool(data["show"]))
     if kind == "change_responsible":
         return ChangeResponsible(data["linkedid"], data["phone"], data["employee"], int(data["transfer"]))
     raise ValueError(f"unknown outbox command {kind!r}")
@@ -97,5 +107,6 @@ def refs_from_json(refs: list[str] | None) -> CreatedRecords | None:
     parsed = [EntityRef.parse(ref) for ref in refs]
     by_type = {ref.type.value: ref for ref in parsed}
     # a remote CRM's simple mode creates no lead: the deal stands in its place (see bitrix24/adapter.py)
-    return CreatedRecords(lead=by_type.get("lead") or by_type["deal"], deal=by_type.get("deal"), contact=by_type.get("contact"),
-                          company=by_type.get("company"))
+    # and a contact created alone (the call window's "create contact") in the lead's place too
+    return CreatedRecords(lead=by_type.get("lead") or by_type.get("deal") or parsed[0], deal=by_type.get("deal"),
+                          contact=by_type.get("contact"), company=by_type.get("company"))

@@ -564,6 +564,10 @@ def _insert_records(conn: Connection, plan: RecordPlan) -> CreatedRecords:
         "created_by_call": plan.linkedid,
         "created_at": datetime.now(UTC),
     }
+    if plan.contact_only:  # the call window's "create contact": the contact alone stands for the call's records
+        alone = EntityRef(EntityType.CONTACT, _insert(conn, contacts, common))
+        _index_phone(conn, alone, plan.phone)
+        return CreatedRecords(lead=alone, contact=alone)
     lead_values: dict[str, object] = {**common, "status": LEAD_NEW, "created_by_call_phone": plan.phone}
     if plan.mode is CrmMode.CLASSIC:
         lead = EntityRef(EntityType.LEAD, _insert(conn, leads, lead_values))

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from ..core.commands import (
-    NOTHING_LEARNED, CallLedger, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, RecordOffer,
+    NOTHING_LEARNED, CallCardChange, CallLedger, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, RecordOffer,
 )
 from ..core.model import EntityRef
 from ..core.phone import masked
@@ -56,6 +56,8 @@ def apply(conn: Connection, command: CrmCommand, known: CallLedger) -> LedgerUpd
         if entity is None and command.look_up is not None:
             entity = _client_of(conn, command.look_up)
         embedded.store_call(conn, command.record, command.report, entity)
+        return NOTHING_LEARNED
+    if isinstance(command, CallCardChange):  # a remote CRM's own call card: the embedded CRM has none
         return NOTHING_LEARNED
     if known.created is not None:  # ChangeResponsible of records this call created
         embedded.assign(conn, known.created.all, command.employee)

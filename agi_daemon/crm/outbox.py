@@ -11,6 +11,12 @@ first, then delivered by this worker, whatever the adapter.
   one still failing after `max_attempts` attempts or `dead_after` becomes one too.
 - Deliveries are idempotent by the command's key: for the embedded CRM the command is applied
   and marked delivered in one transaction; a remote adapter gets the key and the ledger.
+- For a remote CRM, the dialplan's hangup report of a call is held back `hold_hangup_reports`
+  seconds (core.commands.waits_for_tracking): call tracking's report of the same call, which
+  names the transfers, usually comes a moment later and supersedes it while it waits (or
+  later, as long as it was not sent); when tracking never reports, the hangup report is
+  delivered once the grace is over. No call waits for it: the report is durable at once, only
+  its delivery is later.
 """
 from __future__ import annotations
 
@@ -21,12 +27,14 @@ import random
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
-from ..core.commands import CallLedger, CrmCommand, LedgerUpdate, as_seen_by, in_pbx, pbx_linkedid
+from ..core.commands import (
+    CallLedger, CrmCommand, LedgerUpdate, LogCall, as_seen_by, in_pbx, pbx_linkedid, waits_for_tracking,
+)
 from ..core.ports import CrmDeliverer, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
@@ -44,6 +52,9 @@ DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CR
 # (the daemon that claimed it died); longer than any delivery attempt, so a live one never loses it.
 CLAIM_LEASE = timedelta(seconds=4 * DELIVERY_TIMEOUT_S)
 CONCURRENCY = 16  # lanes delivered at the same time
+# How long a remote CRM's hangup report waits for call tracking's report of the same call (which
+# arrives within a second of the hangup when AMI is up): the finish then names the transfer target.
+HANGUP_REPORT_GRACE_S = 3.0
 KEEP_DELIVERED = timedelta(days=7)
 PURGE_EVERY_S = 3600.0
 
@@ -69,6 +80,7 @@ class Delivery:
         self._remote = remote
         self.local = remote is None
         self._claim = (f"{socket.gethostname()}:{os.getpid()}", lease)  # who claims, for how long
+        self.claimant = self._claim[0]
 
     async def release_dead_claims(self) -> int:
         """At start: the claims a daemon of this host left when it died (kill -9 while sending)
@@ -123,6 +135,7 @@ class Outbox:
         first_delay: float = FIRST_DELAY_S,
         on_delivered: Delivered | None = None,
         pbx: str | None = None,
+        hold_hangup_reports: float = 0.0,
     ) -> None:
         self._store = store
         self._pbx = pbx  # daemon.pbx_id: this daemon's calls are stored as "<pbx>:<linkedid>"
@@ -132,6 +145,8 @@ class Outbox:
         self._concurrency = concurrency
         self._first_delay = first_delay
         self._on_delivered = on_delivered
+        self._hold = hold_hangup_reports  # seconds a hangup report waits for tracking's (0: not held)
+        self._superseded: set[int] = set()  # held rows a later report made moot: skipped, not delivered
         self._lanes: dict[str, deque[Waiting]] = {}
         self._busy: set[str] = set()  # lanes being delivered, or waiting for a retry
         self._ready: asyncio.Queue[str] = asyncio.Queue()
@@ -162,9 +177,8 @@ class Outbox:
                     if outcome is not None:
                         self._delivered(*outcome)
                     return
-                waiting = await self._store.transaction(
-                    "store a CRM command", lambda conn: outbox_store.add(conn, command, datetime.now(UTC)), write=True
-                )
+                waiting, moot = await self._store.transaction("store a CRM command",
+                                                              lambda conn: self._add(conn, command), write=True)
                 break
             except CrmRejected:  # applying it failed: store it alone, the worker makes it a dead letter
                 if not direct:
@@ -180,6 +194,30 @@ class Outbox:
                     self._release(lane)
         if waiting is not None:
             self._queue(waiting)
+        if moot:
+            self._skip(moot, command.lane[:80])
+
+    def _add(self, conn: Connection, command: CrmCommand) -> tuple[Waiting | None, list[int]]:
+        """Store `command`: held back a grace when it waits for tracking's report; a report
+        that supersedes a held one marks it so (its id returned)."""
+        now = datetime.now(UTC)
+        waiting = outbox_store.add(conn, command, now)
+        if waiting is not None and self._hold and waits_for_tracking(command):
+            until = now + timedelta(seconds=self._hold)
+            outbox_store.hold(conn, waiting.id, self._deliver.claimant, until)
+            return replace(waiting, not_before=until), []
+        if waiting is None or not self._hold or not isinstance(command, LogCall):
+            return waiting, []
+        return waiting, outbox_store.supersede(conn, command, now)
+
+    def _skip(self, moot: list[int], lane: str) -> None:
+        """Held rows superseded: never delivered; their lane goes on at once."""
+        self._superseded.update(moot)
+        log.info("outbox: a call's hangup report %s superseded by call tracking's", ", ".join(map(str, moot)))
+        queue = self._lanes.get(lane)
+        if queue and queue[0].id in self._superseded and lane in self._timers:  # it waited for the held row
+            self._timers.pop(lane).cancel()
+            self._ready.put_nowait(lane)
 
     async def _store_and_apply(self, command: CrmCommand) -> tuple[CrmCommand, LedgerUpdate] | None:
         return await self._store.transaction(
@@ -277,6 +315,15 @@ class Outbox:
         queue = self._lanes.get(lane)
         while queue:
             head = queue[0]
+            if head.id in self._superseded:
+                self._superseded.discard(head.id)
+                queue.popleft()
+                continue
+            if head.not_before is not None:
+                wait = (head.not_before - datetime.now(UTC)).total_seconds()
+                if wait > 0:  # held back: the lane waits (busy) until then, or until superseded
+                    self._timers[lane] = asyncio.get_running_loop().call_later(wait + 0.05, self._wake, lane)
+                    return
             try:
                 outcome = await self._deliver(head.id)
             except CrmRejected as error:

@@ -28,13 +28,15 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate
+from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, supersedes
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared
 from .tables import call_ledger, outbox
 
 PENDING, DELIVERED, DEAD, DROPPED = "pending", "delivered", "dead", "dropped"
+SUPERSEDED = "superseded"  # a call report a later, better one made moot before it was delivered
+HOLD = "hold"  # in `claimed_by` ("host:hold:pid"): a row held back a grace, not being sent
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Waiting:
     lane: str
     created_at: datetime
     attempts: int = 0  # failed attempts so far, this run and earlier ones
+    not_before: datetime | None = None  # held back until then (`hold`)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,34 @@ def add(conn: Connection, command: CrmCommand, now: datetime, *, status: str = P
         "done_at": None if status == PENDING else now,
     }).fetchone()
     return None if row is None else Waiting(row[0], command.lane[:80], now)
+
+
+def hold(conn: Connection, row_id: int, owner: str, until: datetime) -> None:
+    """Hold a just stored row back until `until`: a claim of this daemon ("host:hold:pid"),
+    which no daemon takes before it runs out; a daemon of this host that died frees it at
+    its next start (`claimants`), so the row is then delivered at once."""
+    host, _, pid = owner.rpartition(":")
+    conn.execute(update(outbox).where(outbox.c.id == row_id)
+                 .values(claimed_by=f"{host}:{HOLD}:{pid}"[:64], claimed_until=until))
+
+
+def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]:
+    """The held rows of `command`'s call that it makes moot (core.commands.supersedes), marked
+    superseded; their ids. A row keeps its hold mark until a daemon takes it for delivery
+    (`take` claims it in its own name), so a row still marked was never sent, even when its
+    grace is over and its lane waits for an earlier command. A row being sent is left alone:
+    the adapter keeps whichever report lands first (or merges them)."""
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.kind, outbox.c.payload)
+        .where(outbox.c.lane == command.lane[:80], outbox.c.status == PENDING, outbox.c.linkedid == command.linkedid,
+               outbox.c.kind == kind_of(command), outbox.c.claimed_by.like(f"%:{HOLD}:%"))
+    ).all()
+    moot = [row_id for row_id, kind, payload in rows if supersedes(command, command_from_json(kind, _json(payload)))]
+    if moot:
+        conn.execute(update(outbox).where(outbox.c.id.in_(moot), outbox.c.status == PENDING)
+                     .values(status=SUPERSEDED, done_at=now, claimed_by=None, claimed_until=None,
+                             last_error=f"superseded by {command.key}"[:2000]))
+    return moot
 
 
 def waiting(conn: Connection) -> list[Waiting]:
@@ -205,8 +236,9 @@ def scrub(error: str) -> str:
 
 
 def purge(conn: Connection, before: datetime) -> int:
-    """Forget delivered and dropped commands finished before `before`; how many."""
-    result = conn.execute(outbox.delete().where(outbox.c.status.in_((DELIVERED, DROPPED)), outbox.c.done_at < before))
+    """Forget delivered, dropped and superseded commands finished before `before`; how many."""
+    result = conn.execute(outbox.delete().where(outbox.c.status.in_((DELIVERED, DROPPED, SUPERSEDED)),
+                                                outbox.c.done_at < before))
     return int(result.rowcount or 0)
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ..core.ports import CrmDeliverer, CrmLookup
 from .embedded import EmbeddedCrm
-from .outbox import Delivered, Delivery, Outbox
+from .outbox import HANGUP_REPORT_GRACE_S, Delivered, Delivery, Outbox
 
 
 @dataclass
@@ -74,4 +74,5 @@ def build_outbox(crm: CrmParts, *, max_attempts: int, dead_letter_after_hours: f
         dead_after=timedelta(hours=dead_letter_after_hours),
         on_delivered=on_delivered,
         pbx=pbx,
+        hold_hangup_reports=0.0 if crm.remote is None else HANGUP_REPORT_GRACE_S,  # the embedded CRM merges
     )

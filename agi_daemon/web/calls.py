@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from ..core.call_board import LiveCall
 from ..core.commands import CreateCallRecords
 from ..core.live_calls import RecordsCreated
-from ..core.model import CrmMode, EntityRef, EntityType, RecordPlan, Rules, UnknownCaller
+from ..core.model import CrmMode, EntityRef, RecordPlan, Rules, UnknownCaller
 from ..core.phone import masked
 from ..core.ports import CrmError
 from ..core.rules import CrmAccess, screen_number
@@ -187,15 +187,13 @@ async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str,
     if not call.number.startswith("+"):
         raise web.HTTPConflict(text="the caller's number is withheld")
     name = name.strip() or display_number(call.number, rules.default_region)
+    # One command whatever the button: a contact, a lead, or simple mode's deal and its contact
+    # or company; its key comes from the linkedid, so a second click finds what the first created.
+    plan = RecordPlan(mode=rules.crm.mode, phone=call.number, name=name, source=line.crm.source,
+                      responsible=who.employee, linkedid=linkedid, line=line.number, direction=call.direction,
+                      pipeline=rules.crm.pipeline, create_with=rules.crm.create_with, contact_only=kind == "contact")
     try:
-        if kind == "contact":
-            record = await ctx.crm.add_record("contact", name, call.number, who.employee, source=line.crm.source)
-            ref = EntityRef(EntityType.CONTACT, record["id"])
-        else:
-            plan = RecordPlan(mode=rules.crm.mode, phone=call.number, name=name, source=line.crm.source,
-                              responsible=who.employee, linkedid=linkedid, line=line.number,
-                              direction=call.direction, pipeline=rules.crm.pipeline, create_with=rules.crm.create_with)
-            ref = await _created_through_the_outbox(ctx, plan)
+        ref = await _created_through_the_outbox(ctx, plan)
         if ctx.pages is not None:
             await ctx.pages.take_offer(linkedid, ref)
     except TimeoutError:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agi_daemon.core.commands import (
-    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, LogCall, RecordOffer, merge_call_log,
+    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, LogCall, RecordOffer, merge_call_log, supersedes,
+    waits_for_tracking,
 )
 from agi_daemon.core.model import (
     CallRecord, CreatedRecords, CrmMode, Direction, Disposition, EntityRef, EntityType, Offer, RecordPlan,
@@ -62,3 +63,32 @@ def test_ledger_logs_a_call_on_what_it_created_else_on_what_it_joined():
     assert CallLedger("L1", created=CreatedRecords(lead, deal)).entity == deal
     assert CallLedger("L1", joined=lead).entity == lead
     assert CallLedger("L1").entity is None
+
+
+OTHER_CALL = replace(TRACKED, linkedid="L2")
+
+
+@pytest.mark.parametrize("new, waiting, moot", [
+    (LogCall(TRACKED, T, "+33611223344"), LogCall(HANGUP, H, "+33611223344"), True),  # tracking's report wins
+    (LogCall(HANGUP, H, "+33611223344"), LogCall(PARTIAL, P, "+33611223344"), True),  # ... and so over a guess
+    (LogCall(TRACKED, T, "+33611223344"), LogCall(PARTIAL, P, "+33611223344"), True),
+    (LogCall(HANGUP, H, "+33611223344"), LogCall(TRACKED, T, "+33611223344"), False),  # tracking's stays
+    (LogCall(PARTIAL, P, "+33611223344"), LogCall(HANGUP, H, "+33611223344"), False),  # a guess replaces nothing
+    (LogCall(OTHER_CALL, T, "+33611223344"), LogCall(HANGUP, H, "+33611223344"), False),  # another call
+    (LogCall(HANGUP, H, "+33611223344"), LogCall(HANGUP, H, "+33611223344"), False),  # the same report
+    (ChangeResponsible("L1", "+33611223344", "bob", 1), LogCall(HANGUP, H, "+33611223344"), False),
+    (LogCall(TRACKED, T, "+33611223344"), ChangeResponsible("L1", "+33611223344", "bob", 1), False),
+], ids=["tracked-over-hangup", "hangup-over-partial", "tracked-over-partial", "hangup-after-tracked",
+        "partial-after-hangup", "other-call", "same-report", "not-a-report", "not-a-waiting-report"])
+def test_a_later_report_supersedes_a_waiting_one_the_call_log_would_not_keep(new, waiting, moot):
+    assert supersedes(new, waiting) is moot
+
+
+@pytest.mark.parametrize("command, waits", [
+    (LogCall(HANGUP, H, "+33611223344"), True),  # the dialplan's report: tracking's may follow
+    (LogCall(TRACKED, T, "+33611223344"), False),
+    (LogCall(PARTIAL, P, "+33611223344"), False),
+    (CreateCallRecords(PLAN), False),
+])
+def test_only_the_hangup_report_waits_for_trackings(command, waits):
+    assert waits_for_tracking(command) is waits

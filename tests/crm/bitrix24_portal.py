@@ -7,7 +7,9 @@ methods the daemon uses the way a portal does, and is strict where a portal is l
   that nothing was sent wrong.
 - It enforces the portal's leaky bucket (`per_second`, `burst`): a request arriving while the
   counter is above `burst` gets 503 QUERY_LIMIT_EXCEEDED, counted in `limit_hits`.
-- It keeps what it was sent (records by type, registered calls, users) for assertions, and
+- It keeps what it was sent (records by type, registered calls, users, each user's call card
+  shown and hidden: `cards`, `cards_of`; a card only for a registered call not finished yet,
+  to existing users) for assertions, and
   counts requests (`requests`, one per HTTP request; `commands`, one per method run).
 - It fails on demand: `fail_next` (any status and error code, with Retry-After), `time_out_next`,
   `malformed_next`, `expire_token`, `refuse_connections` / `accept_connections`.
@@ -157,6 +159,7 @@ class Bitrix24Portal:
         self.calls: dict[str, RegisteredCall] = {}
         self.users: dict[int, dict[str, Any]] = {}
         self.violations: list[str] = []
+        self.cards: list[tuple[str, str, int]] = []  # ("show" | "hide", CALL_ID, user): each user's call card
         self.requests = 0
         self.commands = 0
         self.batches: list[int] = []  # commands per batch request
@@ -576,6 +579,7 @@ class Bitrix24Portal:
                                         "CRM_ENTITY_ID": entity_id, "CRM_CREATED_LEAD": created_lead})
         if str(params.get("SHOW", "1")) == "1":
             call.shown_to.add(user_id)
+            self.cards.append(("show", call_id, user_id))
         self.calls[call_id] = call
         return self._registered(call)
 
@@ -614,15 +618,32 @@ class Bitrix24Portal:
             raise Invalid(f"{where}USER_ID is required")
         return {_int({"USER_ID": value}, "USER_ID", where=where) or 0 for value in values}
 
+    def _card_call(self, params: dict[str, Any], where: str) -> tuple[RegisteredCall, set[int]]:
+        """show/hide: CALL_ID of a registered call not finished yet, USER_ID existing users."""
+        call = self._call(params, where)
+        if call.finished is not None:
+            raise Invalid(f"{where}call {call.call_id} is already finished")
+        users = self._card_users(params, where)
+        unknown = sorted(users - set(self.users))
+        if unknown:
+            raise Invalid(f"{where}no user {unknown}")
+        return call, users
+
     def _show(self, params: dict[str, Any]) -> bool:
-        call = self._call(params, "telephony.externalcall.show ")
-        call.shown_to |= self._card_users(params, "telephony.externalcall.show ")
+        call, users = self._card_call(params, "telephony.externalcall.show ")
+        call.shown_to |= users
+        self.cards.extend(("show", call.call_id, user) for user in sorted(users))
         return True
 
     def _hide(self, params: dict[str, Any]) -> bool:
-        call = self._call(params, "telephony.externalcall.hide ")
-        call.shown_to -= self._card_users(params, "telephony.externalcall.hide ")
+        call, users = self._card_call(params, "telephony.externalcall.hide ")
+        call.shown_to -= users
+        self.cards.extend(("hide", call.call_id, user) for user in sorted(users))
         return True
+
+    def cards_of(self, call_id: str) -> list[tuple[str, int]]:
+        """What the call's card did, in order: ("show" | "hide", user)."""
+        return [(action, user) for action, shown, user in self.cards if shown == call_id]
 
     def _user_get(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         filters = params.get("FILTER", params.get("filter", {}))

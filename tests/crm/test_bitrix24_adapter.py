@@ -89,3 +89,64 @@ async def test_transfer_reassigns_only_what_the_call_created_and_the_call_is_fin
     assert portal.requests == requests  # Bitrix24 cannot un-finish: the later report sends nothing
     [call] = portal.calls.values()
     assert call.finished is not None and call.finished["STATUS_CODE"] == "200" and call.registrations == 1
+
+
+async def test_contact_from_the_call_window_lands_once_as_a_contact_bound_to_the_call(portal, adapter, new_client):
+    """The call window's "create contact" (an `offer` line): one crm.contact.add with ORIGIN_ID,
+    found again (not added twice) by a delivery repeated after a lost answer; no lead."""
+    from dataclasses import replace
+
+    from agi_daemon.core.commands import RecordOffer
+    from agi_daemon.core.model import Offer
+    offer = Offer("B4", new_client(PHONE, "B4").direction, new_client(PHONE, "B4").line, PHONE, ("alice",),
+                  call_of("B4", PHONE).started_at)
+    ledger = learned(CallLedger("B4"), await adapter.deliver(RecordOffer(offer), CallLedger("B4")))
+    command = CreateCallRecords(replace(new_client(PHONE, "B4"), name="Jeanne Martin", contact_only=True))
+    batch, batches = adapter.client.batch, []
+
+    async def losing_the_add(commands, **kwargs):
+        batches.append([c.method for c in commands])
+        if "crm.contact.add" in batches[-1] and len(batches) == 2:  # runs on the portal, its answer is lost
+            portal.lose_answers_next(1, seconds=1.0)
+        return await batch(commands, **kwargs)
+
+    adapter.client.batch = losing_the_add
+    with pytest.raises(CrmUnavailable):
+        await adapter.deliver(command, ledger)
+    assert len(portal.records["contact"]) == 1  # created, but the adapter could not know
+    update = await adapter.deliver(command, ledger)  # the outbox's retry
+    assert "crm.contact.add" not in batches[-1]  # found by its ORIGIN_ID: not added again
+    [contact] = portal.records_with_origin("contact", "B4/records")
+    assert len(portal.records["contact"]) == 1 and portal.records["lead"] == {}
+    assert (contact["NAME"], contact["SOURCE_ID"], str(contact["ASSIGNED_BY_ID"])) == ("Jeanne Martin", "CALL", "11")
+    assert contact["PHONE"] == [{"VALUE": PHONE, "VALUE_TYPE": "WORK"}]
+    assert update.created.primary.type.value == "contact" and str(update.created.primary.id) == contact["ID"]
+    ledger = learned(ledger, update)
+    await adapter.deliver(LogCall(call_of("B4", PHONE), CallReport.TRACKED, PHONE), ledger)
+    [call] = portal.calls.values()  # the offer's registration, finished once
+    assert call.finished is not None and call.registrations >= 1
+
+
+async def test_call_card_registers_a_call_not_yet_registered_and_shows_nothing_once_it_is_finished(portal, adapter):
+    """A known client's call has no registration before its finish: the card registers it
+    (SHOW=0), then shows and hides it for the employees' users; after the finish nothing."""
+    from agi_daemon.core.commands import CallCardChange
+    from agi_daemon.core.model import Direction
+    known = portal.add_record("contact", {"NAME": "Known", "ASSIGNED_BY_ID": 12,
+                                          "PHONE": [{"VALUE": "+33611000005", "VALUE_TYPE": "WORK"}]})
+
+    def card(employees, show):
+        return CallCardChange("B5", "+33611000005", Direction.INCOMING, "+33184880000", employees, show)
+
+    ledger = learned(CallLedger("B5"), await adapter.deliver(card(("alice", "bob"), True), CallLedger("B5")))
+    [call] = portal.calls.values()
+    assert (str(call.params["SHOW"]), call.params["CRM_ENTITY_TYPE"], call.params["CRM_ENTITY_ID"]) == \
+        ("0", "CONTACT", known)  # bound to the client the portal finds
+    ledger = learned(ledger, await adapter.deliver(card(("alice",), False), ledger))
+    ledger = learned(ledger, await adapter.deliver(LogCall(call_of("B5", "+33611000005"), CallReport.TRACKED,
+                                                           "+33611000005"), ledger))
+    requests = portal.requests
+    await adapter.deliver(card(("bob",), False), ledger)  # the finish closed the card: nothing to send
+    assert portal.requests == requests and call.registrations == 1
+    assert portal.cards_of(call.call_id) == [("show", 11), ("show", 12), ("hide", 11)]
+    assert call.finished is not None and call.finished["USER_ID"] == 11  # call_of: nobody answered; alice first

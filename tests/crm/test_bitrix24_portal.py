@@ -117,3 +117,46 @@ values = st.recursive(
 @given(st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True), values, min_size=1, max_size=4))
 def test_batch_query_of_the_client_reads_back_as_sent(params):
     assert php_parse(build_query(params)) == params
+
+
+@pytest.mark.parametrize(("method", "user_id", "finish_first", "violation"), [
+    ("telephony.externalcall.show", [1, 404], False, "no user [404]"),
+    ("telephony.externalcall.hide", 404, False, "no user [404]"),
+    ("telephony.externalcall.show", "alice", False, "USER_ID must be an integer"),
+    ("telephony.externalcall.show", [1], True, "is already finished"),
+    ("telephony.externalcall.hide", [1], True, "is already finished"),
+], ids=["show-unknown-user", "hide-unknown-user", "show-user-not-an-id", "show-finished-call", "hide-finished-call"])
+async def test_call_card_needs_an_open_registered_call_and_existing_users(method, user_id, finish_first, violation):
+    portal = await Bitrix24Portal().start()  # a portal that lets the webhook show cards
+    try:
+        client = Bitrix24Client(WebhookAuth(portal.webhook_url), LeakyBucket(2, 50))
+        await client.open()
+        call = await client.call("telephony.externalcall.register", {**REGISTER, "SHOW": 0})
+        if finish_first:
+            await client.call("telephony.externalcall.finish", {"CALL_ID": call["CALL_ID"], "USER_ID": 1,
+                                                               "DURATION": 3})
+        with pytest.raises(RemoteCrmRejected, match="INVALID_REQUEST"):
+            await client.call(method, {"CALL_ID": call["CALL_ID"], "USER_ID": user_id})
+        with pytest.raises(RemoteCrmRejected, match="ERROR_NOT_FOUND"):
+            await client.call(method, {"CALL_ID": "externalCall.nope", "USER_ID": [1]})
+        await client.close()
+    finally:
+        await portal.stop()
+    assert len(portal.violations) == 1 and violation in portal.violations[0]
+    assert portal.cards == []  # nothing shown to anyone
+
+
+async def test_call_card_shown_and_hidden_is_recorded_per_user():
+    portal = await Bitrix24Portal().start()
+    portal.add_user(11, "Alice Martin", inner_phone="101")
+    try:
+        client = Bitrix24Client(WebhookAuth(portal.webhook_url), LeakyBucket(2, 50))
+        await client.open()
+        call = await client.call("telephony.externalcall.register", {**REGISTER, "SHOW": 1})  # shown to user 1
+        await client.call("telephony.externalcall.show", {"CALL_ID": call["CALL_ID"], "USER_ID": [11]})
+        await client.call("telephony.externalcall.hide", {"CALL_ID": call["CALL_ID"], "USER_ID": 1})
+        await client.close()
+    finally:
+        await portal.stop()
+    assert portal.cards_of(call["CALL_ID"]) == [("show", 1), ("show", 11), ("hide", 1)]
+    assert portal.calls[call["CALL_ID"]].shown_to == {11} and portal.violations == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -224,3 +225,85 @@ async def test_remote_call_log_learns_which_report_it_holds_so_a_later_report_yi
         await eventually(lambda: len(remote.delivered) == 3, timeout=5)
     assert remote.finished == [CallReport.PARTIAL, CallReport.TRACKED]  # the hangup report came last: it yields
     assert (await outbox.ledger("L10")).logged is CallReport.TRACKED
+
+
+def held_outbox(crm, remote, hold: float) -> Outbox:
+    return Outbox(crm, Delivery(crm, remote), first_delay=0.01, hold_hangup_reports=hold)
+
+
+async def test_hangup_report_held_back_is_superseded_by_trackings_report_of_the_call(crm):
+    """A remote CRM that keeps the first report (Bitrix24 cannot un-finish a call) gets only
+    tracking's, which names the transfers, though the hangup report was submitted first."""
+    remote = RemoteCrm()
+    phone = "+33611000011"
+    async with delivering(held_outbox(crm, remote, hold=30.0)) as outbox:
+        await outbox.submit(LogCall(call_of("L11", phone), CallReport.HANGUP, phone))
+        await outbox.submit(LogCall(replace(call_of("L11", phone), answered_by="bob"), CallReport.TRACKED, phone))
+        await eventually(lambda: len(remote.delivered) == 1, timeout=5)  # at once: not after the 30 s hold
+    assert remote.asked == ["L11/call/tracked"] and remote.finished == [CallReport.TRACKED]
+    found = await rows(crm)
+    assert found["L11/call/hangup"][0] == "superseded" and found["L11/call/tracked"][0] == "delivered"
+    assert (await outbox.depth()).pending == 0
+
+
+async def test_hangup_report_is_delivered_after_the_grace_when_tracking_never_reports(crm):
+    remote = RemoteCrm()
+    phone = "+33611000012"
+    async with delivering(held_outbox(crm, remote, hold=0.3)) as outbox:
+        loop = asyncio.get_running_loop()
+        submitted = loop.time()
+        await outbox.submit(LogCall(call_of("L12", phone), CallReport.HANGUP, phone))
+        assert loop.time() - submitted < 0.3  # durable at once: nothing waits for the grace
+        await eventually(lambda: len(remote.delivered) == 1, timeout=5)
+        delivered_after = loop.time() - submitted
+        await outbox.submit(LogCall(call_of("L12", phone), CallReport.TRACKED, phone))  # too late: the CRM merges
+        await eventually(lambda: len(remote.asked) == 2, timeout=5)
+    assert delivered_after >= 0.3
+    assert remote.finished == [CallReport.HANGUP, CallReport.TRACKED]  # this remote merges as the call log does
+    assert {status for status, _, _ in (await rows(crm)).values()} == {"delivered"}
+
+
+async def test_other_calls_are_not_held_by_a_held_hangup_report(crm, new_client):
+    remote = RemoteCrm()
+    async with delivering(held_outbox(crm, remote, hold=30.0)) as outbox:
+        await outbox.submit(LogCall(call_of("L13", "+33611000013"), CallReport.HANGUP, "+33611000013"))
+        await outbox.submit(CreateCallRecords(new_client("+33611000014", "L14")))
+        await outbox.submit(LogCall(call_of("L14", "+33611000014"), CallReport.TRACKED, "+33611000014"))
+        await eventually(lambda: len(remote.delivered) == 2, timeout=5)
+    assert [key for key, _ in remote.delivered] == ["L14/records", "L14/call/tracked"]
+
+
+async def test_hangup_report_held_by_a_daemon_killed_is_delivered_at_once_by_the_next(crm):
+    """kill -9 during the hold: the row is durable and its hold dies with the daemon (a claim of
+    a process that no longer runs); the next start delivers it once, without waiting."""
+    phone = "+33611000015"
+
+    def held(conn):
+        waiting = outbox_store.add(conn, LogCall(call_of("L15", phone), CallReport.HANGUP, phone), AT)
+        outbox_store.hold(conn, waiting.id, f"{socket.gethostname()}:999999999",  # a pid that no longer runs
+                          datetime.now(UTC) + timedelta(hours=1))
+
+    await crm.transaction("test: a killed daemon's hold", held, write=True)
+    remote = RemoteCrm()
+    async with delivering(held_outbox(crm, remote, hold=3600.0)):
+        await eventually(lambda: len(remote.delivered) == 1, timeout=5)
+    assert remote.finished == [CallReport.HANGUP]
+    assert (await rows(crm))["L15/call/hangup"][0] == "delivered"
+
+
+async def test_trackings_report_after_the_grace_still_supersedes_a_hangup_report_never_sent(crm, new_client):
+    """The portal is down: the call's records wait for it, and the hangup report behind them
+    outlives its grace; tracking's report, late, still replaces it, since it was never sent."""
+    remote = RemoteCrm()
+    phone = "+33611000016"
+    async with delivering(held_outbox(crm, remote, hold=0.05)) as outbox:
+        remote.down = 10**6
+        await outbox.submit(CreateCallRecords(new_client(phone, "L16")))
+        await outbox.submit(LogCall(call_of("L16", phone), CallReport.HANGUP, phone))
+        # four retries of the records: at least 0.01 + 0.02 + 0.04 + 0.08 s, halved by jitter, past the grace
+        await eventually(lambda: len(remote.asked) >= 5, timeout=5)
+        await outbox.submit(LogCall(replace(call_of("L16", phone), answered_by="bob"), CallReport.TRACKED, phone))
+        remote.down = 0
+        await eventually(lambda: len(remote.delivered) == 2, timeout=10)
+    assert [key for key, _ in remote.delivered] == ["L16/records", "L16/call/tracked"]
+    assert (await rows(crm))["L16/call/hangup"][0] == "superseded"

@@ -50,3 +50,23 @@ async def test_lookup_url_finds_a_known_client_and_without_it_every_number_is_ne
                                 pipeline="general").find_by_phone("+33612000001") is None
     finally:
         await without.close()
+
+
+async def test_contact_from_the_call_window_is_one_records_created_event_naming_one_contact_and_no_card(
+        crm, new_client, receiver, sender):  # noqa: F811
+    from dataclasses import replace
+
+    from agi_daemon.core.commands import CallCardChange
+    from agi_daemon.core.model import Direction
+    adapter = WebhookCrm(sender, deadline_seconds=0.3, mode=CrmMode.CLASSIC, pipeline="general")
+    outbox = Outbox(crm, Delivery(crm, adapter), first_delay=0.01)
+    async with delivering(outbox):
+        await outbox.submit(CallCardChange("W2", "+33611000002", Direction.INCOMING, "+33184880000", ("alice",), True))
+        await outbox.submit(CreateCallRecords(replace(new_client("+33611000002", "W2"), contact_only=True)))
+        await outbox.submit(LogCall(call_of("W2", "+33611000002"), CallReport.TRACKED, "+33611000002"))
+        await eventually(lambda: len(receiver.received) >= 3, timeout=5)
+    assert [event["type"] for event, _, _ in receiver.received] == ["call.started", "records.created", "call.ended"]
+    created = receiver.received[1][0]["data"]
+    [record] = created["records"]
+    assert record["type"] == "contact" and created["primary"] == f"contact:{record['id']}"
+    assert receiver.received[2][0]["data"]["entity"] == created["primary"]  # the call logged on the contact

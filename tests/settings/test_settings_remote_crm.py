@@ -129,3 +129,15 @@ def test_example_remote_crm_sections_once_uncommented_are_valid(write_config):
     settings = load_settings(path, environ)
     assert settings.crm.bitrix24.webhook_url.get_secret_value() == WEBHOOK_URL
     assert settings.crm.webhook.url == "https://crm.example.com/agi-daemon/events"
+
+
+def test_reload_changing_the_bitrix24_card_says_it_takes_effect_at_the_next_restart(write_config, tmp_path):
+    from agi_daemon.config_reload import what_changed
+
+    (tmp_path / "b24-webhook").write_text(WEBHOOK_URL + "\n")
+    before = load_settings(write_config(config("  bitrix24: {webhook_url_file: b24-webhook, card: ringing}\n")),
+                           MINIMAL_ENV)
+    after = load_settings(write_config(config("  bitrix24: {webhook_url_file: b24-webhook, card: none}\n")),
+                          MINIMAL_ENV)
+    assert what_changed(before, after) == ["changes to crm.bitrix24 take effect at the next restart"]
+    assert what_changed(before, before) == []

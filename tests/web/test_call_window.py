@@ -90,3 +90,35 @@ async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm
             [card_data] = await eventually(shown)
     assert card_data["entity"] is None and card_data["last_calls"] == []  # R7: no lookup at all
     assert card_data["offer"] is False and card_data["number_display"] == "01 40 00 00 00"
+
+
+async def test_agent_creates_the_contact_from_the_card_once_through_the_outbox(tmp_path, crm, asterisk_ami, employees):
+    """The card's "create contact" is one outbox command (like "create lead"): delivered by the
+    configured CRM, the call logged on the contact, and a second click finds the same contact."""
+    from tests.crm.test_outbox import rows
+    from tests.web.test_offer_api import create
+
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            page = await logged_in(browser, daemon, "alice")
+            since = asterisk_ami.mark()
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
+            await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
+            await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="contact"]', timeout=5000)
+            await page.fill(f'{card(call.linkedid)} input[name="name"]', "Paul Lefebvre")
+            await page.click(f'{card(call.linkedid)} button[value="contact"]')
+            link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
+            assert await link.inner_text() == "Paul Lefebvre"
+            async with new_session() as again:  # the same agent clicks again, from a tab not yet redrawn
+                await http_login(again, daemon, "alice")
+                status, body = await create(again, daemon, call.linkedid, "contact", "Paul Lefebvre")
+            await asterisk_ami.hangup_call(call.linkedid)
+            [logged] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    [contact] = await crm.list_records("contacts")
+    assert status == 409, body  # the offer is taken: nothing more to create
+    assert await crm.list_records("leads") == []
+    assert (contact["name"], contact["phones"], contact["source"], contact["responsible"]) == \
+        ("Paul Lefebvre", [UNKNOWN], "SUPPORT_CALL", "alice")
+    assert (await rows(crm))[f"{call.linkedid}/records"][0] == "delivered"  # one command of the outbox
+    assert logged["entity"] == f"contact:{contact['id']}"  # the call is logged on it (R12)

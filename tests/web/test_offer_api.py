@@ -83,3 +83,22 @@ async def test_lead_from_the_offer_goes_through_the_outbox_like_every_crm_write(
     assert status == 201 and f'"lead:{lead["id"]}"' in body
     assert (await rows(crm))["outbox-call/records"][0] == "delivered"  # stored, then delivered: a remote CRM gets it
     assert lead["created_by_call"] == "outbox-call" and lead["responsible"] == "alice"
+
+
+async def test_two_clicks_on_create_contact_at_once_create_one_contact_both_see(tmp_path, crm):
+    import asyncio
+
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "double-click", LYON)
+        async with new_session() as alice, new_session() as again:
+            await http_login(alice, daemon, "alice")
+            await http_login(again, daemon, "alice")
+            answers = await asyncio.gather(create(alice, daemon, "double-click", "contact"),
+                                           create(again, daemon, "double-click", "contact"))
+    [contact] = await crm.list_records("contacts")
+    assert await crm.list_records("leads") == []
+    assert contact["created_by_call"] == "double-click"
+    for status, body in answers:  # each click answered with the one contact, or told the offer is taken
+        assert (status == 201 and f'"contact:{contact["id"]}"' in body) or status == 409, (status, body)
+    assert any(status == 201 for status, _ in answers)

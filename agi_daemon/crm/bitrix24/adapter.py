@@ -14,8 +14,12 @@ What each command leaves on the portal:
 - `LogCall`: `telephony.externalcall.finish` on the registered call (registered first when no
   earlier command did), USER_ID = the last transfer target or who answered, DURATION = talk
   seconds. Bitrix24 cannot un-finish a call: the first report to arrive finishes it and a later
-  report, even a better one (tracking after the hangup handler), changes nothing at the portal
-  (the daemon's own call log keeps the better one).
+  report changes nothing at the portal. The outbox holds the dialplan's hangup report back a
+  short grace, so call tracking's (which names the transfer target) supersedes it; only when
+  tracking is late or down does the hangup report finish the call.
+- `CallCardChange` (`crm.bitrix24.card`): `telephony.externalcall.show` / `hide` of the call's
+  card for the employees' users, in the call's lane (after its registration, before its
+  finish); a call not registered yet is registered first (SHOW=0); nothing once finished.
 - `ChangeResponsible`: crm.<type>.update ASSIGNED_BY_ID on the records the ledger says the
   call created, and only those.
 
@@ -29,8 +33,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from agi_daemon.core.call_cards import CardPolicy
 from agi_daemon.core.commands import (
-    CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, NOTHING_LEARNED, RecordOffer,
+    CallCardChange, CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, NOTHING_LEARNED, RecordOffer,
 )
 from agi_daemon.core.crm_errors import RemoteCrmUnavailable
 from agi_daemon.core.model import (
@@ -56,8 +61,9 @@ class Bitrix24Crm:
 
     def __init__(self, client: Bitrix24Client, directory: EmployeeDirectory, employees: Iterable[str], *,
                  deadline_seconds: float, pipelines: dict[str, int], mode: CrmMode | None = None,
-                 cache: LookupCache | None = None) -> None:
+                 cache: LookupCache | None = None, card: CardPolicy = CardPolicy.RINGING) -> None:
         self.client = client
+        self._card_policy = card  # crm.bitrix24.card: an offer's registration shows the card only with `ringing`
         self.directory = directory
         self.operations = Bitrix24Operations(client, directory, cache)
         self._employees = tuple(employees)
@@ -116,6 +122,8 @@ class Bitrix24Crm:
                 return await self._offer(command, ledger)
             if isinstance(command, LogCall):
                 return await self._log(command, ledger)
+            if isinstance(command, CallCardChange):
+                return await self._card(command, ledger)
             return await self._responsible(command, ledger)
         except RemoteCrmUnavailable as error:  # the outbox reads `retry_after`
             raise CrmUnavailable(str(error), retry_after=error.retry_after_seconds) from None
@@ -190,7 +198,7 @@ class Bitrix24Crm:
         offer = command.offer
         call = await self.operations.register_call(CallToRegister(
             offer.linkedid, offer.direction, offer.phone, offer.line, user_id=self._user(*offer.employees),
-            create=False, show=True))
+            create=False, show=self._card_policy is CardPolicy.RINGING))
         return LedgerUpdate(remote_call_id=call.call_id)
 
     async def _log(self, command: LogCall, ledger: CallLedger) -> LedgerUpdate:
@@ -222,6 +230,31 @@ class Bitrix24Crm:
                  finish.duration_seconds)
         return LedgerUpdate(remote_call_id=call_id, logged=command.report)
 
+    async def _card(self, command: CallCardChange, ledger: CallLedger) -> LedgerUpdate:
+        """Bitrix24's own call card shown to (hidden from) the employees' portal users. A call
+        not registered yet (a known client's: no earlier command registered it) is registered
+        first, with SHOW=0, bound to whatever record the portal finds for the number. Nothing
+        for a call already finished (the finish closed its card), nor a hide of a card never
+        shown, nor employees without a portal user."""
+        if ledger.logged is not None:
+            return NOTHING_LEARNED
+        users = sorted({user for employee in command.employees if (user := self.directory.user_of(employee))})
+        if not users:
+            return NOTHING_LEARNED
+        call_id = ledger.remote_call_id
+        if call_id is None:
+            if not command.show:
+                return NOTHING_LEARNED
+            call_id = (await self.operations.register_call(CallToRegister(
+                command.linkedid, command.direction, command.phone, command.line, user_id=users[0]))).call_id
+        if command.show:
+            await self.operations.show_card(call_id, users)
+        else:
+            await self.operations.hide_card(call_id, users)
+        log.info("bitrix24 %s: call %s card %s %s", self.client.host, command.linkedid,
+                 "shown to" if command.show else "hidden from", ", ".join(command.employees))
+        return LedgerUpdate(remote_call_id=call_id)
+
     async def _responsible(self, command: ChangeResponsible, ledger: CallLedger) -> LedgerUpdate:
         if ledger.created is None:
             return NOTHING_LEARNED  # a known client's records are never reassigned (R10)
@@ -242,6 +275,8 @@ class Bitrix24Crm:
 
 def _kinds(plan: RecordPlan) -> list[EntityType]:
     """The records the plan creates on the portal, the call's record last."""
+    if plan.contact_only:  # the call window's "create contact"
+        return [EntityType.CONTACT]
     if plan.mode is CrmMode.CLASSIC:
         return [EntityType.LEAD]
     partner = EntityType.COMPANY if plan.create_with is CreateWith.COMPANY else EntityType.CONTACT
@@ -251,6 +286,9 @@ def _kinds(plan: RecordPlan) -> list[EntityType]:
 def _created(refs: dict[EntityType, EntityRef]) -> CreatedRecords:
     if EntityType.LEAD in refs:
         return CreatedRecords(refs[EntityType.LEAD])
+    if EntityType.DEAL not in refs:  # a contact alone stands in the lead's place
+        contact = refs[EntityType.CONTACT]
+        return CreatedRecords(contact, contact=contact)
     deal = refs[EntityType.DEAL]
     return CreatedRecords(lead=deal, deal=deal, contact=refs.get(EntityType.CONTACT),
                           company=refs.get(EntityType.COMPANY))

@@ -19,8 +19,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from agi_daemon.core.commands import (
-    CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, NOTHING_LEARNED, RecordOffer,
-    replaces,
+    CallCardChange, CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall,
+    NOTHING_LEARNED, RecordOffer, replaces,
 )
 from agi_daemon.core.crm_errors import RemoteCrmUnavailable
 from agi_daemon.core.model import CallRecord, CreatedRecords, CreateWith, CrmMode, EntityRef, EntityType, Match
@@ -58,7 +58,7 @@ class WebhookCrm:
             plan = command.plan
             await self.sender.send(events.call_started(plan.linkedid, now, plan.direction, plan.line, plan.phone,
                                                        tuple(e for e in (plan.responsible,) if e)))
-            created = _records(plan.linkedid, plan.mode, plan.create_with)
+            created = _records(plan.linkedid, plan.mode, plan.create_with, contact_only=plan.contact_only)
             await self.sender.send(events.records_created(
                 plan.linkedid, now, created, phone=plan.phone, source=plan.source, responsible=plan.responsible,
                 pipeline=plan.pipeline if plan.mode is CrmMode.SIMPLE else None))
@@ -75,6 +75,8 @@ class WebhookCrm:
             record = command.record if ledger.entity is None else _on(command, ledger.entity)
             await self.sender.send(events.call_ended(record))
             return LedgerUpdate(logged=command.report)
+        if isinstance(command, CallCardChange):  # Bitrix24's own call card: no webhook event
+            return NOTHING_LEARNED
         return await self._responsible(command, ledger, now)
 
     async def _responsible(self, command: ChangeResponsible, ledger: CallLedger, now: datetime) -> LedgerUpdate:
@@ -89,8 +91,11 @@ def _on(command: LogCall, entity: EntityRef) -> CallRecord:
     return replace(command.record, entity=entity)
 
 
-def _records(linkedid: str, mode: CrmMode, create_with: CreateWith) -> CreatedRecords:
+def _records(linkedid: str, mode: CrmMode, create_with: CreateWith, *, contact_only: bool = False) -> CreatedRecords:
     ident = zlib.crc32(linkedid.encode())
+    if contact_only:  # the call window's "create contact": the receiver creates one contact
+        contact = EntityRef(EntityType.CONTACT, ident)
+        return CreatedRecords(contact, contact=contact)
     lead = EntityRef(EntityType.LEAD, ident)
     if mode is CrmMode.CLASSIC:
         return CreatedRecords(lead)

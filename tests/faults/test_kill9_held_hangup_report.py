@@ -1,0 +1,53 @@
+"""kill -9 of `agi-daemon run` (crm.adapter bitrix24, call tracking down) while the hangup
+reports of finished calls are held back, waiting for tracking's reports that never come; then
+a restart: every call is finished on the in-test portal exactly once, none lost, none twice."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+
+from tests.asterisk.sandbox import closed_port
+from tests.crm.bitrix24_portal import Bitrix24Portal
+from tests.daemon_harness import write_config
+from tests.faults.outbox_harness import daemon_process, hang_up, outbox_pending, route, until
+
+CALLS = 10
+
+
+def held_reports(database) -> int:
+    """Hangup reports stored and held back (a hold claim), not yet delivered."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute("SELECT count(*) FROM outbox WHERE status = 'pending' AND kind = 'log_call'"
+                            " AND claimed_by LIKE '%:hold:%'").fetchone()[0]
+
+
+async def test_kill9_while_hangup_reports_wait_for_tracking_then_restart_finishes_each_call_once(tmp_path):
+    portal = await Bitrix24Portal().start()
+    portal.add_user(11, "Alice Martin", inner_phone="101")
+    portal.add_user(12, "Bob Durand", inner_phone="102")
+    try:
+        config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "unused"), bitrix24=portal.webhook_url)
+        database = tmp_path / "crm.sqlite3"
+        linkedids = [f"k9h.{index}" for index in range(CALLS)]
+        numbers = [f"+3368{index:07d}" for index in range(CALLS)]
+        async with daemon_process(config) as daemon:
+            answers = await asyncio.gather(*(route(daemon.port, linkedid, phone)
+                                             for linkedid, phone in zip(linkedids, numbers, strict=True)))
+            assert all(status is not None for status, _ in answers)
+            await asyncio.gather(*(hang_up(daemon.port, linkedid, phone, status) for linkedid, phone, (status, _)
+                                   in zip(linkedids, numbers, answers, strict=True)))
+            # the hangup reports are logged as the calls' pending work, just after each session ends
+            assert await until(lambda: held_reports(database) >= CALLS // 2, 2), "no hangup report was held back"
+            daemon.process.kill()  # kill -9 during the grace
+        assert not any(call.finished for call in portal.calls.values())  # held: nothing finished before the kill
+
+        async with daemon_process(config):
+            assert await until(lambda: outbox_pending(database) == 0, 30)
+
+        finished = Counter(call.params["EXTERNAL_CALL_ID"] for call in portal.calls.values() if call.finished)
+        assert finished == Counter(linkedids)  # every call finished, once
+        assert all(call.registrations == 1 for call in portal.calls.values())
+        assert portal.violations == [] and portal.limit_hits == 0
+    finally:
+        await portal.stop()
