@@ -167,7 +167,7 @@ class Outbox:
         command = in_pbx(command, self._pbx)
         delay, try_direct = 0.02, True
         while True:
-            lane = command.lane[:80]
+            lane = outbox_store.lane_of(command)
             direct = try_direct and self._local and self._started and lane not in self._busy
             if direct:
                 self._busy.add(lane)
@@ -195,7 +195,7 @@ class Outbox:
         if waiting is not None:
             self._queue(waiting)
         if moot:
-            self._skip(moot, command.lane[:80])
+            self._skip(moot, outbox_store.lane_of(command))
 
     def _add(self, conn: Connection, command: CrmCommand) -> tuple[Waiting | None, list[int]]:
         """Store `command`: held back a grace when it waits for tracking's report; a report

@@ -32,7 +32,7 @@ from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand,
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared
-from .tables import call_ledger, outbox
+from .tables import LANE, call_ledger, outbox
 
 PENDING, DELIVERED, DEAD, DROPPED = "pending", "delivered", "dead", "dropped"
 SUPERSEDED = "superseded"  # a call report a later, better one made moot before it was delivered
@@ -61,15 +61,21 @@ class Stored:
     created_at: datetime
 
 
+def lane_of(command: CrmCommand) -> str:
+    """The command's lane as the outbox stores it (a lane is an order, not a name: two lanes
+    cut to the same length are merely delivered one after the other)."""
+    return command.lane[:LANE]
+
+
 def add(conn: Connection, command: CrmCommand, now: datetime, *, status: str = PENDING) -> Waiting | None:
     """Store a command (pending, or already `delivered` when the caller applies it in this
     transaction); None when its key is already stored (nothing changes)."""
     row = execute_prepared(conn, _ADD[conn.dialect.name == "postgresql"], outbox, {
-        "key": command.key, "lane": command.lane[:80], "linkedid": command.linkedid, "kind": kind_of(command),
+        "key": command.key, "lane": lane_of(command), "linkedid": command.linkedid, "kind": kind_of(command),
         "payload": command_json(command), "status": status, "attempts": 0, "created_at": now,
         "done_at": None if status == PENDING else now,
     }).fetchone()
-    return None if row is None else Waiting(row[0], command.lane[:80], now)
+    return None if row is None else Waiting(row[0], lane_of(command), now)
 
 
 def hold(conn: Connection, row_id: int, owner: str, until: datetime) -> None:
@@ -89,7 +95,7 @@ def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]
     the adapter keeps whichever report lands first (or merges them)."""
     rows = conn.execute(
         select(outbox.c.id, outbox.c.kind, outbox.c.payload)
-        .where(outbox.c.lane == command.lane[:80], outbox.c.status == PENDING, outbox.c.linkedid == command.linkedid,
+        .where(outbox.c.lane == lane_of(command), outbox.c.status == PENDING, outbox.c.linkedid == command.linkedid,
                outbox.c.kind == kind_of(command), outbox.c.claimed_by.like(f"%:{HOLD}:%"))
     ).all()
     moot = [row_id for row_id, kind, payload in rows if supersedes(command, command_from_json(kind, _json(payload)))]

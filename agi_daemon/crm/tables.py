@@ -68,6 +68,7 @@ class JsonText(TypeDecorator[Any]):
 # A stored linkedid: Asterisk's uniqueid (up to 149 characters, prefixed by asterisk.conf's
 # systemname when set), namespaced as "<pbx_id>:<linkedid>" by a daemon naming its PBX.
 LINKEDID = 192
+LANE = 200  # an outbox lane: the external number, or "call:<linkedid>" for a call without one
 
 metadata = MetaData(
     naming_convention={
@@ -185,7 +186,7 @@ outbox = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("key", String(320), nullable=False, unique=True),  # the command's idempotency key
-    Column("lane", String(200), nullable=False),  # delivered in order within a lane
+    Column("lane", String(LANE), nullable=False),  # delivered in order within a lane
     Column("linkedid", String(LINKEDID), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("payload", JsonText(), nullable=False),
