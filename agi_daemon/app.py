@@ -23,7 +23,6 @@ from .asterisk.ari import AriClient
 from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
 from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
-from .core.call_cards import CardPolicy
 from .core.live_calls import Fanout
 from .core.model import Direction, Rules
 from .core.commands import CreateCallRecords, CrmCommand, LedgerUpdate
@@ -242,7 +241,7 @@ def wire_call_cards(parts: Parts) -> None:
     if parts.settings.crm.adapter is not CrmAdapterKind.BITRIX24 or portal is None:
         return
     assert parts.outbox is not None
-    cards = CallCards(parts.rules, CardPolicy(portal.card.value), parts.outbox, parts.pending)
+    cards = CallCards(parts.rules, portal.card, parts.outbox, parts.pending)
     parts.notifier = Fanout((parts.live, parts.metrics, cards))
 
 

@@ -9,7 +9,6 @@ from .crm.bitrix24.operations import EmployeeDirectory, EmployeeLink
 from .crm.registry import RemoteCrm
 from .crm.webhook.adapter import WebhookCrm
 from .crm.webhook.sender import WebhookSender
-from .core.call_cards import CardPolicy
 from .core.ports import CrmError
 from .settings import Settings
 from .settings.schema import CrmAdapterKind
@@ -59,4 +58,4 @@ def bitrix24_crm(settings: Settings) -> Bitrix24Crm:
         for name, employee in employees.items())
     return Bitrix24Crm(client, directory, employees, deadline_seconds=settings.daemon.crm_deadline_ms / 1000,
                        pipelines=portal.pipelines, mode=crm.mode, cache=LookupCache(ttl_seconds=10.0),
-                       card=CardPolicy(portal.card.value))
+                       card=portal.card)

@@ -23,6 +23,8 @@ from .model import Direction
 
 
 class CardPolicy(StrEnum):
+    """crm.bitrix24.card: when Bitrix24's own call card is shown to the employees a call rings."""
+
     NONE = "none"
     RINGING = "ringing"
     ANSWERED = "answered"

@@ -15,6 +15,7 @@ from typing import Annotated, Callable
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SecretStr, StringConstraints
 
+from agi_daemon.core.call_cards import CardPolicy
 from agi_daemon.core.model import (
     CreateFor,
     CreateWith,
@@ -255,14 +256,6 @@ class RateSettings(Section):
     burst: Count = 50  # Enterprise plans: 250
 
 
-class CallCard(StrEnum):
-    """When Bitrix24's own call card is shown to the employees a call rings."""
-
-    NONE = "none"
-    RINGING = "ringing"
-    ANSWERED = "answered"
-
-
 class Bitrix24OAuthSettings(Section):
     """A local application of the portal: its client id and secret, and the file holding its
     tokens (rewritten at each refresh)."""
@@ -280,7 +273,7 @@ class Bitrix24Settings(Section):
     webhook_url: SecretStr | None = None  # https://PORTAL/rest/USER_ID/SECRET/ (its shape: settings/remote_crm.py)
     oauth: Bitrix24OAuthSettings | None = None
     rate: RateSettings = RateSettings()
-    card: CallCard = CallCard.RINGING
+    card: CardPolicy = CardPolicy.RINGING
     pipelines: dict[str, Annotated[int, Field(ge=0)]] = {"general": 0}  # crm.simple.pipeline -> CATEGORY_ID
     timeout_ms: Count = 10000  # one REST request, writes (lookups use daemon.crm_deadline_ms)
 

@@ -3,7 +3,7 @@ in full, while `crm.adapter: bitrix24 | webhook` is still refused by this versio
 from __future__ import annotations
 
 from agi_daemon.settings import check_config, load_settings
-from agi_daemon.settings.schema import CallCard
+from agi_daemon.core.call_cards import CardPolicy
 
 from .settings_helpers import MINIMAL, MINIMAL_ENV
 
@@ -31,7 +31,7 @@ def test_bitrix24_section_with_a_webhook_file_is_read_with_its_defaults(write_co
     settings = load_settings(path, MINIMAL_ENV)
     portal = settings.crm.bitrix24
     assert portal.webhook_url.get_secret_value() == WEBHOOK_URL
-    assert (portal.rate.per_second, portal.rate.burst, portal.card, portal.pipelines) == (2.0, 50, CallCard.ANSWERED,
+    assert (portal.rate.per_second, portal.rate.burst, portal.card, portal.pipelines) == (2.0, 50, CardPolicy.ANSWERED,
                                                                                           {"general": 0, "b2b": 3})
     assert "w3bh00ks3cr3t" not in repr(settings.crm)
 
