@@ -25,6 +25,12 @@ Real PostgreSQL (tests/postgresql_server.py; scripts/postgresql-sandbox.sh insta
 
 The whole daemon (tests/daemon_harness.py):
   crm               function: the embedded CRM on `crm_database_url`, opened
+
+Remote CRMs (in-test HTTP servers on 127.0.0.1, port 0):
+  portal            function: the in-test Bitrix24 portal (tests/crm/bitrix24_portal.py) with
+                    alice and bob as users 11 and 12 (internal phones 101, 102); at teardown no
+                    request broke the REST documentation and none hit QUERY_LIMIT_EXCEEDED
+  webhook_crm       function: the in-test webhook CRM (tests/crm/webhook_crm.py)
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ import os
 import pytest
 
 from agi_daemon.crm.embedded import EmbeddedCrm
+from tests.crm.bitrix24_portal import Bitrix24Portal
+from tests.crm.webhook_crm import WebhookCrmServer
 from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
 from tests.daemon_harness import MODE_IDS, MODES, Mode
@@ -136,3 +144,26 @@ async def employees(asterisk):
 def mode(request, employees) -> Mode:
     """Each end-to-end scenario, once per way the daemon talks to Asterisk."""
     return Mode(request.param, employees)
+
+
+@pytest.fixture
+async def portal():
+    portal = await Bitrix24Portal().start()
+    portal.add_user(11, "Alice Martin", inner_phone="101")
+    portal.add_user(12, "Bob Durand", inner_phone="102")
+    try:
+        yield portal
+    finally:
+        await portal.stop()
+    assert portal.violations == []  # every request had the shape the REST documentation gives
+    assert portal.limit_hits == 0  # never QUERY_LIMIT_EXCEEDED in steady state
+
+
+@pytest.fixture
+async def webhook_crm():
+    server = await WebhookCrmServer().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert server.bad_signatures == 0
