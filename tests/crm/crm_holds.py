@@ -14,6 +14,8 @@ with who took it, its duration and status, nothing of its rings or transfers.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from agi_daemon.crm.embedded import EmbeddedCrm
@@ -32,9 +34,30 @@ PORTAL_CALL_FIELDS = frozenset({"linkedid", "direction", "line", "number", "enti
                                 "talk_seconds"})
 
 
+@contextlib.asynccontextmanager
+async def running_portal() -> AsyncIterator[Bitrix24Portal]:
+    """The in-test portal of the test PBX: alice and bob are users 11 and 12 (internal phones
+    101 and 102). At the end, no request broke the REST documentation and none met
+    QUERY_LIMIT_EXCEEDED (the portal's own bucket): the checks every Bitrix24 test makes."""
+    portal = await Bitrix24Portal().start()
+    portal.add_user(11, "Alice Martin", inner_phone="101")
+    portal.add_user(12, "Bob Durand", inner_phone="102")
+    try:
+        yield portal
+    finally:
+        await portal.stop()
+    assert portal.violations == []  # every request had the shape the REST documentation gives
+    assert portal.limit_hits == 0  # never QUERY_LIMIT_EXCEEDED in steady state
+
+
 class CrmHolds(Protocol):
     adapter: str
     call_fields: frozenset[str]
+    store: EmbeddedCrm | None  # the daemon's own store (outbox, ledger; the embedded CRM's records)
+
+    @property
+    def requests(self) -> int | None:
+        """Requests the daemon sent to a remote CRM so far; None for the embedded CRM (no wire)."""
 
     async def list_records(self, kind: str) -> list[Json]:
         """Every record of `kind` (leads, contacts, companies, deals) or every logged call
@@ -56,6 +79,10 @@ class EmbeddedHolds:
     def __init__(self, store: EmbeddedCrm) -> None:
         self.store = store
 
+    @property
+    def requests(self) -> int | None:
+        return None
+
     async def list_records(self, kind: str) -> list[Json]:
         return await self.store.list_records(kind)  # type: ignore[arg-type]
 
@@ -72,10 +99,15 @@ class PortalHolds:
     DISPOSITIONS = {"200": "answered", "304": "missed", "603-S": "missed", "486": "busy"}
 
     def __init__(self, portal: Bitrix24Portal, users: dict[int, str] = PORTAL_USERS,
-                 pipelines: dict[str, int] = PIPELINE_IDS) -> None:
+                 pipelines: dict[str, int] = PIPELINE_IDS, *, store: EmbeddedCrm | None = None) -> None:
         self.portal = portal
         self.users = users
         self.pipelines = {category: name for name, category in pipelines.items()}
+        self.store = store
+
+    @property
+    def requests(self) -> int | None:
+        return self.portal.requests
 
     async def list_records(self, kind: str) -> list[Json]:
         if kind == "calls":
@@ -120,14 +152,17 @@ class PortalHolds:
 
     def _call(self, call: Any) -> Json:
         params, finished = call.params, call.finished
+        disposition = self.DISPOSITIONS.get(str(finished["STATUS_CODE"]), "failed")
         entity = params.get("CRM_ENTITY_TYPE")
         return {
             "linkedid": params.get("EXTERNAL_CALL_ID"),
             "direction": {"1": "outgoing", "2": "incoming"}.get(str(params.get("TYPE")), "other"),
             "line": params.get("LINE_NUMBER"), "number": params.get("PHONE_NUMBER"),
             "entity": f"{entity.lower()}:{int(params['CRM_ENTITY_ID'])}" if entity else None,
-            "disposition": self.DISPOSITIONS.get(str(finished["STATUS_CODE"]), "failed"),
-            "answered_by": self._employee(finished["USER_ID"]),  # who the call was finished for
+            "disposition": disposition,
+            # who took the call: the user it was finished for (a call nobody took is finished
+            # for the employee rung first: the portal needs a user)
+            "answered_by": self._employee(finished["USER_ID"]) if disposition == "answered" else None,
             "talk_seconds": float(finished["DURATION"]),
             "registrations": call.registrations,
         }
@@ -137,8 +172,13 @@ class WebhookHolds:
     adapter = "webhook"
     call_fields = ALL_CALL_FIELDS
 
-    def __init__(self, server: WebhookCrmServer) -> None:
+    def __init__(self, server: WebhookCrmServer, *, store: EmbeddedCrm | None = None) -> None:
         self.server = server
+        self.store = store
+
+    @property
+    def requests(self) -> int | None:
+        return self.server.requests
 
     async def list_records(self, kind: str) -> list[Json]:
         if kind == "calls":
