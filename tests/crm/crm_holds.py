@@ -60,8 +60,8 @@ class CrmHolds(Protocol):
         """Requests the daemon sent to a remote CRM so far; None for the embedded CRM (no wire)."""
 
     async def list_records(self, kind: str) -> list[Json]:
-        """Every record of `kind` (leads, contacts, companies, deals) or every logged call
-        (calls), ordered by id."""
+        """Every record of `kind` (leads, contacts, companies, deals), every logged call
+        (calls) or every offer to create a record (offers: linkedid, phone, line)."""
 
     async def add_record(self, kind: str, name: str, phone: str, responsible: str | None) -> Json:
         """Seed a client the CRM knew before the call; returns it as list_records shows it."""
@@ -184,6 +184,11 @@ class WebhookHolds:
         if kind == "calls":
             return [{"linkedid": linkedid, **{key: data.get(key) for key in ALL_CALL_FIELDS - {"linkedid"}}}
                     for linkedid, data in self.server.calls.items()]
+        if kind == "offers":  # a call that started and created nothing: the receiver's window offers to create
+            created = {event["linkedid"] for event in self.server.events.values() if event["type"] == "records.created"}
+            return [{"linkedid": event["linkedid"], "phone": event["data"]["number"], "line": event["data"]["line"]}
+                    for event in self.server.events.values()
+                    if event["type"] == "call.started" and event["linkedid"] not in created]
         type_ = KINDS[kind]
         records = [(int(ref.partition(":")[2]), record) for ref, record in self.server.records.items()
                    if record["type"] == type_]
@@ -195,5 +200,5 @@ class WebhookHolds:
 
     @staticmethod
     def _record(ident: int, record: Json) -> Json:
-        shown = {"id": ident, **{key: value for key, value in record.items() if key != "status" or value is not None}}
-        return shown
+        """As `crm list --json`: `status` for leads only."""
+        return {"id": ident, **{key: value for key, value in record.items() if key != "status" or value is not None}}

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from agi_daemon.core.commands import (
-    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall,
+    CallLedger, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, RecordOffer,
 )
-from agi_daemon.core.model import CallRecord, CreateWith, CrmMode, Direction, Disposition
+from agi_daemon.core.model import CallRecord, CreateWith, CrmMode, Direction, Disposition, Offer
 from agi_daemon.core.ports import CrmLookup, CrmRejected, CrmUnavailable
 from agi_daemon.core.rules import CallEntry
 from agi_daemon.crm import embedded_delivery, outbox_store
@@ -257,6 +257,17 @@ async def test_records_delivered_again_after_a_crash_before_the_delivered_mark_e
     assert lead["created_by_call"] == "C3"
     assert first.created is not None and again.created is not None
     assert str(first.created.primary) == str(again.created.primary) == f"lead:{lead['id']}"
+
+
+async def test_offer_creates_nothing_and_the_crm_holds_the_offer(contract):
+    """R3 `offer`: the call window (embedded, webhook receiver) or Bitrix24's own card
+    (registered with CRM_CREATE=0) offers to create the lead or contact."""
+    async with delivering(contract.outbox):
+        await contract.outbox.submit(RecordOffer(Offer("C12", Direction.INCOMING, PARIS, NEW, ("alice", "bob"), AT)))
+        offers = await eventually(lambda: contract.holds.list_records("offers"))
+    assert [(offer["linkedid"], offer["phone"], offer["line"]) for offer in offers] == [("C12", NEW, PARIS)]
+    for kind in ("leads", "contacts", "companies", "deals"):
+        assert await contract.holds.list_records(kind) == []
 
 
 # ---- the call log (R12) -----------------------------------------------------------------
