@@ -24,7 +24,17 @@ Real PostgreSQL (tests/postgresql_server.py; scripts/postgresql-sandbox.sh insta
                     "postgresql")` runs once on each; unmarked, on SQLite only.
 
 The whole daemon (tests/daemon_harness.py):
-  crm               function: the embedded CRM on `crm_database_url`, opened
+  crm               function: the embedded CRM on `crm_database_url`, opened; in the end-to-end
+                    scenarios (tests/daemon_harness.py `scenario_crm`), what the CRM of
+                    `crm_adapter` holds (tests/crm/crm_holds.py). A module (or test) marked
+                    `pytest.mark.adapters("embedded", "bitrix24")` runs once per adapter: the
+                    embedded CRM on each of its `databases`, bitrix24 on SQLite with the in-test portal
+
+Remote CRMs (in-test HTTP servers on 127.0.0.1, port 0):
+  portal            function: the in-test Bitrix24 portal (tests/crm/bitrix24_portal.py) with
+                    alice and bob as users 11 and 12 (internal phones 101, 102); at teardown no
+                    request broke the REST documentation and none hit QUERY_LIMIT_EXCEEDED
+  webhook_crm       function: the in-test webhook CRM (tests/crm/webhook_crm.py)
 """
 from __future__ import annotations
 
@@ -33,6 +43,8 @@ import os
 import pytest
 
 from agi_daemon.crm.embedded import EmbeddedCrm
+from tests.crm.crm_holds import running_portal
+from tests.crm.webhook_crm import WebhookCrmServer
 from tests.asterisk.ami_client import TestAmi
 from tests.asterisk.sandbox import AsteriskSandbox, closed_port, configured_root, unavailable_reason
 from tests.daemon_harness import MODE_IDS, MODES, Mode
@@ -83,7 +95,16 @@ async def asterisk_ami(asterisk):
 
 def pytest_generate_tests(metafunc):
     marker = metafunc.definition.get_closest_marker("databases")
-    if marker is not None and "crm_database" in metafunc.fixturenames:
+    adapters = metafunc.definition.get_closest_marker("adapters")
+    if adapters is not None and "crm_adapter" in metafunc.fixturenames:
+        # the embedded CRM on every database the test names; a remote CRM on SQLite only (the
+        # daemon's store holds just its outbox and ledger there: the databases are proven apart)
+        databases = marker.args if marker is not None else ("sqlite",)
+        runs = [(database, "embedded") for database in databases if "embedded" in adapters.args]
+        runs += [("sqlite", adapter) for adapter in adapters.args if adapter != "embedded"]
+        metafunc.parametrize(("crm_database", "crm_adapter"), runs, indirect=True,
+                             ids=[database if adapter == "embedded" else adapter for database, adapter in runs])
+    elif marker is not None and "crm_database" in metafunc.fixturenames:
         metafunc.parametrize("crm_database", marker.args, indirect=True)
 
 
@@ -117,6 +138,19 @@ def crm_database_url(request, crm_database, tmp_path) -> str:
 
 
 @pytest.fixture
+def crm_adapter(request) -> str:
+    """Which CRM adapter the scenario's daemon uses: "embedded" unless parametrised (see `adapters`)."""
+    return getattr(request, "param", "embedded")
+
+
+@pytest.fixture
+def crm_config() -> dict[str, str]:
+    """write_config's settings for the test's CRM adapter, filled in by the scenarios' `crm`
+    (tests/daemon_harness.py) once its CRM runs: {} for the embedded CRM, {"bitrix24": URL}."""
+    return {}
+
+
+@pytest.fixture
 async def crm(crm_database_url):
     """The embedded CRM the daemon under test uses; the test reads it back."""
     async with EmbeddedCrm(crm_database_url) as store:
@@ -133,6 +167,22 @@ async def employees(asterisk):
 
 
 @pytest.fixture(params=MODES, ids=MODE_IDS)
-def mode(request, employees) -> Mode:
+def mode(request, employees, crm_config) -> Mode:
     """Each end-to-end scenario, once per way the daemon talks to Asterisk."""
-    return Mode(request.param, employees)
+    return Mode(request.param, employees, crm_config)
+
+
+@pytest.fixture
+async def portal():
+    async with running_portal() as portal:
+        yield portal
+
+
+@pytest.fixture
+async def webhook_crm():
+    server = await WebhookCrmServer().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert server.bad_signatures == 0

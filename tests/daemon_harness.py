@@ -12,9 +12,15 @@ import contextlib
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from agi_daemon.app import Daemon
+from agi_daemon.crm.embedded import EmbeddedCrm
+from agi_daemon.crm.registry import build_crm
+from agi_daemon.remote_crm import remote_crm
 from agi_daemon.settings import SettingsHolder
 from tests.asterisk.ami_client import user_event
+from tests.crm.crm_holds import EmbeddedHolds, PortalHolds, running_portal
 from tests.fakes.fastagi import agi_call as agi_call  # for bench/, which plays the same FastAGI peer
 from tests.fakes.polling import eventually
 
@@ -130,11 +136,41 @@ def write_config(
     return path
 
 
+@pytest.fixture(name="crm")
+async def scenario_crm(crm_database_url, crm_adapter, crm_config):
+    """The scenarios' `crm` (import it into the module): what the CRM of `crm_adapter` holds
+    (tests/crm/crm_holds.py), read back by the test the same way whatever the adapter, and
+    given to `running_daemon`. The daemon's own store is on `crm_database_url`; with bitrix24,
+    the in-test portal runs and `crm_config` (hence `mode.config`) points the daemon at it."""
+    async with EmbeddedCrm(crm_database_url) as store:
+        if crm_adapter == "embedded":
+            yield EmbeddedHolds(store)
+            return
+        assert crm_adapter == "bitrix24", crm_adapter
+        async with running_portal() as portal:
+            crm_config["bitrix24"] = portal.webhook_url
+            yield PortalHolds(portal, store=store)
+
+
 @contextlib.asynccontextmanager
 async def running_daemon(sandbox, config: Path, crm, *, wait_for_ami: bool = True):
-    """The daemon serving `config` with `crm`; `sandbox` (or None) is pointed at it, and
-    call tracking has connected (to AMI or ARI) before the body runs."""
+    """The daemon serving `config` with `crm` (a store, a fake around one, or what a CRM
+    holds: `scenario_crm`); `sandbox` (or None) is pointed at it, and call tracking has
+    connected (to AMI or ARI) before the body runs."""
     holder = SettingsHolder(config)
+    if isinstance(crm, EmbeddedHolds):
+        crm = crm.store
+    elif isinstance(crm, PortalHolds):  # the remote adapter the config names, on the test's store
+        settings = holder.current
+        assert settings.crm.adapter.value == "bitrix24", "write the config with mode.config (crm_config)"
+        crm = build_crm("bitrix24", settings.crm.embedded.database, crm.store, remote=remote_crm(settings))
+        await crm.remote.open()
+        try:
+            async with running_daemon(sandbox, config, crm, wait_for_ami=wait_for_ami) as daemon:
+                yield daemon
+        finally:
+            await crm.remote.close()
+        return
     daemon = Daemon(holder, crm=crm)
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(daemon.serve(stop, ready))
@@ -165,9 +201,10 @@ class Mode:
     dialplan/agi-daemon.conf) or "ari" (Stasis routing and ARI tracking,
     dialplan/agi-daemon-stasis.conf). The same scenario runs in both."""
 
-    def __init__(self, name: str, sandbox) -> None:
+    def __init__(self, name: str, sandbox, crm_config: dict[str, str] | None = None) -> None:
         self.name = name
         self.sandbox = sandbox
+        self.crm_config = crm_config if crm_config is not None else {}  # write_config's CRM adapter settings
         if sandbox is not None:
             sandbox.use_dialplan("stasis" if name == "ari" else "fastagi")
 
@@ -184,14 +221,17 @@ class Mode:
         return links
 
     def config(self, directory: Path, *, link_port: int | None = None, **settings) -> Path:
-        """write_config for this mode, logging in with the sandbox's daemon users; `link_port`
-        replaces `link_port` (a proxy in front of it, say)."""
+        """write_config for this mode, logging in with the sandbox's daemon users, with the
+        test's CRM adapter (`crm_config`); `link_port` replaces `link_port` (a proxy in front
+        of it, say)."""
         port, user, secret = self.sandbox.daemon_ami
         url, ari_user, password = self.sandbox.daemon_ari
         if link_port is not None and self.name == "ari":
             url = f"http://127.0.0.1:{link_port}"
         elif link_port is not None:
             port = link_port
+        for key, value in self.crm_config.items():
+            settings.setdefault(key, value)
         settings.setdefault("ami", (port, user, secret))
         if self.name == "ari":
             settings.setdefault("ari", (url, ari_user, password))

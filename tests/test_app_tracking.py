@@ -1,6 +1,11 @@
 """Issue 3's acceptance, end to end: calls followed by the whole daemon over AMI and over ARI
 (each scenario once per `mode`), against the real Asterisk 22 (transfers, missed and answered
-calls, a cut link, Asterisk restarted), and a fake AMI peer (an event flood)."""
+calls, a cut link, Asterisk restarted), and a fake AMI peer (an event flood).
+
+Each scenario also runs once per CRM (`adapters`): the embedded CRM (SQLite, PostgreSQL) and
+`crm.adapter: bitrix24` against the in-test portal; `crm` is what that CRM holds
+(tests/crm/crm_holds.py). A Bitrix24 call is finished for one user with its duration and
+status: its rings and transfers are checked where the CRM keeps them (`call_fields`)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,8 +16,9 @@ import pytest
 
 from tests.asterisk.ami.fake_ami import FakeAmi
 from tests.asterisk.ami_client import blind_transfer, TestAmi, bridged_employee_channel, event_named, user_event
-from tests.daemon_harness import (
-    CALL_LOG, CLIENT, MODE_IDS, MODES, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon, write_config,
+from tests.daemon_harness import (  # noqa: F401  (scenario_crm: the `crm` fixture)
+    CALL_LOG, CLIENT, MODE_IDS, MODES, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon, scenario_crm,
+    write_config,
 )
 from tests.fakes.crm import SlowCrm
 from tests.fakes.fastagi import agi_call
@@ -42,7 +48,11 @@ async def answered_call(ami, caller: str):
     return call
 
 
-pytestmark = [pytest.mark.asterisk, pytest.mark.databases("sqlite", "postgresql")]
+pytestmark = [pytest.mark.asterisk, pytest.mark.databases("sqlite", "postgresql"),
+              pytest.mark.adapters("embedded", "bitrix24")]
+# a slow CRM is the embedded store made slow (SlowCrm): with bitrix24 a portal that does not
+# answer is tests/test_app_bitrix24.py's portal-down scenario
+EMBEDDED_ONLY = pytest.mark.adapters("embedded")
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])
@@ -56,8 +66,9 @@ async def test_transfer_of_new_client_call_gives_the_lead_to_the_target(tmp_path
         await asterisk_ami.hangup_call(call.linkedid)
         [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
     assert moved
-    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
-    assert entry["entity"] == f"lead:{lead['id']}" and entry["answered_by"] == "alice"
+    assert entry["entity"] == f"lead:{lead['id']}"
+    if "transfers" in crm.call_fields:  # Bitrix24 keeps no transfers, and finishes the call for one user
+        assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}] and entry["answered_by"] == "alice"
 
 
 @pytest.mark.parametrize("kind", ["blind", "attended"])
@@ -71,7 +82,8 @@ async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, mod
     [after] = await crm.list_records("contacts")
     assert after["responsible"] == "alice" and await crm.list_records("leads") == []
     assert entry["entity"] == f"contact:{contact['id']}"
-    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
+    if "transfers" in crm.call_fields:
+        assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
 
 
 async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees):
@@ -98,8 +110,9 @@ async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_
         rang_for = time.monotonic() - started
     [lead] = await crm.list_records("leads")
     assert (entry["disposition"], entry["answered_by"], entry["talk_seconds"]) == ("missed", None, 0.0)
-    assert 3.5 <= entry["ring_seconds"] <= rang_for + 0.5
-    assert entry["employees"] == ["alice", "bob"]
+    if "ring_seconds" in crm.call_fields:  # Bitrix24 keeps the talk time only
+        assert 3.5 <= entry["ring_seconds"] <= rang_for + 0.5
+        assert entry["employees"] == ["alice", "bob"]
     assert lead["responsible"] == "alice"
 
 
@@ -135,14 +148,16 @@ async def test_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_r
         assert proxy.connections >= 2
     assert moved and both
     assert len(await logged_calls(crm, call.linkedid)) == 1
-    assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
+    if "transfers" in crm.call_fields:
+        assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
 
 
+@EMBEDDED_ONLY
 async def test_ari_link_cut_while_a_call_waits_in_stasis_the_call_still_leaves_within_the_deadline(tmp_path, crm, asterisk_ami, employees):
     """The events WebSocket dies while the daemon decides (a slow CRM): the answer goes by REST
     on a new connection, and the call rings the queue group within the deadline."""
     mode = Mode("ari", employees)
-    slow = SlowCrm(crm, delay=1.5)
+    slow = SlowCrm(crm.store, delay=1.5)
     async with TcpProxy(mode.link_port) as proxy:
         config = mode.config(tmp_path, link_port=proxy.port, deadline_ms=300)
         async with running_daemon(employees, config, slow) as daemon:
@@ -158,9 +173,9 @@ async def test_ari_link_cut_while_a_call_waits_in_stasis_the_call_still_leaves_w
 
 
 @pytest.mark.parametrize("transport", MODES, ids=MODE_IDS)
-async def test_asterisk_restarted_while_the_daemon_runs_the_daemon_reconnects_and_routes_and_tracks_the_next_call(tmp_path, crm, asterisk_factory, transport):
+async def test_asterisk_restarted_while_the_daemon_runs_the_daemon_reconnects_and_routes_and_tracks_the_next_call(tmp_path, crm, crm_config, asterisk_factory, transport):
     sandbox = asterisk_factory(f"restart-{transport}")
-    async with running_daemon(sandbox, Mode(transport, sandbox).config(tmp_path), crm) as daemon:
+    async with running_daemon(sandbox, Mode(transport, sandbox, crm_config).config(tmp_path), crm) as daemon:
         sandbox.restart()
         await eventually(lambda: _reconnected(daemon), timeout=30)
         async with TestAmi.connect(sandbox) as ami:
@@ -192,10 +207,13 @@ async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the
         entries = await eventually(lambda: logged_calls(crm, call.linkedid))
     [entry] = entries
     assert (entry["direction"], entry["number"], entry["line"]) == ("outgoing", CLIENT, "+33184880000")
-    assert (entry["entity"], entry["employees"], entry["disposition"]) == (f"contact:{contact['id']}", ["bob"], "answered")
+    assert (entry["entity"], entry["disposition"]) == (f"contact:{contact['id']}", "answered")
     assert 0.5 <= entry["talk_seconds"] <= 2.0
+    if "employees" in crm.call_fields:
+        assert entry["employees"] == ["bob"]
 
 
+@EMBEDDED_ONLY  # a fake AMI peer, no call for the CRM to follow: the adapter plays no part
 async def test_ami_event_flood_drops_nothing_and_routing_stays_within_the_deadline(tmp_path, crm):
     async with FakeAmi(username="agi-daemon", secret="flood-secret") as fake:
         config = write_config(tmp_path, ami=(fake.port, "agi-daemon", "flood-secret"), deadline_ms=300)
@@ -232,6 +250,10 @@ async def _responsible_is(crm, kind, employee):
 
 
 async def _with_transfers(crm, linkedid):
+    """The call's log entry once it shows the transfer (tracking's report); where the CRM keeps
+    no transfers (Bitrix24), once the call is logged."""
+    if "transfers" not in crm.call_fields:
+        return await logged_calls(crm, linkedid)
     return [c for c in await logged_calls(crm, linkedid) if c["transfers"]]
 
 

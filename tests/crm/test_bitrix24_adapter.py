@@ -13,20 +13,9 @@ from agi_daemon.crm.bitrix24.auth import WebhookAuth
 from agi_daemon.crm.bitrix24.bucket import LeakyBucket
 from agi_daemon.crm.bitrix24.client import Bitrix24Client
 from agi_daemon.crm.bitrix24.operations import EmployeeDirectory, EmployeeLink
-from tests.crm.bitrix24_portal import Bitrix24Portal
 from tests.crm.test_outbox import call_of
 
 PHONE = "+33611000001"
-
-
-@pytest.fixture
-async def portal():
-    portal = await Bitrix24Portal().start()
-    portal.add_user(11, "Alice Martin", inner_phone="101")
-    portal.add_user(12, "Bob Durand", inner_phone="102")
-    yield portal
-    await portal.stop()
-    assert portal.violations == []
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The short memory of lookups, on a hand-driven clock, and the operations that use it."""
 from __future__ import annotations
 
-import pytest
 
 from agi_daemon.core.model import EntityType
 from agi_daemon.crm.bitrix24.auth import WebhookAuth
@@ -15,7 +14,6 @@ from agi_daemon.crm.bitrix24.operations import (
     KnownClient,
     NewRecord,
 )
-from tests.crm.bitrix24_portal import Bitrix24Portal
 
 CLIENT = "+33612000001"
 KNOWN = KnownClient(EntityType.CONTACT, 4, 11, "alice")
@@ -54,14 +52,6 @@ def test_full_cache_drops_its_oldest_entry():
     for phone in ("+1", "+2", "+3"):
         cache.put(phone, None)
     assert [cache.get(phone)[0] for phone in ("+1", "+2", "+3")] == [False, True, True]
-
-
-@pytest.fixture
-async def portal():
-    portal = await Bitrix24Portal().start()
-    portal.add_user(11, "Alice Martin", inner_phone="101")
-    yield portal
-    await portal.stop()
 
 
 async def test_caller_calling_back_costs_no_request_until_the_daemon_creates_their_record(portal):

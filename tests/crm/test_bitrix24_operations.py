@@ -22,19 +22,9 @@ from agi_daemon.crm.bitrix24.operations import (
     finish_status,
     register_command,
 )
-from tests.crm.bitrix24_portal import Bitrix24Portal
 
 CLIENT = "+33612000001"
 LINE = "+33184880000"
-
-
-@pytest.fixture
-async def portal():
-    portal = await Bitrix24Portal().start()
-    portal.add_user(11, "Alice Martin", inner_phone="101")
-    portal.add_user(12, "Bob Durand", inner_phone="102")
-    yield portal
-    await portal.stop()
 
 
 @pytest.fixture

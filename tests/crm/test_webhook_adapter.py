@@ -1,6 +1,6 @@
 """The webhook adapter behind the real outbox: each command becomes its signed events at the
-in-test receiver, in order, a failure is retried with the same event ids, and the lookup URL
-answers known clients (none without it)."""
+in-test receiver, in order, and a failure is retried with the same event ids. What the webhook
+CRM holds afterwards, and its lookup URL, are in the contract suite (tests/crm/test_contract.py)."""
 from __future__ import annotations
 
 from agi_daemon.core.commands import CallReport, ChangeResponsible, CreateCallRecords, LogCall
@@ -8,7 +8,6 @@ from agi_daemon.core.model import CrmMode
 from agi_daemon.crm.outbox import Delivery, Outbox
 from agi_daemon.crm.webhook import signing
 from agi_daemon.crm.webhook.adapter import WebhookCrm
-from agi_daemon.crm.webhook.sender import WebhookSender
 from tests.crm.test_outbox import call_of, delivering
 from tests.crm.test_webhook_sender import SECRET, receiver, sender  # noqa: F401  (fixtures)
 from tests.fakes.polling import eventually
@@ -38,18 +37,6 @@ async def test_a_new_client_call_posts_started_created_responsible_and_ended_eve
         assert signing.verify(SECRET, headers[signing.TIMESTAMP_HEADER], body, headers[signing.SIGNATURE_HEADER],
                               float(headers[signing.TIMESTAMP_HEADER]))
 
-
-async def test_lookup_url_finds_a_known_client_and_without_it_every_number_is_new(receiver, sender):  # noqa: F811
-    adapter = WebhookCrm(sender, deadline_seconds=0.3, mode=CrmMode.CLASSIC, pipeline="general")
-    match = await adapter.find_by_phone("+33612000001")
-    assert match is not None and (str(match.entity), match.responsible) == ("contact:12", "alice")
-    without = WebhookSender(f"{receiver.url}/events", SECRET)
-    await without.open()
-    try:
-        assert await WebhookCrm(without, deadline_seconds=0.3, mode=CrmMode.CLASSIC,
-                                pipeline="general").find_by_phone("+33612000001") is None
-    finally:
-        await without.close()
 
 
 async def test_contact_from_the_call_window_is_one_records_created_event_naming_one_contact_and_no_card(

@@ -7,7 +7,8 @@
   names the same records.
 - `RecordOffer` -> `call.started` (the receiver's window offers to create).
 - `LogCall` -> `call.ended`, for the first report, then again only for a better one (same
-  event id: the receiver keeps the last body it got under that id).
+  event id: the receiver keeps the last body it got under that id); on the record the call
+  created or joined, else on the known client the lookup URL names.
 - `ChangeResponsible` -> `responsible.changed` for the records the call created; nothing else.
 
 Each event carries its stable `id` (the idempotency key): a repeated delivery is the same event.
@@ -72,7 +73,11 @@ class WebhookCrm:
             existing = None if ledger.logged is None else ledger.logged.value == "partial"
             if not replaces(existing, command.report):
                 return NOTHING_LEARNED
-            record = command.record if ledger.entity is None else _on(command, ledger.entity)
+            entity = ledger.entity or command.record.entity
+            if entity is None and command.look_up is not None:  # a known client's call (R12): on its record
+                known = await self.sender.lookup(command.look_up, self._deadline)
+                entity = None if known is None else known.entity
+            record = command.record if entity is None else _on(command, entity)
             await self.sender.send(events.call_ended(record))
             return LedgerUpdate(logged=command.report)
         if isinstance(command, CallCardChange):  # Bitrix24's own call card: no webhook event
