@@ -3,7 +3,7 @@ Asterisk 22 placing the calls and the in-test Bitrix24 portal (tests/crm/bitrix2
 the finish names who took a transfer (blind or attended); `crm.bitrix24.card` shows the card
 to each employee whose phone rings (`ringing`) or to who answered (`answered`), hides it from
 the others, and never (`none`); nothing at all for an excluded number."""
-# ruff: noqa: F811 (the fixtures of tests/test_app_bitrix24.py, imported by name, are the tests' arguments)
+# ruff: noqa: F811 (the `fastagi` fixture of tests/test_app_bitrix24.py, imported by name, is the tests' argument)
 from __future__ import annotations
 
 import asyncio
@@ -12,9 +12,8 @@ import pytest
 
 from tests.daemon_harness import BLOCKED, UNKNOWN, rang
 from tests.fakes.polling import eventually
-from tests.test_app_bitrix24 import (  # noqa: F401 (fixtures)
-    LYON_AS_DIALLED, PARIS_AS_DIALLED, calls_of, fastagi, finished, portal, portal_daemon,
-)
+from tests.test_app import LYON_AS_DIALLED
+from tests.test_app_bitrix24 import PARIS_AS_DIALLED, calls_of, fastagi, finished, portal_daemon  # noqa: F401 (fixtures)
 from tests.test_app_tracking import answered_call, transfer
 
 pytestmark = [pytest.mark.asterisk]
