@@ -86,27 +86,36 @@ def finished(portal: Bitrix24Portal, linkedid: str):
     return probe
 
 
-OUTAGE_SECONDS = 10.0
+OUTAGE_SECONDS = 60.0
+PHASE_SECONDS = OUTAGE_SECONDS / 3  # 503 QUERY_LIMIT_EXCEEDED, then timeouts, then refused connections
+CALLS_PER_PHASE = 2
 
 
-async def test_portal_down_calls_are_routed_within_the_deadline_and_every_write_lands_once_when_it_is_back(
+async def test_portal_down_a_minute_calls_are_routed_within_the_deadline_and_every_write_lands_once_when_it_is_back(
         tmp_path, fastagi, crm, asterisk_ami, employees, portal):
-    """The outage is scaled down from a minute to ten seconds, past the lookup's retries (about
-    six: after them the records are submitted without it): 503 QUERY_LIMIT_EXCEEDED, then
-    timeouts, then refused connections, with a call from a new number placed in each phase."""
+    """The portal is down for a minute, a third of it in each way a portal fails: 503
+    QUERY_LIMIT_EXCEEDED, then requests that hang and are dropped, then refused connections;
+    new numbers call throughout. Each call reaches an employee within the deadline + 100 ms
+    of reaching the daemon; once the portal is back, each call is registered, finished and
+    has its lead, once."""
     deadline_ms = 300
     config = fastagi.config(tmp_path, deadline_ms=deadline_ms, bitrix24=portal.webhook_url)
-    numbers = [f"+336998877{index:02d}" for index in range(3)]
+    numbers = [f"+336998877{index:02d}" for index in range(3 * CALLS_PER_PHASE)]
     async with portal_daemon(employees, config, crm) as daemon:
         linkedids = []
         outage_began = time.monotonic()
-        portal.fail_next(10_000, status=503, code="QUERY_LIMIT_EXCEEDED")
         for index, number in enumerate(numbers):
-            if index == 1:
-                portal._failures.clear()
-                portal.time_out_next(3, seconds=1.0)
-            if index == 2:
-                await portal.refuse_connections()
+            phase, within = divmod(index, CALLS_PER_PHASE)
+            await asyncio.sleep(max(0.0, outage_began + phase * PHASE_SECONDS
+                                    + within * PHASE_SECONDS / CALLS_PER_PHASE - time.monotonic()))
+            if within == 0:
+                portal.heal()
+                if phase == 0:
+                    portal.fail_next(100_000, status=503, code="QUERY_LIMIT_EXCEEDED")
+                elif phase == 1:
+                    portal.time_out_next(100_000, seconds=1.0)
+                else:
+                    await portal.refuse_connections()
             since = asterisk_ami.mark()
             call = await asterisk_ami.originate_incoming(PARIS_AS_DIALLED, number)
             await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
@@ -117,7 +126,7 @@ async def test_portal_down_calls_are_routed_within_the_deadline_and_every_write_
         await asyncio.sleep(max(0.0, outage_began + OUTAGE_SECONDS - time.monotonic()))  # the portal stays down
         await portal.accept_connections()
         for linkedid in linkedids:
-            await eventually(finished(portal, linkedid), timeout=60)
+            await eventually(finished(portal, linkedid), timeout=90)
     for linkedid in linkedids:
         assert len(calls_of(portal, linkedid)) == 1
         assert len(portal.records_with_origin("lead", f"{linkedid}/records")) == 1

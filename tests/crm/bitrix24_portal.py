@@ -253,6 +253,13 @@ class Bitrix24Portal:
     def malformed_next(self, count: int) -> None:
         self._malformed += count
 
+    def heal(self) -> None:
+        """Forget the failures, hangs, lost answers and malformed answers still to come."""
+        self._failures.clear()
+        self._timeouts.clear()
+        self._lost.clear()
+        self._malformed = 0
+
     def expire_token(self) -> None:
         self.expired_tokens.add(self.access_token)
 
