@@ -195,8 +195,8 @@ class Outbox:
 
     async def ledger(self, linkedid: str) -> CallLedger:
         stored = pbx_linkedid(self._pbx, linkedid)
-        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, stored),
-                                             write=False)
+        row = await self._store.read_row("read a call's ledger", outbox_store.LEDGER_READ, {"linkedid": stored})
+        return outbox_store.ledger_of(stored, row)
 
     def _delivered(self, command: CrmCommand, learned: LedgerUpdate) -> None:
         ours = as_seen_by(command, self._pbx)  # None: another PBX's call, delivered by this daemon
