@@ -51,7 +51,7 @@ from ..core.model import (
     RecordPlan,
 )
 from ..core.phone import masked
-from ..core.ports import CrmRejected, CrmUnavailable
+from ..core.ports import CrmRejected, CrmUnavailable, WouldWait
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
 from .database import (
@@ -196,6 +196,21 @@ class EmbeddedCrm:
         lead that is not converted; the oldest record when several have the number."""
 
         row = await self._read_first("look up a phone", _LOOKUP, {"phone": phone})
+        if row is None:
+            return None
+        rank, entity_id, name, responsible = row
+        return Match(EntityRef(_LOOKUP_ORDER[rank], entity_id), responsible, name)
+
+    def find_by_phone_now(self, phone: str) -> Match | None:
+        """`find_by_phone` on the event loop's own connection, or WouldWait when that
+        connection cannot answer within its budget (or is not there: PostgreSQL)."""
+        reader = self._reader
+        if reader is None:
+            raise WouldWait("no reader on the event loop")
+        try:
+            row = reader.first(_LOOKUP.sql, {**_LOOKUP.defaults, "phone": phone})
+        except sqlite3.Error as error:
+            raise WouldWait(str(error)) from None
         if row is None:
             return None
         rank, entity_id, name, responsible = row
