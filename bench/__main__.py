@@ -133,14 +133,18 @@ def routing_figures(work: Path, database: Path, contacts: int, size: routing.Siz
         if "AGI_DAEMON_RESPONSIBLE" not in figures["first_command"]:
             raise RuntimeError(f"a known caller was not routed to the responsible: {figures['first_command']}")
         new_headers = routing.incoming(server.port, routing.NEW)
+        new_split: dict[str, float] = {}
+        report_split: dict[str, float] = {}
         with Profile("new-callers", server.pid):
-            new_cpu, result = routing.cpu_per_session(server, new_headers, size.cpu_sessions)
+            new_cpu, result = routing.cpu_per_session(server, new_headers, size.cpu_sessions, split=new_split)
         linkedid = lambda i: f"bench.call-end.{i}"  # noqa: E731
         with Profile("hangup-reports", server.pid):
             report_cpu, _ = routing.cpu_per_session(
-                server, routing.call_end(server.port, routing.NEW, linkedid), size.cpu_sessions, hangup=True)
+                server, routing.call_end(server.port, routing.NEW, linkedid), size.cpu_sessions, hangup=True,
+                split=report_split)
         figures.update(new_caller_cpu_us=new_cpu, hangup_report_cpu_us=report_cpu,
-                     new_first_command=routing.first_command(result).decode(errors="replace"))
+                       new_caller_split_us=new_split, hangup_report_split_us=report_split,
+                       new_first_command=routing.first_command(result).decode(errors="replace"))
         print(f"  agi-daemon new caller: {new_cpu:.0f} µs, hangup report: {report_cpu:.0f} µs CPU/session", flush=True)
         lines = server.log.read_text().splitlines()
         figures["log_errors"] = sum(" ERROR " in line for line in lines)

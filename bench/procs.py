@@ -36,6 +36,29 @@ def run_time(pid: int) -> float:
     return total / 1e9
 
 
+def thread_run_times(pid: int) -> dict[int, int]:
+    """Nanoseconds on a CPU of each live thread of the process (/proc/PID/task/*/schedstat)."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+        except OSError:
+            pass
+    return found
+
+
+def loop_and_threads_us(pid: int, before: dict[int, int], sessions: int) -> dict[str, float]:
+    """µs per session since `before` on the event loop (the main thread) and in the other
+    threads (the CRM's writer, the log writer)."""
+    loop = other = 0
+    for tid, ns in thread_run_times(pid).items():
+        if tid == pid:
+            loop += ns - before.get(tid, 0)
+        else:
+            other += ns - before.get(tid, 0)
+    return {"event_loop_us": loop / sessions / 1e3, "other_threads_us": other / sessions / 1e3}
+
+
 def rss_kib(pid: int) -> int:
     found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(found[1]) if found else 0

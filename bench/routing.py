@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .crm_data import new_phone
 from .loadgen import HeaderFactory, LoadResult, agi_header, hold_idle, paced, run_load
-from .procs import GENERATOR_CORE, Server, cpu_seconds, rss_kib, run_time, settle
+from .procs import GENERATOR_CORE, Server, cpu_seconds, loop_and_threads_us, rss_kib, run_time, settle, thread_run_times
 
 PARIS_AS_DIALLED = "0184880000"
 _RUN = itertools.count()  # linkedids stay unique across runs of one bench
@@ -56,16 +56,19 @@ def call_end(port: int, phone: Callable[[int], str], linkedids: Callable[[int], 
 
 
 def cpu_per_session(server: Server, headers: HeaderFactory, sessions: int, *, concurrency: int = 50,
-                    hangup: bool = False) -> tuple[float, LoadResult]:
-    """µs of the server's CPU per session (work done after the answer included)."""
+                    hangup: bool = False, split: dict[str, float] | None = None) -> tuple[float, LoadResult]:
+    """µs of the server's CPU per session (work done after the answer included); `split`, when
+    given, receives the µs per session on the event loop and in the other threads."""
     run_load(server.port, headers, total=min(100, sessions), concurrency=10, hangup=hangup,
              cpus={GENERATOR_CORE})  # warm up on other sessions than the measured ones
     settle(server.pid)
-    before = cpu_seconds(server.pid)
+    before, threads = cpu_seconds(server.pid), thread_run_times(server.pid)
     result = run_load(server.port, lambda i: headers(i + 100_000), total=sessions, concurrency=concurrency,
                       hangup=hangup, cpus={GENERATOR_CORE})
     settle(server.pid)
     spent = cpu_seconds(server.pid) - before
+    if split is not None:
+        split.update(loop_and_threads_us(server.pid, threads, sessions))
     if result.failed:
         raise RuntimeError(f"{server.name}: {result.failed} of {result.sessions} sessions failed")
     return spent / sessions * 1e6, result

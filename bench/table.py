@@ -36,7 +36,15 @@ def render(results: dict[str, Any]) -> str:
     row("CPU/session, agi-daemon known caller", daemon["cpu_us"], "µs", base, "≤ 3x", daemon["cpu_us"] <= 3 * base)
     row("CPU/session, agi-daemon new caller", daemon["new_caller_cpu_us"], "µs", base, "≤ 5x",
         daemon["new_caller_cpu_us"] <= 5 * base)
+    if "new_caller_split_us" in daemon:
+        split = daemon["new_caller_split_us"]
+        row("  new caller: on the event loop", split["event_loop_us"], "µs")
+        row("  new caller: in other threads (the CRM writer)", split["other_threads_us"], "µs")
     row("CPU/session, agi-daemon hangup report", daemon["hangup_report_cpu_us"], "µs", base)
+    if "hangup_report_split_us" in daemon:
+        split = daemon["hangup_report_split_us"]
+        row("  hangup report: on the event loop", split["event_loop_us"], "µs")
+        row("  hangup report: in other threads (the CRM writer)", split["other_threads_us"], "µs")
     if "one_at_a_time_cpu_us" in daemon:
         alone = bare["one_at_a_time_cpu_us"]
         row(f"CPU/session, one at a time ({ISOLATED_RATE:g}/s): bare", alone, "µs", alone)

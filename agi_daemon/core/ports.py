@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .commands import CallLedger, CrmCommand, LedgerUpdate
 from .live_calls import CallEvent
@@ -38,6 +38,18 @@ class CrmLookup(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+class WouldWait(Exception):
+    """An immediate lookup that cannot answer without waiting: ask `find_by_phone` instead."""
+
+
+@runtime_checkable
+class ImmediateLookup(Protocol):
+    """A CRM that can often answer the lookup at once, on the event loop (a local store)."""
+
+    def find_by_phone_now(self, phone: str) -> Match | None:
+        """`find_by_phone`'s answer without waiting, or WouldWait (then ask it the usual way)."""
 
 
 class CrmCommands(Protocol):

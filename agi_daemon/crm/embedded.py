@@ -51,7 +51,7 @@ from ..core.model import (
     RecordPlan,
 )
 from ..core.phone import masked
-from ..core.ports import CrmRejected, CrmUnavailable
+from ..core.ports import CrmRejected, CrmUnavailable, WouldWait
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
 from .database import (
@@ -154,7 +154,8 @@ class EmbeddedCrm:
             self._reader = None if database is None else LoopReader(database, trace=self._trace)
             self._executor, self._engine = executor, engine
             self._write_executor = ThreadPoolExecutor(1, thread_name_prefix="crm-write")
-            self._writes = GroupCommit(engine.execution_options(**WRITE), self._write_executor, _crm_errors)
+            self._writes = GroupCommit(engine.execution_options(**WRITE), self._write_executor, _crm_errors,
+                                       keep_connection=database is not None)
 
     async def close(self) -> None:
         """Wait for the operations in flight (at most the busy timeout and a few seconds),
@@ -169,6 +170,10 @@ class EmbeddedCrm:
             if reader is not None:
                 reader.close()
             executor.shutdown(wait=False)  # what was submitted still runs, for a while (below)
+            if writes is not None:  # after the writes queued: the writer's kept connection goes back
+                closing = asyncio.wrap_future(write_executor.submit(writes.close))
+                self._running[closing] = asyncio.get_running_loop().time()
+                closing.add_done_callback(lambda done: self._running.pop(done, None))
             write_executor.shutdown(wait=False)
             if self._running:
                 bound = self._busy_timeout_ms / 1000 + _CLOSE_GRACE_S
@@ -191,6 +196,21 @@ class EmbeddedCrm:
         lead that is not converted; the oldest record when several have the number."""
 
         row = await self._read_first("look up a phone", _LOOKUP, {"phone": phone})
+        if row is None:
+            return None
+        rank, entity_id, name, responsible = row
+        return Match(EntityRef(_LOOKUP_ORDER[rank], entity_id), responsible, name)
+
+    def find_by_phone_now(self, phone: str) -> Match | None:
+        """`find_by_phone` on the event loop's own connection, or WouldWait when that
+        connection cannot answer within its budget (or is not there: PostgreSQL)."""
+        reader = self._reader
+        if reader is None:
+            raise WouldWait("no reader on the event loop")
+        try:
+            row = reader.first(_LOOKUP.sql, {**_LOOKUP.defaults, "phone": phone})
+        except sqlite3.Error as error:
+            raise WouldWait(str(error)) from None
         if row is None:
             return None
         rank, entity_id, name, responsible = row
@@ -322,6 +342,11 @@ class EmbeddedCrm:
             insert, rows, batch_size=batch_size, progress=progress
         )
 
+    async def read_row(self, action: str, query: _Prepared, values: dict[str, Any]) -> Any:
+        """The first row of a point read of the call path built with `prepare` (the outbox's
+        call ledger), or None: on the event loop's own connection, like the phone lookup."""
+        return await self._read_first(action, query, values)
+
     async def transaction(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
         """Run `work(connection)` as one transaction of this CRM: the queries of the CRM pages
         and the web logins (crm.pages, crm.users) live in their own modules."""
@@ -415,6 +440,7 @@ def _prepare(statement: Executable) -> _Prepared:
 
 
 _LOOKUP = _prepare(_lookup_query())
+prepare = _prepare  # for the other modules of the store (the outbox's ledger read)
 
 # The other statements of the call path, also built once: executing a prebuilt statement with
 # its values as parameters skips SQLAlchemy's per-call construction and cache-key work.
@@ -430,6 +456,8 @@ _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals
 _CREATOR = {kind: select(table.c.created_by_call).where(table.c.id == bindparam("id"))
             for kind, table in RECORD_TABLES.items()}
 _CALL_PARTIAL = select(calls.c.partial).where(calls.c.linkedid == bindparam("linkedid"))
+# SET entity_type, entity_id: the columns of the values given (see _execute)
+_ATTACH_CALL = calls.update().where(calls.c.linkedid == bindparam("call_linkedid"), calls.c.entity_type.is_(None))
 
 
 @cache
@@ -476,8 +504,7 @@ def attach_call(conn: Connection, linkedid: str, entity: EntityRef) -> None:
     """The call `linkedid`, if it is already logged on no record, is logged on `entity` (its
     records came after its log: an offer taken later, a creation delivered after the call's
     log while the database was held)."""
-    conn.execute(calls.update().where(calls.c.linkedid == linkedid, calls.c.entity_type.is_(None))
-                 .values(entity_type=entity.type.value, entity_id=entity.id))
+    _execute(conn, _ATTACH_CALL, calls, {"call_linkedid": linkedid, "entity_type": entity.type.value, "entity_id": entity.id})
 
 
 def store_call(conn: Connection, record: CallRecord, report: CallReport, entity: EntityRef | None) -> None:

@@ -8,14 +8,18 @@ batch runs again alone, in a transaction of its own: the failing write's caller 
 and the others are written as if they had come one by one. (A write is a function of the
 database only, so running it again after a rollback is running it for the first time.)
 A caller learns its result only once its transaction is committed, or gets the error.
+
+On SQLite the writer thread keeps its connection between transactions (`keep_connection`):
+checking a connection out of the pool and back in cost more than a small transaction's
+statements. A transaction that fails gives it back; the next one takes a fresh one.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +41,10 @@ class GroupCommit:
     thread, inside the batch's transaction. `errors(action)` translates database errors."""
 
     def __init__(self, engine: Engine, executor: Executor,
-                 errors: Callable[[str], AbstractContextManager[None]]) -> None:
+                 errors: Callable[[str], AbstractContextManager[None]], *, keep_connection: bool = False) -> None:
         self._engine = engine
+        self._keep_connection = keep_connection
+        self._connection: Connection | None = None  # the writer thread's own, between transactions
         self._executor = executor
         self._errors = errors
         self._lock = threading.Lock()
@@ -83,10 +89,34 @@ class GroupCommit:
             outcomes = self._transaction(batch)
             loop.call_soon_threadsafe(_deliver, outcomes)
 
+    def close(self) -> None:
+        """In the writer thread, after its last transaction: the kept connection goes back."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """One transaction in the writer thread: committed at the end, rolled back on error."""
+        if not self._keep_connection:
+            with self._engine.begin() as conn:
+                yield conn
+            return
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        connection = self._connection
+        try:
+            with connection.begin():
+                yield connection
+        except BaseException:
+            self._connection = None  # a connection in doubt is not used again
+            connection.close()
+            raise
+
     def _transaction(self, batch: list[_Write]) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         if len(batch) > 1:
             try:
-                with self._engine.begin() as conn:
+                with self._begin() as conn:
                     return [(write.future, write.work(conn), None) for write in batch]
             except Exception:  # noqa: BLE001 - rolled back: each write again on its own, below
                 pass
@@ -94,7 +124,7 @@ class GroupCommit:
 
     def _alone(self, write: _Write) -> tuple[asyncio.Future[Any], Any, Exception | None]:
         try:
-            with self._errors(write.action), self._engine.begin() as conn:
+            with self._errors(write.action), self._begin() as conn:
                 return write.future, write.work(conn), None
         except Exception as error:
             return write.future, None, error

@@ -149,6 +149,7 @@ class Outbox:
         self._superseded: set[int] = set()  # held rows a later report made moot: skipped, not delivered
         self._lanes: dict[str, deque[Waiting]] = {}
         self._busy: set[str] = set()  # lanes being delivered, or waiting for a retry
+        self._direct: dict[str, asyncio.Future[None]] = {}  # lanes with a direct submission in flight
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tries: dict[int, int] = {}  # row id -> failed attempts since this daemon started
@@ -163,14 +164,21 @@ class Outbox:
         delivered. A command whose key is already stored is left as it is.
 
         For the embedded CRM, when nothing of the command's lane waits before it, the command
-        is stored and applied in one transaction: durable and delivered at once."""
+        is stored and applied in one transaction: durable and delivered at once. When only
+        another direct submission of the lane is in flight (a call's two reports arriving
+        together), it waits for that one and goes direct too: one transaction, not two."""
         command = in_pbx(command, self._pbx)
         delay, try_direct = 0.02, True
         while True:
             lane = outbox_store.lane_of(command)
             direct = try_direct and self._local and self._started and lane not in self._busy
+            ahead = None if direct or not try_direct or self._lanes.get(lane) else self._direct.get(lane)
+            if ahead is not None:
+                await asyncio.wait([ahead])  # never cancels the other submission
+                continue
             if direct:
                 self._busy.add(lane)
+                self._direct[lane] = asyncio.get_running_loop().create_future()
             try:
                 if direct:
                     outcome = await self._store_and_apply(command)
@@ -226,6 +234,9 @@ class Outbox:
 
     def _release(self, lane: str) -> None:
         """A direct submission is over: the lane is free, unless commands queued meanwhile."""
+        over = self._direct.pop(lane, None)
+        if over is not None:
+            over.set_result(None)
         if self._lanes.get(lane):
             self._ready.put_nowait(lane)
         else:
@@ -233,8 +244,8 @@ class Outbox:
 
     async def ledger(self, linkedid: str) -> CallLedger:
         stored = pbx_linkedid(self._pbx, linkedid)
-        return await self._store.transaction("read a call's ledger", lambda conn: outbox_store.ledger(conn, stored),
-                                             write=False)
+        row = await self._store.read_row("read a call's ledger", outbox_store.LEDGER_READ, {"linkedid": stored})
+        return outbox_store.ledger_of(stored, row)
 
     def _delivered(self, command: CrmCommand, learned: LedgerUpdate) -> None:
         ours = as_seen_by(command, self._pbx)  # None: another PBX's call, delivered by this daemon

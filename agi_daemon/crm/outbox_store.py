@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, supersedes
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
-from .embedded import execute_prepared
+from .embedded import execute_prepared, prepare
 from .tables import LANE, call_ledger, outbox
 
 PENDING, DELIVERED, DEAD, DROPPED = "pending", "delivered", "dead", "dropped"
@@ -150,7 +150,11 @@ def take(conn: Connection, row_id: int, now: datetime, *, claim: tuple[str, time
 
 
 def ledger(conn: Connection, linkedid: str) -> CallLedger:
-    row = execute_prepared(conn, _LEDGER, call_ledger, {"linkedid": linkedid}).fetchone()
+    return ledger_of(linkedid, execute_prepared(conn, _LEDGER, call_ledger, {"linkedid": linkedid}).fetchone())
+
+
+def ledger_of(linkedid: str, row: Any) -> CallLedger:
+    """The ledger of call `linkedid` from its row (LEDGER_READ's), or empty when None."""
     if row is None:
         return CallLedger(linkedid)
     created, joined, remote_ids, remote_call_id, logged = (_json(row[0]), row[1], _json(row[2]), row[3], row[4])
@@ -195,6 +199,8 @@ _ADD = tuple(dialect.insert(outbox).on_conflict_do_nothing(index_elements=["key"
 _LEDGER = select(call_ledger.c.created, call_ledger.c.joined, call_ledger.c.remote_ids,
                  call_ledger.c.remote_call_id, call_ledger.c.logged).where(call_ledger.c.linkedid == bindparam("linkedid"))
 _LEARN = tuple(_upsert_ledger(dialect) for dialect in (sqlite, postgresql))
+# The ledger read outside a transaction (EmbeddedCrm.read_row: on the event loop, on SQLite).
+LEDGER_READ = prepare(_LEDGER)
 
 
 def claimants(conn: Connection, host: str) -> list[str]:

@@ -24,9 +24,9 @@ from ..core.decisions import (
     FAILED, LATE, NOT_ASKED, CreateRecords, CrmAction, Decision, Lookup, RoutingStatus, answered, decide,
 )
 from ..core.live_calls import NoOneListens
-from ..core.model import Rules
+from ..core.model import Match, Rules
 from ..core.phone import masked
-from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, Notifier
+from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, ImmediateLookup, Notifier, WouldWait
 from ..core.rules import CallEntry, CallFacts, CrmAccess, UnknownLine, identify, screen
 from .crm_intent import submit_intent
 from .pending import PendingWork
@@ -85,10 +85,24 @@ class RoutingService:
         return decision
 
     async def _look_up(self, rules: Rules, call: CallFacts) -> Lookup:
-        """Start the call's CRM work and wait for its lookup, at most the deadline."""
+        """Start the call's CRM work and wait for its lookup, at most the deadline. A CRM
+        that answers at once (the embedded store's read on the event loop) is asked first:
+        a known client is then decided with no task, timer or wakeup; a new caller's CRM work
+        starts with the answer in hand."""
+        found: Match | None | WouldWait = WouldWait()
+        if isinstance(self._crm, ImmediateLookup):
+            assert call.external is not None  # screened ALLOWED: a readable number
+            try:
+                found = self._crm.find_by_phone_now(call.external)
+            except WouldWait as not_now:
+                found = not_now
+            if not isinstance(found, WouldWait):
+                lookup = answered(rules, call, found)
+                if lookup.action is None or self._dry_run:
+                    return lookup  # nothing to create: no CRM work after the answer
         loop = asyncio.get_running_loop()
         looked_up: asyncio.Future[Lookup] = loop.create_future()
-        self._pending.start(call.linkedid, self._crm_work(rules, call, looked_up))
+        self._pending.start(call.linkedid, self._crm_work(rules, call, looked_up, found))
         # The deadline answers the future itself (LATE): one timer, where wait_for(shield())
         # costs two more futures and their callbacks on every call. The CRM work goes on.
         late = loop.call_later(self._deadline, _resolve, looked_up, LATE)
@@ -100,15 +114,18 @@ class RoutingService:
             log.warning("call %s: CRM lookup over %.0f ms, routing to the queue group", call.linkedid, self._deadline * 1000)
         return lookup
 
-    async def _crm_work(self, rules: Rules, call: CallFacts, looked_up: asyncio.Future[Lookup]) -> None:
-        """Look the caller up, submit what the answer says to create, then tell the waiting
-        router. (PendingWork logs any other error: this task belongs to the app's TaskGroup.)"""
+    async def _crm_work(self, rules: Rules, call: CallFacts, looked_up: asyncio.Future[Lookup],
+                        found: Match | None | WouldWait) -> None:
+        """Look the caller up (unless `found` is the answer already), submit what the answer
+        says to create, then tell the waiting router. (PendingWork logs any other error: this
+        task belongs to the app's TaskGroup.)"""
         assert call.external is not None  # screened ALLOWED: a readable number
         phone = call.external
         try:
             try:
                 try:
-                    match = await attempt(lambda: self._crm.find_by_phone(phone))
+                    match = found if not isinstance(found, WouldWait) else await attempt(
+                        lambda: self._crm.find_by_phone(phone))
                 except CrmError as exc:
                     log.warning("call %s: CRM lookup of %s failed (%s), retrying", call.linkedid, masked(phone), exc)
                     _resolve(looked_up, FAILED)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..core.decisions import Decision
 from ..core.live_calls import CallEvent, Ended
 from ..core.model import Match
+from ..core.ports import WouldWait
 from ..core.rules import CallEntry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -136,10 +137,22 @@ class MeteredCrm:
         try:
             return await self._crm.find_by_phone(phone)
         finally:
-            took = time.perf_counter() - started
-            self._metrics.lookup_seconds.observe(took)
-            if took > self._deadline:
-                self._metrics.lookups_late.inc()
+            self._observe(time.perf_counter() - started)
+
+    def find_by_phone_now(self, phone: str) -> Match | None:
+        """The CRM's immediate lookup, timed (WouldWait when it has none, or cannot now)."""
+        find_now = getattr(self._crm, "find_by_phone_now", None)
+        if find_now is None:
+            raise WouldWait("this CRM has no immediate lookup")
+        started = time.perf_counter()
+        match: Match | None = find_now(phone)
+        self._observe(time.perf_counter() - started)
+        return match
+
+    def _observe(self, took: float) -> None:
+        self._metrics.lookup_seconds.observe(took)
+        if took > self._deadline:
+            self._metrics.lookups_late.inc()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._crm, name)

@@ -14,7 +14,7 @@ from agi_daemon.core.commands import (
 from agi_daemon.core.model import (
     CallRecord, CreatedRecords, CreateWith, CrmMode, EntityRef, EntityType, Match, Offer, RecordPlan,
 )
-from agi_daemon.core.ports import CrmUnavailable
+from agi_daemon.core.ports import CrmUnavailable, WouldWait
 from agi_daemon.crm import outbox_store
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.embedded_delivery import store_and_apply
@@ -30,6 +30,9 @@ class SlowCrm:
     async def find_by_phone(self, phone):
         await asyncio.sleep(self.delay)
         return await self.real.find_by_phone(phone)
+
+    def find_by_phone_now(self, phone):
+        raise WouldWait("a slow CRM answers only when asked the usual way")
 
     def __getattr__(self, name):
         return getattr(self.real, name)
@@ -47,6 +50,9 @@ class FlakyCrm:
             self.failures -= 1
             raise CrmUnavailable("CRM down for the test")
         return await self.real.find_by_phone(phone)
+
+    def find_by_phone_now(self, phone):
+        raise WouldWait("a failing CRM answers only when asked the usual way")
 
     def __getattr__(self, name):
         return getattr(self.real, name)
