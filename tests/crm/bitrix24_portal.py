@@ -30,6 +30,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.http_server import InTestHttpServer
+
 KINDS = ("lead", "contact", "company", "deal")
 PHONE_TYPES = {"WORK", "MOBILE", "FAX", "HOME", "PAGER", "MAILING", "OTHER"}
 COMMON_FIELDS = {"TITLE", "NAME", "LAST_NAME", "SECOND_NAME", "SOURCE_ID", "SOURCE_DESCRIPTION", "ASSIGNED_BY_ID",
@@ -136,12 +138,13 @@ def _digits(phone: str) -> str:
     return re.sub(r"\D", "", phone)
 
 
-class Bitrix24Portal:
+class Bitrix24Portal(InTestHttpServer):
     def __init__(self, *, per_second: float = 2.0, burst: int = 50, clock: Callable[[], float] = time.monotonic,
                  webhook_user: int = 1, webhook_secret: str = "w3bh00k-s3cr3t-k3y", crm_mode: int = 1,
                  client_id: str = "local.app.1", client_secret: str = "cl13nt-s3cr3t",
                  access_token: str = "acc3ss-t0k3n-0", refresh_token: str = "r3fr3sh-t0k3n-0",
                  webhook_denied: frozenset[str] = frozenset()) -> None:
+        super().__init__()
         self.per_second = per_second
         self.burst = burst
         self.clock = clock
@@ -174,51 +177,14 @@ class Bitrix24Portal:
         self._lost: list[float] = []
         self._ids = {kind: itertools.count(1) for kind in KINDS}
         self._call_ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self.port = 0
         self.add_user(webhook_user, "Admin", inner_phone=None)
 
     # ---- life ---------------------------------------------------------------------------
 
-    async def start(self) -> Bitrix24Portal:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/oauth/token/", self._oauth)
         app.router.add_post("/rest/{user}/{secret}/{method}", self._webhook_call)
         app.router.add_post("/rest/{method}", self._app_call)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)  # its lines hold the webhook URL
-        await self._runner.setup()
-        await self.accept_connections()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def refuse_connections(self) -> None:
-        """Close the listening socket and the open connections: connections are refused
-        until accept_connections()."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        if self._runner is not None and self._runner.server is not None:
-            for handler in self._runner.server.connections:
-                handler.force_close()
-                if handler.transport is not None:
-                    handler.transport.close()
-
-    async def accept_connections(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        server = self._site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    @property
-    def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def webhook_url(self) -> str:

@@ -42,6 +42,7 @@ from agi_daemon.services.pending import PendingWork
 from agi_daemon.services.routed_calls import RoutedCalls
 from agi_daemon.services.routing import RoutingService
 from tests.crm.bitrix24_portal import Bitrix24Portal
+from tests.crm.test_outbox import delivering
 from tests.crm.crm_holds import PIPELINE_IDS, CrmHolds, EmbeddedHolds, PortalHolds, WebhookHolds, logged
 from tests.crm.webhook_crm import WebhookCrmServer
 from tests.fakes.clock import FixedClock
@@ -156,18 +157,6 @@ def _remote(name, store, adapter, holds, server, requests, refuse_next) -> Contr
 
     return Contracted(name, holds, adapter, Outbox(store, Delivery(store, adapter), first_delay=0.01), store,
                       adapter.deliver, go_down, come_back, refused, requests)
-
-
-@contextlib.asynccontextmanager
-async def delivering(outbox: Outbox):
-    task = asyncio.create_task(outbox.run())
-    await eventually(lambda: outbox._started, timeout=5)
-    try:
-        yield outbox
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def plan(new_client, linkedid: str, **changes):

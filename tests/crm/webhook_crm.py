@@ -23,13 +23,17 @@ from typing import Any
 from aiohttp import web
 
 from agi_daemon.crm.webhook import signing
+from tests.fakes.http_server import InTestHttpServer
 
 SECRET = "w3bh00k-crm-hm4c"
 LOOKUP_ORDER = ("contact", "company", "lead")
 
 
-class WebhookCrmServer:
+class WebhookCrmServer(InTestHttpServer):
+    shutdown_timeout = 0.2
+
     def __init__(self, secret: str = SECRET) -> None:
+        super().__init__()
         self.secret = secret
         self.events: dict[str, dict[str, Any]] = {}  # event id -> the last event received under it
         self.received: list[dict[str, Any]] = []  # every POST, in order (repeats too)
@@ -38,49 +42,18 @@ class WebhookCrmServer:
         self.answers: list[int] = []
         self.bad_signatures = 0
         self._seeded = itertools.count(900_001)  # ids of the records seeded by a test, apart from the daemon's
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self.port = 0
 
-    async def start(self) -> WebhookCrmServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/events", self._event)
         app.router.add_get("/lookup", self._lookup)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
-        await self._runner.setup()
-        await self.accept_connections()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def accept_connections(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        self.port = self._site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def refuse_connections(self) -> None:
-        """Close the listening socket and the open (keep-alive) connections: connections are
-        refused until accept_connections()."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        if self._runner is not None and self._runner.server is not None:
-            for handler in self._runner.server.connections:
-                handler.force_close()
-                if handler.transport is not None:
-                    handler.transport.close()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
+        return f"{self.address}/events"
 
     @property
     def lookup_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/lookup"
+        return f"{self.address}/lookup"
 
     @property
     def requests(self) -> int:
