@@ -4,6 +4,7 @@ a blind transfer moving the card to the target agent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -23,7 +24,10 @@ def card(linkedid: str) -> str:
     return f'.card[data-linkedid="{linkedid}"]'
 
 
-async def test_offer_line_call_shows_a_card_and_the_agent_creates_the_lead_from_it(tmp_path, crm, asterisk_ami, employees):
+@contextlib.asynccontextmanager
+async def alice_rung_on_the_offer_line(tmp_path, crm, asterisk_ami, employees):
+    """The daemon, alice's call window in Chromium, and a call from a new number on the `offer`
+    line ringing her phone: (daemon, page, call)."""
     async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
         await set_passwords(crm)
         async with chromium() as browser:
@@ -31,21 +35,26 @@ async def test_offer_line_call_shows_a_card_and_the_agent_creates_the_lead_from_
             since = asterisk_ami.mark()
             call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
             await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
-            # the card is there within 1 s of alice's phone ringing, pushed over the WebSocket
-            shown = await page.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
-            assert "06 99 88 77 66" in await shown.inner_text()
-            await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="lead"]', timeout=5000)
-            await screenshot(page, "call-window")
-            await page.fill(f'{card(call.linkedid)} input[name="name"]', "Martine Dupuis")
-            await page.click(f'{card(call.linkedid)} button[value="lead"]')
-            # the card now names the new lead and its responsible, and offers nothing more
-            link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
-            assert await link.inner_text() == "Martine Dupuis"
-            assert await page.query_selector(f"{card(call.linkedid)} form.offer") is None
-            [lead] = await crm.list_records("leads")
-            await asterisk_ami.hangup_call(call.linkedid)
-            await page.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
-            [logged] = await eventually(lambda: logged_calls(crm, call.linkedid))
+            yield daemon, page, call
+
+
+async def test_offer_line_call_shows_a_card_and_the_agent_creates_the_lead_from_it(tmp_path, crm, asterisk_ami, employees):
+    async with alice_rung_on_the_offer_line(tmp_path, crm, asterisk_ami, employees) as (_, page, call):
+        # the card is there within 1 s of alice's phone ringing, pushed over the WebSocket
+        shown = await page.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
+        assert "06 99 88 77 66" in await shown.inner_text()
+        await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="lead"]', timeout=5000)
+        await screenshot(page, "call-window")
+        await page.fill(f'{card(call.linkedid)} input[name="name"]', "Martine Dupuis")
+        await page.click(f'{card(call.linkedid)} button[value="lead"]')
+        # the card now names the new lead and its responsible, and offers nothing more
+        link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
+        assert await link.inner_text() == "Martine Dupuis"
+        assert await page.query_selector(f"{card(call.linkedid)} form.offer") is None
+        [lead] = await crm.list_records("leads")
+        await asterisk_ami.hangup_call(call.linkedid)
+        await page.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
+        [logged] = await eventually(lambda: logged_calls(crm, call.linkedid))
     assert lead["name"] == "Martine Dupuis" and lead["phones"] == [UNKNOWN]
     assert lead["source"] == "SUPPORT_CALL"  # the line's source (R5)
     assert lead["responsible"] == "alice"  # the agent who created it (R9)
@@ -98,23 +107,17 @@ async def test_agent_creates_the_contact_from_the_card_once_through_the_outbox(t
     from tests.crm.test_outbox import rows
     from tests.web.test_offer_api import create
 
-    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
-        await set_passwords(crm)
-        async with chromium() as browser:
-            page = await logged_in(browser, daemon, "alice")
-            since = asterisk_ami.mark()
-            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
-            await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
-            await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="contact"]', timeout=5000)
-            await page.fill(f'{card(call.linkedid)} input[name="name"]', "Paul Lefebvre")
-            await page.click(f'{card(call.linkedid)} button[value="contact"]')
-            link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
-            assert await link.inner_text() == "Paul Lefebvre"
-            async with new_session() as again:  # the same agent clicks again, from a tab not yet redrawn
-                await http_login(again, daemon, "alice")
-                status, body = await create(again, daemon, call.linkedid, "contact", "Paul Lefebvre")
-            await asterisk_ami.hangup_call(call.linkedid)
-            [logged] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    async with alice_rung_on_the_offer_line(tmp_path, crm, asterisk_ami, employees) as (daemon, page, call):
+        await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="contact"]', timeout=5000)
+        await page.fill(f'{card(call.linkedid)} input[name="name"]', "Paul Lefebvre")
+        await page.click(f'{card(call.linkedid)} button[value="contact"]')
+        link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
+        assert await link.inner_text() == "Paul Lefebvre"
+        async with new_session() as again:  # the same agent clicks again, from a tab not yet redrawn
+            await http_login(again, daemon, "alice")
+            status, body = await create(again, daemon, call.linkedid, "contact", "Paul Lefebvre")
+        await asterisk_ami.hangup_call(call.linkedid)
+        [logged] = await eventually(lambda: logged_calls(crm, call.linkedid))
     [contact] = await crm.list_records("contacts")
     assert status == 409, body  # the offer is taken: nothing more to create
     assert await crm.list_records("leads") == []
