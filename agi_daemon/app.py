@@ -46,7 +46,7 @@ from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import CrmAdapterKind, EventsInterface, Settings, SettingsHolder
 from .web.live import LiveCalls
-from .web.metrics import MeteredCrm, MeteredRouting, Metrics
+from .web.metrics import MeteredCrm, MeteredDeliverer, MeteredRouting, Metrics
 from .web.server import WebContext, WebServer
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,8 @@ def wire_outbox(parts: Parts) -> None:
     outbox_settings = parts.settings.crm.outbox
     outbox = build_outbox(parts.crm_parts, max_attempts=outbox_settings.max_attempts,
                           dead_letter_after_hours=outbox_settings.dead_letter_after_hours,
-                          on_delivered=records_created_to(parts.notifier), pbx=parts.settings.daemon.pbx_id)
+                          on_delivered=records_created_to(parts.notifier), pbx=parts.settings.daemon.pbx_id,
+                          metered=lambda remote: MeteredDeliverer(remote, parts.metrics))
     parts.outbox = outbox
     delivering = parts.tasks.create_task(outbox.run())
 

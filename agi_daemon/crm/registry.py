@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Protocol
 
 from ..core.ports import CrmDeliverer, CrmLookup
@@ -64,12 +65,15 @@ def build_crm(adapter: str, database: str, store: EmbeddedCrm | None = None, *,
 
 
 def build_outbox(crm: CrmParts, *, max_attempts: int, dead_letter_after_hours: float,
-                 on_delivered: Delivered | None = None, pbx: str | None = None) -> Outbox:
+                 on_delivered: Delivered | None = None, pbx: str | None = None,
+                 metered: Callable[[CrmDeliverer], CrmDeliverer] | None = None) -> Outbox:
     """The outbox of the configured CRM (crm.outbox); `on_delivered` hears of each delivery;
-    `pbx` (daemon.pbx_id) namespaces this daemon's linkedids in the store."""
+    `pbx` (daemon.pbx_id) namespaces this daemon's linkedids in the store; `metered` wraps a
+    remote CRM's deliveries (timed for /metrics)."""
+    remote = crm.remote if crm.remote is None or metered is None else metered(crm.remote)
     return Outbox(
         crm.store,
-        Delivery(crm.store, crm.remote),
+        Delivery(crm.store, remote),
         max_attempts=max_attempts,
         dead_after=timedelta(hours=dead_letter_after_hours),
         on_delivered=on_delivered,

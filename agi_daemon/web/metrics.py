@@ -17,11 +17,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..core.decisions import Decision
 from ..core.live_calls import CallEvent, Ended
 from ..core.model import Match
-from ..core.ports import WouldWait
+from ..core.commands import CallLedger, CrmCommand, LedgerUpdate
+from ..core.ports import CrmRejected, CrmUnavailable, WouldWait
 from ..core.rules import CallEntry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # a remote CRM: a round trip or a batch
 
 
 class Metrics:
@@ -37,6 +39,10 @@ class Metrics:
                                         buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.lookups_late = Counter("agi_daemon_crm_lookups_past_deadline",
                                     "CRM lookups that took longer than crm_deadline_ms", registry=self.registry)
+        self.delivery_seconds = Histogram("agi_daemon_crm_delivery_seconds",
+                                          "Time a remote CRM took to take one outbox command, by outcome "
+                                          "(delivered, unavailable: retried, rejected: a dead letter)",
+                                          ["outcome"], buckets=_DELIVERY_BUCKETS, registry=self.registry)
 
     def publish(self, event: CallEvent) -> None:
         """A notifier: counts the calls call tracking saw end."""
@@ -95,6 +101,35 @@ class _Outbox:
                                 "Age of the oldest CRM command waiting for delivery", value=state.oldest_pending_seconds)
         yield GaugeMetricFamily("agi_daemon_outbox_dead_letters", "CRM commands given up (see agi-daemon outbox list)",
                                 value=state.dead)
+
+
+class MeteredDeliverer:
+    """A remote CRM's deliveries (Bitrix24, webhook), timed by outcome for /metrics: the remote
+    latency an admin watches beside the outbox's depth and oldest pending age."""
+
+    def __init__(self, remote: Any, metrics: Metrics) -> None:
+        self._remote = remote
+        self._metrics = metrics
+
+    async def open(self) -> None:
+        await self._remote.open()
+
+    async def close(self) -> None:
+        await self._remote.close()
+
+    async def deliver(self, command: CrmCommand, ledger: CallLedger) -> LedgerUpdate:
+        started, outcome = time.perf_counter(), "delivered"
+        try:
+            learned: LedgerUpdate = await self._remote.deliver(command, ledger)
+            return learned
+        except CrmUnavailable:
+            outcome = "unavailable"
+            raise
+        except CrmRejected:
+            outcome = "rejected"
+            raise
+        finally:
+            self._metrics.delivery_seconds.labels(outcome).observe(time.perf_counter() - started)
 
 
 class MeteredRouting:

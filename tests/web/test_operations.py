@@ -82,3 +82,29 @@ async def _health_with_error(http, daemon, key):
     async with http.get(f"{base_url(daemon)}/healthz") as response:
         body = await response.json()
     return body if body.get(key) else None
+
+
+async def test_metrics_time_a_remote_crms_deliveries_by_outcome(tmp_path, crm_database_url):
+    """With crm.adapter bitrix24, /metrics shows how long the portal takes to take each outbox
+    command: delivered, or unavailable (retried) while it answers 503."""
+    from agi_daemon.crm.embedded import EmbeddedCrm
+    from tests.crm.crm_holds import PortalHolds, running_portal
+    from tests.faults.outbox_harness import hang_up, route
+
+    async with running_portal() as portal, EmbeddedCrm(crm_database_url) as store:
+        config = web_config(tmp_path, bitrix24=portal.webhook_url)
+        async with running_daemon(None, config, PortalHolds(portal, store=store), wait_for_ami=False) as daemon:
+            status, _ = await route(daemon.agi_port, "m.1", UNKNOWN)
+            delivered = await eventually(lambda: _delivery_count(daemon, "delivered", 1))
+            portal.fail_next(2, status=503, code="QUERY_LIMIT_EXCEEDED")  # what comes next: the call's finish
+            await hang_up(daemon.agi_port, "m.1", UNKNOWN, status)
+            unavailable = await eventually(lambda: _delivery_count(daemon, "unavailable", 1), timeout=10)
+            after = await eventually(lambda: _delivery_count(daemon, "delivered", delivered + 1), timeout=10)
+    assert status == "ok" and unavailable is not None and after is not None
+    [call] = [call for call in portal.calls.values() if call.params.get("EXTERNAL_CALL_ID") == "m.1"]
+    assert call.finished  # retried until the portal took it
+
+
+async def _delivery_count(daemon, outcome: str, at_least: float) -> float | None:
+    count = value(await scrape(daemon), "agi_daemon_crm_delivery_seconds_count", outcome=outcome)
+    return count if count >= at_least else None
