@@ -152,6 +152,9 @@ class Outbox:
         self._direct: dict[str, asyncio.Future[None]] = {}  # lanes with a direct submission in flight
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # lanes whose timer is a retry's backoff (not a hold) -> the loop time before which the
+        # CRM itself asked not to retry (its Retry-After; 0.0 when it said nothing)
+        self._backing_off: dict[str, float] = {}
         self._tries: dict[int, int] = {}  # row id -> failed attempts since this daemon started
         self._started = False
         self._local = deliver.local  # the embedded CRM: a command can be stored and applied at once
@@ -225,6 +228,7 @@ class Outbox:
         queue = self._lanes.get(lane)
         if queue and queue[0].id in self._superseded and lane in self._timers:  # it waited for the held row
             self._timers.pop(lane).cancel()
+            self._backing_off.pop(lane, None)
             self._ready.put_nowait(lane)
 
     async def _store_and_apply(self, command: CrmCommand) -> tuple[CrmCommand, LedgerUpdate] | None:
@@ -350,14 +354,18 @@ class Outbox:
                     delay = max(error.retry_after or 0.0, self._backoff(tries))  # the CRM's hint: at least
                     log.warning("outbox: %s for %s failed (attempt %d: %s), next try in %.1f s",
                                 head.id, masked(lane), tries, outbox_store.scrub(str(error)), delay)
-                    self._timers[lane] = asyncio.get_running_loop().call_later(delay, self._wake, lane)
-                    return  # the lane stays busy until its timer fires
+                    loop = asyncio.get_running_loop()
+                    self._timers[lane] = loop.call_later(delay, self._wake, lane)
+                    self._backing_off[lane] = loop.time() + error.retry_after if error.retry_after else 0.0
+                    return  # the lane stays busy until its timer fires, or until the CRM answers again
             except Exception as error:  # a bug must not stop every other delivery
                 log.exception("outbox: delivering %s crashed", head.id)
                 await self._fail(head, f"crashed: {type(error).__name__}", dead=True)
             else:
                 if outcome is not None:
                     self._delivered(*outcome)
+                if self._backing_off:
+                    self._crm_answers_again()
             self._tries.pop(head.id, None)
             queue.popleft()
         self._lanes.pop(lane, None)
@@ -387,7 +395,25 @@ class Outbox:
 
     def _wake(self, lane: str) -> None:
         self._timers.pop(lane, None)
+        self._backing_off.pop(lane, None)
         self._ready.put_nowait(lane)
+
+    def _crm_answers_again(self) -> None:
+        """A delivery went through while other lanes wait out a backoff (the CRM was down): they
+        try again now, so a backlog drains as soon as the CRM is back, not up to MAX_DELAY_S
+        later each; a lane the CRM itself asked to wait (Retry-After) waits until then."""
+        lanes, self._backing_off = self._backing_off, {}
+        loop = asyncio.get_running_loop()
+        log.info("outbox: the CRM answers again; %d waiting lanes retried now", len(lanes))
+        for lane, asked_until in lanes.items():
+            timer = self._timers.pop(lane, None)
+            if timer is None:
+                continue
+            timer.cancel()
+            if asked_until > loop.time():
+                self._timers[lane] = loop.call_later(asked_until - loop.time(), self._wake, lane)
+            else:
+                self._ready.put_nowait(lane)
 
     def _backoff(self, tries: int) -> float:
         """Exponential backoff with full jitter: between half and all of first * 2^(tries-1)."""

@@ -185,6 +185,21 @@ async def test_command_still_failing_after_max_attempts_is_a_dead_letter(crm, ne
     assert len(remote.asked) == 3
 
 
+async def test_when_the_crm_answers_again_the_lanes_waiting_out_a_backoff_are_retried_at_once(crm, new_client):
+    """Three new callers' records failed while the CRM was down, each lane now waiting a long
+    backoff; the next command that goes through shows the CRM is back: they follow at once."""
+    remote = RemoteCrm()
+    remote.down, remote.retry_after = 3, None
+    outbox = Outbox(crm, Delivery(crm, remote), first_delay=60)
+    async with delivering(outbox):
+        for index in range(3):
+            await outbox.submit(CreateCallRecords(new_client(f"+3361100002{index}", f"B{index}")))
+        await eventually(lambda: len(remote.asked) == 3, timeout=5)  # each failed once: 30-60 s to wait
+        await outbox.submit(CreateCallRecords(new_client("+33611000029", "B9")))  # the CRM is back
+        delivered = await eventually(lambda: len(remote.delivered) == 4, timeout=5)
+    assert delivered
+    assert sorted(key for key, _ in remote.delivered) == ["B0/records", "B1/records", "B2/records", "B9/records"]
+
 async def test_outbox_list_shows_no_number_and_no_name(crm, new_client):
     remote = RemoteCrm()
     remote.down = 100
