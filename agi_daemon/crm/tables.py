@@ -219,6 +219,9 @@ call_ledger = Table(
     Column("remote_call_id", String(128), nullable=True),
     Column("logged", String(16), nullable=True),  # the report a remote CRM's call log holds
     Column("updated_at", UtcDateTime(), nullable=False),
+    # SQLite: the rows are stored in their key's B-tree, without a rowid table beside it:
+    # a call's ledger row is one page written, not two (migration 0008)
+    sqlite_with_rowid=False,
 )
 
 RECORD_TABLES: dict[str, Table] = {

@@ -106,6 +106,26 @@ async def test_new_and_migrated_databases_keep_lane_entries_for_pending_commands
     assert "WHERE" in lanes.upper() and "'pending'" in lanes
 
 
+@pytest.mark.databases("sqlite")
+@pytest.mark.parametrize("made", ["built", "migrated"])
+async def test_new_and_migrated_sqlite_databases_keep_call_ledgers_without_rowid(tmp_path: Path, made: str) -> None:
+    url = f"sqlite:///{tmp_path}/crm.sqlite3"
+    if made == "built":
+        async with EmbeddedCrm(url):
+            pass
+    else:
+        migrate_to(url, "0007_longer_linkedids")
+        with sqlite3.connect(tmp_path / "crm.sqlite3") as db:
+            db.execute("INSERT INTO call_ledger (linkedid, created, updated_at) VALUES ('1700.1', '[\"lead:1\"]', '2025-01-01')")
+        migrate_to(url, "head")
+
+    with sqlite3.connect(tmp_path / "crm.sqlite3") as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'call_ledger'").fetchone()
+        rows = db.execute("SELECT linkedid, created FROM call_ledger").fetchall()
+    assert "WITHOUT ROWID" in sql.upper()
+    assert rows == ([] if made == "built" else [("1700.1", '["lead:1"]')])
+
+
 async def test_relative_sqlite_path_is_created_under_the_current_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
