@@ -91,7 +91,7 @@ def hold(conn: Connection, row_id: int, owner: str, until: datetime) -> None:
 # `status = 'pending'` written as a constant, not a bound value: the lane index holds pending
 # rows only (tables.outbox), and a planner uses such an index only for a statement whose
 # condition says so in its text (SQLite always, PostgreSQL once it plans for any value).
-IN_LANE: ColumnClause[str] = literal_column(f"'{PENDING}'")
+PENDING_AS_TEXT: ColumnClause[str] = literal_column(f"'{PENDING}'")
 
 
 def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]:
@@ -102,7 +102,7 @@ def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]
     the adapter keeps whichever report lands first (or merges them)."""
     rows = conn.execute(
         select(outbox.c.id, outbox.c.kind, outbox.c.payload)
-        .where(outbox.c.lane == lane_of(command), outbox.c.status == IN_LANE, outbox.c.linkedid == command.linkedid,
+        .where(outbox.c.lane == lane_of(command), outbox.c.status == PENDING_AS_TEXT, outbox.c.linkedid == command.linkedid,
                outbox.c.kind == kind_of(command), outbox.c.claimed_by.like(f"%:{HOLD}:%"))
     ).all()
     moot = [row_id for row_id, kind, payload in rows if supersedes(command, command_from_json(kind, _json(payload)))]
@@ -143,7 +143,7 @@ def take(conn: Connection, row_id: int, now: datetime, *, claim: tuple[str, time
         select(outbox.c.kind, outbox.c.payload, outbox.c.status, outbox.c.attempts, outbox.c.created_at)
         .where(outbox.c.id == row_id, outbox.c.status == PENDING,
                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-               ~exists().where(older.c.lane == outbox.c.lane, older.c.status == IN_LANE, older.c.id < outbox.c.id))
+               ~exists().where(older.c.lane == outbox.c.lane, older.c.status == PENDING_AS_TEXT, older.c.id < outbox.c.id))
         .with_for_update(skip_locked=True, of=outbox)
     ).first()
     if row is None:
