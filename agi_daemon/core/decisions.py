@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import phonenumbers
-
 from .model import CreateFor, CrmMode, Direction, Line, Match, QueueStrategy, RecordPlan, Rules, UnknownCaller
+from .phone import readable
 from .rules import CallFacts, CrmAccess, Screening, TraceStep
 
 
@@ -229,6 +228,6 @@ def _offer_audience(rules: Rules, call: CallFacts) -> tuple[str, ...]:
 
 
 def display_name(e164: str) -> str:
-    """How a record created from a call is named until someone edits it: the number, readable."""
-    parsed = phonenumbers.parse(e164, None)
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    """How a record created from a call is named until someone edits it: the number, readable
+    (from the number as the call's screening read it, when it is at hand)."""
+    return readable(e164)

@@ -25,7 +25,34 @@ def to_e164(text: str, region: str) -> str:
         raise InvalidPhone(f"{text!r} is not a phone number ({exc})") from None
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidPhone(f"{text!r} is not a possible phone number in region {region}")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    _remember_parsed(e164, parsed)
+    return e164
+
+
+# The numbers `to_e164` read last, by their E.164 form: a new caller's record is named from
+# its number (`readable`) right after the number was read, and reading a number again
+# (phonenumbers.parse) costs more than formatting it. Bounded (emptied when full: clear and
+# store are each atomic, so threads reading numbers together need no lock); a number not
+# here is parsed again.
+_PARSED: dict[str, phonenumbers.PhoneNumber] = {}
+_PARSED_MAX = 1024
+
+
+def _remember_parsed(e164: str, parsed: phonenumbers.PhoneNumber) -> None:
+    if parsed.extension:  # "… ext. 12": E.164 has no extension, and neither has its readable form
+        return
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[e164] = parsed
+
+
+def readable(e164: str) -> str:
+    """An E.164 number as people read it: "+33184880000" -> "+33 1 84 88 00 00"."""
+    parsed = _PARSED.get(e164)
+    if parsed is None:
+        parsed = phonenumbers.parse(e164, None)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def try_e164(text: str, region: str) -> str | None:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnClause
 
 from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, supersedes
 from ..core.model import EntityRef
@@ -87,6 +88,12 @@ def hold(conn: Connection, row_id: int, owner: str, until: datetime) -> None:
                  .values(claimed_by=f"{host}:{HOLD}:{pid}"[:64], claimed_until=until))
 
 
+# `status = 'pending'` written as a constant, not a bound value: the lane index holds pending
+# rows only (tables.outbox), and a planner uses such an index only for a statement whose
+# condition says so in its text (SQLite always, PostgreSQL once it plans for any value).
+PENDING_AS_TEXT: ColumnClause[str] = literal_column(f"'{PENDING}'")
+
+
 def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]:
     """The held rows of `command`'s call that it makes moot (core.commands.supersedes), marked
     superseded; their ids. A row keeps its hold mark until a daemon takes it for delivery
@@ -95,7 +102,7 @@ def supersede(conn: Connection, command: CrmCommand, now: datetime) -> list[int]
     the adapter keeps whichever report lands first (or merges them)."""
     rows = conn.execute(
         select(outbox.c.id, outbox.c.kind, outbox.c.payload)
-        .where(outbox.c.lane == lane_of(command), outbox.c.status == PENDING, outbox.c.linkedid == command.linkedid,
+        .where(outbox.c.lane == lane_of(command), outbox.c.status == PENDING_AS_TEXT, outbox.c.linkedid == command.linkedid,
                outbox.c.kind == kind_of(command), outbox.c.claimed_by.like(f"%:{HOLD}:%"))
     ).all()
     moot = [row_id for row_id, kind, payload in rows if supersedes(command, command_from_json(kind, _json(payload)))]
@@ -136,7 +143,7 @@ def take(conn: Connection, row_id: int, now: datetime, *, claim: tuple[str, time
         select(outbox.c.kind, outbox.c.payload, outbox.c.status, outbox.c.attempts, outbox.c.created_at)
         .where(outbox.c.id == row_id, outbox.c.status == PENDING,
                or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-               ~exists().where(older.c.lane == outbox.c.lane, older.c.status == PENDING, older.c.id < outbox.c.id))
+               ~exists().where(older.c.lane == outbox.c.lane, older.c.status == PENDING_AS_TEXT, older.c.id < outbox.c.id))
         .with_for_update(skip_locked=True, of=outbox)
     ).first()
     if row is None:

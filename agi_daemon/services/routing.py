@@ -90,6 +90,7 @@ class RoutingService:
         a known client is then decided with no task, timer or wakeup; a new caller's CRM work
         starts with the answer in hand."""
         found: Match | None | WouldWait = WouldWait()
+        answer: Lookup | None = None  # what `found` says, once decided: not decided twice
         if isinstance(self._crm, ImmediateLookup):
             assert call.external is not None  # screened ALLOWED: a readable number
             try:
@@ -97,12 +98,12 @@ class RoutingService:
             except WouldWait as not_now:
                 found = not_now
             if not isinstance(found, WouldWait):
-                lookup = answered(rules, call, found)
-                if lookup.action is None or self._dry_run:
-                    return lookup  # nothing to create: no CRM work after the answer
+                answer = answered(rules, call, found)
+                if answer.action is None or self._dry_run:
+                    return answer  # nothing to create: no CRM work after the answer
         loop = asyncio.get_running_loop()
         looked_up: asyncio.Future[Lookup] = loop.create_future()
-        self._pending.start(call.linkedid, self._crm_work(rules, call, looked_up, found))
+        self._pending.start(call.linkedid, self._crm_work(rules, call, looked_up, found, answer))
         # The deadline answers the future itself (LATE): one timer, where wait_for(shield())
         # costs two more futures and their callbacks on every call. The CRM work goes on.
         late = loop.call_later(self._deadline, _resolve, looked_up, LATE)
@@ -115,9 +116,9 @@ class RoutingService:
         return lookup
 
     async def _crm_work(self, rules: Rules, call: CallFacts, looked_up: asyncio.Future[Lookup],
-                        found: Match | None | WouldWait) -> None:
-        """Look the caller up (unless `found` is the answer already), submit what the answer
-        says to create, then tell the waiting router. (PendingWork logs any other error: this
+                        found: Match | None | WouldWait, answer: Lookup | None = None) -> None:
+        """Look the caller up (unless `found` is the answer already, and `answer` what it
+        decides), submit what the answer says to create, then tell the waiting router. (PendingWork logs any other error: this
         task belongs to the app's TaskGroup.)"""
         assert call.external is not None  # screened ALLOWED: a readable number
         phone = call.external
@@ -133,7 +134,7 @@ class RoutingService:
             except CrmError as exc:
                 await self._create_without_lookup(rules, call, exc)
                 return
-            lookup = answered(rules, call, match)
+            lookup = answer if answer is not None and match is found else answered(rules, call, match)
             if not self._dry_run:
                 await self._perform(call, lookup.action)
             _resolve(looked_up, lookup)

@@ -1,6 +1,6 @@
 import pytest
 
-from agi_daemon.core.phone import InvalidPhone, dial_forms, masked, to_e164
+from agi_daemon.core.phone import InvalidPhone, dial_forms, masked, readable, to_e164
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,20 @@ def test_masked_number_shows_only_last_digits():
     assert masked("+33184880042") == "…0042"
     assert "3318488" not in masked("+33184880042")
     assert masked(None) == "-"
+
+
+@pytest.mark.parametrize(
+    "text, region, expected",
+    [
+        ("01 84 88 00 00", "FR", "+33 1 84 88 00 00"),
+        ("0033 1 84 88 00 01", "FR", "+33 1 84 88 00 01"),
+        ("06 1234 5678", "IT", "+39 06 1234 5678"),  # Italy keeps its leading zero
+        ("(212) 555-0101 ext. 12", "US", "+1 212-555-0101"),  # E.164 has no extension: neither has the name
+    ],
+)
+def test_number_just_read_reads_as_its_international_form(text, region, expected):
+    assert readable(to_e164(text, region)) == expected
+
+
+def test_number_never_read_still_reads_as_its_international_form():
+    assert readable("+33184889999") == "+33 1 84 88 99 99"
