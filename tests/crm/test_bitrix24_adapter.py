@@ -218,3 +218,17 @@ async def test_call_registered_on_its_records_is_not_bound_again_after_the_finis
     [call] = portal.calls.values()
     assert portal.bindings_of(call.call_id) == [("lead", int(lead_id(portal)))]
     assert not any(method.startswith("crm.activity.binding") for method in portal.methods)
+
+
+async def test_number_known_meanwhile_joins_the_finished_offer_call_without_a_second_registration(
+        portal, adapter, new_client):
+    """The agent clicks "create" late, and the number became a client meanwhile (created on the
+    portal by hand): the call joins it and the portal keeps one call."""
+    offer, create = offered(adapter, new_client, "B14")
+    ledger = learned(CallLedger("B14"), await adapter.deliver(offer, CallLedger("B14")))
+    ledger = learned(ledger, await adapter.deliver(LogCall(call_of("B14", PHONE), CallReport.TRACKED, PHONE), ledger))
+    known = portal.add_record("contact", {"NAME": "Known", "PHONE": [{"VALUE": PHONE, "VALUE_TYPE": "WORK"}]})
+    update = await adapter.deliver(create, ledger)
+    [call] = portal.calls.values()
+    assert update.joined is not None and update.joined.id == known and update.remote_call_id == call.call_id
+    assert portal.records["lead"] == {} and portal.violations == []

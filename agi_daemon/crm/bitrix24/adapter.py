@@ -160,8 +160,10 @@ class Bitrix24Crm:
             known = found.results.get("known")
             joined = _known(known)
             if joined is not None:  # another call from this number created the client first
-                call = await self.operations.register_call(self._registration(plan, joined))
                 log.info("bitrix24 %s: %s joins %s", self.client.host, masked(plan.phone), joined)
+                if ledger.remote_call_id is not None:  # registered already: once finished, a registration opens a second call
+                    return LedgerUpdate(joined=joined, remote_call_id=ledger.remote_call_id)
+                call = await self.operations.register_call(self._registration(plan, joined))
                 return LedgerUpdate(joined=joined, remote_call_id=call.call_id)
         user = self.directory.user_of(plan.responsible) if plan.responsible else None
         writes: list[Command] = []
