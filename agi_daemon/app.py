@@ -326,7 +326,7 @@ async def wire_web(parts: Parts) -> None:
         settings=lambda: parts.settings,
         crm=parts.crm,
         pages=CrmPages(embedded, pbx=parts.settings.daemon.pbx_id) if embedded is not None else None,
-        users=WebUsers(embedded) if embedded is not None else None,
+        users=WebUsers(parts.store),  # passwords live in the daemon's own store, whatever crm.adapter
         live=parts.live,
         metrics=parts.metrics,
         health=lambda: health(parts),

@@ -9,7 +9,8 @@ methods the daemon uses the way a portal does, and is strict where a portal is l
   counter is above `burst` gets 503 QUERY_LIMIT_EXCEEDED, counted in `limit_hits`.
 - It keeps what it was sent (records by type, registered calls, users, each user's call card
   shown and hidden: `cards`, `cards_of`; a card only for a registered call not finished yet,
-  to existing users) for assertions, and
+  to existing users; each finished call's CRM activity and the records it is bound to:
+  `activities`, `bindings_of`, `activity_of`) for assertions, and
   counts requests (`requests`, one per HTTP request; `commands`, one per method run).
 - It fails on demand: `fail_next` (any status and error code, with Retry-After), `time_out_next`,
   `malformed_next`, `expire_token`, `refuse_connections` / `accept_connections`.
@@ -45,6 +46,7 @@ FIELDS = {
 }
 STATUS_CODES = {"200", "304", "486", "603", "603-S", "403", "404", "484", "503", "480", "402", "423", "OTHER"}
 CALL_TYPES = {1, 2, 3, 4}  # 1 outgoing, 2 incoming, 3 incoming redirected, 4 callback
+ENTITY_TYPE_IDS = {1: "lead", 2: "deal", 3: "contact", 4: "company"}  # crm.activity.binding.* entityTypeId
 REFERENCE = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]+\])*)")
 
 
@@ -72,6 +74,17 @@ class RegisteredCall:
     finished: dict[str, Any] | None = None
     shown_to: set[int] = field(default_factory=set)
     registrations: int = 1
+    activity_id: int | None = None  # the CRM activity its finish created
+
+
+@dataclass
+class Activity:
+    """A call's CRM activity (created by telephony.externalcall.finish) and the records it is
+    bound to, in the order bound: (entityTypeId, entityId), a repeat kept so a test sees it."""
+
+    activity_id: int
+    call_id: str
+    bindings: list[tuple[int, int]] = field(default_factory=list)
 
 
 class ScaledTime:
@@ -163,6 +176,7 @@ class Bitrix24Portal(InTestHttpServer):
         self.users: dict[int, dict[str, Any]] = {}
         self.violations: list[str] = []
         self.cards: list[tuple[str, str, int]] = []  # ("show" | "hide", CALL_ID, user): each user's call card
+        self.activities: dict[int, Activity] = {}  # the finished calls' CRM activities
         self.requests = 0
         self.commands = 0
         self.batches: list[int] = []  # commands per batch request
@@ -177,6 +191,7 @@ class Bitrix24Portal(InTestHttpServer):
         self._lost: list[float] = []
         self._ids = {kind: itertools.count(1) for kind in KINDS}
         self._call_ids = itertools.count(1)
+        self._activity_ids = itertools.count(1)
         self.add_user(webhook_user, "Admin", inner_phone=None)
 
     # ---- life ---------------------------------------------------------------------------
@@ -399,6 +414,8 @@ class Bitrix24Portal(InTestHttpServer):
             "telephony.externalcall.finish": self._finish,
             "telephony.externalcall.show": self._show,
             "telephony.externalcall.hide": self._hide,
+            "crm.activity.binding.add": self._bind,
+            "crm.activity.binding.list": self._bindings,
             "user.get": self._user_get,
             "crm.settings.mode.get": lambda params: self.crm_mode,
         }
@@ -580,9 +597,61 @@ class Bitrix24Portal(InTestHttpServer):
         if call.finished is None:
             call.finished = {"USER_ID": user_id, "DURATION": duration, "STATUS_CODE": status or "200"}
             call.shown_to.clear()
+            call.activity_id = self._log_activity(call)
         return {"CALL_ID": call.call_id, "PORTAL_USER_ID": user_id, "CALL_DURATION": duration,
                 "CALL_FAILED_CODE": call.finished["STATUS_CODE"], "CRM_ENTITY_TYPE": call.params["CRM_ENTITY_TYPE"],
-                "CRM_ENTITY_ID": call.params["CRM_ENTITY_ID"]}
+                "CRM_ENTITY_ID": call.params["CRM_ENTITY_ID"], "CRM_ACTIVITY_ID": call.activity_id}
+
+    def _log_activity(self, call: RegisteredCall) -> int:
+        """The finished call's CRM activity, bound to the record the call was registered on
+        and, for a deal, to the deal's contact and company, as the portal does."""
+        activity = Activity(next(self._activity_ids), call.call_id)
+        kind, record_id = call.params["CRM_ENTITY_TYPE"], call.params["CRM_ENTITY_ID"]
+        if kind is not None and record_id is not None:
+            type_ids = {name: type_id for type_id, name in ENTITY_TYPE_IDS.items()}
+            activity.bindings.append((type_ids[kind.lower()], int(record_id)))
+            record = self.records[kind.lower()].get(int(record_id), {})
+            for field_name, partner in (("CONTACT_ID", "contact"), ("COMPANY_ID", "company")):
+                if kind.lower() == "deal" and str(record.get(field_name) or "").isdigit():
+                    activity.bindings.append((type_ids[partner], int(record[field_name])))
+        self.activities[activity.activity_id] = activity
+        return activity.activity_id
+
+    def _activity(self, params: dict[str, Any], where: str) -> Activity:
+        activity_id = _int(params, "activityId", where=where)
+        if activity_id not in self.activities:
+            raise Invalid(f"{where}activity {activity_id} not found")
+        return self.activities[activity_id]  # type: ignore[index]
+
+    def _bind(self, params: dict[str, Any]) -> bool:
+        """crm.activity.binding.add {activityId, entityTypeId, entityId}: an existing activity,
+        entityTypeId 1 lead, 2 deal, 3 contact, 4 company, an existing record of that type."""
+        where = "crm.activity.binding.add "
+        activity = self._activity(params, where)
+        type_id = _int(params, "entityTypeId", where=where)
+        entity_id = _int(params, "entityId", where=where)
+        if type_id not in ENTITY_TYPE_IDS:
+            raise Invalid(f"{where}entityTypeId {type_id} is not 1 lead, 2 deal, 3 contact or 4 company")
+        if entity_id not in self.records[ENTITY_TYPE_IDS[type_id]]:
+            raise Invalid(f"{where}{ENTITY_TYPE_IDS[type_id]} {entity_id} not found")
+        activity.bindings.append((type_id, entity_id))  # type: ignore[arg-type]
+        return True
+
+    def _bindings(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        activity = self._activity(params, "crm.activity.binding.list ")
+        return [{"activityId": activity.activity_id, "entityTypeId": type_id, "entityId": entity_id}
+                for type_id, entity_id in activity.bindings]
+
+    def activity_of(self, call_id: str) -> Activity | None:
+        """The call's CRM activity, once it is finished."""
+        activity_id = self.calls[call_id].activity_id
+        return None if activity_id is None else self.activities[activity_id]
+
+    def bindings_of(self, call_id: str) -> list[tuple[str, int]]:
+        """The records the call's activity is bound to, in order: (kind, id); a repeat shows twice."""
+        activity = self.activity_of(call_id)
+        return [] if activity is None else [(ENTITY_TYPE_IDS[type_id], entity_id)
+                                            for type_id, entity_id in activity.bindings]
 
     def _card_users(self, params: dict[str, Any], where: str) -> set[int]:
         users = params.get("USER_ID")

@@ -154,11 +154,16 @@ class PortalHolds:
         params, finished = call.params, call.finished
         disposition = self.DISPOSITIONS.get(str(finished["STATUS_CODE"]), "failed")
         entity = params.get("CRM_ENTITY_TYPE")
+        # the record the call is logged on: the one it was registered on, else the first one its
+        # activity was bound to after the finish (a record created during or after an offer call)
+        bound = self.portal.bindings_of(call.call_id)
+        logged_on = f"{entity.lower()}:{int(params['CRM_ENTITY_ID'])}" if entity else (
+            f"{bound[0][0]}:{bound[0][1]}" if bound else None)
         return {
             "linkedid": params.get("EXTERNAL_CALL_ID"),
             "direction": {"1": "outgoing", "2": "incoming"}.get(str(params.get("TYPE")), "other"),
             "line": params.get("LINE_NUMBER"), "number": params.get("PHONE_NUMBER"),
-            "entity": f"{entity.lower()}:{int(params['CRM_ENTITY_ID'])}" if entity else None,
+            "entity": logged_on,
             "disposition": disposition,
             # who took the call: the user it was finished for (a call nobody took is finished
             # for the employee rung first: the portal needs a user)

@@ -113,7 +113,9 @@ async def test_contact_from_the_call_window_lands_once_as_a_contact_bound_to_the
     ledger = learned(ledger, update)
     await adapter.deliver(LogCall(call_of("B4", PHONE), CallReport.TRACKED, PHONE), ledger)
     [call] = portal.calls.values()  # the offer's registration, finished once
-    assert call.finished is not None and call.registrations >= 1
+    assert call.finished is not None and call.registrations == 1
+    assert portal.bindings_of(call.call_id) == [("contact", int(contact["ID"]))]  # the call is logged on the contact
+    assert portal.violations == []
 
 
 async def test_call_card_registers_a_call_not_yet_registered_and_shows_nothing_once_it_is_finished(portal, adapter):
@@ -139,3 +141,94 @@ async def test_call_card_registers_a_call_not_yet_registered_and_shows_nothing_o
     assert portal.requests == requests and call.registrations == 1
     assert portal.cards_of(call.call_id) == [("show", 11), ("show", 12), ("hide", 11)]
     assert call.finished is not None and call.finished["USER_ID"] == 11  # call_of: nobody answered; alice first
+
+
+def offered(adapter, new_client, linkedid: str, **plan):
+    """An `offer` line's call: registered before any record exists (CRM_CREATE=0), and the
+    records command the call window's "create" sends for it."""
+    from agi_daemon.core.commands import RecordOffer
+    from agi_daemon.core.model import Offer
+    records = new_client(PHONE, linkedid, **plan)
+    offer = Offer(linkedid, records.direction, records.line, PHONE, ("alice",), call_of(linkedid, PHONE).started_at)
+    return RecordOffer(offer), CreateCallRecords(records)
+
+
+async def test_lead_created_during_an_offer_call_gets_the_call_bound_once_even_when_the_finish_lands_twice(
+        portal, adapter, new_client):
+    """The agent creates the lead from the call window while the caller talks: the portal's call
+    (registered unbound) ends up logged on the lead, bound once although the finish is delivered
+    again with the same ledger (a kill -9 before the outbox committed it)."""
+    offer, create = offered(adapter, new_client, "B10")
+    ledger = learned(CallLedger("B10"), await adapter.deliver(offer, CallLedger("B10")))
+    ledger = learned(ledger, await adapter.deliver(create, ledger))
+    finish = LogCall(call_of("B10", PHONE), CallReport.TRACKED, PHONE)
+    update = await adapter.deliver(finish, ledger)
+    await adapter.deliver(finish, ledger)  # redelivered: the first delivery was never marked done
+    [call] = portal.calls.values()
+    assert call.registrations == 1 and call.params["CRM_ENTITY_ID"] is None  # registered before the lead existed
+    assert portal.bindings_of(call.call_id) == [("lead", int(lead_id(portal)))]
+    assert update.remote_ids["call:activity"] == str(call.activity_id)
+    assert portal.violations == []
+
+
+async def test_lead_created_after_an_offer_call_ended_binds_the_finished_call_once(portal, adapter, new_client):
+    """The agent clicks "create lead" after the caller hung up: the records command binds the
+    finished call's activity, once across a redelivery, and registers no second call."""
+    offer, create = offered(adapter, new_client, "B11")
+    ledger = learned(CallLedger("B11"), await adapter.deliver(offer, CallLedger("B11")))
+    ledger = learned(ledger, await adapter.deliver(LogCall(call_of("B11", PHONE), CallReport.TRACKED, PHONE), ledger))
+    [call] = portal.calls.values()
+    assert portal.bindings_of(call.call_id) == []  # finished before any record existed
+    update = await adapter.deliver(create, ledger)
+    await adapter.deliver(create, ledger)  # redelivered after a kill -9: finds the lead by ORIGIN_ID
+    assert len(portal.calls) == 1 and len(portal.records["lead"]) == 1
+    assert portal.bindings_of(call.call_id) == [("lead", int(lead_id(portal)))]
+    assert update.remote_call_id == call.call_id
+    assert portal.violations == []
+
+
+async def test_deal_created_during_an_offer_call_in_simple_mode_gets_the_call_on_the_deal_and_its_contact(
+        portal, new_client):
+    """Simple mode: the call ends up on the deal and on the deal's contact, as the portal binds
+    a call registered on a deal."""
+    client = Bitrix24Client(WebhookAuth(portal.webhook_url), LeakyBucket(2, 50), timeout_seconds=0.5)
+    simple = Bitrix24Crm(client, EmployeeDirectory([EmployeeLink("alice", 11, "101")]), ["alice"],
+                         deadline_seconds=0.3, pipelines={"general": 0}, mode=CrmMode.SIMPLE)
+    await simple.open()
+    try:
+        offer, create = offered(simple, new_client, "B12", mode=CrmMode.SIMPLE)
+        ledger = learned(CallLedger("B12"), await simple.deliver(offer, CallLedger("B12")))
+        ledger = learned(ledger, await simple.deliver(create, ledger))
+        await simple.deliver(LogCall(call_of("B12", PHONE), CallReport.TRACKED, PHONE), ledger)
+    finally:
+        await simple.close()
+    [call] = portal.calls.values()
+    [deal] = portal.records["deal"].values()
+    [contact] = portal.records["contact"].values()
+    assert portal.bindings_of(call.call_id) == [("deal", int(deal["ID"])), ("contact", int(contact["ID"]))]
+    assert portal.violations == []
+
+
+async def test_call_registered_on_its_records_is_not_bound_again_after_the_finish(portal, adapter, new_client):
+    """A line that creates the records itself registers the call on them: the finish binds
+    nothing more (no binding request at all)."""
+    ledger = learned(CallLedger("B13"), await adapter.deliver(CreateCallRecords(new_client(PHONE, "B13")),
+                                                              CallLedger("B13")))
+    await adapter.deliver(LogCall(call_of("B13", PHONE), CallReport.TRACKED, PHONE), ledger)
+    [call] = portal.calls.values()
+    assert portal.bindings_of(call.call_id) == [("lead", int(lead_id(portal)))]
+    assert not any(method.startswith("crm.activity.binding") for method in portal.methods)
+
+
+async def test_number_known_meanwhile_joins_the_finished_offer_call_without_a_second_registration(
+        portal, adapter, new_client):
+    """The agent clicks "create" late, and the number became a client meanwhile (created on the
+    portal by hand): the call joins it and the portal keeps one call."""
+    offer, create = offered(adapter, new_client, "B14")
+    ledger = learned(CallLedger("B14"), await adapter.deliver(offer, CallLedger("B14")))
+    ledger = learned(ledger, await adapter.deliver(LogCall(call_of("B14", PHONE), CallReport.TRACKED, PHONE), ledger))
+    known = portal.add_record("contact", {"NAME": "Known", "PHONE": [{"VALUE": PHONE, "VALUE_TYPE": "WORK"}]})
+    update = await adapter.deliver(create, ledger)
+    [call] = portal.calls.values()
+    assert update.joined is not None and update.joined.id == known and update.remote_call_id == call.call_id
+    assert portal.records["lead"] == {} and portal.violations == []

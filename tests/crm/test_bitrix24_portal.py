@@ -160,3 +160,32 @@ async def test_call_card_shown_and_hidden_is_recorded_per_user():
         await portal.stop()
     assert portal.cards_of(call["CALL_ID"]) == [("show", 1), ("show", 11), ("hide", 1)]
     assert portal.calls[call["CALL_ID"]].shown_to == {11} and portal.violations == []
+
+
+@pytest.mark.parametrize(("binding", "violation"), [
+    ({"activityId": 99, "entityTypeId": 1, "entityId": 1}, "activity 99 not found"),
+    ({"activityId": 1, "entityTypeId": 5, "entityId": 1}, "entityTypeId 5 is not"),
+    ({"activityId": 1, "entityTypeId": 3, "entityId": 1}, "contact 1 not found"),
+    ({"activityId": 1, "entityTypeId": 1}, "entityId is required"),
+], ids=["unknown-activity", "unknown-type", "missing-record", "no-entity"])
+async def test_activity_binding_outside_the_documentation_is_noted_and_refused(portal, client, binding, violation):
+    portal.add_record("lead", {"TITLE": "x"})
+    registered = await client.call("telephony.externalcall.register", REGISTER)
+    await client.call("telephony.externalcall.finish", {"CALL_ID": registered["CALL_ID"], "USER_ID": 1, "DURATION": 3})
+    with pytest.raises(RemoteCrmRejected, match="INVALID_REQUEST"):
+        await client.call("crm.activity.binding.add", binding)
+    assert len(portal.violations) == 1 and violation in portal.violations[0]
+
+
+async def test_finish_answers_the_call_activity_that_binding_add_and_list_work_on(portal, client):
+    lead = portal.add_record("lead", {"TITLE": "x"})
+    registered = await client.call("telephony.externalcall.register", REGISTER)
+    finished = await client.call("telephony.externalcall.finish",
+                                 {"CALL_ID": registered["CALL_ID"], "USER_ID": 1, "DURATION": 3})
+    activity = finished["CRM_ACTIVITY_ID"]
+    assert await client.call("crm.activity.binding.list", {"activityId": activity}) == []
+    assert await client.call("crm.activity.binding.add", {"activityId": activity, "entityTypeId": 1,
+                                                          "entityId": lead}) is True
+    assert await client.call("crm.activity.binding.list", {"activityId": activity}) == [
+        {"activityId": activity, "entityTypeId": 1, "entityId": lead}]
+    assert portal.bindings_of(registered["CALL_ID"]) == [("lead", lead)] and portal.violations == []

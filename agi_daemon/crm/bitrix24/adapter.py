@@ -8,12 +8,17 @@ What each command leaves on the portal:
   registered (EXTERNAL_CALL_ID = the linkedid) bound to the deal or lead. Every delivery looks
   first (`crm.<type>.list` by ORIGIN_ID, and the number's known client): a delivery repeated
   after a lost answer or a `kill -9` finds what the first one created instead of creating it
-  again; a number another call created first is joined, not created twice.
+  again; a number another call created first is joined, not created twice. A call registered
+  before its records (an offer line: the agent creates the lead or contact from the call
+  window) is not registered again; its CRM activity is bound to the records
+  (crm.activity.binding.add, looking first with crm.activity.binding.list) once it is
+  finished: by `LogCall` right after the finish, or by this command when the agent creates the
+  record after the call ended.
 - `RecordOffer`: the call registered with CRM_CREATE=0 and SHOW=1, so Bitrix24's own card
   offers the agent to create the lead or contact.
 - `LogCall`: `telephony.externalcall.finish` on the registered call (registered first when no
   earlier command did), USER_ID = the last transfer target or who answered, DURATION = talk
-  seconds. Bitrix24 cannot un-finish a call: the first report to arrive finishes it and a later
+  seconds; the finish's CRM_ACTIVITY_ID is kept in the ledger. Bitrix24 cannot un-finish a call: the first report to arrive finishes it and a later
   report changes nothing at the portal. The outbox holds the dialplan's hangup report back a
   short grace, so call tracking's (which names the transfer target) supersedes it; only when
   tracking is late or down does the hangup report finish the call.
@@ -52,6 +57,10 @@ from .operations import (
 )
 
 log = logging.getLogger(__name__)
+
+# The call's own entries in the ledger's `remote_ids` (beside the records' "lead:12"):
+ACTIVITY = "call:activity"  # the CRM activity the portal created when it finished the call
+UNBOUND = "call:unbound"  # "1": registered before its records, so its activity is bound to them after the finish
 
 
 class Bitrix24Crm:
@@ -151,32 +160,61 @@ class Bitrix24Crm:
             known = found.results.get("known")
             joined = _known(known)
             if joined is not None:  # another call from this number created the client first
-                call = await self.operations.register_call(self._registration(plan, joined))
                 log.info("bitrix24 %s: %s joins %s", self.client.host, masked(plan.phone), joined)
+                if ledger.remote_call_id is not None:  # registered already: once finished, a registration opens a second call
+                    return LedgerUpdate(joined=joined, remote_call_id=ledger.remote_call_id)
+                call = await self.operations.register_call(self._registration(plan, joined))
                 return LedgerUpdate(joined=joined, remote_call_id=call.call_id)
         user = self.directory.user_of(plan.responsible) if plan.responsible else None
         writes: list[Command] = []
         for kind in kinds:
             if mine[kind] is None:
                 writes.append(create_command(kind.value, self._record(plan, command.key, kind, user, mine)))
-        primary = kinds[-1]  # the deal in simple mode, the lead in classic mode
-        primary_id: Any = mine[primary] if mine[primary] is not None else f"$result[{primary.value}]"
-        registration = replace(self._registration(plan, EntityRef(primary, 0)), entity_id=primary_id)
-        writes.append(register_command("call", registration))
+        # A call registered before its records (an offer line, the agent creating the record
+        # from the call window) is not registered again: the portal binds a call to a record
+        # only when it registers it. Its activity is bound to the records instead, once the
+        # call is finished (the finish creates the activity).
+        earlier_call = ledger.remote_call_id
+        if earlier_call is None:
+            primary = kinds[-1]  # the deal in simple mode, the lead in classic mode
+            primary_id: Any = mine[primary] if mine[primary] is not None else f"$result[{primary.value}]"
+            registration = replace(self._registration(plan, EntityRef(primary, 0)), entity_id=primary_id)
+            writes.append(register_command("call", registration))
         if self._cache is not None:
             self._cache.forget_phone(plan.phone)
-        done = _checked(await self.client.batch(writes, halt=True))
+        done = _checked(await self.client.batch(writes, halt=True)) if writes else None
         if self._cache is not None:
             self._cache.forget_phone(plan.phone)
-        ids = {kind: _id_of(mine[kind] if mine[kind] is not None else done.results.get(kind.value), kind)
+        ids = {kind: _id_of(mine[kind] if mine[kind] is not None else done and done.results.get(kind.value), kind)
                for kind in kinds}
-        call = registered(done.results.get("call"), self.client.host)
         refs = {kind: EntityRef(kind, ident) for kind, ident in ids.items()}
         created = _created(refs)
         log.info("bitrix24 %s: %s created %s for %s", self.client.host, plan.linkedid,
                  ", ".join(map(str, refs.values())), masked(plan.phone))
-        return LedgerUpdate(created=created, remote_ids={str(ref): str(ref.id) for ref in refs.values()},
-                            remote_call_id=call.call_id)
+        remote_ids = {str(ref): str(ref.id) for ref in refs.values()}
+        if earlier_call is None:
+            call_id = registered(done and done.results.get("call"), self.client.host).call_id
+        else:
+            call_id = earlier_call
+            remote_ids[UNBOUND] = "1"  # the call's activity is bound to them after its finish
+            activity = ledger.remote_ids.get(ACTIVITY)
+            if ledger.logged is not None:  # finished already: the agent created the record late
+                await self._bind(plan.linkedid, int(activity) if activity else None, created)
+        return LedgerUpdate(created=created, remote_ids=remote_ids, remote_call_id=call_id)
+
+    async def _bind(self, linkedid: str, activity_id: int | None, created: CreatedRecords) -> None:
+        """The finished call's activity bound to the records created during or after the call
+        (the record the call is logged on first; in simple mode also the deal's contact or
+        company, as the portal binds a call registered on a deal)."""
+        if activity_id is None:
+            log.warning("bitrix24 %s: call %s: the portal gave no CRM activity for it; its records %s are not "
+                        "bound to it", self.client.host, linkedid, ", ".join(map(str, created.all)))
+            return
+        records = [(ref.type, ref.id) for ref in (created.primary, *created.all)]
+        added = await self.operations.bind_activity(activity_id, records)
+        if added:
+            log.info("bitrix24 %s: call %s (activity %d) bound to %s", self.client.host, linkedid, activity_id,
+                     ", ".join(f"{entity.value}:{ident}" for entity, ident in added))
 
     def _record(self, plan: RecordPlan, key: str, kind: EntityType, user: int | None,
                 mine: dict[EntityType, int | None]) -> NewRecord:
@@ -228,7 +266,11 @@ class Bitrix24Crm:
             call_id = registered(done.results.get("call"), self.client.host).call_id
         log.info("bitrix24 %s: call %s finished (%s, %d s)", self.client.host, record.linkedid, finish.status.value,
                  finish.duration_seconds)
-        return LedgerUpdate(remote_call_id=call_id, logged=command.report)
+        activity = _activity_id(done.results.get("finish"))
+        if ledger.created is not None and ledger.remote_ids.get(UNBOUND):
+            await self._bind(record.linkedid, activity, ledger.created)
+        learned = {ACTIVITY: str(activity)} if activity is not None else {}
+        return LedgerUpdate(remote_call_id=call_id, logged=command.report, remote_ids=learned)
 
     async def _card(self, command: CallCardChange, ledger: CallLedger) -> LedgerUpdate:
         """Bitrix24's own call card shown to (hidden from) the employees' portal users. A call
@@ -317,6 +359,12 @@ def _checked(done: BatchResult) -> BatchResult:
                 raise error
         raise errors[0]
     return done
+
+
+def _activity_id(finished: Any) -> int | None:
+    """telephony.externalcall.finish's CRM_ACTIVITY_ID (an answer like voximplant.statistic.get's)."""
+    value = str(finished.get("CRM_ACTIVITY_ID") or "") if isinstance(finished, dict) else ""
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _first_id(found: Any) -> int | None:

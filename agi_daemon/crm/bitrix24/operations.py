@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
 from agi_daemon.core.model import CrmMode, Direction, Disposition, EntityType
 from agi_daemon.core.phone import masked
+from agi_daemon.core.ports import CrmUnavailable
 
 from .client import Bitrix24Client, Command
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PORTAL_MODES = {1: CrmMode.CLASSIC, 2: CrmMode.SIMPLE}
+ENTITY_TYPE_IDS = {EntityType.LEAD: 1, EntityType.DEAL: 2, EntityType.CONTACT: 3, EntityType.COMPANY: 4}
 
 
 class FinishStatus(StrEnum):
@@ -222,6 +224,13 @@ def responsible_command(name: str, entity: EntityType, entity_id: int, user_id: 
     return Command(name, f"crm.{entity.value}.update", {"id": entity_id, "fields": {"ASSIGNED_BY_ID": user_id}})
 
 
+def binding_command(name: str, activity_id: int, entity: EntityType, entity_id: int) -> Command:
+    """crm.activity.binding.add: one more record the call's activity shows on."""
+    return Command(name, "crm.activity.binding.add", {"activityId": activity_id,
+                                                      "entityTypeId": ENTITY_TYPE_IDS[entity],
+                                                      "entityId": entity_id})
+
+
 def card_command(name: str, call_id: str, user_ids: Sequence[int], *, show: bool) -> Command:
     method = "telephony.externalcall.show" if show else "telephony.externalcall.hide"
     return Command(name, method, {"CALL_ID": call_id, "USER_ID": list(user_ids)})
@@ -321,6 +330,24 @@ class Bitrix24Operations:
             self.cache.forget_entity(entity, entity_id)
         await self.client.call(f"crm.{entity.value}.update",
                                responsible_command("r", entity, entity_id, user_id).params)
+
+    async def bind_activity(self, activity_id: int, records: Sequence[tuple[EntityType, int]]) -> list[tuple[EntityType, int]]:
+        """The call's CRM activity bound to each of `records` it is not bound to yet
+        (crm.activity.binding.list first, so a repeated delivery binds nothing twice); the
+        bindings added."""
+        listed = await self.client.call("crm.activity.binding.list", {"activityId": activity_id})
+        if not isinstance(listed, list):
+            raise RemoteCrmRejected(f"{self.client.host} crm.activity.binding.list: malformed answer")
+        bound = {(str(item.get("entityTypeId")), str(item.get("entityId"))) for item in listed if isinstance(item, dict)}
+        missing = [(entity, entity_id) for entity, entity_id in dict.fromkeys(records)
+                   if (str(ENTITY_TYPE_IDS[entity]), str(entity_id)) not in bound]
+        if missing:
+            done = await self.client.batch([binding_command(f"b{index}", activity_id, entity, entity_id)
+                                            for index, (entity, entity_id) in enumerate(missing)])
+            errors = list(done.errors.values())
+            if errors:  # what a retry may fix first
+                raise next((error for error in errors if isinstance(error, CrmUnavailable)), errors[0])
+        return missing
 
     async def show_card(self, call_id: str, user_ids: Sequence[int]) -> None:
         await self.client.call("telephony.externalcall.show", card_command("c", call_id, user_ids, show=True).params)
