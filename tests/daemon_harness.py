@@ -180,7 +180,10 @@ async def running_daemon(sandbox, config: Path, crm, *, wait_for_ami: bool = Tru
             sandbox.write_fallback(holder.current.rules)
             sandbox.set_agi_port(daemon.agi_port)
         if wait_for_ami and daemon.event_source is not None:
-            await eventually(_connected(daemon), timeout=10)
+            # Asterisk's HTTP server has been seen to leave one events WebSocket upgrade unanswered
+            # for the whole connect timeout (5 s) now and then, on an idle machine too (about one
+            # start in 2,000): long enough for the daemon's retry to connect
+            await eventually(_connected(daemon), timeout=20)
             source = daemon.event_source
             assert source.connected, f"the daemon did not connect to {source.name}: {source.last_error}"
         yield daemon
