@@ -38,7 +38,9 @@ Remote CRMs (in-test HTTP servers on 127.0.0.1, port 0):
 """
 from __future__ import annotations
 
+import asyncio
 import os
+import warnings
 
 import pytest
 
@@ -84,8 +86,8 @@ def asterisk(asterisk_factory) -> AsteriskSandbox:
 
 
 @pytest.fixture
-async def asterisk_ami(asterisk):
-    ami = await TestAmi.connect(asterisk)
+async def asterisk_ami(employees):
+    ami = await TestAmi.connect(employees)
     try:
         yield ami
     finally:
@@ -159,7 +161,12 @@ async def crm(crm_database_url):
 
 @pytest.fixture
 async def employees(asterisk):
-    """The shared sandbox; every employee answers unless the test says otherwise (reset after)."""
+    """The shared sandbox; every employee answers unless the test says otherwise (reset after).
+    An Asterisk whose HTTP server no longer answers (AsteriskSandbox.ari_answers) is restarted
+    first, with a warning in the test report: the test then meets a working PBX."""
+    if not await asyncio.to_thread(asterisk.ari_answers):
+        warnings.warn("the shared Asterisk no longer answered ARI requests: restarted", stacklevel=1)
+        await asyncio.to_thread(asterisk.restart)
     yield asterisk
     for extension in ("101", "102"):
         asterisk.set_global(f"EMPLOYEE_{extension}", "answer")

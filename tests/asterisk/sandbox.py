@@ -30,6 +30,7 @@ they work from any thread or event loop; tests/asterisk/ami_client.py is the asy
 """
 from __future__ import annotations
 
+import base64
 import fnmatch
 import os
 import shutil
@@ -37,6 +38,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from agi_daemon.asterisk.fallback import render_fallback
@@ -209,6 +212,21 @@ class AsteriskSandbox:
             raise
         self.startup_seconds = time.monotonic() - started
         return self
+
+    def ari_answers(self, timeout: float = 2.0) -> bool:
+        """Whether Asterisk's HTTP server answers an ARI request within `timeout` seconds.
+
+        In long runs of the whole suite, Asterisk 22 has been seen to leave connections to its
+        HTTP server in CLOSE-WAIT (closed by the client, never read again by Asterisk) until it
+        stops answering new ones: every later ARI test then fails to connect. No single test
+        module reproduces it alone."""
+        token = base64.b64encode(f"{self.ari_username}:{self.ari_password}".encode()).decode()
+        request = urllib.request.Request(f"{self.ari_url}/ari/asterisk/info", headers={"Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
 
     def restart(self) -> None:
         """Stop Asterisk and start it again with the same files and ports, as after an admin's

@@ -167,3 +167,12 @@ async def test_asterisk_away_is_logged_once_per_outage_saying_what_falls_back(ca
     assert len(logged) == 1, logged
     assert "call tracking paused" in logged[0] and "fallback routes" in logged[0]
     assert client.last_error is not None and not client.connected
+
+
+def test_the_sandbox_tells_an_asterisk_answering_ari_from_one_that_does_not(asterisk):
+    """The probe the shared sandbox's fixture uses before each test (tests/conftest.py `employees`)."""
+    import copy
+
+    gone = copy.copy(asterisk)
+    gone.http_port = closed_port()
+    assert asterisk.ari_answers() and not gone.ari_answers(timeout=1.0)
