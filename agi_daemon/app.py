@@ -24,6 +24,7 @@ from .asterisk.ari import AriClient
 from .asterisk.event_source import AmiEventSource, AriEventSource, EventSource
 from .asterisk.routes.stasis import APP_EVENT_TYPES, StasisRouting
 from .asterisk.routes.table import route_table
+from .core.call_cards import CardPolicy
 from .core.live_calls import Fanout
 from .core.model import Direction, Rules
 from .core.commands import CreateCallRecords, CrmCommand, LedgerUpdate
@@ -240,8 +241,8 @@ def wire_call_cards(parts: Parts) -> None:
     """crm.bitrix24.card: Bitrix24's own call card follows the live call events, through the
     outbox (one more listener beside the call windows and the metrics)."""
     portal = parts.settings.crm.bitrix24
-    if parts.settings.crm.adapter is not CrmAdapterKind.BITRIX24 or portal is None:
-        return
+    if parts.settings.crm.adapter is not CrmAdapterKind.BITRIX24 or portal is None or portal.card is CardPolicy.NONE:
+        return  # no listener: nothing to follow
     assert parts.outbox is not None
     cards = CallCards(parts.rules, portal.card, parts.outbox, parts.pending)
     parts.notifier = Fanout((parts.live, parts.metrics, cards))

@@ -151,10 +151,10 @@ class Outbox:
         self._busy: set[str] = set()  # lanes being delivered, or waiting for a retry
         self._direct: dict[str, asyncio.Future[None]] = {}  # lanes with a direct submission in flight
         self._ready: asyncio.Queue[str] = asyncio.Queue()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        # lanes whose timer is a retry's backoff (not a hold) -> the loop time before which the
-        # CRM itself asked not to retry (its Retry-After; 0.0 when it said nothing)
-        self._backing_off: dict[str, float] = {}
+        # lane -> (its timer, and for a retry's backoff the loop time before which the CRM itself
+        # asked not to retry: its Retry-After, 0.0 when it said nothing; None for a wait that the
+        # CRM answering again does not shorten: a held row, a Retry-After)
+        self._timers: dict[str, tuple[asyncio.TimerHandle, float | None]] = {}
         self._tries: dict[int, int] = {}  # row id -> failed attempts since this daemon started
         self._started = False
         self._local = deliver.local  # the embedded CRM: a command can be stored and applied at once
@@ -227,8 +227,7 @@ class Outbox:
         log.info("outbox: a call's hangup report %s superseded by call tracking's", ", ".join(map(str, moot)))
         queue = self._lanes.get(lane)
         if queue and queue[0].id in self._superseded and lane in self._timers:  # it waited for the held row
-            self._timers.pop(lane).cancel()
-            self._backing_off.pop(lane, None)
+            self._timers.pop(lane)[0].cancel()
             self._ready.put_nowait(lane)
 
     async def _store_and_apply(self, command: CrmCommand) -> tuple[CrmCommand, LedgerUpdate] | None:
@@ -283,7 +282,7 @@ class Outbox:
                     workers.create_task(self._work())
                 workers.create_task(self._watch())
         finally:
-            for timer in self._timers.values():
+            for timer, _ in self._timers.values():
                 timer.cancel()
 
     async def _load_backlog(self) -> list[Waiting]:
@@ -337,7 +336,7 @@ class Outbox:
             if head.not_before is not None:
                 wait = (head.not_before - datetime.now(UTC)).total_seconds()
                 if wait > 0:  # held back: the lane waits (busy) until then, or until superseded
-                    self._timers[lane] = asyncio.get_running_loop().call_later(wait + 0.05, self._wake, lane)
+                    self._timers[lane] = (asyncio.get_running_loop().call_later(wait + 0.05, self._wake, lane), None)
                     return
             try:
                 outcome = await self._deliver(head.id)
@@ -355,8 +354,8 @@ class Outbox:
                     log.warning("outbox: %s for %s failed (attempt %d: %s), next try in %.1f s",
                                 head.id, masked(lane), tries, outbox_store.scrub(str(error)), delay)
                     loop = asyncio.get_running_loop()
-                    self._timers[lane] = loop.call_later(delay, self._wake, lane)
-                    self._backing_off[lane] = loop.time() + error.retry_after if error.retry_after else 0.0
+                    asked_until = loop.time() + error.retry_after if error.retry_after else 0.0
+                    self._timers[lane] = (loop.call_later(delay, self._wake, lane), asked_until)
                     return  # the lane stays busy until its timer fires, or until the CRM answers again
             except Exception as error:  # a bug must not stop every other delivery
                 log.exception("outbox: delivering %s crashed", head.id)
@@ -364,8 +363,7 @@ class Outbox:
             else:
                 if outcome is not None:
                     self._delivered(*outcome)
-                if self._backing_off:
-                    self._crm_answers_again()
+                self._crm_answers_again()
             self._tries.pop(head.id, None)
             queue.popleft()
         self._lanes.pop(lane, None)
@@ -395,23 +393,21 @@ class Outbox:
 
     def _wake(self, lane: str) -> None:
         self._timers.pop(lane, None)
-        self._backing_off.pop(lane, None)
         self._ready.put_nowait(lane)
 
     def _crm_answers_again(self) -> None:
         """A delivery went through while other lanes wait out a backoff (the CRM was down): they
         try again now, so a backlog drains as soon as the CRM is back, not up to MAX_DELAY_S
         later each; a lane the CRM itself asked to wait (Retry-After) waits until then."""
-        lanes, self._backing_off = self._backing_off, {}
+        backing_off = [(lane, asked) for lane, (_, asked) in self._timers.items() if asked is not None]
+        if not backing_off:
+            return
         loop = asyncio.get_running_loop()
-        log.info("outbox: the CRM answers again; %d waiting lanes retried now", len(lanes))
-        for lane, asked_until in lanes.items():
-            timer = self._timers.pop(lane, None)
-            if timer is None:
-                continue
-            timer.cancel()
+        log.info("outbox: the CRM answers again; %d waiting lanes retried now", len(backing_off))
+        for lane, asked_until in backing_off:
+            self._timers.pop(lane)[0].cancel()
             if asked_until > loop.time():
-                self._timers[lane] = loop.call_later(asked_until - loop.time(), self._wake, lane)
+                self._timers[lane] = (loop.call_later(asked_until - loop.time(), self._wake, lane), None)
             else:
                 self._ready.put_nowait(lane)
 
