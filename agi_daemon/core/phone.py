@@ -81,5 +81,5 @@ def masked(number: str | None, keep: int = 4) -> str:
     """Only the last digits, for logs: "+33184880000" -> "…0000"."""
     if not number:
         return "-"
-    digits = "".join(ch for ch in number if ch.isdigit())
+    digits = "".join(filter(str.isdigit, number))
     return "…" + digits[-keep:] if len(digits) > keep else "…"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, event, exc, make_url, text
 
 # Execution option of the connections that write: on SQLite their transaction takes the
 # write lock at BEGIN (BEGIN IMMEDIATE), so a transaction that reads then writes waits for
@@ -89,6 +89,12 @@ READ_BUDGET_S = 0.001
 READ_CHECK_STEPS = 1000
 # The page cache of each connection, in KiB: the hot part of the phone index of a large CRM.
 CACHE_KIB = 16_384
+# The event loop reader's page cache, in KiB: small on purpose. SQLite empties a connection's
+# whole cache at its first read after another connection wrote, and emptying 16 MiB of pages
+# cost more than the lookup itself (a phone lookup at 1,000,000 contacts: 14 µs alone, 34 µs
+# right after a write, 19 µs with this cache). The operating system's page cache keeps the
+# file's pages either way; this one keeps the top of the indexes between writes.
+READER_CACHE_KIB = 256
 
 
 def tune_sqlite(
@@ -115,8 +121,11 @@ def tune_sqlite(
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        writes = connection.get_execution_options().get("crm_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+        begin = "BEGIN IMMEDIATE" if connection.get_execution_options().get("crm_write", False) else "BEGIN"
+        try:  # straight on the driver: SQLAlchemy's execution path cost more than the BEGIN itself
+            connection.connection.dbapi_connection.execute(begin)
+        except sqlite3.Error as error:  # raised as exec_driver_sql would (a locked database, say)
+            raise exc.DBAPIError.instance(begin, None, error, sqlite3.Error) from error
 
 
 def trace_server(engine: Engine, trace: Callable[[str], None] | None) -> None:
@@ -148,7 +157,7 @@ class LoopReader:
             connection.set_trace_callback(trace)
         connection.execute("PRAGMA busy_timeout = 0")
         connection.execute("PRAGMA query_only = ON")
-        connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        connection.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
         connection.set_progress_handler(self._over_budget, READ_CHECK_STEPS)
         self._connection = connection
 

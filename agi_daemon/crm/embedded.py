@@ -397,6 +397,12 @@ class EmbeddedCrm:
             raise CrmUnavailable(f"{action}: the embedded CRM is closing") from error
         self._running[running] = loop.time()
         running.add_done_callback(lambda done: self._running.pop(done, None))
+        if write:
+            # A caller that gives up cancels only its wait: the writer thread commits the write
+            # all the same (a cancelled write's outcome is dropped), and close() waits for the
+            # writer's queue through writes.close. No shield: it costs a future and two
+            # callbacks on every call's write.
+            return await running
         # a caller that gives up does not stop the transaction, and close() still waits for it
         return await asyncio.shield(running)
 
@@ -657,32 +663,34 @@ def _execute(conn: Connection, statement: Executable, table: Table, values: dict
     if conn.dialect.name != "sqlite":
         return conn.execute(statement, values)
     sql, processors = _sqlite_text(statement, table, tuple(values))
-    params = {name: (value if (process := processors.get(name)) is None else process(value))
-              for name, value in values.items()}
-    driver = conn.connection.driver_connection
-    assert driver is not None  # an open connection of this transaction
-    return driver.execute(sql, params)
+    params = values
+    if processors:
+        params = dict(values)
+        for name, process in processors:
+            params[name] = process(params[name])
+    return conn.connection.dbapi_connection.execute(sql, params)  # type: ignore[union-attr]  # open: in a transaction
 
 
 _SQLITE = sqlite.dialect(paramstyle="named")
 
 
 @cache
-def _sqlite_text(statement: Executable, table: Table, names: tuple[str, ...]) -> tuple[str, dict[str, Callable[[Any], Any]]]:
-    """The statement as SQLite text for values with these names, and how each value is
-    stored (the columns' types: aware datetimes as UTC text, JSON as text, booleans as 0/1)."""
+def _sqlite_text(statement: Executable, table: Table,
+                 names: tuple[str, ...]) -> tuple[str, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+    """The statement as SQLite text for values with these names, and how the values that need
+    it are stored (the columns' types: aware datetimes as UTC text, JSON as text, booleans as 0/1)."""
     compiled = cast(ClauseElement, statement).compile(dialect=_SQLITE, column_keys=list(names))
-    processors: dict[str, Callable[[Any], Any]] = {}
+    processors: list[tuple[str, Callable[[Any], Any]]] = []
     for name in names:
         column = table.c.get(name)
         process = None if column is None else column.type.bind_processor(_SQLITE)
         if process is not None:
-            processors[name] = process
+            processors.append((name, process))
     constants = {name: value for name, value in compiled.params.items() if name not in names}
     sql = str(compiled)
     for name, value in constants.items():  # values the statement itself binds (a LIMIT, say)
         sql = re.sub(rf":{name}\b", _sqlite_literal(value), sql)
-    return sql, processors
+    return sql, tuple(processors)
 
 
 def _sqlite_literal(value: Any) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from ..core.commands import (
     NOTHING_LEARNED, CallCardChange, CallLedger, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, RecordOffer,
 )
-from ..core.model import EntityRef
+from ..core.model import CreatedRecords, EntityRef
 from ..core.phone import masked
 from . import embedded, outbox_store
 
@@ -69,15 +69,16 @@ def apply(conn: Connection, command: CrmCommand, known: CallLedger) -> LedgerUpd
 def _create(conn: Connection, command: CreateCallRecords, known: CallLedger) -> LedgerUpdate:
     """Look before create: the records of a number that became known since the call was routed
     (another call from the same new number created them first, an admin added the contact)
-    are joined, not created again."""
+    are joined, not created again; records this very call created already (stored before its
+    ledger kept them) are its own. A number no record has gets its records now."""
     plan = command.plan
     if known.created is not None or known.joined is not None:
         return NOTHING_LEARNED
-    existing = embedded.records_of_call(conn, plan.linkedid, plan.phone)
-    if existing is not None:
-        return LedgerUpdate(created=existing)
-    client = _client_of(conn, plan.phone)
-    if client is not None:
+    found = _known_client(conn, plan.phone)
+    if found is not None:
+        client, creator, records = found
+        if creator == plan.linkedid and records is not None:
+            return LedgerUpdate(created=records)
         log.info("call %s from %s: joins %s, created meanwhile", plan.linkedid, masked(plan.phone), client)
         embedded.attach_call(conn, plan.linkedid, client)
         return LedgerUpdate(joined=client)
@@ -88,8 +89,16 @@ def _create(conn: Connection, command: CreateCallRecords, known: CallLedger) -> 
 
 
 def _client_of(conn: Connection, phone: str) -> EntityRef | None:
-    """The known client's record to log a call on: what the lookup finds; when a call created
-    it, that call's primary record (the deal in simple mode)."""
+    """The known client's record to log a call on (see _known_client)."""
+    found = _known_client(conn, phone)
+    return None if found is None else found[0]
+
+
+def _known_client(conn: Connection, phone: str) -> tuple[EntityRef, str | None, CreatedRecords | None] | None:
+    """The known client's record of `phone`: what the lookup finds; when a call created it,
+    that call's primary record (the deal in simple mode). With it, the call that created it
+    and the records that call created (None, None when no call did). None: a number no
+    record has."""
     match = embedded.lookup_in(conn, phone)
     if match is None:
         return None
@@ -97,6 +106,5 @@ def _client_of(conn: Connection, phone: str) -> EntityRef | None:
     if creator is not None:
         records = embedded.records_of_call(conn, creator, phone)
         if records is not None:
-            return records.primary
-    return match
-
+            return records.primary, creator, records
+    return match, None, None

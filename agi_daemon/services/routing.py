@@ -59,6 +59,8 @@ class RoutingService:
         self._notifier = notifier or NoOneListens()
         self._rules = rules
         self._crm = crm
+        # asked first when it can answer at once (checked once: a Protocol isinstance is slow)
+        self._immediate = crm if isinstance(crm, ImmediateLookup) else None
         self._commands = commands
         self._clock = clock
         self._pending = pending
@@ -91,10 +93,10 @@ class RoutingService:
         starts with the answer in hand."""
         found: Match | None | WouldWait = WouldWait()
         answer: Lookup | None = None  # what `found` says, once decided: not decided twice
-        if isinstance(self._crm, ImmediateLookup):
+        if self._immediate is not None:
             assert call.external is not None  # screened ALLOWED: a readable number
             try:
-                found = self._crm.find_by_phone_now(call.external)
+                found = self._immediate.find_by_phone_now(call.external)
             except WouldWait as not_now:
                 found = not_now
             if not isinstance(found, WouldWait):
