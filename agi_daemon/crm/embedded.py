@@ -396,13 +396,16 @@ class EmbeddedCrm:
         except RuntimeError as error:  # closing: the executors are shut down
             raise CrmUnavailable(f"{action}: the embedded CRM is closing") from error
         self._running[running] = loop.time()
-        running.add_done_callback(lambda done: self._running.pop(done, None))
         if write:
             # A caller that gives up cancels only its wait: the writer thread commits the write
             # all the same (a cancelled write's outcome is dropped), and close() waits for the
-            # writer's queue through writes.close. No shield: it costs a future and two
-            # callbacks on every call's write.
-            return await running
+            # writer's queue through writes.close. No shield and no done callback: they cost
+            # a future and three callbacks on every call's write.
+            try:
+                return await running
+            finally:
+                self._running.pop(running, None)
+        running.add_done_callback(lambda done: self._running.pop(done, None))
         # a caller that gives up does not stop the transaction, and close() still waits for it
         return await asyncio.shield(running)
 
