@@ -133,6 +133,21 @@ def _extension(value: str) -> str:
     return value
 
 
+# Asterisk registers a Stasis application of at most 73 characters (AST_MAX_CONTEXT less the
+# "stasis-" prefix) and reads a comma as a second application.
+STASIS_APP_MAX_LENGTH = 73
+
+
+def _stasis_app(value: str) -> str:
+    """A name Asterisk registers as one application. A name it refuses makes the events
+    WebSocket fail at every try, and Asterisk 22 up to 22.10 leaks an HTTP session on each
+    refusal (asterisk/asterisk#2020): the retries would use up its HTTP sessions."""
+    if not re.fullmatch(rf"[A-Za-z0-9_.-]{{1,{STASIS_APP_MAX_LENGTH}}}", value):
+        raise ValueError(f"must be a Stasis application name: 1 to {STASIS_APP_MAX_LENGTH} letters, digits, "
+                         f"'-', '_' or '.' (Asterisk refuses a longer name, and reads a comma as a second application)")
+    return value
+
+
 def _email(value: str) -> str:
     if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
         raise ValueError(f"not an e-mail address: {value}")
@@ -210,7 +225,7 @@ class AriSettings(Section):
     url: Annotated[str, AfterValidator(_url)] = "http://127.0.0.1:8088"
     username: Text = "agi-daemon"
     password: SecretStr
-    app: Text = "agi-daemon"  # the Stasis application name used in the dialplan
+    app: Annotated[str, AfterValidator(_stasis_app)] = "agi-daemon"  # the Stasis application name used in the dialplan
 
 
 class AsteriskSettings(Section):

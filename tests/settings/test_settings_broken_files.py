@@ -236,6 +236,34 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     pytest.param(
         """\
 daemon: {default_region: FR}
+asterisk:
+  ami: {secret: s}
+  events: ari
+  ari: {password: p, app: "agi-daemon,other"}
+employees: {alice: {name: Alice Martin}}
+queue_groups: {sales: {members: [alice]}}
+numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
+""",
+        ["5: asterisk.ari.app: must be a Stasis application name: 1 to 73 letters, digits, '-', '_' or '.' (Asterisk refuses a longer name, and reads a comma as a second application)"],
+        id="stasis-app-with-a-comma",
+    ),
+    pytest.param(
+        """\
+daemon: {default_region: FR}
+asterisk:
+  ami: {secret: s}
+  events: ari
+  ari: {password: p, app: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}
+employees: {alice: {name: Alice Martin}}
+queue_groups: {sales: {members: [alice]}}
+numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
+""",
+        ["5: asterisk.ari.app: must be a Stasis application name: 1 to 73 letters, digits, '-', '_' or '.' (Asterisk refuses a longer name, and reads a comma as a second application)"],
+        id="stasis-app-longer-than-asterisk-registers",
+    ),
+    pytest.param(
+        """\
+daemon: {default_region: FR}
 asterisk: {ami: {secret: s}}
 crm: {adapter: bitrix24}
 employees: {alice: {name: Alice Martin}}
