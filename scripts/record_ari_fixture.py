@@ -9,7 +9,7 @@ Each scenario starts from an idle sandbox whose extensions.conf includes the Sta
 (dialplan/agi-daemon-stasis.conf) with the daemon DOWN: Stasis() fails at once and the call
 falls back to the generated fallback context, which rings the line's queue group, as in the
 AMI recordings. The daemon's own ARI client (agi_daemon.asterisk.ari.AriClient, the sandbox's
-test user, application "agi-daemon-recorder", subscribeAll) records what it receives until
+test user, application "agi-daemon-recorder", every channel, bridge and endpoint) records what it receives until
 every channel of the call is gone. `tests/fixtures/ari/<scenario>.json` is a list of
 
     {"type": "ChannelCreated", "body": {the event, as received}, "received_at": 1.7e9}

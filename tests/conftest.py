@@ -162,10 +162,12 @@ async def crm(crm_database_url):
 @pytest.fixture
 async def employees(asterisk):
     """The shared sandbox; every employee answers unless the test says otherwise (reset after).
-    An Asterisk whose HTTP server no longer answers (AsteriskSandbox.ari_answers) is restarted
-    first, with a warning in the test report: the test then meets a working PBX."""
+    An Asterisk whose ARI no longer answers or opens no events WebSocket
+    (AsteriskSandbox.ari_answers) is restarted first, with a warning in the test report: the
+    test then meets a working PBX."""
     if not await asyncio.to_thread(asterisk.ari_answers):
-        warnings.warn("the shared Asterisk no longer answered ARI requests: restarted", stacklevel=1)
+        warnings.warn("the shared Asterisk's ARI no longer answered or opened no events WebSocket: restarted",
+                      stacklevel=1)
         await asyncio.to_thread(asterisk.restart)
     yield asterisk
     for extension in ("101", "102"):

@@ -2,9 +2,10 @@
 GET /channels and GET /bridges after each connection) and REST requests, on aiohttp.
 
 `AriClient.run()` is one long-running coroutine that the application owns (in its TaskGroup).
-It repeats: open the WebSocket ``/ari/events?app=<app>&subscribeAll=true`` (every channel and
-bridge, not only those in the application: outgoing calls that never enter the daemon's
-contexts are tracked too), ask Asterisk to send only the event types wanted
+It repeats: open the WebSocket ``/ari/events?app=<app>``, subscribe the application to every
+channel, bridge and endpoint (``POST /applications/<app>/subscription``: not only those in the
+application, so outgoing calls that never enter the daemon's contexts are tracked too; not
+`subscribeAll`, see `ALL_SOURCES`), ask Asterisk to send only the event types wanted
 (``PUT /applications/<app>/eventFilter``), take the snapshot, then read until the socket dies;
 then it waits a backoff delay and starts again. While Asterisk boots, ARI answers 503: that is
 one more failed attempt, retried the same way. aiohttp's WebSocket heartbeat (a ping every
@@ -60,6 +61,15 @@ class AriApplication(Protocol):
 
     async def at_close(self) -> None:
         """The last requests before the client closes (the WebSocket already is)."""
+
+
+# What the application subscribes to: every channel, bridge and endpoint (an empty id is all of
+# them). Not `subscribeAll=true`, which also subscribes it to every device state: Asterisk (at
+# least 20.16 and 22.10) can deadlock its ARI when the events WebSocket of an application
+# subscribed to device states closes while one is being sent to it (the teardown holds the
+# session's lock and waits for that send, which waits for the lock: asterisk/asterisk#2170);
+# every later events WebSocket then hangs until Asterisk restarts. Tracking reads no device state.
+ALL_SOURCES = "channel:,bridge:,endpoint:"
 
 
 class AriClient(LinkStatus):
@@ -174,7 +184,7 @@ class AriClient(LinkStatus):
         self._log.info("ARI %s: connecting (application %s)", self._base, self.app)
         try:
             async with asyncio.timeout(self._connect_timeout):
-                ws = await http.ws_connect(self._base + "/events", params={"app": self.app, "subscribeAll": "true"},
+                ws = await http.ws_connect(self._base + "/events", params={"app": self.app},
                                            heartbeat=self._heartbeat, timeout=aiohttp.ClientWSTimeout(ws_close=1.0))
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 503:
@@ -183,6 +193,7 @@ class AriClient(LinkStatus):
                 raise AriRefused(exc.status, f"login refused for user {self._username!r}") from None
             raise AriRefused(exc.status, "events WebSocket refused (ARI not loaded yet?)") from None
         try:
+            await self.request("POST", f"/applications/{self.app}/subscription", params={"eventSource": ALL_SOURCES})
             await self._filter_events()
             resumed = self._kept.up()
             self._log.info("ARI %s: events connected as %s (application %s)%s", self._base, self._username, self.app,

@@ -52,6 +52,19 @@ async def test_connects_with_the_project_user_and_publishes_a_snapshot_first(ast
     assert isinstance(first, AriResync)
 
 
+async def test_the_application_hears_every_channel_bridge_and_endpoint_and_no_device_state(asterisk):
+    """Not `subscribeAll`: an application subscribed to device states can deadlock Asterisk's
+    ARI when its WebSocket closes (asterisk/asterisk#2170; see agi_daemon.asterisk.ari.client)."""
+    async with running(daemon_client(asterisk)) as client:
+        await asyncio.wait_for(client.queue.get(), 10)
+        application = await client.request("GET", f"/applications/{client.app}")
+
+    assert application["channel_ids"] == ["__AST_CHANNEL_ALL_TOPIC"]
+    assert application["bridge_ids"] == ["__AST_BRIDGE_ALL_TOPIC"]
+    assert application["endpoint_ids"] == ["__AST_ENDPOINT_ALL_TOPIC"]
+    assert application["device_names"] == []
+
+
 async def test_wrong_password_is_retried_and_never_reaches_the_log(asterisk, caplog):
     caplog.set_level(logging.DEBUG)
     async with running(daemon_client(asterisk, password="not-the-password-4242")) as client:
