@@ -396,8 +396,8 @@ def logging_off_the_loop() -> Iterator[None]:
     noted = logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    listener.start()
     try:
+        listener.start()
         yield
     finally:
         listener.stop()  # writes what is queued
@@ -408,7 +408,9 @@ def logging_off_the_loop() -> Iterator[None]:
 class _ToLogWriter(logging.handlers.QueueHandler):
     """Queues each record as it is for the log writer thread, which formats it: a thread of
     this process reads the queue, so the record need not be formatted and copied first (what
-    QueueHandler does for a queue read by another process)."""
+    QueueHandler does for a queue read by another process). The arguments of a log call are
+    therefore formatted a moment later, in that thread: the daemon logs only values that do
+    not change (text, numbers, enum members, exceptions, frozen records)."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record

@@ -124,7 +124,9 @@ def tune_sqlite(
         begin = "BEGIN IMMEDIATE" if connection.get_execution_options().get("crm_write", False) else "BEGIN"
         try:  # straight on the driver: SQLAlchemy's execution path cost more than the BEGIN itself
             connection.connection.dbapi_connection.execute(begin)
-        except sqlite3.Error as error:  # raised as exec_driver_sql would (a locked database, say)
+        except sqlite3.Error as error:  # raised as exec_driver_sql would (a locked database, say);
+            # unlike it, a connection that died is not marked invalid here: SQLite's are files,
+            # and the writer drops its kept connection after any failed transaction anyway
             raise exc.DBAPIError.instance(begin, None, error, sqlite3.Error) from error
 
 

@@ -396,17 +396,9 @@ class EmbeddedCrm:
         except RuntimeError as error:  # closing: the executors are shut down
             raise CrmUnavailable(f"{action}: the embedded CRM is closing") from error
         self._running[running] = loop.time()
-        if write:
-            # A caller that gives up cancels only its wait: the writer thread commits the write
-            # all the same (a cancelled write's outcome is dropped), and close() waits for the
-            # writer's queue through writes.close. No shield and no done callback: they cost
-            # a future and three callbacks on every call's write.
-            try:
-                return await running
-            finally:
-                self._running.pop(running, None)
         running.add_done_callback(lambda done: self._running.pop(done, None))
-        # a caller that gives up does not stop the transaction, and close() still waits for it
+        # A caller that gives up does not stop the transaction, close() still waits for it, and
+        # the stall check above still counts it while it is queued.
         return await asyncio.shield(running)
 
 

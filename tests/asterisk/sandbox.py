@@ -240,9 +240,11 @@ class AsteriskSandbox:
         handshake = (f"GET /ari/events?app=agi-test-probe HTTP/1.1\r\nHost: 127.0.0.1:{self.http_port}\r\n"
                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                      f"Sec-WebSocket-Version: 13\r\nAuthorization: Basic {token}\r\n\r\n")
+        status = b""
         with socket.create_connection(("127.0.0.1", self.http_port), timeout=timeout) as connection:
             connection.sendall(handshake.encode())
-            status = connection.recv(64)
+            while b"\r\n" not in status and (received := connection.recv(64)):
+                status += received
         return status.startswith(b"HTTP/1.1 101")
 
     def restart(self) -> None:
