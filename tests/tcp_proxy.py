@@ -5,9 +5,13 @@ import asyncio
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, target_port: int, host: str = "127.0.0.1", *, stall_websockets: bool = False) -> None:
+        """`stall_websockets`: a connection whose request asks for a WebSocket upgrade is held,
+        never answered (as a deadlocked ARI holds its events WebSockets); others go through."""
         self.target_port = target_port
         self.host = host
+        self.stall_websockets = stall_websockets
+        self.stalled = 0
         self.port = 0
         self.connections = 0
         self._server: asyncio.base_events.Server | None = None
@@ -35,6 +39,13 @@ class TcpProxy:
         self._writers.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = b""
+        if self.stall_websockets:
+            first = await reader.read(65536)
+            if b"upgrade: websocket" in first.lower():
+                self.stalled += 1
+                self._writers.add(writer)  # held open until cut
+                return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
         except OSError:
@@ -42,6 +53,8 @@ class TcpProxy:
             return
         self.connections += 1
         self._writers |= {writer, up_writer}
+        if first:
+            up_writer.write(first)
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             pipe = asyncio.create_task(self._pipe(source, sink))
             self._pipes.add(pipe)

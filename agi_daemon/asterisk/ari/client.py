@@ -186,6 +186,8 @@ class AriClient(LinkStatus):
             async with asyncio.timeout(self._connect_timeout):
                 ws = await http.ws_connect(self._base + "/events", params={"app": self.app},
                                            heartbeat=self._heartbeat, timeout=aiohttp.ClientWSTimeout(ws_close=1.0))
+        except TimeoutError:
+            raise AriUnavailable(await self._no_events_websocket()) from None
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 503:
                 raise AriUnavailable("Asterisk not ready (503)") from None
@@ -213,6 +215,18 @@ class AriClient(LinkStatus):
         finally:
             self._kept.connected = False
             await ws.close()
+
+    async def _no_events_websocket(self) -> str:
+        """Why the events WebSocket did not open in time, for the admin: when ARI's REST still
+        answers, the likely cause is the Asterisk deadlock this client avoids for itself
+        (ALL_SOURCES), left by another ARI application of the same PBX."""
+        waited = f"the events WebSocket did not open within {self._connect_timeout:g} s"
+        try:
+            await self.request("GET", "/asterisk/info")
+        except (AriUnavailable, AriRefused):
+            return waited
+        return (f"{waited} while ARI's REST answers: Asterisk's ARI is probably deadlocked (asterisk/asterisk#2170, "
+                f"an application subscribed to device states closed); restarting Asterisk clears it")
 
     async def _filter_events(self) -> None:
         """Ask Asterisk to send this application only the event types it reads."""

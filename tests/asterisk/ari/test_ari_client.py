@@ -65,6 +65,17 @@ async def test_the_application_hears_every_channel_bridge_and_endpoint_and_no_de
     assert application["device_names"] == []
 
 
+async def test_events_websocket_held_while_rest_answers_is_named_a_deadlocked_ari(asterisk, caplog):
+    """What an admin reads when another ARI application left Asterisk's ARI deadlocked
+    (asterisk/asterisk#2170): REST answers, the events WebSocket never opens."""
+    caplog.set_level(logging.WARNING)
+    async with TcpProxy(asterisk.http_port, stall_websockets=True) as proxy:
+        async with running(daemon_client(asterisk, url=f"http://127.0.0.1:{proxy.port}", connect_timeout=0.5)) as client:
+            await eventually(lambda: client.last_error and "deadlocked" in client.last_error, timeout=10)
+            assert not client.connected and proxy.stalled >= 1
+    assert any("asterisk/asterisk#2170" in record.getMessage() for record in caplog.records)
+
+
 async def test_wrong_password_is_retried_and_never_reaches_the_log(asterisk, caplog):
     caplog.set_level(logging.DEBUG)
     async with running(daemon_client(asterisk, password="not-the-password-4242")) as client:
