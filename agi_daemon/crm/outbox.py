@@ -110,8 +110,10 @@ class Delivery:
         if found is None:
             return None
         stored, known = found
-        try:
-            learned = await asyncio.wait_for(remote.deliver(stored.command, known), DELIVERY_TIMEOUT_S)
+        try:  # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
+            # arrives as the delivery finishes, and the outbox would not stop (services/retry.py)
+            async with asyncio.timeout(DELIVERY_TIMEOUT_S):
+                learned = await remote.deliver(stored.command, known)
         except TimeoutError:
             raise CrmUnavailable(f"no answer within {DELIVERY_TIMEOUT_S:.0f} s") from None
 

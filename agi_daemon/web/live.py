@@ -25,8 +25,9 @@ class Watch:
 
     async def changed(self, timeout: float) -> bool:
         """Wait for a change (True) or the timeout (False)."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        try:  # asyncio.timeout, not wait_for, which on Python 3.11 can lose a cancellation
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         except TimeoutError:
             return False
         self._changed.clear()

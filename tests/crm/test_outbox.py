@@ -322,3 +322,25 @@ async def test_trackings_report_after_the_grace_still_supersedes_a_hangup_report
         await eventually(lambda: len(remote.delivered) == 2, timeout=10)
     assert [key for key, _ in remote.delivered] == ["L16/records", "L16/call/tracked"]
     assert (await rows(crm))["L16/call/hangup"][0] == "superseded"
+
+
+async def test_the_outbox_stops_when_its_stop_comes_as_a_delivery_finishes(crm, new_client):
+    """The daemon's stop cancels the outbox while a remote CRM is answering: on Python 3.11,
+    `wait_for` around the delivery lost that cancellation, and the stop waited for ever (seen
+    once in a full run of the suite)."""
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+    running = asyncio.create_task(outbox.run())
+    answer = remote.deliver
+
+    async def answer_as_the_stop_comes(command, ledger):
+        running.cancel()  # the stop arrives while the CRM answers
+        return await answer(command, ledger)
+
+    remote.deliver = answer_as_the_stop_comes  # type: ignore[method-assign]
+    await eventually(lambda: outbox._started, timeout=5)
+    await outbox.submit(CreateCallRecords(new_client("+33611000099", "L99")))
+    done, _ = await asyncio.wait({running}, timeout=5)
+
+    assert done == {running} and running.cancelled()
+    assert remote.delivered and remote.delivered[0][0] == "L99/records"
