@@ -3,9 +3,11 @@ event loop, and nothing logged is lost at stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 from agi_daemon.app import logging_off_the_loop
 
@@ -23,12 +25,21 @@ class StuckFile(logging.Handler):
         self.written.append(record.getMessage())
 
 
-async def test_a_stuck_log_file_does_not_stop_the_loop_and_gets_every_line_at_stop() -> None:
+@contextlib.contextmanager
+def only_handler(handler: logging.Handler) -> Iterator[None]:
+    """The root logger writes to `handler` alone (as the daemon's log file), then as before."""
     root = logging.getLogger()
-    stuck = StuckFile()
     before = root.handlers[:]
-    root.handlers = [stuck]
+    root.handlers = [handler]
     try:
+        yield
+    finally:
+        root.handlers = before
+
+
+async def test_a_stuck_log_file_does_not_stop_the_loop_and_gets_every_line_at_stop() -> None:
+    stuck = StuckFile()
+    with only_handler(stuck):
         with logging_off_the_loop():
             started = asyncio.get_running_loop().time()
             for n in range(3):
@@ -37,9 +48,7 @@ async def test_a_stuck_log_file_does_not_stop_the_loop_and_gets_every_line_at_st
             held_for = asyncio.get_running_loop().time() - started
             assert stuck.written == []
             stuck.unstuck.set()
-        assert root.handlers == [stuck]
-    finally:
-        root.handlers = before
+        assert logging.getLogger().handlers == [stuck]
 
     assert held_for < 1.0
     assert stuck.written == ["call 0 routed", "call 1 routed", "call 2 routed"]
@@ -57,11 +66,8 @@ class Collected(logging.Handler):
 async def test_lines_reach_the_log_while_the_daemon_runs_in_order() -> None:
     """The writer thread gathers the lines of a burst before it writes them (one wakeup for
     them all): they still reach the log within a fraction of a second, in order, not at stop."""
-    root = logging.getLogger()
     collected = Collected()
-    before = root.handlers[:]
-    root.handlers = [collected]
-    try:
+    with only_handler(collected):
         with logging_off_the_loop():
             logged_at = time.monotonic()
             for n in range(50):
@@ -69,8 +75,6 @@ async def test_lines_reach_the_log_while_the_daemon_runs_in_order() -> None:
             while len(collected.written) < 50 and time.monotonic() - logged_at < 2:
                 await asyncio.sleep(0.005)
             written = list(collected.written)
-    finally:
-        root.handlers = before
 
     assert [message for _, message in written] == [f"call {n} from …0000" for n in range(50)]
     assert written[-1][0] - logged_at < 0.5  # LOG_GATHER_S (20 ms) later, give or take a busy machine
