@@ -1,6 +1,11 @@
 """kill -9 of `agi-daemon run` (crm.adapter bitrix24, call tracking down) while the hangup
 reports of finished calls are held back, waiting for tracking's reports that never come; then
-a restart: every call is finished on the in-test portal exactly once, none lost, none twice."""
+a restart: every call is finished on the in-test portal exactly once, none lost, none twice.
+
+The killed daemon's requests still count in the portal's leaky bucket, and the restarted one
+cannot know how many: its first requests may meet QUERY_LIMIT_EXCEEDED (one CI run did, with
+the bucket four fifths full). The test makes that certain, the portal's bucket full at the
+restart, and asserts the daemon takes the portal's word: it waits, retries, loses nothing."""
 from __future__ import annotations
 
 import asyncio
@@ -42,12 +47,16 @@ async def test_kill9_while_hangup_reports_wait_for_tracking_then_restart_finishe
             daemon.process.kill()  # kill -9 during the grace
         assert not any(call.finished for call in portal.calls.values())  # held: nothing finished before the kill
 
+        portal.fill_bucket()  # the killed daemon's last requests, still counted by the portal
         async with daemon_process(config):
             assert await until(lambda: outbox_pending(database) == 0, 30)
 
         finished = Counter(call.params["EXTERNAL_CALL_ID"] for call in portal.calls.values() if call.finished)
         assert finished == Counter(linkedids)  # every call finished, once
         assert all(call.registrations == 1 for call in portal.calls.values())
-        assert portal.violations == [] and portal.limit_hits == 0
+        assert portal.violations == []
+        # refused while the portal's bucket was full, each finish at most once: after a refusal the
+        # daemon waits for the bucket to leak instead of retrying into it
+        assert 1 <= portal.limit_hits <= CALLS
     finally:
         await portal.stop()
