@@ -1,11 +1,19 @@
 """Route `call-end`: the hangup handler reports how the call ended; the call is logged (R12).
 
 Asterisk sends everything as AGI arguments (variables.CALL_END_ARGS) and needs no answer,
-so the session ends before the CRM is written. The arguments become a typed HangupReport
-here, at the edge: the call log never sees the dialplan's strings.
+but the session stays open until the report is stored in the daemon's outbox: once Asterisk
+sees it end, nothing ever sends the report again, and a daemon killed (-9, a power cut) before
+the store would lose the call's log. Storing takes milliseconds; a report that takes longer
+than STORED_WITHIN_S (the store unavailable, a call of an earlier run of the daemon whose
+caller is looked up again first) ends the session and goes on as the call's pending work. The
+channel has hung up already: the caller waits for none of it.
+
+The arguments become a typed HangupReport here, at the edge: the call log never sees the
+dialplan's strings.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -19,15 +27,22 @@ from ..agi import AgiSession
 from ..variables import CALL_END_ARGS
 
 
+# How long the hangup handler's session waits for its report to be stored (see above).
+STORED_WITHIN_S = 2.0
+
+
 class CallEndRoute:
-    def __init__(self, call_log: CallLogService, pending: PendingWork) -> None:
+    def __init__(self, call_log: CallLogService, pending: PendingWork, *,
+                 stored_within: float = STORED_WITHIN_S) -> None:
         self._call_log = call_log
         self._pending = pending
+        self._stored_within = stored_within
 
     async def __call__(self, session: AgiSession) -> None:
         values = dict(zip(CALL_END_ARGS, session.request.args, strict=False))  # Asterisk may send fewer
         report = hangup_report(values, fallback_linkedid=session.request.uniqueid)
-        self._pending.start(f"call-end:{report.linkedid}", self._call_log.call_ended(report))
+        logging_the_call = self._pending.start(f"call-end:{report.linkedid}", self._call_log.call_ended(report))
+        await asyncio.wait([logging_the_call], timeout=self._stored_within)  # the work goes on after a timeout
 
 
 def hangup_report(values: Mapping[str, str], *, fallback_linkedid: str = "") -> HangupReport:

@@ -1,6 +1,8 @@
-"""The call-end route's edge translation: the hangup handler's AGI arguments -> HangupReport."""
+"""The call-end route: the hangup handler's AGI arguments -> HangupReport, and its session held
+open until the report is stored."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import json
@@ -10,9 +12,12 @@ import sys
 
 import pytest
 
-from agi_daemon.asterisk.routes.call_end import hangup_report
+from agi_daemon.asterisk.agi import AgiRequest, AgiSession
+from agi_daemon.asterisk.routes.call_end import CallEndRoute, hangup_report
 from agi_daemon.core.model import Direction
+from agi_daemon.core.outcome import HangupReport
 from agi_daemon.core.rules import CallEntry
+from agi_daemon.services.pending import PendingWork
 from tests.asterisk.sandbox import closed_port
 from tests.daemon_harness import UNKNOWN, write_config
 from tests.fakes.fastagi import agi_call
@@ -52,3 +57,43 @@ async def test_hangup_report_with_absurd_answered_time_still_logs_the_call(tmp_p
     [call] = json.loads(listed.stdout)
     assert (call["linkedid"], call["disposition"], call["answered_by"]) == (linkedid, "answered", "alice")
     assert "Traceback" not in daemon.log
+
+
+class SlowCallLog:
+    """A call log whose store answers when the test says so."""
+
+    def __init__(self) -> None:
+        self.stored = asyncio.Event()
+        self.reports: list[HangupReport] = []
+
+    async def call_ended(self, report: HangupReport) -> None:
+        await self.stored.wait()
+        self.reports.append(report)
+
+
+def call_end_session(linkedid: str) -> AgiSession:
+    request = AgiRequest.from_env({"agi_request": "agi://127.0.0.1/call-end", "agi_uniqueid": linkedid,
+                          "agi_arg_1": linkedid, "agi_arg_2": "ok"})
+    return AgiSession(request, transport=None, command_timeout=1.0)  # type: ignore[arg-type]  # sends no command
+
+
+async def test_the_session_ends_once_the_report_is_stored():
+    call_log = SlowCallLog()
+    async with asyncio.TaskGroup() as group:
+        route = CallEndRoute(call_log, PendingWork(group.create_task), stored_within=30)  # type: ignore[arg-type]
+        session = group.create_task(route(call_end_session("L7")))
+        await asyncio.sleep(0.2)
+        assert not session.done()  # the report is not stored yet: Asterisk's session stays open
+        call_log.stored.set()
+        await asyncio.wait_for(session, 5)
+    assert [report.linkedid for report in call_log.reports] == ["L7"]
+
+
+async def test_a_report_that_cannot_be_stored_in_time_ends_the_session_and_is_stored_later():
+    call_log = SlowCallLog()
+    async with asyncio.TaskGroup() as group:
+        route = CallEndRoute(call_log, PendingWork(group.create_task), stored_within=0.2)  # type: ignore[arg-type]
+        await asyncio.wait_for(route(call_end_session("L8")), 5)  # ended, the store still waiting
+        assert call_log.reports == []
+        call_log.stored.set()
+    assert [report.linkedid for report in call_log.reports] == ["L8"]  # the call's pending work went on
