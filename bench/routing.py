@@ -27,12 +27,14 @@ class Size:
     level_sessions: dict[int, int]  # concurrency -> sessions
     idle_sessions: int
     open_loop_sessions: int
+    ratio_rounds: int  # rounds of the interleaved ratios (bare, known caller, new caller each)
+    ratio_sessions: int  # sessions of each measure in a round
 
 
 FULL = Size(cpu_sessions=4000, isolated_sessions=50, level_sessions={1: 500, 50: 3000, 200: 3000, 1000: 4000}, idle_sessions=2000,
-            open_loop_sessions=1500)
+            open_loop_sessions=1500, ratio_rounds=5, ratio_sessions=2000)
 QUICK = Size(cpu_sessions=300, isolated_sessions=5, level_sessions={1: 30, 50: 200, 200: 200, 1000: 1000}, idle_sessions=500,
-             open_loop_sessions=300)
+             open_loop_sessions=300, ratio_rounds=2, ratio_sessions=100)
 # The open-loop measure: calls in progress, and new calls arriving at this rate (per second)
 # for this many calls. 500 calls/s is far beyond a large call centre's routing requests.
 OPEN_LOOP_BACKGROUND = 200

@@ -35,6 +35,12 @@ def test_quick_bench_reports_every_figure(tmp_path: Path, asterisk_root) -> None
         assert figures["one_at_a_time_cpu_us"] > 0
     daemon = routing["daemon"]
     assert daemon["new_caller_cpu_us"] > 0 and daemon["hangup_report_cpu_us"] > 0
+    ratios = routing["ratios"]  # the targets' figure: the bare responder and the daemon, round after round
+    assert len(ratios["rounds"]) == 2 and all(min(r.values()) > 0 for r in ratios["rounds"])
+    for kind in ("known", "new"):
+        low, high = ratios[f"{kind}_ratio_range"]
+        assert 0 < low <= ratios[f"{kind}_ratio"] <= high
+        assert f"{kind} caller / bare, median of 2 interleaved rounds" in "\n".join(results["table"])
     assert "AGI_DAEMON_RESPONSIBLE" in daemon["first_command"] and daemon["log_errors"] == 0
     assert "AGI_DAEMON_QUEUE" in daemon["new_first_command"]
     assert {"tracking, translate + fold (µs CPU/call)", "tracking, translate + fold (µs CPU/event)",
