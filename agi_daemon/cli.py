@@ -298,7 +298,7 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from .crm.csv_import import NotText, check_text, csv_encoding, parse_contacts_csv
+    from .crm.csv_import import NotText, check_text, checked_in_a_second_process, csv_encoding
 
     path: Path = args.file
     try:
@@ -319,7 +319,8 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     async with _open_crm(settings) as crm:
         try:
             with stream:
-                result = await _import_rows(crm, parse_contacts_csv(stream, rules.default_region, employees=rules.employees),
+                result = await _import_rows(crm, checked_in_a_second_process(stream, rules.default_region,
+                                                                             employees=rules.employees),
                                             total)
         except CrmError as exc:
             print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)

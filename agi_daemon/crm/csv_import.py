@@ -12,17 +12,24 @@ encoding is refused with the line where it stops being text, and nothing is half
 """
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import itertools
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+import multiprocessing
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 
 from .new_record import RecordRefused, new_record
 
 REQUIRED_COLUMNS = ("name", "phone")
+BATCH_SIZE = 5000  # rows per transaction of `crm import`
 OPTIONAL_COLUMNS = ("responsible",)
 
 
@@ -97,32 +104,93 @@ def parse_contacts_csv(text_stream: Iterable[str], region: str, *,
     """Read the file row by row. A bad row yields a RowError naming the problem and the
     reading goes on; a header without the `name` or `phone` column yields one RowError for
     line 1 and nothing else."""
+    columns: Columns | None = None
+    for item in _read(text_stream):
+        if isinstance(item, Columns):
+            columns = item
+        elif isinstance(item, RowError):
+            yield item
+        else:
+            assert columns is not None  # the header comes first
+            yield _contact_row(*item, columns, region, employees)
+
+
+async def checked_in_a_second_process(text_stream: Iterable[str], region: str, *, employees: Collection[str],
+                                      batch_size: int = BATCH_SIZE) -> AsyncIterator[list[ContactRow | RowError]]:
+    """`parse_contacts_csv`'s rows, in batches, each batch's names and numbers checked in a
+    second process: checking a number (phonenumbers) costs more than writing it, and the
+    import's writing (SQLite, in the CRM's writer thread) then runs beside it instead of
+    waiting for it in turn. The file is read here; a batch is checked while the one before
+    is written."""
+    loop = asyncio.get_running_loop()
+    items = _read(text_stream)
+    header = next(items)
+    if isinstance(header, RowError):  # line 1, and nothing after it
+        yield [header]
+        return
+    assert isinstance(header, Columns)  # _read gives the header first
+    rows = cast(Iterator[tuple[int, list[str]] | RowError], items)  # after the header, rows only
+    people = frozenset(employees)
+    context = multiprocessing.get_context("spawn")  # the parent has threads: no fork
+    with ProcessPoolExecutor(1, mp_context=context) as checker:
+        ahead: deque[asyncio.Future[list[ContactRow | RowError]]] = deque()
+        try:
+            while True:
+                raw = list(itertools.islice(rows, batch_size))
+                if raw:
+                    ahead.append(loop.run_in_executor(checker, check_rows, raw, header, region, people))
+                if not ahead:
+                    return
+                if not raw or len(ahead) > 1:
+                    yield await ahead.popleft()
+        finally:  # the import stopped early: what is still queued is not checked
+            for waiting in ahead:
+                waiting.cancel()
+
+
+def check_rows(rows: list[tuple[int, list[str]] | RowError], columns: Columns, region: str,
+               employees: Collection[str]) -> list[ContactRow | RowError]:
+    """The rows read from the file (line, cells), checked (in the second process)."""
+    return [row if isinstance(row, RowError) else _contact_row(*row, columns, region, employees) for row in rows]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The header: how many columns, and where name, phone and responsible are."""
+
+    width: int
+    position: dict[str, int]
+
+
+def _read(text_stream: Iterable[str]) -> Iterator[Columns | tuple[int, list[str]] | RowError]:
+    """The file as read, unchecked: first the header's Columns (or one RowError for line 1,
+    and nothing after it), then each row that is not blank as (line, cells), and a RowError
+    where the file stops being readable CSV."""
     lines = iter(text_stream)
     first = next(lines, "")
     delimiter = max(",;\t", key=first.count) if first.strip() else ","
     reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
     header = next(reader, [])
-    columns = [cell.strip().lstrip("\ufeff").lower() for cell in header]
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    names = [cell.strip().lstrip("\ufeff").lower() for cell in header]
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
         yield RowError(1, f"the header has no {' and no '.join(repr(m) for m in missing)} column")
         return
     known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
-    position = {name: columns.index(name) for name in known if name in columns}
+    yield Columns(len(names), {name: names.index(name) for name in known if name in names})
     line_number = reader.line_num + 1
     try:
         for cells in reader:
             if any(cell.strip() for cell in cells):
-                yield _contact_row(line_number, cells, len(columns), position, region, employees)
+                yield line_number, cells
             line_number = reader.line_num + 1
     except csv.Error as error:
         yield RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
 
 
-def _contact_row(
-    line_number: int, cells: list[str], width: int, position: dict[str, int], region: str,
-    employees: Collection[str],
-) -> ContactRow | RowError:
+def _contact_row(line_number: int, cells: list[str], columns: Columns, region: str,
+                 employees: Collection[str]) -> ContactRow | RowError:
+    width, position = columns.width, columns.position
     if any(cell.strip() for cell in cells[width:]):
         return RowError(line_number, f"{len(cells)} fields where the header has {width}")
     cells = cells + [""] * (width - len(cells))  # spreadsheets drop trailing empty fields
@@ -140,30 +208,47 @@ BatchResult = tuple[list[ContactRow], list[RowError]]
 
 async def import_contacts(
     insert: Callable[[list[ContactRow]], Awaitable[BatchResult]],
-    rows: Iterable[ContactRow | RowError],
+    rows: Iterable[ContactRow | RowError] | AsyncIterable[list[ContactRow | RowError]],
     *,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Create the contacts of `rows` in batches, each given to `insert` (which creates
-    them in one transaction). A row whose number is already on a contact (in the
-    CRM, or earlier in the file) is skipped; RowErrors are counted. `progress` is told how
-    many rows were handled so far after each batch."""
+    """Create the contacts of `rows` (or of batches of rows, as `checked_in_a_second_process`
+    gives them) in batches, each given to `insert` (which creates them in one transaction).
+    A row whose number is already on a contact (in the CRM, or earlier in the file) is
+    skipped; RowErrors are counted. `progress` is told how many rows were handled so far
+    after each batch."""
     created = skipped = errors = handled = 0
     notes: list[RowError] = []
-    remaining = iter(rows)
-    while batch := list(itertools.islice(remaining, batch_size)):
-        contact_rows = [row for row in batch if isinstance(row, ContactRow)]
-        for row in batch:
-            if isinstance(row, RowError):
-                errors += 1
-                notes.append(row)
-        new_rows, duplicates = (await insert(contact_rows)) if contact_rows else ([], [])
-        created += len(new_rows)
-        skipped += len(duplicates)
-        notes.extend(duplicates)
-        handled += len(batch)
-        if progress is not None:
-            progress(handled)
+    async with aclosing(_batches(rows, batch_size)) as batches:
+        async for batch in batches:
+            contact_rows = [row for row in batch if isinstance(row, ContactRow)]
+            for row in batch:
+                if isinstance(row, RowError):
+                    errors += 1
+                    notes.append(row)
+            new_rows, duplicates = (await insert(contact_rows)) if contact_rows else ([], [])
+            created += len(new_rows)
+            skipped += len(duplicates)
+            notes.extend(duplicates)
+            handled += len(batch)
+            if progress is not None:
+                progress(handled)
     notes.sort(key=lambda note: note.line_number)
     return ImportResult(created, skipped, errors, tuple(notes))
+
+
+async def _batches(rows: Iterable[ContactRow | RowError] | AsyncIterable[list[ContactRow | RowError]],
+                   size: int) -> AsyncGenerator[list[ContactRow | RowError], None]:
+    if isinstance(rows, AsyncIterable):
+        batches = aiter(rows)
+        try:
+            async for batch in batches:
+                yield batch
+        finally:  # an import that stops early stops the reading too
+            if isinstance(batches, AsyncGenerator):
+                await batches.aclose()
+        return
+    remaining = iter(rows)
+    while batch := list(itertools.islice(remaining, size)):
+        yield batch

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -324,14 +324,14 @@ class EmbeddedCrm:
 
     async def import_contacts(
         self,
-        rows: Iterable[ContactRow | RowError],
+        rows: Iterable[ContactRow | RowError] | AsyncIterable[list[ContactRow | RowError]],
         *,
-        batch_size: int = 5000,
+        batch_size: int = csv_import.BATCH_SIZE,
         source: str | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ImportResult:
-        """Create contacts from parsed CSV rows (see `csv_import.parse_contacts_csv`), in
-        batches of one transaction each; a number already on a contact, company or lead is
+        """Create contacts from parsed CSV rows (see `csv_import.parse_contacts_csv`, or the
+        batches of `csv_import.checked_in_a_second_process`), in batches of one transaction each; a number already on a contact, company or lead is
         skipped, bad rows are counted as errors."""
 
         async def insert(batch: list[ContactRow]) -> csv_import.BatchResult:

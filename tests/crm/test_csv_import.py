@@ -5,7 +5,9 @@ import io
 
 import pytest
 
-from agi_daemon.crm.csv_import import ContactRow, ImportResult, RowError, parse_contacts_csv
+from agi_daemon.crm.csv_import import (
+    ContactRow, ImportResult, RowError, checked_in_a_second_process, import_contacts, parse_contacts_csv,
+)
 from agi_daemon.crm.embedded import EmbeddedCrm
 
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
@@ -126,3 +128,49 @@ async def test_import_of_only_bad_rows_creates_nothing(crm: EmbeddedCrm) -> None
 
     assert result == ImportResult(0, 0, 1, (RowError(2, "the name is empty"),))
     assert await crm.list_records("contacts") == []
+
+
+CHECKED_ELSEWHERE = (
+    "name;phone;responsible\n"
+    "Jean;06 12 00 00 01;alice\n"
+    "Bad;12;\n"
+    "\n"
+    "Marie;+33 6 12 00 00 02;carol\n"  # carol is no employee
+    '"Paul\nDurand";06 12 00 00 03;\n'  # a quoted name over two lines
+    "Anne;06 12 00 00 04;bob;extra\n"
+    "Luc;06 12 00 00 05;\n"
+    '"unterminated;06 12 00 00 06;\n'  # a quote never closed: the rest of the file is its name
+)
+
+
+async def checked_elsewhere(text: str, batch_size: int) -> list[list[ContactRow | RowError]]:
+    return [batch async for batch in checked_in_a_second_process(io.StringIO(text), "FR", employees={"alice", "bob"},
+                                                                  batch_size=batch_size)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+async def test_rows_checked_in_a_second_process_are_those_read_here_in_order(batch_size: int) -> None:
+    batches = await checked_elsewhere(CHECKED_ELSEWHERE, batch_size)
+
+    assert [row for batch in batches for row in batch] == parse(CHECKED_ELSEWHERE)
+    assert all(0 < len(batch) <= batch_size for batch in batches)
+
+
+async def test_a_header_without_phone_checked_in_a_second_process_is_one_error_on_line_1() -> None:
+    assert await checked_elsewhere("name,telephone\nJean,0612000001\n", 10) == [
+        [RowError(1, "the header has no 'phone' column")]]
+
+
+async def test_an_import_fed_by_the_second_process_creates_each_batch_in_order() -> None:
+    written: list[list[int]] = []
+
+    async def insert(batch: list[ContactRow]) -> tuple[list[ContactRow], list[RowError]]:
+        written.append([row.line_number for row in batch])
+        return batch, []
+
+    rows = checked_in_a_second_process(io.StringIO(CHECKED_ELSEWHERE), "FR", employees={"alice", "bob"}, batch_size=2)
+    result = await import_contacts(insert, rows)
+
+    # line 3's number, line 5's responsible, line 8's extra field and line 10 (no phone) are refused
+    assert written == [[2], [6], [9]]
+    assert (result.created, result.errors) == (3, 4)
