@@ -298,6 +298,8 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from concurrent.futures import BrokenExecutor
+
     from .crm.csv_import import NotText, check_text, checked_in_a_second_process, csv_encoding
 
     path: Path = args.file
@@ -324,6 +326,10 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
                                             total)
         except CrmError as exc:
             print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)
+            return 1
+        except BrokenExecutor:
+            print("agi-daemon: the process checking the file's rows died (out of memory?), the import stopped; "
+                  "the contacts created so far stay, and importing the file again skips them", file=sys.stderr)
             return 1
     shown = result.notes if args.verbose else result.notes[:IMPORT_EXAMPLES]
     for note in shown:

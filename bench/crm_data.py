@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agi_daemon.crm.embedded import EmbeddedCrm
 
-from .procs import ROOT
+from .procs import ROOT, STARTING_CORES
 
 
 def known_phone(n: int) -> str:
@@ -44,7 +44,8 @@ def import_contacts(config: Path, csv: Path, cwd: Path) -> float:
     started = time.perf_counter()
     with subprocess.Popen([sys.executable, "-m", "agi_daemon", "crm", "import", "contacts", str(csv), "-c", str(config)],
                           cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()) as done:
-        os.sched_setaffinity(done.pid, range(os.cpu_count() or 1))  # before it starts a thread or a process
+        # set as Popen returns, once Python has just started: before the import starts a thread or a process
+        os.sched_setaffinity(done.pid, STARTING_CORES)
         stdout, stderr = done.communicate()
     spent = time.perf_counter() - started
     if done.returncode != 0 or " created" not in stdout:

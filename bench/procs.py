@@ -68,6 +68,10 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+# The cores this process may use as it starts, before `pin`: what a program an admin starts gets.
+STARTING_CORES = frozenset(os.sched_getaffinity(0))
+
+
 def pin(pid: int, core: int) -> None:
     """Pin to one core when the machine has two or more (server on 0, generator on 1)."""
     if os.cpu_count() and os.cpu_count() > 1:  # type: ignore[operator]

@@ -17,8 +17,9 @@ import codecs
 import csv
 import itertools
 import multiprocessing
+import signal
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -115,13 +116,15 @@ def parse_contacts_csv(text_stream: Iterable[str], region: str, *,
             yield _contact_row(*item, columns, region, employees)
 
 
-async def checked_in_a_second_process(text_stream: Iterable[str], region: str, *, employees: Collection[str],
-                                      batch_size: int = BATCH_SIZE) -> AsyncIterator[list[ContactRow | RowError]]:
+async def checked_in_a_second_process(
+    text_stream: Iterable[str], region: str, *, employees: Collection[str], batch_size: int = BATCH_SIZE,
+) -> AsyncGenerator[list[ContactRow | RowError], None]:
     """`parse_contacts_csv`'s rows, in batches, each batch's names and numbers checked in a
     second process: checking a number (phonenumbers) costs more than writing it, and the
     import's writing (SQLite, in the CRM's writer thread) then runs beside it instead of
     waiting for it in turn. The file is read here; a batch is checked while the one before
-    is written."""
+    is written. Close the generator (`aclosing`, or read it to the end): the second process
+    stops then. A second process that dies raises concurrent.futures.BrokenExecutor."""
     loop = asyncio.get_running_loop()
     items = _read(text_stream)
     header = next(items)
@@ -131,21 +134,26 @@ async def checked_in_a_second_process(text_stream: Iterable[str], region: str, *
     assert isinstance(header, Columns)  # _read gives the header first
     rows = cast(Iterator[tuple[int, list[str]] | RowError], items)  # after the header, rows only
     people = frozenset(employees)
-    context = multiprocessing.get_context("spawn")  # the parent has threads: no fork
-    with ProcessPoolExecutor(1, mp_context=context) as checker:
-        ahead: deque[asyncio.Future[list[ContactRow | RowError]]] = deque()
-        try:
-            while True:
-                raw = list(itertools.islice(rows, batch_size))
-                if raw:
-                    ahead.append(loop.run_in_executor(checker, check_rows, raw, header, region, people))
-                if not ahead:
-                    return
-                if not raw or len(ahead) > 1:
-                    yield await ahead.popleft()
-        finally:  # the import stopped early: what is still queued is not checked
-            for waiting in ahead:
-                waiting.cancel()
+    # spawned: the parent has threads (no fork); deaf to Ctrl-C, which the import's own process handles
+    checker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
+    ahead: deque[asyncio.Future[list[ContactRow | RowError]]] = deque()
+    try:
+        while True:
+            raw = list(itertools.islice(rows, batch_size))
+            if raw:
+                ahead.append(loop.run_in_executor(checker, check_rows, raw, header, region, people))
+            if not ahead:
+                return
+            if not raw or len(ahead) > 1:
+                yield await ahead.popleft()
+    finally:  # stopped early (an error, the end): the batches queued are dropped, the process stops
+        for waiting in ahead:
+            waiting.cancel()
+        checker.shutdown(wait=False, cancel_futures=True)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def check_rows(rows: list[tuple[int, list[str]] | RowError], columns: Columns, region: str,
@@ -214,7 +222,8 @@ async def import_contacts(
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
     """Create the contacts of `rows` (or of batches of rows, as `checked_in_a_second_process`
-    gives them) in batches, each given to `insert` (which creates them in one transaction).
+    gives them, `batch_size` then unused) in batches, each given to `insert` (which creates
+    them in one transaction).
     A row whose number is already on a contact (in the CRM, or earlier in the file) is
     skipped; RowErrors are counted. `progress` is told how many rows were handled so far
     after each batch."""

@@ -1,6 +1,10 @@
 """The command line contract (README, "Command line"), run in-process on real files and a real SQLite CRM."""
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +94,35 @@ def test_crm_add_and_import_refuse_a_name_longer_than_the_crm_column(config, tmp
     assert f"{csv}:2: the name is longer than 255 characters (100,000)" in err
     code, out, _ = run(capsys, "crm", "list", "contacts", "-c", config, "--json")
     assert [len(c["name"]) for c in json.loads(out)] == [255]
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The processes `pid` spawned through multiprocessing (its row checker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+def test_crm_import_whose_row_checker_dies_stops_with_one_line_and_keeps_what_it_created(config, tmp_path):
+    csv = tmp_path / "contacts.csv"
+    csv.write_text("name,phone\n" + "".join(f"Client {n},+33 6 {n:08d}\n" for n in range(300_000)))
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parents[1])}
+    with subprocess.Popen([sys.executable, "-m", "agi_daemon", "crm", "import", "contacts", str(csv), "-c", str(config)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as importing:
+        deadline = time.monotonic() + 30
+        while not (checkers := _spawned_children(importing.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkers, "the import started no process to check its rows"
+        os.kill(checkers[0], signal.SIGKILL)  # out of memory, say
+        out, err = importing.communicate(timeout=60)
+    assert importing.returncode == 1 and out == ""
+    assert "the process checking the file's rows died" in err and "Traceback" not in err
+    listed = subprocess.run([sys.executable, "-m", "agi_daemon", "crm", "list", "contacts", "-c", str(config), "--json"],
+                            capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert len(json.loads(listed.stdout)) < 300_000  # what was created before stays; the rest is not
 
 
 def test_crm_import_contacts_reports_bad_rows_with_their_line(config, tmp_path, capsys):

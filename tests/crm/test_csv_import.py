@@ -1,13 +1,16 @@
 """`crm import contacts FILE.csv`: reading the address book and creating its contacts."""
 from __future__ import annotations
 
+import asyncio
 import io
+import multiprocessing
 
 import pytest
 
 from agi_daemon.crm.csv_import import (
     ContactRow, ImportResult, RowError, checked_in_a_second_process, import_contacts, parse_contacts_csv,
 )
+from agi_daemon.core.ports import CrmUnavailable
 from agi_daemon.crm.embedded import EmbeddedCrm
 
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
@@ -174,3 +177,16 @@ async def test_an_import_fed_by_the_second_process_creates_each_batch_in_order()
     # line 3's number, line 5's responsible, line 8's extra field and line 10 (no phone) are refused
     assert written == [[2], [6], [9]]
     assert (result.created, result.errors) == (3, 4)
+
+
+async def test_an_import_whose_write_fails_raises_its_error_and_stops_its_second_process() -> None:
+    async def insert(batch: list[ContactRow]) -> tuple[list[ContactRow], list[RowError]]:
+        raise CrmUnavailable("the database is locked")
+
+    rows = checked_in_a_second_process(io.StringIO(CHECKED_ELSEWHERE), "FR", employees={"alice"}, batch_size=2)
+    with pytest.raises(CrmUnavailable, match="locked"):
+        await import_contacts(insert, rows)
+
+    async with asyncio.timeout(10):  # the row checker stops (it may finish the batch it holds)
+        while [child for child in multiprocessing.active_children() if child.name.startswith("SpawnProcess")]:
+            await asyncio.sleep(0.05)

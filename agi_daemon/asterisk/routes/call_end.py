@@ -27,8 +27,10 @@ from ..agi import AgiSession
 from ..variables import CALL_END_ARGS
 
 
-# How long the hangup handler's session waits for its report to be stored (see above).
-STORED_WITHIN_S = 2.0
+# How long the hangup handler's session waits for its report to be stored (see above). Short:
+# while the store cannot answer (locked, down), each hangup holds one of the FastAGI server's
+# sessions (server.max_sessions) that long.
+STORED_WITHIN_S = 1.0
 
 
 class CallEndRoute:
