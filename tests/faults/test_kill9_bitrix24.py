@@ -61,7 +61,12 @@ async def test_kill9_in_the_middle_of_a_drain_then_restart_loses_nothing_and_sen
         assert set(origins.values()) == {1}  # nothing twice
         registrations = Counter(call.params["EXTERNAL_CALL_ID"] for call in portal.calls.values())
         assert set(registrations) == {key.split("/")[0] for key in stored} and set(registrations.values()) == {1}
-        assert all(call.registrations == 1 and call.finished for call in portal.calls.values())
+        assert all(call.finished for call in portal.calls.values())
+        # a register the kill caught in flight is sent again (the killed daemon never stored its
+        # answer): the portal answers a call registered and not finished with its CALL_ID, for 30
+        # minutes (telephony.externalcall.register), so it stays one call, asserted above
+        assert all(call.registrations <= 2 for call in portal.calls.values()), \
+            [(call.params["EXTERNAL_CALL_ID"], call.registrations) for call in portal.calls.values()]
         assert portal.violations == [] and portal.limit_hits == 0
     finally:
         await portal.stop()
