@@ -30,8 +30,8 @@ from typing import cast
 from .new_record import RecordRefused, new_record
 
 REQUIRED_COLUMNS = ("name", "phone")
-BATCH_SIZE = 5000  # rows per transaction of `crm import`
 OPTIONAL_COLUMNS = ("responsible",)
+BATCH_SIZE = 5000  # rows per transaction of `crm import`
 
 
 @dataclass(frozen=True)
@@ -223,10 +223,9 @@ async def import_contacts(
 ) -> ImportResult:
     """Create the contacts of `rows` (or of batches of rows, as `checked_in_a_second_process`
     gives them, `batch_size` then unused) in batches, each given to `insert` (which creates
-    them in one transaction).
-    A row whose number is already on a contact (in the CRM, or earlier in the file) is
-    skipped; RowErrors are counted. `progress` is told how many rows were handled so far
-    after each batch."""
+    them in one transaction). A row whose number is already on a contact (in the CRM, or
+    earlier in the file) is skipped; RowErrors are counted. `progress` is told how many rows
+    were handled so far after each batch."""
     created = skipped = errors = handled = 0
     notes: list[RowError] = []
     async with aclosing(_batches(rows, batch_size)) as batches:

@@ -331,8 +331,9 @@ class EmbeddedCrm:
         progress: Callable[[int], None] | None = None,
     ) -> ImportResult:
         """Create contacts from parsed CSV rows (see `csv_import.parse_contacts_csv`, or the
-        batches of `csv_import.checked_in_a_second_process`), in batches of one transaction each; a number already on a contact, company or lead is
-        skipped, bad rows are counted as errors."""
+        batches of `csv_import.checked_in_a_second_process`), in batches of one transaction
+        each; a number already on a contact, company or lead is skipped, bad rows are counted
+        as errors."""
 
         async def insert(batch: list[ContactRow]) -> csv_import.BatchResult:
             work = partial(_insert_contacts, rows=batch, source=source)
