@@ -173,11 +173,16 @@ class Columns:
 def _read(text_stream: Iterable[str]) -> Iterator[Columns | tuple[int, list[str]] | RowError]:
     """The file as read, unchecked: first the header's Columns (or one RowError for line 1,
     and nothing after it), then each row that is not blank as (line, cells), and a RowError
-    where the file stops being readable CSV."""
-    lines = iter(text_stream)
-    first = next(lines, "")
+    where the file stops being readable CSV.
+
+    The reader is lenient (a stray quote inside a field is kept as written), so a quote
+    opened and never closed would make the rest of the file one field, refused later as a
+    row without a phone. Each row is therefore given out once the next one is read: the last
+    one, when its lines end inside a quoted field, is that quote."""
+    kept = _RowLines(text_stream)
+    first = next(kept.lines, "")
     delimiter = max(",;\t", key=first.count) if first.strip() else ","
-    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+    reader = csv.reader(itertools.chain([first], kept.lines), delimiter=delimiter)
     header = next(reader, [])
     names = [cell.strip().lstrip("\ufeff").lower() for cell in header]
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
@@ -187,13 +192,53 @@ def _read(text_stream: Iterable[str]) -> Iterator[Columns | tuple[int, list[str]
     known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
     yield Columns(len(names), {name: names.index(name) for name in known if name in names})
     line_number = reader.line_num + 1
+    held: tuple[int, list[str]] | None = None  # the last row read, not blank
     try:
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                yield line_number, cells
+        for cells in kept.rows(reader):
+            if held is not None:
+                yield held
+            held = (line_number, cells) if any(cell.strip() for cell in cells) else None
             line_number = reader.line_num + 1
     except csv.Error as error:
+        if held is not None:
+            yield held
         yield RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
+        return
+    if held is not None and _unclosed(kept.of_last_row, delimiter):
+        yield RowError(held[0], f"a quote opened on this line is never closed: the rest of the file (to line "
+                                f"{reader.line_num}) was read as one field and is not imported")
+    elif held is not None:
+        yield held
+
+
+class _RowLines:
+    """The file's lines, keeping those the csv reader read its last row from."""
+
+    def __init__(self, text_stream: Iterable[str]) -> None:
+        self._reading: list[str] = []
+        self.of_last_row: list[str] = []
+        self.lines = self._kept(text_stream)  # what the csv reader reads
+
+    def _kept(self, text_stream: Iterable[str]) -> Iterator[str]:
+        reading = self._reading
+        for line in text_stream:
+            reading.append(line)
+            yield line
+
+    def rows(self, reader: Iterator[list[str]]) -> Iterator[list[str]]:
+        """The reader's rows, `of_last_row` holding the lines of the one just given."""
+        reading = self._reading
+        reading.clear()
+        for cells in reader:
+            self.of_last_row[:] = reading
+            reading.clear()
+            yield cells
+
+
+def _unclosed(raw: list[str], delimiter: str) -> bool:
+    """Whether these lines end inside a quoted field: then one more quote closes that field
+    and they stay one row; otherwise it opens a row of its own."""
+    return len(list(csv.reader([*raw, '"'], delimiter=delimiter))) == 1
 
 
 def _contact_row(line_number: int, cells: list[str], columns: Columns, region: str,

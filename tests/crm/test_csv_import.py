@@ -69,6 +69,26 @@ def test_quoted_field_over_two_lines_keeps_the_next_line_numbers_right() -> None
     ]
 
 
+def test_a_quoted_field_over_two_lines_at_the_end_of_the_file_is_a_row() -> None:
+    assert parse('name,phone\nMarie,0612000002\n"Jean\nDurand",0612000001') == [
+        ContactRow(2, "Marie", "+33612000002"), ContactRow(3, "Jean\nDurand", "+33612000001")]
+
+
+@pytest.mark.parametrize(("rest", "opened", "last"), [
+    ('"Marie,0612000002\nLuc,0612000003\n\n', 3, 5),
+    ('"Marie,0612000002\nLuc,0612000003', 3, 4),
+    ('"Marie;x",0612000002\n"Luc,0612000003\n', 4, 4),
+])
+def test_a_quote_never_closed_is_named_on_its_line_instead_of_a_row_without_phone(rest: str, opened: int,
+                                                                                   last: int) -> None:
+    rows = parse("name,phone\nJean,0612000001\n" + rest)
+
+    assert rows[0] == ContactRow(2, "Jean", "+33612000001")
+    assert rows[-1] == RowError(opened, "a quote opened on this line is never closed: the rest of the file "
+                                        f"(to line {last}) was read as one field and is not imported")
+    assert len(rows) == opened - 1
+
+
 def test_header_without_phone_column_is_one_error_on_line_1() -> None:
     assert parse("name,telephone\nJean,0612000001\n") == [
         RowError(1, "the header has no 'phone' column")
