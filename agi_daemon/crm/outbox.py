@@ -382,6 +382,9 @@ class Outbox:
         except CrmUnavailable:
             if dead:  # cannot be recorded now: stays pending, delivered again at the next run
                 log.warning("outbox: could not record the dead letter %s; it stays pending", head.id)
+        except CrmRejected as refused:  # the store refuses the record itself: the lane must go on all the same
+            log.error("outbox: the store refused to record the failed delivery of %s (%s); it stays pending",
+                      head.id, outbox_store.scrub(str(refused)))
 
     async def _pick_up_strays(self) -> None:
         """Rows pending in the store that this worker does not know of (`outbox retry` run from

@@ -213,7 +213,7 @@ LEDGER_READ = prepare(_LEDGER)
 def claimants(conn: Connection, host: str) -> list[str]:
     """The daemons of `host` ("host:pid") holding a claim on a pending row."""
     return [owner for (owner,) in conn.execute(
-        select(outbox.c.claimed_by).distinct().where(outbox.c.status == PENDING, outbox.c.claimed_by.like(f"{host}:%")))]
+        select(outbox.c.claimed_by).distinct().where(outbox.c.status == PENDING, outbox.c.claimed_by.startswith(f"{host}:", autoescape=True)))]
 
 
 def release_claims(conn: Connection, owners: list[str]) -> int:
@@ -247,11 +247,17 @@ _SECRETS = (
 )
 
 
+# Control characters a remote answer may quote (a NUL, which a PostgreSQL text column refuses;
+# terminal escapes, which would reach the admin's terminal through the log); tab and newline stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def scrub(error: str) -> str:
-    """An error as the outbox keeps and shows it: without the secrets it may quote."""
+    """An error as the outbox keeps and shows it: without the secrets it may quote, and without
+    control characters (each becomes "?")."""
     for pattern, replacement in _SECRETS:
         error = pattern.sub(replacement, error)
-    return error
+    return _CONTROL.sub("?", error)
 
 
 def purge(conn: Connection, before: datetime) -> int:

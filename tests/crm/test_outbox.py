@@ -10,6 +10,8 @@ import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agi_daemon.core.commands import (
     CallLedger, CallReport, ChangeResponsible, CreateCallRecords, CrmCommand, LedgerUpdate, LogCall, replaces,
 )
@@ -228,6 +230,32 @@ async def test_error_kept_for_a_dead_letter_never_shows_a_webhook_secret_or_toke
     error = dead["last_error"]
     assert "q8w7e6r5t4y3" not in error and "pa55" not in error and "abc123" not in error
     assert "/rest/11/***/crm.lead.add" in error
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+async def test_an_error_quoting_control_characters_is_kept_without_them_and_the_outbox_goes_on(crm, new_client):
+    """A remote answer may quote a NUL (a PostgreSQL text column refuses it) or a terminal
+    escape: the error is kept with "?" for each, and the outbox keeps delivering."""
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote), first_delay=0.01)
+    answers = iter([CrmUnavailable("502 <html>\x00\x00 bad gateway"), CrmRejected("400 \x1b[31mwrong\x1b[0m phone")])
+
+    async def garbled(command, ledger):
+        error = next(answers, None)
+        if error is not None:
+            remote.asked.append(command.key)
+            raise error
+        return await RemoteCrm.deliver(remote, command, ledger)
+
+    remote.deliver = garbled
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000010", "N1")))
+        await eventually(lambda: outbox_dead(crm), timeout=5)
+        await outbox.submit(CreateCallRecords(new_client("+33611000011", "N2")))
+        await eventually(lambda: [key for key, _ in remote.delivered] == ["N2/records"], timeout=5)
+    kept = await rows(crm)
+    assert kept["N1/records"] == ("dead", 2, "400 ?[31mwrong?[0m phone")
+    assert kept["N2/records"][0] == "delivered"
 
 
 async def test_remote_call_log_learns_which_report_it_holds_so_a_later_report_yields(crm):

@@ -103,6 +103,22 @@ async def test_claimed_command_is_not_taken_by_another_daemon_while_its_lease_ru
     assert {status for status, _, _ in (await rows(crm)).values()} == {"pending"}
 
 
+async def test_a_daemon_restarting_frees_only_its_own_hosts_claims_not_a_host_named_alike(crm, new_client):
+    """At start a daemon frees the claims of its host's daemons that no longer run; the host's
+    name is matched as written: "pbx_1" is not "pbx-1" (nor "pbx%1")."""
+    await leave_backlog(crm, new_client, calls=3)
+    ids = await crm.transaction("test: ids", lambda conn: [w.id for w in outbox_store.waiting(conn)][::2], write=False)
+    now = datetime.now(UTC)
+    for row_id, owner in zip(ids, ("pbx_1:10", "pbx-1:11", "pbxA1:12"), strict=True):
+        assert await crm.transaction("test: claim", lambda conn, row_id=row_id, owner=owner: outbox_store.take(
+            conn, row_id, now, claim=(owner, timedelta(minutes=2))), write=True) is not None
+
+    found = {host: await crm.transaction("test: claimants", lambda conn, host=host: outbox_store.claimants(conn, host),
+                                         write=False) for host in ("pbx_1", "pbx-1", "pbx%1")}
+
+    assert found == {"pbx_1": ["pbx_1:10"], "pbx-1": ["pbx-1:11"], "pbx%1": []}
+
+
 async def _all_delivered(store: EmbeddedCrm) -> bool:
     statuses = {status for status, _, _ in (await rows(store)).values()}
     return statuses == {"delivered"}
