@@ -49,8 +49,9 @@ from .model import AriEvent, AriItem, AriResync
 
 
 # What an ARI outage stops, and what still works, in the line that reports it
-DEGRADED = ("call tracking paused (hangup reports still log calls); calls sent to Stasis() meanwhile take "
-            "the dialplan's fallback routes")
+# (the hangup reports come over ARI too: unlike over FastAGI+AMI, none arrives meanwhile)
+DEGRADED = ("call tracking and hangup reports paused (a call that ends meanwhile is logged from what tracking "
+            "saw of it); calls sent to Stasis() meanwhile take the dialplan's fallback routes and are not logged")
 
 
 class AriApplication(Protocol):

@@ -189,7 +189,7 @@ async def test_asterisk_away_is_logged_once_per_outage_saying_what_falls_back(ca
         await eventually(lambda: client.failed_attempts >= 20, timeout=5)
     logged = [r.getMessage() for r in caplog.records if r.name == "test.ari.logs" and r.levelno >= logging.WARNING]
     assert len(logged) == 1, logged
-    assert "call tracking paused" in logged[0] and "fallback routes" in logged[0]
+    assert "call tracking and hangup reports paused" in logged[0] and "fallback routes" in logged[0]
     assert client.last_error is not None and not client.connected
 
 
