@@ -114,15 +114,16 @@ class KeptLink:
         await self._stopped.wait()
 
     def up(self) -> str:
-        """A connection came up: the failures in a row are over. Returns what to add to the
-        line that says so ("; call tracking resumed after 12 s"), empty after no outage."""
+        """A connection came up and read the live channels: the failures in a row are over (a
+        link that logs in, then fails its first request, backs off as one that cannot connect).
+        Returns the line that says so ("call tracking resumed after 12 s"), empty after no outage."""
         self.attempt = 0
         self.connections += 1
         if self._down_since is None:
             return ""
         down = asyncio.get_running_loop().time() - self._down_since
         self._down_since = self._outage_logged = None
-        return f"; call tracking resumed after {down:.0f} s"
+        return f"call tracking resumed after {down:.0f} s"
 
     def note_failure(self, error: BaseException | None, retry_in: float) -> None:
         """One line for an outage, saying what is degraded; again when the reason changes or

@@ -256,12 +256,14 @@ class AmiClient(LinkStatus):
             if not _succeeded(reply):
                 raise AmiAuthError(f"login refused for user {self._username!r}: "
                                    f"{reply.get('Message', 'no reason given')}")
-            resumed = self._kept.up()
             self._kept.connected = True
-            self._log.info("AMI %s:%d: logged in as %s (%s, events %s)%s", self._host, self._port,
-                           self._username, banner, self._event_mask, resumed)
+            self._log.info("AMI %s:%d: logged in as %s (%s, events %s)", self._host, self._port,
+                           self._username, banner, self._event_mask)
             self._inbox.resynced()  # a resync dropped itself counts: retried
             await self._resync(link)
+            resumed = self._kept.up()
+            if resumed:
+                self._log.info("AMI %s:%d: %s", self._host, self._port, resumed)
             await self._keepalive(link)
         finally:
             self._kept.connected = False

@@ -198,10 +198,11 @@ class AriClient(LinkStatus):
         try:
             await self.request("POST", f"/applications/{self.app}/subscription", params={"eventSource": ALL_SOURCES})
             await self._filter_events()
-            resumed = self._kept.up()
-            self._log.info("ARI %s: events connected as %s (application %s)%s", self._base, self._username, self.app,
-                           resumed)
+            self._log.info("ARI %s: events connected as %s (application %s)", self._base, self._username, self.app)
             await self._resync()
+            resumed = self._kept.up()
+            if resumed:
+                self._log.info("ARI %s: %s", self._base, resumed)
             self._kept.connected = True
             while True:
                 message = await ws.receive()

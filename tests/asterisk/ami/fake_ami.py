@@ -49,6 +49,7 @@ class FakeAmi:
         self.secret = secret
         self.channels = channels if channels is not None else []
         self.answer_pings = True
+        self.answer_core_show_channels = True  # False: a PBX too busy to list its channels
         self.pings_to_ignore = 0  # ignore this many pings, then answer again
         self.after_login: list[dict[str, str]] = []  # events sent right after a login succeeds
         self.logins: list[tuple[float, bool]] = []  # (monotonic time, accepted)
@@ -167,6 +168,8 @@ class FakeAmi:
                 self.pings_to_ignore -= 1
             elif self.answer_pings:
                 write(encode({**reply, "Ping": "Pong", "Timestamp": f"{time.time():.6f}"}))
+        elif name == "coreshowchannels" and not self.answer_core_show_channels:
+            pass
         elif name == "coreshowchannels":
             write(encode({**reply, "EventList": "start", "Message": "Channels will follow"}))
             for item in self.channels:

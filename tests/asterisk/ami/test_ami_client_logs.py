@@ -80,6 +80,26 @@ async def test_recovery_is_logged_once_with_tracking_resumed(caplog):
     assert any("call tracking resumed" in line for line in lines(caplog))
 
 
+async def test_a_pbx_that_accepts_the_login_but_never_lists_its_channels_is_one_outage_backing_off(caplog):
+    """Logging in is not enough to call the link up: until the live channels are read, the
+    retries back off as for a PBX that refuses connections, and the outage stays one line."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    async with FakeAmi(secret="s3cret") as ami:
+        ami.answer_core_show_channels = False
+        client = client_for(ami.port, action_timeout=0.05, backoff_min=0.02, backoff_max=0.32, ping_interval=5)
+        task = asyncio.create_task(client.run())
+        try:
+            await until(lambda: len(ami.logins) >= 5)
+            failed = client.failed_attempts
+        finally:
+            await asyncio.wait_for(client.close(), 2)
+            await asyncio.wait_for(task, 2)
+    warnings = lines(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "call tracking paused" in warnings[0], warnings
+    assert not any("resumed" in line for line in lines(caplog))
+    assert failed >= 4  # the failures in a row are counted, and the backoff grows with them
+
+
 async def test_a_peer_that_accepts_and_stays_silent_is_named_as_such(caplog):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     silent: list[asyncio.StreamWriter] = []
