@@ -97,7 +97,7 @@ class ChangeResponsible:
     linkedid: str
     phone: str  # the external number: the lane of the call's other commands
     employee: str
-    transfer: int  # the transfer's number within the call, so each transfer is its own command
+    transfer: int  # the transfer's number within the call (never reused, restarts included): each is its own command
 
     @property
     def key(self) -> str:

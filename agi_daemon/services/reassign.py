@@ -7,6 +7,7 @@ is never asked "what did this call create"."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 from collections import Counter
@@ -32,12 +33,17 @@ class ReassignService:
         pending: PendingWork,
         *,
         settle_timeout: float = 10.0,
+        first_transfer: int | None = None,
     ) -> None:
         self._rules = rules
         self._commands = commands
         self._pending = pending
         self._settle_timeout = settle_timeout
         self._transfers: Counter[str] = Counter()  # transfers seen per call, for each command's key
+        # A transfer's number in its command's key. Counted per call from this run's start in
+        # µs since the epoch: a transfer after a restart (or after its call was forgotten here)
+        # never gets the key of an earlier one, which the outbox would take for the same change.
+        self._first = time.time_ns() // 1000 if first_transfer is None else first_transfer
 
     async def transferred(self, linkedid: str, line_number: str, employee: str, kind: TransferKind,
                           external: str | None = None) -> bool:
@@ -60,7 +66,8 @@ class ReassignService:
         self._transfers[linkedid] += 1
         if len(self._transfers) > TRANSFERS_KEPT:  # forget the oldest calls
             del self._transfers[next(iter(self._transfers))]
-        command = ChangeResponsible(linkedid, external or f"call:{linkedid}", employee, self._transfers[linkedid])
+        command = ChangeResponsible(linkedid, external or f"call:{linkedid}", employee,
+                                    self._first + self._transfers[linkedid])
         await self._commands.submit(command)
         log.info("call %s: %s transfer to %s: the records the call created go to them", linkedid, kind.value, employee)
         return True

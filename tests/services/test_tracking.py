@@ -82,6 +82,19 @@ async def test_transfer_on_a_line_without_reassign_keeps_the_responsible(tasks):
     assert crm.responsible[crm.created[linkedid].lead] == "alice"
 
 
+async def test_a_transfer_after_a_restart_mid_call_moves_the_records_even_back_to_an_earlier_target(tasks):
+    """Each run numbers a call's transfers from its own start: after a restart, a transfer back
+    to an employee of an earlier transfer is a change of its own, not one the outbox has seen."""
+    crm, rules = MemoryCrm(), make_rules()
+    linkedid = await replay(tasks, crm, "incoming_blind_transfer")  # transferred to bob
+    lead = crm.created[linkedid].lead
+    pending = PendingWork(tasks.create_task)
+    for employee in ("carol", "bob"):  # each in a run of its own: the daemon restarted in between
+        run = ReassignService(lambda: rules, crm, pending, settle_timeout=5)
+        assert await run.transferred(linkedid, "+33184880000", employee, TransferKind.BLIND, CLIENT)
+        assert crm.responsible[lead] == employee
+
+
 async def test_transfer_while_the_lead_is_still_being_created_waits_for_it(tasks):
     crm = MemoryCrm()
     # routing gives up on the lookup after 50 ms: the call is answered, transferred and over
