@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -538,6 +539,19 @@ def store_call(conn: Connection, record: CallRecord, report: CallReport, entity:
         "partial": kept.partial,
     }
     _execute(conn, _upsert(conn.dialect.name, calls, replace=True), calls, values)
+
+
+_NUMBER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:phone, 0))")
+
+
+def lock_number(conn: Connection, phone: str) -> None:
+    """Before looking a number up to create its records: on PostgreSQL, wait until no other
+    transaction is creating records for it (a lock held until this transaction ends). Daemons
+    of several PBXs share one database, and a new number calling two of them at once would
+    otherwise get two sets of records: neither transaction sees the other's insert. On SQLite
+    the writer is alone: nothing to wait for."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NUMBER_LOCK, {"phone": phone})
 
 
 def lookup_in(conn: Connection, phone: str) -> EntityRef | None:

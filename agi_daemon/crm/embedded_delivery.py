@@ -74,6 +74,7 @@ def _create(conn: Connection, command: CreateCallRecords, known: CallLedger) -> 
     plan = command.plan
     if known.created is not None or known.joined is not None:
         return NOTHING_LEARNED
+    embedded.lock_number(conn, plan.phone)
     found = _known_client(conn, plan.phone)
     if found is not None:
         client, creator, records = found

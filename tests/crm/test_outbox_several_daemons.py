@@ -3,6 +3,7 @@ delivered exactly once, whichever daemon takes it, in order within its lane; a c
 daemon had claimed for a remote CRM is taken over by another once the claim's lease runs out."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from .test_outbox import AT, RemoteCrm, call_of, delivering, rows
 pytestmark = pytest.mark.databases("postgresql")
 
 CALLS = 300
+NUMBERS_AT_ONCE = 30
 
 
 def phone(n: int) -> str:
@@ -147,6 +149,21 @@ async def test_same_linkedid_on_two_pbxs_is_two_calls_and_a_transfer_on_one_neve
     assert sorted((call["pbx"], call["linkedid"], call["entity"]) for call in calls) == [
         ("pbx1", linkedid, f"lead:{lead['id']}"), ("pbx2", linkedid, f"lead:{lead['id']}")]
     assert ledger1.entity is not None and ledger2.created is None  # each PBX's ledger is its own call's
+
+
+async def test_a_new_number_calling_two_pbxs_at_the_same_moment_gets_one_lead(crm, new_client):
+    """A switchboard rings both sites at once: both daemons create the records of a number no
+    record has, each in its own transaction. One creates the lead; the other's call joins it."""
+    numbers = [phone(100 + n) for n in range(NUMBERS_AT_ONCE)]
+    async with second_store(crm) as other:
+        pbx1, pbx2 = Outbox(crm, Delivery(crm), pbx="pbx1"), Outbox(other, Delivery(other), pbx="pbx2")
+        async with delivering(pbx1), delivering(pbx2):
+            for n, number in enumerate(numbers):
+                await asyncio.gather(pbx1.submit(CreateCallRecords(new_client(number, f"1764650000.{n}"))),
+                                     pbx2.submit(CreateCallRecords(new_client(number, f"1764650000.{n}"))))
+
+    leads = await crm.list_records("leads")
+    assert sorted(phone for lead in leads for phone in lead["phones"]) == sorted(numbers)
 
 
 async def test_without_a_pbx_id_linkedids_are_stored_as_asterisk_gives_them(crm, new_client):
