@@ -336,6 +336,7 @@ async def wire_web(parts: Parts) -> None:
         notifier=parts.notifier,
         simulate=lambda *call: simulate_call(parts.rules(), parts.crm, *call),
         metrics_peers=web_settings.metrics_allowed_peers,
+        trusted_proxies=web_settings.trusted_proxies,
         outbox=parts.outbox,
     )
     server = WebServer(context)

@@ -200,6 +200,9 @@ class WebSettings(Section):
     listen: ListenAddress = Listen("127.0.0.1", 8080)
     # Who may scrape /metrics without a session (Prometheus): loopback only by default.
     metrics_allowed_peers: tuple[Peer, ...] = (IPv4Network("127.0.0.1/32"), IPv6Network("::1/128"))
+    # The reverse proxies in front of the pages (README, hardening): a request from one of them
+    # is from the address its X-Forwarded-For names, for the login's lock and /metrics' peers.
+    trusted_proxies: tuple[Peer, ...] = (IPv4Network("127.0.0.1/32"), IPv6Network("::1/128"))
 
 
 class DaemonSettings(Section):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
+
 
 from agi_daemon.core.model import CallRecord, Direction, Disposition
 from tests.daemon_harness import LYON, PARIS, UNKNOWN, running_daemon
@@ -154,6 +156,46 @@ async def test_metrics_refused_to_an_address_not_listed(tmp_path, crm):
         async with new_session() as http:
             async with http.get(f"{base_url(daemon)}/metrics") as response:
                 assert response.status == 403
+
+
+def behind_the_proxy(client: str) -> aiohttp.ClientSession:
+    """A browser at `client` reaching the daemon through a reverse proxy on loopback."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                 headers={"X-Forwarded-For": f"{client}, 127.0.0.1"})
+
+
+async def test_behind_the_reverse_proxy_wrong_passwords_lock_out_their_client_not_every_agent(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with behind_the_proxy("203.0.113.5") as guesser, behind_the_proxy("198.51.100.7") as agent:
+            for employee in ("mallory", "eve", "trent", "peggy", "victor"):  # one client, names it made up
+                assert (await http_login(guesser, daemon, employee, "guess-password")).status == 401
+            assert (await http_login(guesser, daemon, "bob")).status == 429
+            assert (await http_login(agent, daemon, "bob")).status == 303
+
+
+async def test_behind_the_reverse_proxy_metrics_answer_only_their_peers(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        url = f"{base_url(daemon)}/metrics"
+        async with behind_the_proxy("203.0.113.5") as outside, outside.get(url) as response:
+            assert response.status == 403
+        async with new_session() as local, local.get(url) as response:  # Prometheus on the host itself
+            assert response.status == 200
+        async with new_session() as local, local.get(url, headers={"X-Forwarded-For": "127.0.0.1"}) as response:
+            assert response.status == 200
+
+
+async def test_a_client_that_is_no_trusted_proxy_cannot_pick_its_address(tmp_path, crm):
+    config = web_config(tmp_path)
+    config.write_text(config.read_text().replace("metrics_allowed_peers:", "trusted_proxies: [], metrics_allowed_peers:"))
+    async with running_daemon(None, config, crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with behind_the_proxy("203.0.113.5") as guesser, behind_the_proxy("198.51.100.7") as other:
+            for employee in ("mallory", "eve", "trent", "peggy", "victor"):
+                assert (await http_login(guesser, daemon, employee, "guess-password")).status == 401
+            assert (await http_login(other, daemon, "bob")).status == 429  # both are 127.0.0.1 here
+            async with other.get(f"{base_url(daemon)}/metrics") as response:
+                assert response.status == 200
 
 
 async def test_request_from_another_site_is_refused_even_with_the_token(tmp_path, crm):
