@@ -33,6 +33,7 @@ from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand,
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared, prepare
+from .remote_answer import printable
 from .tables import LANE, call_ledger, outbox
 
 PENDING, DELIVERED, DEAD, DROPPED = "pending", "delivered", "dead", "dropped"
@@ -247,17 +248,12 @@ _SECRETS = (
 )
 
 
-# Control characters a remote answer may quote (a NUL, which a PostgreSQL text column refuses;
-# terminal escapes, which would reach the admin's terminal through the log); tab and newline stay.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
 def scrub(error: str) -> str:
     """An error as the outbox keeps and shows it: without the secrets it may quote, and without
-    control characters (each becomes "?")."""
+    control characters (a NUL, which a PostgreSQL text column refuses; terminal escapes)."""
     for pattern, replacement in _SECRETS:
         error = pattern.sub(replacement, error)
-    return _CONTROL.sub("?", error)
+    return printable(error)
 
 
 def purge(conn: Connection, before: datetime) -> int:

@@ -12,7 +12,8 @@ methods the daemon uses the way a portal does, and is strict where a portal is l
   to existing users; each finished call's CRM activity and the records it is bound to:
   `activities`, `bindings_of`, `activity_of`) for assertions, and
   counts requests (`requests`, one per HTTP request; `commands`, one per method run).
-- It fails on demand: `fail_next` (any status and error code, with Retry-After), `time_out_next`,
+- It fails on demand: `fail_next` (any status and error code, with Retry-After, or any raw
+  body: a proxy's error page), `fail_refresh_next` (the OAuth server), `time_out_next`,
   `malformed_next`, `expire_token`, `refuse_connections` / `accept_connections`.
 
 Authentication: the inbound webhook `/rest/USER/SECRET/method` and the local application's
@@ -65,6 +66,7 @@ class Failure:
     code: str | None
     description: str
     retry_after: str | None = None
+    body: bytes | None = None  # answered as is (text/html, no charset) instead of the portal's JSON
 
 
 @dataclass
@@ -186,6 +188,8 @@ class Bitrix24Portal(InTestHttpServer):
         self._level = 0.0
         self._at = clock()
         self._failures: list[Failure] = []
+        self._refresh_failures: list[Failure] = []
+        self.failures_answered = 0  # the failures asked for (fail_next, fail_refresh_next) that were answered
         self._timeouts: list[float] = []
         self._malformed = 0
         self._lost: list[float] = []
@@ -220,8 +224,15 @@ class Bitrix24Portal(InTestHttpServer):
         return record_id
 
     def fail_next(self, count: int, status: int = 503, code: str | None = "QUERY_LIMIT_EXCEEDED",
-                  description: str = "Too many requests", retry_after: str | None = None) -> None:
-        self._failures.extend(Failure(status, code, description, retry_after) for _ in range(count))
+                  description: str = "Too many requests", retry_after: str | None = None,
+                  body: bytes | None = None) -> None:
+        """The next requests answer `status`: the portal's JSON error `code` (None: an HTML page),
+        or `body` as is, in whatever encoding it is in."""
+        self._failures.extend(Failure(status, code, description, retry_after, body) for _ in range(count))
+
+    def fail_refresh_next(self, count: int, status: int, body: bytes) -> None:
+        """The next token refreshes answer `status` with `body` as is (and refresh nothing)."""
+        self._refresh_failures.extend(Failure(status, None, "", None, body) for _ in range(count))
 
     def time_out_next(self, count: int, seconds: float = 2.0) -> None:
         """Hang on the next requests for `seconds`, then drop them unrun (see lose_answers_next)."""
@@ -237,6 +248,7 @@ class Bitrix24Portal(InTestHttpServer):
     def heal(self) -> None:
         """Forget the failures, hangs, lost answers and malformed answers still to come."""
         self._failures.clear()
+        self._refresh_failures.clear()
         self._timeouts.clear()
         self._lost.clear()
         self._malformed = 0
@@ -276,7 +288,10 @@ class Bitrix24Portal(InTestHttpServer):
             return self._error(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
         if self._failures:
             failure = self._failures.pop(0)
+            self.failures_answered += 1
             headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            if failure.body is not None:
+                return _raw(failure)
             if failure.code is None:
                 return web.Response(status=failure.status, text="<html>Service unavailable</html>", headers=headers)
             return self._error(failure.status, failure.code, failure.description, headers)
@@ -346,6 +361,9 @@ class Bitrix24Portal(InTestHttpServer):
         self._at = now
 
     async def _oauth(self, request: web.Request) -> web.Response:
+        if self._refresh_failures:
+            self.failures_answered += 1
+            return _raw(self._refresh_failures.pop(0))
         query = request.query
         if (query.get("grant_type") != "refresh_token" or query.get("client_id") != self.client_id
                 or query.get("client_secret") != self.client_secret):
@@ -704,6 +722,14 @@ class Bitrix24Portal(InTestHttpServer):
             return all(same(user.get(key), value) for key, value in filters.items())
 
         return [user for user in self.users.values() if matches(user)]
+
+
+def _raw(failure: Failure) -> web.Response:
+    """A failure's body as is: text/html with no charset, as a proxy's error page often comes."""
+    headers = {"Content-Type": "text/html"}
+    if failure.retry_after:
+        headers["Retry-After"] = failure.retry_after
+    return web.Response(status=failure.status, body=failure.body, headers=headers)
 
 
 def _substitute(params: Any, results: dict[str, Any]) -> Any:

@@ -3,17 +3,31 @@ after an answer the portal ran but lost lands once; R10 touches only what the ca
 a call is finished once."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 
 from agi_daemon.core.commands import CallLedger, CallReport, ChangeResponsible, CreateCallRecords, LogCall
-from agi_daemon.core.model import CrmMode
+from agi_daemon.core.decisions import RoutingStatus
+from agi_daemon.core.model import CrmMode, Direction
 from agi_daemon.core.ports import CrmUnavailable
+from agi_daemon.core.rules import CallEntry
 from agi_daemon.crm.bitrix24.adapter import Bitrix24Crm
 from agi_daemon.crm.bitrix24.auth import WebhookAuth
 from agi_daemon.crm.bitrix24.bucket import LeakyBucket
 from agi_daemon.crm.bitrix24.client import Bitrix24Client
 from agi_daemon.crm.bitrix24.operations import EmployeeDirectory, EmployeeLink
-from tests.crm.test_outbox import call_of
+from agi_daemon.crm.outbox import Delivery, Outbox
+from agi_daemon.services.pending import PendingWork
+from agi_daemon.services.routed_calls import RoutedCalls
+from agi_daemon.services.routing import RoutingService
+from tests.crm.test_bitrix24_client import PROXY_PAGE
+from tests.crm.test_outbox import call_of, delivering, rows
+from tests.fakes.clock import FixedClock
+from tests.fakes.polling import eventually
+from tests.fakes.rules import make_rules
 
 PHONE = "+33611000001"
 
@@ -232,3 +246,46 @@ async def test_number_known_meanwhile_joins_the_finished_offer_call_without_a_se
     [call] = portal.calls.values()
     assert update.joined is not None and update.joined.id == known and update.remote_call_id == call.call_id
     assert portal.records["lead"] == {} and portal.violations == []
+
+
+@contextlib.asynccontextmanager
+async def routing_through(adapter, store) -> AsyncIterator[tuple[RoutingService, PendingWork]]:
+    """The routing service asking `adapter` who calls, and the real outbox on `store`
+    delivering to `adapter` what a call creates (the daemon's wiring, without Asterisk)."""
+    outbox = Outbox(store, Delivery(store, adapter), first_delay=0.01)
+    rules = make_rules()
+    async with asyncio.TaskGroup() as tasks, delivering(outbox):
+        pending = PendingWork(tasks.create_task)
+        yield RoutingService(lambda: rules, adapter, FixedClock(), pending, commands=outbox, deadline=0.3,
+                             routed=RoutedCalls(), retry_delays=(0.01, 0.01)), pending
+
+
+async def test_lookup_answered_by_a_page_not_in_utf8_is_the_crm_unavailable_and_the_new_caller_still_gets_a_lead(
+        portal, adapter, crm):
+    """A proxy in front of the portal answers the lookups with its latin-1 error page: the
+    lookup fails as the CRM being unavailable, the call is routed to the queue group, and the
+    new caller's lead lands once the portal answers again."""
+    portal.fail_next(5, 502, None, body=PROXY_PAGE)  # this lookup, then every try of the call's
+    with pytest.raises(CrmUnavailable, match="HTTP 502"):
+        await adapter.find_by_phone("+33611223399")
+    async with routing_through(adapter, crm) as (routing, pending):
+        decision = await routing.route(CallEntry(Direction.INCOMING, "0184880000", "0611223399"), "B20")
+        assert await pending.settle("B20", 5)
+        await eventually(lambda: len(portal.calls) == 1, timeout=5)
+    assert decision.status is RoutingStatus.FALLBACK and decision.route is not None  # the queue group
+    assert portal.failures_answered == 5  # every lookup met the page
+    [lead] = portal.records["lead"].values()
+    assert lead["ORIGIN_ID"] == "B20/records" and lead["PHONE"] == [{"VALUE": "+33611223399", "VALUE_TYPE": "WORK"}]
+    assert portal.violations == []
+
+
+async def test_write_answered_by_a_page_not_in_utf8_is_retried_and_lands_once(portal, adapter, crm, new_client):
+    outbox = Outbox(crm, Delivery(crm, adapter), first_delay=0.01)
+    portal.fail_next(1, 502, None, body=PROXY_PAGE)
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client(PHONE, "B21")))
+        await eventually(lambda: len(portal.calls) == 1, timeout=5)
+    [lead] = portal.records["lead"].values()
+    assert lead["ORIGIN_ID"] == "B21/records"
+    assert portal.failures_answered == 1  # the first try met the page: retried
+    assert (await rows(crm))["B21/records"][0] == "delivered"

@@ -14,10 +14,13 @@ from agi_daemon.core.ports import CrmRejected, CrmUnavailable
 from agi_daemon.crm.bitrix24.auth import OAuthAuth, Tokens, WebhookAuth, write_tokens
 from agi_daemon.crm.bitrix24.bucket import LeakyBucket
 from agi_daemon.crm.bitrix24.client import Bitrix24Client, Command
+from agi_daemon.crm.remote_answer import MAX_RETRY_AFTER_SECONDS, printable
 from tests.crm.bitrix24_portal import Bitrix24Portal, ScaledTime
 
 LEAD = {"fields": {"TITLE": "Call +33612000001", "SOURCE_ID": "CALL", "ORIGIN_ID": "k1",
                    "PHONE": [{"VALUE": "+33612000001", "VALUE_TYPE": "WORK"}]}}
+# A proxy's error page in latin-1, sent as text/html with no charset: not valid UTF-8.
+PROXY_PAGE = "<html><body><h1>502 Passerelle défaillante</h1>Réessayez à 10 h.</body></html>".encode("latin-1")
 
 
 @pytest.fixture
@@ -161,8 +164,10 @@ async def test_refused_refresh_token_is_rejected_and_asks_for_a_reinstall(portal
     (lambda p: p.fail_next(1, 401, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method"),
      RemoteCrmRejected, "WRONG_AUTH_TYPE"),
     (lambda p: p.malformed_next(1), RemoteCrmRejected, None),
+    (lambda p: p.fail_next(1, 502, None, body=PROXY_PAGE), RemoteCrmUnavailable, None),
+    (lambda p: p.fail_next(1, 200, None, body=PROXY_PAGE), RemoteCrmRejected, None),
 ], ids=["503-query-limit", "429-operation-time-limit", "500", "502-html", "timeout", "403-access-denied",
-        "wrong-auth-type", "malformed-json"])
+        "wrong-auth-type", "malformed-json", "502-page-not-utf8", "200-page-not-utf8"])
 async def test_portal_failure_becomes_the_crm_error_a_retry_can_or_cannot_fix(portal, client, break_portal, expected, code):
     break_portal(portal)
     with pytest.raises(expected) as raised:
@@ -176,6 +181,45 @@ async def test_retry_after_of_the_portal_is_handed_to_the_caller(portal, client)
     with pytest.raises(RemoteCrmUnavailable) as raised:
         await client.call("crm.settings.mode.get")
     assert raised.value.retry_after_seconds == 7
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("inf", None), ("nan", None), ("-5", None), ("1e9", MAX_RETRY_AFTER_SECONDS),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER_SECONDS), ("30", 30.0)])
+async def test_retry_after_of_the_portal_never_parks_the_caller_longer_than_the_maximum(portal, client, header, seconds):
+    portal.fail_next(1, 429, "OPERATION_TIME_LIMIT", "Method is blocked", retry_after=header)
+    with pytest.raises(RemoteCrmUnavailable) as raised:
+        await client.call("crm.settings.mode.get")
+    assert raised.value.retry_after_seconds == seconds
+
+
+def test_printable_drops_control_characters_but_tab_and_line_feed():
+    assert printable("a\x00b\tc\nd\x1b[0m\r\x07\x7f\x85\x9fe ü") == "ab\tc\nd[0me ü"
+
+
+async def test_control_characters_of_the_portals_answers_never_reach_an_error_or_a_log(portal, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    portal.fail_next(1, 403, "ACCESS_DENIED", "Access\x00 denied\x1b[31m for\r you\x7f.\tAsk\nthe admin")
+    with pytest.raises(RemoteCrmRejected) as raised:
+        await client.call("crm.settings.mode.get")
+    assert str(raised.value).endswith("HTTP 403 ACCESS_DENIED: Access denied[31m for you.\tAsk\nthe admin")
+    # the portal's error_description of one command of a batch echoes what it was sent
+    done = await client.batch([Command("call", "telephony.externalcall.register",
+                                       {"USER_PHONE_INNER": "10\x00\x1b9", "PHONE_NUMBER": "+33612000001", "TYPE": 2})])
+    assert str(done.errors["call"]).endswith("ERROR_USER_NOT_FOUND: telephony.externalcall.register no user has the "
+                                             "internal phone 109")
+    for text in (caplog.text, str(raised.value), str(done.errors["call"])):
+        assert "\x00" not in text and "\x1b" not in text and "\r" not in text
+
+
+async def test_token_refresh_answered_by_a_page_not_in_utf8_is_unavailable_and_the_next_refresh_works(
+        portal, app_client):
+    portal.expire_token()
+    portal.fail_refresh_next(1, 502, PROXY_PAGE)
+    with pytest.raises(RemoteCrmUnavailable, match="HTTP 502"):
+        await app_client.call("crm.settings.mode.get")
+    assert await app_client.call("crm.settings.mode.get") == 1
+    assert portal.refreshes == 1
 
 
 async def test_query_limit_exceeded_makes_the_client_wait_before_its_next_request(portal, client):

@@ -1,14 +1,16 @@
-"""A portal client from the config's values, and the Retry-After hint's two forms."""
+"""A portal client from the config's values, and the Retry-After hint's two forms (at most
+MAX_RETRY_AFTER_SECONDS; no hint for a value that is negative, infinite or not a number)."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
 from agi_daemon.crm.bitrix24.auth import OAuthAuth, Tokens, WebhookAuth, write_tokens
 from agi_daemon.crm.bitrix24.connect import portal_client
-from agi_daemon.crm.bitrix24.errors import retry_after
+from agi_daemon.crm.remote_answer import MAX_RETRY_AFTER_SECONDS, retry_after
 
 
 def test_webhook_url_gives_a_webhook_client_with_the_configured_bucket():
@@ -38,7 +40,17 @@ def test_webhook_url_of_another_shape_is_refused_without_echoing_it():
     assert "s3cr3t" not in str(raised.value)
 
 
+NOW = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(("header", "seconds"), [
-    ("7", 7.0), ("0.5", 0.5), ("-3", 0.0), ("Wed, 02 Dec 2026 03:00:30 GMT", 30.0), ("soon", None), (None, None)])
-def test_retry_after_reads_seconds_or_an_http_date(header, seconds):
-    assert retry_after(header, now=datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)) == seconds
+    ("7", 7.0), ("30", 30.0), (" 30 ", 30.0), ("0", 0.0), ("0.5", 0.5), ("Wed, 02 Dec 2026 03:00:30 GMT", 30.0),
+    ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0),  # a date past: now
+    ("soon", None), ("", None), (None, None),
+    ("-3", None), ("-5", None), ("inf", None), ("-inf", None), ("Infinity", None), ("nan", None), ("1e400", None),
+    ("1e9", MAX_RETRY_AFTER_SECONDS), (str(MAX_RETRY_AFTER_SECONDS + 1), MAX_RETRY_AFTER_SECONDS),
+    (format_datetime(NOW + timedelta(days=3 * 365), usegmt=True), MAX_RETRY_AFTER_SECONDS),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER_SECONDS),
+])
+def test_retry_after_reads_seconds_or_an_http_date_up_to_the_maximum(header, seconds):
+    assert retry_after(header, now=NOW) == seconds

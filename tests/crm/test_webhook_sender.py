@@ -21,19 +21,24 @@ from agi_daemon.core.model import (
     Transfer,
     TransferKind,
 )
+from agi_daemon.crm.remote_answer import MAX_RETRY_AFTER_SECONDS
 from agi_daemon.crm.webhook import events, signing
 from agi_daemon.crm.webhook.sender import WebhookSender
+from tests.crm.test_bitrix24_client import PROXY_PAGE
 
 SECRET = "hm4c-k3y-for-tests"
 AT = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
 
 
 class Receiver:
-    """Keeps what it receives; answers `status` (and then 204)."""
+    """Keeps what it receives; answers each of `answers` in turn, (status, headers) or (status,
+    headers, body: bytes sent as is, text/html with no charset), then 204. Lookups answer each
+    of `lookup_answers` (status, body) the same way first."""
 
     def __init__(self) -> None:
         self.received: list[tuple[dict, bytes, dict]] = []
-        self.answers: list[tuple[int, dict]] = []
+        self.answers: list[tuple[int, dict] | tuple[int, dict, bytes]] = []
+        self.lookup_answers: list[tuple[int, bytes]] = []
         self.delay = 0.0
         self.contacts = {"+33612000001": {"found": True, "entity": "contact:12", "responsible": "alice", "name": "Client"}}
 
@@ -41,12 +46,17 @@ class Receiver:
         body = await request.read()
         self.received.append((json.loads(body), body, dict(request.headers)))
         if self.answers:
-            status, headers = self.answers.pop(0)
+            status, headers, *body = self.answers.pop(0)
+            if body:
+                return web.Response(status=status, body=body[0], headers={"Content-Type": "text/html", **headers})
             return web.Response(status=status, text="try later" if status >= 500 else "no such thing", headers=headers)
         return web.Response(status=204)
 
     async def lookup(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.delay)
+        if self.lookup_answers:
+            status, body = self.lookup_answers.pop(0)
+            return web.Response(status=status, body=body, headers={"Content-Type": "text/html"})
         if not signing.verify(SECRET, request.headers[signing.TIMESTAMP_HEADER], request.query_string.encode(),
                               request.headers[signing.SIGNATURE_HEADER], time.time()):
             return web.Response(status=401)
@@ -131,6 +141,44 @@ async def test_retry_after_of_the_receiver_is_handed_to_the_caller(receiver, sen
     with pytest.raises(RemoteCrmUnavailable) as raised:
         await sender.send(events.call_answered("L3", AT, "alice"))
     assert raised.value.retry_after_seconds == 30
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("inf", None), ("nan", None), ("-5", None), ("1e9", MAX_RETRY_AFTER_SECONDS),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER_SECONDS), ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0), ("30", 30.0)])
+async def test_retry_after_of_the_receiver_never_parks_the_caller_longer_than_the_maximum(receiver, sender, header, seconds):
+    receiver.answers.append((503, {"Retry-After": header}))
+    with pytest.raises(RemoteCrmUnavailable) as raised:
+        await sender.send(events.call_answered("L3", AT, "alice"))
+    assert raised.value.retry_after_seconds == seconds
+
+
+@pytest.mark.parametrize(("status", "expected"), [(502, RemoteCrmUnavailable), (400, RemoteCrmRejected)])
+async def test_answer_not_in_utf8_is_classified_by_its_status(receiver, sender, status, expected):
+    receiver.answers.append((status, {}, PROXY_PAGE))
+    with pytest.raises(expected, match=f"HTTP {status} <html><body><h1>502 Passerelle d"):
+        await sender.send(events.call_answered("L5", AT, "alice"))
+    receiver.answers.append((200, {}, PROXY_PAGE))
+    await sender.send(events.call_answered("L5", AT, "alice"))  # a 2xx is delivered, whatever its body
+
+
+async def test_lookup_answered_by_a_page_not_in_utf8_is_unavailable(receiver, sender):
+    receiver.lookup_answers.append((502, PROXY_PAGE))
+    with pytest.raises(RemoteCrmUnavailable, match="HTTP 502"):
+        await sender.lookup("+33612000001", deadline_seconds=0.3)
+    receiver.lookup_answers.append((200, PROXY_PAGE))
+    with pytest.raises(RemoteCrmRejected, match="malformed lookup answer"):
+        await sender.lookup("+33612000001", deadline_seconds=0.3)
+
+
+async def test_control_characters_of_the_receivers_answer_never_reach_an_error_or_a_log(receiver, sender, caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver.answers.append((422, {}, b"phone\x00 refused\x1b[31m by\r\x07 rule\x7f 7\tsee\ndocs"))
+    with pytest.raises(RemoteCrmRejected) as raised:
+        await sender.send(events.call_answered("L6", AT, "alice"))
+    assert str(raised.value).endswith("HTTP 422 phone refused[31m by rule 7 see docs")
+    for text in (caplog.text, str(raised.value)):
+        assert "\x00" not in text and "\x1b" not in text and "\r" not in text and "\x07" not in text
 
 
 async def test_refused_connection_is_unavailable_and_shows_no_secret(caplog):

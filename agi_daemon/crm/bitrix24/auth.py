@@ -20,6 +20,8 @@ import aiohttp
 
 from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
 
+from ..remote_answer import printable
+
 log = logging.getLogger(__name__)
 
 _WEBHOOK = re.compile(r"(https?://[^/\s]+)/rest/(\d+)/([^/\s]+)/?")
@@ -141,7 +143,7 @@ class OAuthAuth:
                 async with session.get(self._token_url, params=params,
                                        timeout=aiohttp.ClientTimeout(total=10)) as response:
                     status = response.status
-                    text = await response.text()
+                    text = await response.text(errors="replace")  # a proxy's page may not be UTF-8
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise RemoteCrmUnavailable(f"{self.host}: cannot refresh the OAuth token: {type(exc).__name__}") from None
             try:
@@ -151,10 +153,10 @@ class OAuthAuth:
             if status >= 500 or status in (408, 429):
                 raise RemoteCrmUnavailable(f"{self.host}: the OAuth server answered HTTP {status}")
             if not isinstance(answer, dict) or "access_token" not in answer or "refresh_token" not in answer:
-                code = answer.get("error") if isinstance(answer, dict) else None
+                code = (printable(str(answer.get("error") or "")) or None) if isinstance(answer, dict) else None
                 raise RemoteCrmRejected(
                     f"{self.host}: the token refresh was refused (HTTP {status}, {code or 'malformed answer'}): "
-                    "reinstall the application to get new tokens", code=str(code) if code else None)
+                    "reinstall the application to get new tokens", code=code)
             old = self._tokens
             self._tokens = Tokens(str(answer["access_token"]), str(answer["refresh_token"]))
             extra = {key: answer[key] for key in ("expires_in", "member_id", "domain") if key in answer}

@@ -9,7 +9,9 @@
     await client.close()
 
 Logs name the portal's host and the method, never a URL, token or secret; every message the
-client logs or raises is scrubbed of the secrets it knows.
+client logs or raises is scrubbed of the secrets it knows, and holds no control character the
+portal sent. An answer that is not valid UTF-8 (a proxy's error page) is read with its bad bytes
+replaced, so it is classified like any answer that is not the portal's JSON.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from agi_daemon.core.ports import CrmError
 
 from .auth import Auth
 from .bucket import LeakyBucket
-from .errors import TokenExpired, command_error, error_of, retry_after
+from ..remote_answer import printable, retry_after
+from .errors import TokenExpired, command_error, error_of
 from .query import build_query
 
 log = logging.getLogger(__name__)
@@ -161,7 +164,7 @@ class Bitrix24Client:
                 error = errors[command.name]
                 code = error.get("error") if isinstance(error, dict) else None
                 description = error.get("error_description") if isinstance(error, dict) else None
-                done.errors[command.name] = command_error(where, code, self._scrub(str(description or "")) or None)
+                done.errors[command.name] = command_error(where, self._remote(code), self._remote(description))
             elif command.name in results:
                 done.results[command.name] = results[command.name]
             elif halt:
@@ -187,7 +190,7 @@ class Bitrix24Client:
             async with self._http().post(self._auth.endpoint(method), json=params, timeout=self._timeout) as response:
                 status = response.status
                 header = response.headers.get("Retry-After")
-                text = await response.text()
+                text = await response.text(errors="replace")
         except asyncio.TimeoutError:
             log.warning("bitrix24 %s: timed out", where)
             raise RemoteCrmUnavailable(f"{where}: timed out") from None
@@ -211,10 +214,8 @@ class Bitrix24Client:
                 raise RemoteCrmRejected(f"{where}: malformed answer (no result)")
             log.debug("bitrix24 %s: ok in %.0f ms", where, self.last_latency_seconds * 1000)
             return answer
-        code = answer.get("error")
-        description = answer.get("error_description")
-        raise self._failed(where, status, str(code) if code else None,
-                           str(description) if description else None, retry_after(header))
+        raise self._failed(where, status, self._remote(answer.get("error")), self._remote(answer.get("error_description")),
+                           retry_after(header))
 
     def _failed(self, where: str, status: int, code: str | None, description: str | None,
                 hint: float | None) -> Exception:
@@ -222,10 +223,15 @@ class Bitrix24Client:
             self.limit_hits += 1
             self.bucket.fill()
             hint = hint if hint is not None else self.bucket.wait_seconds()
-        error = error_of(where, status, code, self._scrub(description) if description else None, hint)
+        error = error_of(where, status, code, description, hint)
         if not isinstance(error, TokenExpired):
             log.warning("bitrix24 %s", error)
         return error
+
+    def _remote(self, value: Any) -> str | None:
+        """A text of the portal's answer (an error code, an error_description) fit for an error
+        and a log line: no control character, no secret; None when there is none."""
+        return (self._scrub(printable(str(value))) or None) if value else None
 
     def _scrub(self, text: str) -> str:
         for secret in self._auth.secrets():

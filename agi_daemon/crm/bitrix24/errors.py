@@ -8,9 +8,6 @@
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-
 from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
 from agi_daemon.core.ports import CrmError
 
@@ -23,24 +20,6 @@ EXPIRED_CODES = frozenset({"expired_token"})
 
 class TokenExpired(Exception):
     """The portal answered `expired_token`: refresh, then try once more (internal to the client)."""
-
-
-def retry_after(header: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
-    if not header:
-        return None
-    header = header.strip()
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def error_of(where: str, status: int, code: str | None, description: str | None,

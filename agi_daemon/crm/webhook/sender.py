@@ -1,9 +1,10 @@
 """POST signed events to the admin's URL; GET the optional lookup URL under the deadline.
 
 Errors translated like every remote CRM's: 2xx is done; 408, 429, 5xx, timeouts and refused
-connections are `RemoteCrmUnavailable` (Retry-After honoured); any other status is
-`RemoteCrmRejected` with the receiver's status and a short excerpt of its answer. The URL's
-query and the HMAC key never reach a log line or an error: only the host and the event.
+connections are `RemoteCrmUnavailable` (Retry-After honoured, up to MAX_RETRY_AFTER_SECONDS); any other status
+is `RemoteCrmRejected` with the receiver's status and a short excerpt of its answer (without
+control characters; an answer that is not valid UTF-8 is read with its bad bytes replaced). The
+URL's query and the HMAC key never reach a log line or an error: only the host and the event.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from agi_daemon.core.crm_errors import RemoteCrmRejected, RemoteCrmUnavailable
 from agi_daemon.core.model import EntityRef, Match
 from agi_daemon.core.phone import masked
 
+from ..remote_answer import printable, retry_after
 from . import signing
 from .events import WebhookEvent
 
@@ -67,7 +69,7 @@ class WebhookSender:
             async with self._http().post(self._url, data=body, headers=headers, timeout=self._timeout) as response:
                 status = response.status
                 hint = response.headers.get("Retry-After")
-                text = await response.text()
+                text = await response.text(errors="replace")
         except asyncio.TimeoutError:
             log.warning("webhook %s: timed out", where)
             raise RemoteCrmUnavailable(f"{where}: timed out") from None
@@ -94,7 +96,7 @@ class WebhookSender:
                                         timeout=aiohttp.ClientTimeout(total=deadline_seconds)) as response:
                 status = response.status
                 hint = response.headers.get("Retry-After")
-                text = await response.text()
+                text = await response.text(errors="replace")
         except asyncio.TimeoutError:
             raise RemoteCrmUnavailable(f"{where}: no answer within {deadline_seconds * 1000:.0f} ms") from None
         except aiohttp.ClientError as exc:
@@ -107,19 +109,12 @@ class WebhookSender:
     def _check(self, where: str, status: int, hint: str | None, text: str) -> None:
         if 200 <= status < 300:
             return
-        excerpt = " ".join(text.split())[:200].replace(self._secret, "***")
+        excerpt = " ".join(printable(text).replace(self._secret, "***").split())[:200]
         if status in (408, 429) or status >= 500:
             log.warning("webhook %s: HTTP %s", where, status)
-            raise RemoteCrmUnavailable(f"{where}: HTTP {status} {excerpt}".rstrip(), retry_after_seconds=_seconds(hint))
+            raise RemoteCrmUnavailable(f"{where}: HTTP {status} {excerpt}".rstrip(), retry_after_seconds=retry_after(hint))
         log.warning("webhook %s: refused, HTTP %s", where, status)
         raise RemoteCrmRejected(f"{where}: HTTP {status} {excerpt}".rstrip(), code=str(status))
-
-
-def _seconds(header: str | None) -> float | None:
-    try:
-        return max(0.0, float(header)) if header else None
-    except ValueError:
-        return None
 
 
 def _match(where: str, text: str) -> Match | None:
