@@ -9,7 +9,9 @@ sends the channel on (``continueInDialplan``): the next priority dials through
 agi-daemon-dial.conf, as after the FastAGI route. A call never stays in Stasis: on any error,
 or when the decision is not ready within `deadline` seconds, the status is "error" and the
 channel goes on to the fallback. Channels found waiting in the application after a
-(re)connection (their StasisStart was lost with the link) go on to the fallback at once.
+(re)connection (their StasisStart was lost with the link) go on to the fallback, once their
+StasisStart has had `deadline` seconds to arrive: the snapshot is taken while the events that
+came since the WebSocket opened still wait, unread, behind it.
 
 The hangup handler of that dialplan sends the user event AgiDaemonCallEnd with the fields of
 the FastAGI route call-end (variables.CALL_END_ARGS, by name): the same `hangup_report`, the
@@ -37,6 +39,7 @@ from .routing import Router
 log = logging.getLogger(__name__)
 
 APP_EVENT_TYPES = frozenset({"StasisStart", "ChannelUserevent"})
+SEEN_KEPT = 10_000  # channels remembered as started: far beyond the calls a resync can find waiting
 _DIRECTIONS = {Direction.INCOMING.value: Direction.INCOMING, Direction.OUTGOING.value: Direction.OUTGOING}
 
 
@@ -57,6 +60,7 @@ class StasisRouting:
         self._pending = pending
         self._deadline = deadline
         self._in_hand: dict[str, asyncio.Task[None]] = {}  # channels being routed now
+        self._started_lately: dict[str, None] = {}  # channels whose StasisStart was read (the last SEEN_KEPT)
         self.routed = 0
 
     @property
@@ -84,6 +88,9 @@ class StasisRouting:
             if channel_id:
                 self._pending.start(f"stasis:{channel_id}", self._answer(channel_id, [(v.STATUS, RoutingStatus.ERROR.value)]))
             return
+        self._started_lately[channel_id] = None
+        if len(self._started_lately) > SEEN_KEPT:
+            del self._started_lately[next(iter(self._started_lately))]
         dialplan = channel.get("dialplan") or {}
         entry = CallEntry(direction, dialplan.get("exten") or "", (channel.get("caller") or {}).get("number") or "")
         linkedid = (args[1] if len(args) > 1 else "") or (channel.get("channelvars") or {}).get(LINKEDID_VAR) or channel_id
@@ -124,9 +131,18 @@ class StasisRouting:
 
     def _release_waiting(self, channels: tuple[Json, ...]) -> None:
         for channel_id in self._waiting(channels):
-            log.warning("channel %s was waiting in Stasis %s (its start was not seen): sent on to the fallback",
-                        channel_id, self._app)
-            self._pending.start(f"stasis:{channel_id}", self._answer(channel_id, [(v.STATUS, RoutingStatus.ERROR.value)]))
+            self._pending.start(f"stasis-waiting:{channel_id}", self._release_unless_started(channel_id))
+
+    async def _release_unless_started(self, channel_id: str) -> None:
+        """A channel the snapshot shows waiting: its StasisStart may be read right after the
+        snapshot (routed then, as any call); if it has not come within the deadline, it was
+        lost with the link, and the channel goes on to the fallback."""
+        await asyncio.sleep(self._deadline)
+        if channel_id in self._started_lately:
+            return
+        log.warning("channel %s was waiting in Stasis %s (its start was not seen): sent on to the fallback",
+                    channel_id, self._app)
+        await self._answer(channel_id, [(v.STATUS, RoutingStatus.ERROR.value)])
 
     def _waiting(self, channels: tuple[Json, ...]) -> list[str]:
         """The channels of this list that wait in this application, not being routed now."""

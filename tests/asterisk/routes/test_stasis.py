@@ -122,6 +122,22 @@ async def test_channels_found_waiting_in_the_application_at_a_resync_go_on_to_th
     assert set(ari.continued_at) == {"ch7"} and ari.variables("ch7") == [(v.STATUS, "error")]
 
 
+async def test_a_channel_found_waiting_whose_start_is_read_right_after_the_resync_is_routed_not_sent_to_the_fallback(
+        tasks):
+    """The snapshot is taken while the StasisStart of a channel that entered meanwhile waits,
+    unread, behind it: that channel is routed like any call, once."""
+    ari = FakeAri()
+    stasis, pending = router(MemoryCrm(), tasks, ari)
+    entered = {"id": "ch1", "dialplan": {"app_name": "Stasis", "app_data": "agi-daemon,incoming,L1"}}
+    stasis.handle(AriResync((entered,), (), 0.0))
+    stasis.handle(stasis_start("ch1", "incoming", PARIS, CLIENT))
+    await eventually(lambda: "ch1" in ari.continued_at)
+    await pending.drain(5)
+    statuses = [value for name, value in ari.variables("ch1") if name == v.STATUS]
+    assert statuses == ["ok"] and stasis.routed == 1
+    assert [path for _, path, _ in ari.requests].count("/channels/ch1/continue") == 1
+
+
 async def test_at_close_decisions_in_progress_are_delivered_and_channels_left_waiting_go_on(tasks, crm):
     ari = FakeAri()
     stasis, pending = router(SlowCrm(crm, delay=2.0), tasks, ari, deadline=0.3)
