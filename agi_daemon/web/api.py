@@ -2,9 +2,10 @@
 read their own calls only; admin routes need `admin: true`; writes need the X-CSRF-Token."""
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from ..core.model import EntityRef, EntityType
 from . import admin, calls, crm_pages
 from .server import context, viewer
 
@@ -17,9 +18,9 @@ def routes(app: web.Application) -> None:
     r.add_get("/api/calls/{linkedid}", one_call)
     r.add_post("/api/calls/{linkedid}/records", create_for_call)
     r.add_get(r"/api/records/{kind:leads|contacts|companies|deals}", records)
-    r.add_get(r"/api/records/{type:lead|contact|company|deal}/{id:\d+}", record)
-    r.add_post(r"/api/records/{type:lead|contact|company|deal}/{id:\d+}", edit_record)
-    r.add_post(r"/api/records/lead/{id:\d+}/convert", convert_lead)
+    r.add_get(r"/api/records/{type:lead|contact|company|deal}/" + crm_pages.ID, record)
+    r.add_post(r"/api/records/{type:lead|contact|company|deal}/" + crm_pages.ID, edit_record)
+    r.add_post(r"/api/records/lead/" + crm_pages.ID + "/convert", convert_lead)
     r.add_get("/api/admin/lines", lines)
     r.add_get("/api/admin/simulate", simulate)
     r.add_get("/api/admin/calls-per-hour", per_hour)
@@ -48,8 +49,20 @@ async def one_call(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request's body, a JSON object; 400 saying so for anything else (not JSON, not
+    UTF-8, a list, a string)."""
+    try:
+        body = await request.json()
+    except (ValueError, LookupError):  # JSONDecodeError, UnicodeDecodeError; a charset Python does not know
+        raise web.HTTPBadRequest(text="the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body is not a JSON object")
+    return body
+
+
 async def create_for_call(request: web.Request) -> web.Response:
-    body = await request.json()
+    body = await json_object(request)
     ref = await calls.create_records(context(request), viewer(request), request.match_info["linkedid"],
                                      str(body.get("kind", "")), str(body.get("name", "")))
     return web.json_response({"created": str(ref)}, status=201)
@@ -60,12 +73,8 @@ async def records(request: web.Request) -> web.Response:
     return web.json_response(await crm_pages.pages_of(request).records(kind, crm_pages.record_filter(request)))
 
 
-def _ref(request: web.Request) -> EntityRef:
-    return EntityRef(EntityType(request.match_info["type"]), int(request.match_info["id"]))
-
-
 async def record(request: web.Request) -> web.Response:
-    found = await crm_pages.pages_of(request).entity(_ref(request))
+    found = await crm_pages.pages_of(request).entity(crm_pages.entity_ref(request))
     if found is None:
         raise web.HTTPNotFound(text='{"error": "no such record"}', content_type="application/json")
     entity, its_calls = found
@@ -73,16 +82,17 @@ async def record(request: web.Request) -> web.Response:
 
 
 async def edit_record(request: web.Request) -> web.Response:
-    body = await request.json()
+    ref = crm_pages.entity_ref(request)
+    body = await json_object(request)
     crm_pages.pages_of(request)
-    await crm_pages.update_record(context(request), _ref(request), str(body.get("name", "")),
+    await crm_pages.update_record(context(request), ref, str(body.get("name", "")),
                                   str(body.get("responsible") or ""))
-    return web.json_response({"updated": str(_ref(request))})
+    return web.json_response({"updated": str(ref)})
 
 
 async def convert_lead(request: web.Request) -> web.Response:
     crm_pages.pages_of(request)
-    contact, deal = await crm_pages.convert(context(request), int(request.match_info["id"]))
+    contact, deal = await crm_pages.convert(context(request), crm_pages.record_id(request))
     return web.json_response({"contact": str(contact), "deal": str(deal)})
 
 

@@ -158,20 +158,43 @@ async def create_from_call(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/calls#created-{ref.type.value}-{ref.id}")
 
 
-CREATED_WAIT_S = 5.0  # how long the button waits for a remote CRM to create the records
+CREATED_WAIT_S = 5.0  # how long the button waits for the command to be stored and the records created
 
 
-async def _created_through_the_outbox(ctx: WebContext, plan: RecordPlan) -> EntityRef:
+class NotStored(Exception):
+    """The CRM command could not even be stored within CREATED_WAIT_S (the daemon's database
+    locked by another program, the disk full): nothing is confirmed yet."""
+
+
+async def _created_through_the_outbox(ctx: WebContext, plan: RecordPlan) -> EntityRef | None:
     """The call's CreateCallRecords, submitted like any other CRM write (durable, delivered
     once: a second click finds what the first created), then read back from the call's ledger.
-    The embedded CRM applies it at once; a remote one within CREATED_WAIT_S, else 202."""
-    await ctx.outbox.submit(CreateCallRecords(plan))
-    async with asyncio.timeout(CREATED_WAIT_S):
-        while True:
-            ledger = await ctx.outbox.ledger(plan.linkedid)
-            if ledger.entity is not None:
-                return ledger.entity
-            await asyncio.sleep(0.05)
+    The embedded CRM applies it at once; a remote one within CREATED_WAIT_S, else None.
+
+    The whole is bounded by CREATED_WAIT_S, the submission too: Outbox.submit retries for as
+    long as the store cannot commit (a locked database, a full disk), so it runs as a task of
+    ctx.submissions, one per call, that the request stops waiting for (NotStored) but does not
+    cancel: cancelled mid-way, it would leave the store's shielded transaction running with
+    nobody to retrieve its error. The task goes on until the command is stored (once: a second
+    click joins it instead of starting another), and the server's close() ends it."""
+    submitting = ctx.submissions.start(plan.linkedid, lambda: ctx.outbox.submit(CreateCallRecords(plan)))
+    stored = False
+    try:
+        async with asyncio.timeout(CREATED_WAIT_S):
+            await asyncio.wait({submitting})  # waits for it; cancels nothing when the wait runs out
+            if submitting.cancelled():  # the server is closing
+                raise NotStored
+            submitting.result()  # its CrmError is the request's
+            stored = True
+            while True:
+                ledger = await ctx.outbox.ledger(plan.linkedid)
+                if ledger.entity is not None:
+                    return ledger.entity
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        if not stored:
+            raise NotStored from None
+        return None
 
 
 async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str, name: str) -> EntityRef:
@@ -194,10 +217,16 @@ async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str,
                       pipeline=rules.crm.pipeline, create_with=rules.crm.create_with, contact_only=kind == "contact")
     try:
         ref = await _created_through_the_outbox(ctx, plan)
+        if ref is None:
+            raise web.HTTPAccepted(text="asked: the CRM creates the records as soon as it answers")
         if ctx.pages is not None:
             await ctx.pages.take_offer(linkedid, ref)
-    except TimeoutError:
-        raise web.HTTPAccepted(text="asked: the CRM creates the records as soon as it answers") from None
+    except NotStored:
+        log.warning("call %s: %s's %s could not be stored within %.1f s (the daemon's database is unavailable)",
+                    linkedid, who.employee, kind, CREATED_WAIT_S)
+        raise web.HTTPServiceUnavailable(
+            text="the daemon's database cannot take the request now: nothing is confirmed yet. Click again in "
+                 "a moment: a second click creates nothing twice") from None
     except CrmError as exc:
         log.error("call %s: %s could not create a %s: %s", linkedid, who.employee, kind, exc)
         raise web.HTTPServiceUnavailable(text=f"the CRM refused: {exc}") from None

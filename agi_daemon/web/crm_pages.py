@@ -16,15 +16,17 @@ from .server import WebContext, context, render, viewer
 
 LISTS = {"leads": EntityType.LEAD, "contacts": EntityType.CONTACT, "companies": EntityType.COMPANY,
          "deals": EntityType.DEAL}
+ID = r"{id:[0-9]+}"  # a record's id in a route (ASCII digits); record_id() reads it
+MAX_ID = 2**63 - 1  # the largest integer SQLite takes (past it, its driver raises OverflowError)
 
 
 def routes(app: web.Application) -> None:
     app.router.add_get("/crm", crm_home)
     app.router.add_get("/crm/calls", call_log_page)
     app.router.add_get(r"/crm/{kind:leads|contacts|companies|deals}", records_page)
-    app.router.add_get(r"/crm/{type:lead|contact|company|deal}/{id:\d+}", entity_page)
-    app.router.add_post(r"/crm/{type:lead|contact|company|deal}/{id:\d+}", edit_entity)
-    app.router.add_post(r"/crm/lead/{id:\d+}/convert", convert_lead)
+    app.router.add_get(r"/crm/{type:lead|contact|company|deal}/" + ID, entity_page)
+    app.router.add_post(r"/crm/{type:lead|contact|company|deal}/" + ID, edit_entity)
+    app.router.add_post(r"/crm/lead/" + ID + "/convert", convert_lead)
 
 
 async def crm_home(request: web.Request) -> web.Response:
@@ -38,6 +40,26 @@ def pages_of(request: web.Request):
     return pages
 
 
+def no_such_record(request: web.Request) -> web.HTTPNotFound:
+    if request.path.startswith("/api/"):
+        return web.HTTPNotFound(text='{"error": "no such record"}', content_type="application/json")
+    return web.HTTPNotFound(text="no such record")
+
+
+def record_id(request: web.Request) -> int:
+    """The route's {id}, for every route that names a record (pages and API): 404 for digits
+    no record has, such as 0, or a number past MAX_ID (or past int()'s 4,300 digits)."""
+    digits = request.match_info["id"].lstrip("0")
+    if not digits or len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID:
+        raise no_such_record(request)
+    return int(digits)
+
+
+def entity_ref(request: web.Request) -> EntityRef:
+    """The record a {type}/{id} route names."""
+    return EntityRef(EntityType(request.match_info["type"]), record_id(request))
+
+
 def _phone(ctx: WebContext, text: str | None) -> str | None:
     if not text:
         return None
@@ -47,22 +69,26 @@ def _phone(ctx: WebContext, text: str | None) -> str | None:
         raise web.HTTPBadRequest(text=f"not a phone number: {text}") from None
 
 
-def _day(text: str | None, *, end: bool = False) -> datetime | None:
-    """A date filter ("2026-12-01"); `end` makes it exclusive at the end of that day."""
+def _day(request: web.Request, parameter: str, *, end: bool = False) -> datetime | None:
+    """A date filter ("2026-12-01"), as a UTC moment; `end` makes it exclusive at the end of
+    that day. 400 naming the parameter for a date that cannot be read or is out of range
+    (9999-12-31 has no next day)."""
+    text = request.query.get(parameter)
     if not text:
         return None
     try:
         day = datetime.fromisoformat(text)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"not a date: {text}") from None
-    day = day if day.tzinfo else day.replace(tzinfo=UTC)
-    return day + timedelta(days=1) if end and len(text) <= 10 else day
+        day = (day if day.tzinfo else day.replace(tzinfo=UTC)).astimezone(UTC)
+        return day + timedelta(days=1) if end and len(text) <= 10 else day
+    except (ValueError, OverflowError):
+        raise web.HTTPBadRequest(text=f"{parameter}: not a date that can be read: {text}") from None
 
 
 def record_filter(request: web.Request) -> RecordFilter:
     q = request.query
     return RecordFilter(phone=_phone(context(request), q.get("phone")), responsible=q.get("responsible") or None,
-                        pipeline=q.get("pipeline") or None, since=_day(q.get("from")), until=_day(q.get("to"), end=True))
+                        pipeline=q.get("pipeline") or None, since=_day(request, "from"),
+                        until=_day(request, "to", end=True))
 
 
 def call_filter(request: web.Request, who: Viewer) -> CallFilter:
@@ -70,8 +96,8 @@ def call_filter(request: web.Request, who: Viewer) -> CallFilter:
     q = request.query
     employee = (q.get("employee") or None) if who.admin else who.employee
     return CallFilter(phone=_phone(context(request), q.get("phone")), employee=employee,
-                      line=_phone(context(request), q.get("line")), since=_day(q.get("from")),
-                      until=_day(q.get("to"), end=True))
+                      line=_phone(context(request), q.get("line")), since=_day(request, "from"),
+                      until=_day(request, "to", end=True))
 
 
 async def records_page(request: web.Request) -> web.Response:
@@ -97,7 +123,7 @@ def visible_calls(who: Viewer, found: list[dict[str, Any]]) -> list[dict[str, An
 
 
 async def entity_page(request: web.Request) -> web.Response:
-    ref = EntityRef(EntityType(request.match_info["type"]), int(request.match_info["id"]))
+    ref = entity_ref(request)
     found = await pages_of(request).entity(ref)
     if found is None:
         raise web.HTTPNotFound(text=f"no {ref}")
@@ -109,7 +135,7 @@ async def entity_page(request: web.Request) -> web.Response:
 
 
 async def edit_entity(request: web.Request) -> web.Response:
-    ref = EntityRef(EntityType(request.match_info["type"]), int(request.match_info["id"]))
+    ref = entity_ref(request)
     form = await request.post()
     await update_record(context(request), ref, str(form.get("name", "")), str(form.get("responsible", "")))
     raise web.HTTPSeeOther(f"/crm/{ref.type.value}/{ref.id}?saved=1")
@@ -127,7 +153,7 @@ async def update_record(ctx: WebContext, ref: EntityRef, name: str, responsible:
 
 
 async def convert_lead(request: web.Request) -> web.Response:
-    contact, _ = await convert(context(request), int(request.match_info["id"]))
+    contact, _ = await convert(context(request), record_id(request))
     raise web.HTTPSeeOther(f"/crm/contact/{contact.id}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -23,9 +23,11 @@ from aiohttp import web
 from ..core.model import Rules
 from . import auth
 from .auth import SESSION_COOKIE, LoginThrottle, Sessions, Viewer
+from .forwarded import client_address
 from .i18n import pick_language, translator
 from .live import LiveCalls
 from .metrics import CONTENT_TYPE, Metrics
+from .submissions import Submissions
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,9 @@ class WebContext:
     # `agi-daemon simulate` for one call: (direction, line, caller, callee) -> (JSON, text)
     simulate: Callable[[str, str, str, str | None], Awaitable[tuple[dict[str, Any], str]]]
     metrics_peers: tuple[Any, ...] = ()
+    trusted_proxies: tuple[Any, ...] = ()  # whose X-Forwarded-For names the client (web/forwarded.py)
     outbox: Any = None  # crm.outbox.Outbox: the admin page's outbox section
+    submissions: Submissions = field(default_factory=Submissions)  # what the call window's buttons submitted
 
 
 class WebServer:
@@ -80,6 +84,7 @@ class WebServer:
             await ws.close(code=1001, message=b"daemon stopping")
         await self._runner.cleanup()
         self._runner = None
+        await self.context.submissions.close()
 
 
 SOCKETS: web.AppKey["weakref.WeakSet[web.WebSocketResponse]"] = web.AppKey("sockets")
@@ -93,7 +98,7 @@ VIEWER = web.RequestKey("viewer", Viewer)
 def build_app(context: WebContext) -> web.Application:
     from . import admin, api, calls, crm_pages, login
 
-    app = web.Application(middlewares=[_security], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[_forwarded, _security], client_max_size=64 * 1024)
     app[CONTEXT] = context
     app[SESSIONS] = Sessions()
     app[THROTTLE] = LoginThrottle()
@@ -112,6 +117,16 @@ def build_app(context: WebContext) -> web.Application:
 
 
 # ---- security ------------------------------------------------------------------------------
+
+@web.middleware
+async def _forwarded(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Behind a trusted reverse proxy, `request.remote` is the client's address, not the proxy's."""
+    client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()),
+                            request.app[CONTEXT].trusted_proxies)
+    if client is None or client == request.remote:
+        return await handler(request)
+    return await handler(request.clone(remote=client))
+
 
 @web.middleware
 async def _security(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):

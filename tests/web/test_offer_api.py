@@ -102,3 +102,75 @@ async def test_two_clicks_on_create_contact_at_once_create_one_contact_both_see(
     for status, body in answers:  # each click answered with the one contact, or told the offer is taken
         assert (status == 201 and f'"contact:{contact["id"]}"' in body) or status == 409, (status, body)
     assert any(status == 201 for status, _ in answers)
+
+
+
+async def test_create_while_the_database_is_locked_answers_503_in_time_and_the_lead_is_created_once(
+        tmp_path, monkeypatch, caplog):
+    """Another program holds the daemon's database: the click is not stored within
+    CREATED_WAIT_S, so it answers 503 (nothing confirmed) instead of hanging; a second click
+    joins the first's submission instead of adding a retry loop. Once the database is back,
+    that submission creates the lead, once, the card shows it, and no error was left
+    unretrieved."""
+    import asyncio
+    import gc
+    import sqlite3
+
+    import aiohttp
+
+    from agi_daemon.crm.embedded import EmbeddedCrm
+    from agi_daemon.web import calls
+
+    monkeypatch.setattr(calls, "CREATED_WAIT_S", 0.6)
+    database = tmp_path / "crm.sqlite3"
+
+    def unretrieved() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+
+    # The store's transactions give up on the lock after 0.4 s: the submission retries meanwhile.
+    async with EmbeddedCrm(f"sqlite:///{database}", busy_timeout_ms=400) as crm:
+        async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+            await set_passwords(crm)
+            ringing(daemon, "locked-call", LYON)
+            url = base_url(daemon)
+            async with new_session() as alice:
+                await http_login(alice, daemon, "alice")
+                async with alice.get(f"{url}/api/me") as me:
+                    token = (await me.json())["csrf"]
+
+                async def click() -> tuple[int, str, float]:
+                    loop = asyncio.get_running_loop()
+                    started = loop.time()
+                    async with alice.post(f"{url}/api/calls/locked-call/records", json={"kind": "lead"},
+                                          headers={"X-CSRF-Token": token},
+                                          timeout=aiohttp.ClientTimeout(total=10)) as response:
+                        return response.status, await response.text(), loop.time() - started
+
+                other = sqlite3.connect(database, isolation_level=None)
+                other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+                try:
+                    for _ in range(2):
+                        status, text, took = await click()
+                        assert status == 503, (status, text)
+                        assert "nothing is confirmed" in text and "creates nothing twice" in text, text
+                        assert took < 3, took
+                        submissions = daemon.parts.web.context.submissions
+                        assert len(submissions) == 1  # the second click joined the first's submission
+                    assert any("CRM command waits for the store" in r.getMessage() for r in caplog.records)
+                    assert await crm.list_records("leads") == []
+                finally:
+                    other.execute("ROLLBACK")
+                    other.close()
+                for _ in range(100):  # the first click's submission goes on: stored once the database is back
+                    if not len(submissions):
+                        break
+                    await asyncio.sleep(0.05)
+                assert not len(submissions)
+                [lead] = await crm.list_records("leads")
+                assert lead["created_by_call"] == "locked-call" and lead["responsible"] == "alice"
+                assert str(daemon.live.board.call("locked-call").record) == f"lead:{lead['id']}"  # on the card
+                status, text, _ = await click()  # the offer is taken: a third click creates nothing
+                assert status == 409, (status, text)
+        assert len(await crm.list_records("leads")) == 1
+        gc.collect()
+        assert unretrieved() == []
