@@ -102,8 +102,9 @@ class CrmPages:
 
         return await self._crm.transaction("convert a lead", convert, write=True)
 
-    async def last_calls(self, phone: str, limit: int = 5) -> list[Json]:
-        return await self.calls(CallFilter(phone=phone, limit=limit))
+    async def last_calls(self, phone: str, limit: int = 5, employee: str | None = None) -> list[Json]:
+        """The number's latest calls; with `employee`, those they took part in only."""
+        return await self.calls(CallFilter(phone=phone, employee=employee, limit=limit))
 
     async def calls_per_hour(self, now: datetime, hours: int = 24) -> list[tuple[datetime, int, int]]:
         """(hour, answered, missed) for each of the last `hours` hours, oldest first; missed

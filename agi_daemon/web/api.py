@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin, calls, crm_pages
+from .auth import visible_calls
 from .server import context, viewer
 
 
@@ -33,18 +34,18 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def live_calls(request: web.Request) -> web.Response:
-    return web.json_response(await calls.cards(context(request), viewer(request).employee))
+    return web.json_response(await calls.cards(context(request), viewer(request)))
 
 
 async def call_log(request: web.Request) -> web.Response:
     who = viewer(request)
     found = await crm_pages.pages_of(request).calls(crm_pages.call_filter(request, who))
-    return web.json_response(crm_pages.visible_calls(who, found))
+    return web.json_response(visible_calls(who, found))
 
 
 async def one_call(request: web.Request) -> web.Response:
     found = await crm_pages.pages_of(request).call(request.match_info["linkedid"], request.query.get("pbx"))
-    if found is None or not crm_pages.visible_calls(viewer(request), [found]):
+    if found is None or not visible_calls(viewer(request), [found]):
         raise web.HTTPNotFound(text='{"error": "no such call"}', content_type="application/json")
     return web.json_response(found)
 
@@ -78,7 +79,7 @@ async def record(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound(text='{"error": "no such record"}', content_type="application/json")
     entity, its_calls = found
-    return web.json_response({**entity, "calls": crm_pages.visible_calls(viewer(request), its_calls)})
+    return web.json_response({**entity, "calls": visible_calls(viewer(request), its_calls)})
 
 
 async def edit_record(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 SESSION_COOKIE = "agi_daemon_session"
 LOGIN_COOKIE = "agi_daemon_login"
@@ -28,6 +29,14 @@ class Viewer:
     name: str
     admin: bool
     csrf: str
+
+
+def visible_calls(who: Viewer, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls of `found` (call-log rows) `who` may see: an admin, all; an agent, those they
+    were rung for, answered or were transferred (README, "Who sees what")."""
+    if who.admin:
+        return found
+    return [c for c in found if c["answered_by"] == who.employee or who.employee in c["employees"]]
 
 
 @dataclass

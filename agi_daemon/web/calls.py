@@ -16,7 +16,7 @@ from ..core.model import CrmMode, EntityRef, RecordPlan, Rules, UnknownCaller
 from ..core.phone import masked
 from ..core.ports import CrmError
 from ..core.rules import CrmAccess, screen_number
-from .auth import Viewer
+from .auth import Viewer, visible_calls
 from .server import SOCKETS, WebContext, context, render, render_fragment, viewer
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,13 @@ def offer_kinds(rules: Rules) -> list[str]:
     return ["deal"]
 
 
-async def cards(ctx: WebContext, employee: str) -> list[dict[str, Any]]:
+async def cards(ctx: WebContext, who: Viewer) -> list[dict[str, Any]]:
     """The calls on an employee's window, with what the CRM knows of the caller."""
     rules = ctx.rules()
-    return [await card(ctx, rules, call) for call in ctx.live.board.calls_of(employee)]
+    return [await card(ctx, rules, call, who) for call in ctx.live.board.calls_of(who.employee)]
 
 
-async def card(ctx: WebContext, rules: Rules, call: LiveCall) -> dict[str, Any]:
+async def card(ctx: WebContext, rules: Rules, call: LiveCall, who: Viewer) -> dict[str, Any]:
     line = rules.lines.get(call.line)
     entity = None
     history: list[dict[str, Any]] = []
@@ -65,7 +65,9 @@ async def card(ctx: WebContext, rules: Rules, call: LiveCall) -> dict[str, Any]:
         try:
             entity = await _known_as(ctx, call)
             if ctx.pages is not None:
-                history = await ctx.pages.last_calls(call.number, 6)
+                # an agent's own calls only, as everywhere (README, "Who sees what")
+                history = visible_calls(who, await ctx.pages.last_calls(
+                    call.number, 6, employee=None if who.admin else who.employee))
         except CrmError as exc:
             log.warning("call %s: the card could not read the CRM: %s", call.linkedid, exc)
     if entity is not None:
@@ -108,7 +110,7 @@ async def _known_as(ctx: WebContext, call: LiveCall) -> dict[str, Any] | None:
 
 async def call_window(request: web.Request) -> web.Response:
     who = viewer(request)
-    return render(request, "calls.html", cards=await cards(context(request), who.employee))
+    return render(request, "calls.html", cards=await cards(context(request), who))
 
 
 async def live_updates(request: web.Request) -> web.WebSocketResponse:
@@ -141,7 +143,7 @@ async def _read_until_closed(ws: web.WebSocketResponse) -> None:
 
 async def _push(request: web.Request, ws: web.WebSocketResponse, watch, ctx: WebContext, who: Viewer) -> None:
     while not ws.closed:
-        found = await cards(ctx, who.employee)
+        found = await cards(ctx, who)
         html = render_fragment(request, "_cards.html", cards=found)
         await ws.send_json({"html": html, "calls": [c["linkedid"] for c in found]})
         while not await watch.changed(HEARTBEAT_SECONDS) and not ws.closed:

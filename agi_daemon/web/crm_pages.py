@@ -3,15 +3,13 @@ log, with filters; a record's page with its calls; edit name and responsible; co
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
 from aiohttp import web
 
 from ..core.model import CrmMode, EntityRef, EntityType
 from ..core.phone import InvalidPhone, to_e164
 from ..core.ports import CrmError, CrmRejected
 from ..core.crm_queries import CallFilter, RecordFilter
-from .auth import Viewer
+from .auth import Viewer, visible_calls
 from .server import WebContext, context, render, viewer
 
 LISTS = {"leads": EntityType.LEAD, "contacts": EntityType.CONTACT, "companies": EntityType.COMPANY,
@@ -114,12 +112,6 @@ async def call_log_page(request: web.Request) -> web.Response:
 
 def _pipelines(ctx: WebContext) -> list[str]:
     return [ctx.rules().crm.pipeline]
-
-
-def visible_calls(who: Viewer, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if who.admin:
-        return found
-    return [c for c in found if c["answered_by"] == who.employee or who.employee in c["employees"]]
 
 
 async def entity_page(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.asterisk.ami_client import blind_transfer
 from tests.daemon_harness import BLOCKED, UNKNOWN, eventually, logged_calls, rang, running_daemon
+from tests.web.test_security import _call
 from tests.web.harness import (
     base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
 )
@@ -99,6 +100,26 @@ async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm
             [card_data] = await eventually(shown)
     assert card_data["entity"] is None and card_data["last_calls"] == []  # R7: no lookup at all
     assert card_data["offer"] is False and card_data["number_display"] == "01 40 00 00 00"
+
+
+async def test_the_cards_last_calls_with_the_number_are_the_agents_own(tmp_path, crm, asterisk_ami, employees):
+    """Agents see their own calls, on the card too: alice's card of a number bob talked to
+    lists alice's earlier call with it, not bob's."""
+    await crm.log_call(_call("earlier-with-alice", "alice"))
+    await crm.log_call(_call("earlier-with-bob", "bob"))
+    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
+        await set_passwords(crm)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
+            await asyncio.wait_for(call.response, 5)
+
+            async def shown():
+                async with alice.get(f"{base_url(daemon)}/api/calls/live") as response:
+                    return [c for c in await response.json() if c["linkedid"] == call.linkedid]
+
+            [card_data] = await eventually(shown)
+    assert [c["linkedid"] for c in card_data["last_calls"]] == ["earlier-with-alice"]
 
 
 async def test_agent_creates_the_contact_from_the_card_once_through_the_outbox(tmp_path, crm, asterisk_ami, employees):
