@@ -55,6 +55,15 @@ def readable(e164: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
+def is_valid(e164: str) -> bool:
+    """Whether phonenumbers knows `e164` as a number its country gives out (not only one of a
+    possible length): "+33014000000", "01 40 00 00 0" read in France, is possible, not valid."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def try_e164(text: str, region: str) -> str | None:
     try:
         return to_e164(text, region)

@@ -1,10 +1,13 @@
 """The routing `Rules` built from the file: phone numbers normalised to E.164 with
 `daemon.default_region`, and every name that refers to another key checked.
 
-Checks: a line's queue group exists; queue group members are employees, each listed once;
-two employees never share an extension; an employee's `line` is one of the `numbers`; two
-`numbers` keys are never the same number written twice. An employee phone that is also on the
-CRM exception list is allowed: both rules keep the call out of the CRM (R7, R8).
+Checks: a line's queue group exists; queue group members are employees, each listed once, at
+least one of them with an extension to ring; two employees never share an extension; an
+employee's `line` is one of the `numbers`; two `numbers` keys are never the same number
+written twice. An employee phone that is also on the CRM exception list is allowed: both rules
+keep the call out of the CRM (R7, R8). Warnings: a number of a possible length that its country
+does not give out (a digit missing: it would never match a caller), a queue group member
+without an extension (never rung).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from agi_daemon.core.model import CrmPolicy, Dialing, Employee, Line, LineCrm, QueueGroup, Rules
-from agi_daemon.core.phone import InvalidPhone, to_e164
+from agi_daemon.core.phone import InvalidPhone, is_valid, to_e164
 
 from .errors import KeyPath, ProblemLog
 from .schema import CrmSettings, EmployeeEntry, NumberEntry, QueueGroupEntry
@@ -49,10 +52,14 @@ class _PhoneReader:
 
     def read(self, text: str, path: KeyPath) -> str | None:
         try:
-            return to_e164(text, self._region)
+            number = to_e164(text, self._region)
         except InvalidPhone:
             self._log.add(path, f"not a phone number: {text}")
             return None
+        if not is_valid(number):
+            self._log.add(path, f"{text} reads as {number}, which phonenumbers does not know as a number given "
+                                "out in its country: a digit missing or one too many?", warning=True)
+        return number
 
     def read_all(self, texts: tuple[str, ...], path: KeyPath) -> list[str]:
         read = (self.read(text, (*path, index)) for index, text in enumerate(texts))
@@ -109,6 +116,12 @@ def _queue_groups(queue_groups: Mapping[str, QueueGroupEntry], employees: Mappin
                 log.add(path, f"unknown employee: {member}")
             elif member in entry.members[:index]:
                 log.add(path, f"{member} is listed twice")
+            elif employees[member].extension is None:
+                log.add(path, f"{member} has no extension: never rung in this queue group", warning=True)
+        known = [employees[member] for member in entry.members if member in employees]
+        if known and all(employee.extension is None for employee in known):
+            log.add(("queue_groups", group_id, "members"),
+                    "no member has an extension: the calls of this queue group would ring nobody")
         result[group_id] = QueueGroup(id=group_id, members=entry.members, strategy=entry.strategy,
                                       ring_seconds=entry.ring_seconds)
     return result

@@ -17,7 +17,7 @@ CASES = [
     pytest.param(
         HEAD + """\
 employees:
-  alice: {name: Alice Martin}
+  alice: {name: Alice Martin, extension: "101"}
 queue_groups:
   sales: {members: [alice]}
 numbers:
@@ -36,7 +36,7 @@ daemon:
   web: {listen: "127.0.0.1:8080"}
 asterisk:
   ami: {secret: "${AMI_SECRET}"}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -45,7 +45,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 """,
         ["1: numbers: required"],
@@ -55,7 +55,7 @@ queue_groups: {sales: {members: [alice]}}
         HEAD + """\
 crm:
   mode: clasic
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice], strategy: round_robin}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -66,7 +66,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     pytest.param(
         HEAD + """\
 employees:
-  alice: {name: Alice Martin}
+  alice: {name: Alice Martin, extension: "101"}
   bob: {name: Bob Durand}
 queue_groups:
   sales:
@@ -80,7 +80,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice, alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -89,7 +89,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers:
   "+33 1 84 88 00 00":
@@ -116,7 +116,8 @@ employees:
   alice:
     name: Alice Martin
     line: "01 84 88 00 01"
-queue_groups: {sales: {members: [alice]}}
+  bob: {name: Bob Durand, extension: "102"}
+queue_groups: {sales: {members: [bob]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
         ["7: employees.alice.line: not one of the numbers: 01 84 88 00 01"],
@@ -124,7 +125,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers:
   "+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}
@@ -145,16 +146,21 @@ crm:
     phones:
       - "+33 1 40 00 00 00"
       - "call me"
+      - "01 40 00 00 0"
 numbers: {"not a number": {name: Paris sales line, queue_group: sales}}
 """,
         ["7: employees.alice.phones.1: not a phone number: 12",
+         "8: queue_groups.sales.members.0: warning: alice has no extension: never rung in this queue group",
+         "8: queue_groups.sales.members: no member has an extension: the calls of this queue group would ring nobody",
          "13: crm.exceptions.phones.1: not a phone number: call me",
-         "14: numbers.not a number: not a phone number: not a number"],
+         "14: crm.exceptions.phones.2: warning: 01 40 00 00 0 reads as +33014000000, which phonenumbers does not "
+         "know as a number given out in its country: a digit missing or one too many?",
+         "15: numbers.not a number: not a phone number: not a number"],
         id="unreadable-phone-numbers",
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups:
   sales:
     members: []
@@ -165,7 +171,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups:
   sales:
     members: [alice]
@@ -212,7 +218,7 @@ asterisk:
   events: ari
   endpoint_template: "PJSIP/{ext}"
   trunk_template: "PJSIP/{number}@{trunk}"
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -226,7 +232,7 @@ daemon: {default_region: FR}
 asterisk:
   ami: {secret: "${AMI_SECRET}"}
   events: ari
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -240,7 +246,7 @@ asterisk:
   ami: {secret: s}
   events: ari
   ari: {password: p, app: "agi-daemon,other"}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -254,7 +260,7 @@ asterisk:
   ami: {secret: s}
   events: ari
   ari: {password: p, app: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -266,7 +272,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 daemon: {default_region: FR}
 asterisk: {ami: {secret: s}}
 crm: {adapter: bitrix24}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """,
@@ -292,7 +298,7 @@ numbers:
     ),
     pytest.param(
         HEAD + """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 log_level: debug
@@ -303,7 +309,7 @@ log_level: debug
     pytest.param(
         HEAD + """\
 employees:
-  alice: {name: Alice Martin}
+  alice: {name: Alice Martin, extension: "101"}
   alice: {name: Alice Dupont}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
@@ -316,7 +322,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 daemon: {default_region: FR}
 asterisk:
   ami: {secret: "${AMI_SECRET}"
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 """,
         ["4: (yaml): expected ',' or '}', but got '<scalar>' (while parsing a flow mapping started on line 3)"],
         id="yaml-syntax-error",

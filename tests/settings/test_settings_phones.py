@@ -11,7 +11,7 @@ HEAD = 'asterisk: {ami: {secret: "${AMI_SECRET}"}}\n'
 def test_number_keys_in_any_written_form_become_e164_in_file_order(write_config):
     path = write_config(HEAD + """\
 daemon: {default_region: FR}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers:
   01 84 88 00 00: {name: national, queue_group: sales}
@@ -29,7 +29,7 @@ numbers:
 def test_national_numbers_are_read_in_the_default_region(write_config):
     path = write_config(HEAD + """\
 daemon: {default_region: be}
-employees: {alice: {name: Alice Martin, phones: ["0470 12 34 56"]}}
+employees: {alice: {name: Alice Martin, extension: "101", phones: ["0470 12 34 56"]}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"02 123 45 67": {name: Brussels, queue_group: sales}}
 """)
@@ -61,7 +61,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 def test_region_no_unquoted_is_norway_not_false(write_config):
     path = write_config(HEAD + """\
 daemon: {default_region: NO}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"22 00 00 00": {name: Oslo, queue_group: sales}}
 """)
@@ -73,7 +73,7 @@ def test_employee_phone_on_exception_list_is_allowed(write_config):
     path = write_config(HEAD + """\
 daemon: {default_region: FR}
 crm: {exceptions: {phones: ["06 12 00 00 01"], emails: [NoReply@Example.com]}}
-employees: {alice: {name: Alice Martin, phones: ["+33 6 12 00 00 01"]}}
+employees: {alice: {name: Alice Martin, extension: "101", phones: ["+33 6 12 00 00 01"]}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """)
@@ -88,7 +88,7 @@ numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 def test_phone_of_the_wrong_country_length_is_not_a_phone_number(write_config):
     path = write_config(HEAD + """\
 daemon: {default_region: FR}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88": {name: Paris sales line, queue_group: sales}}
 """)

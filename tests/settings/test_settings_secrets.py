@@ -8,7 +8,7 @@ from agi_daemon.settings import load_settings
 from .settings_helpers import EXAMPLE, EXAMPLE_ENV, problem_lines
 
 TAIL = """\
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """

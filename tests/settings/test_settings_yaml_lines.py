@@ -52,7 +52,7 @@ def test_merge_keys_share_line_settings_and_overrides_are_not_duplicates(write_c
     path = write_config("""\
 daemon: {default_region: FR}
 asterisk: {ami: {secret: s}}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers:
   "+33 1 84 88 00 00":
@@ -81,7 +81,7 @@ def test_problem_in_merged_settings_points_at_the_anchor(write_config):
     path = write_config("""\
 daemon: {default_region: FR}
 asterisk: {ami: {secret: s}}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers:
   "+33 1 84 88 00 00":

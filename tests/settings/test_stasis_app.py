@@ -12,7 +12,7 @@ asterisk:
   ami: {secret: s}
   events: ari
   ari: {password: p, app: %s}
-employees: {alice: {name: Alice Martin}}
+employees: {alice: {name: Alice Martin, extension: "101"}}
 queue_groups: {sales: {members: [alice]}}
 numbers: {"+33 1 84 88 00 00": {name: Paris sales line, queue_group: sales}}
 """
