@@ -264,12 +264,17 @@ def purge(conn: Connection, before: datetime) -> int:
 
 
 def retry(conn: Connection, row_id: int) -> Waiting | None:
-    """A dead letter (or a pending row) pending again, with its attempts counted from zero."""
+    """A dead letter (or a pending row) pending again, with its attempts counted from zero. A
+    pending row keeps its claim: a daemon may be delivering it right now (a remote CRM's lease),
+    or holding a hangup report back for tracking's; freeing it would let another daemon send it
+    at the same time, or send the report before tracking's could replace it."""
     row = conn.execute(select(outbox.c.lane, outbox.c.created_at, outbox.c.status).where(outbox.c.id == row_id)).first()
     if row is None or row[2] not in (DEAD, PENDING):
         return None
-    conn.execute(update(outbox).where(outbox.c.id == row_id).values(status=PENDING, attempts=0, done_at=None,
-                                                                   claimed_by=None, claimed_until=None))
+    values: dict[str, Any] = {"attempts": 0}
+    if row[2] == DEAD:
+        values.update(status=PENDING, done_at=None, claimed_by=None, claimed_until=None)
+    conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == row[2]).values(**values))
     return Waiting(row_id, row[0], row[1])
 
 

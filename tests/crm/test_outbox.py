@@ -172,6 +172,29 @@ async def test_rejected_command_is_a_dead_letter_at_once_and_retry_delivers_it(c
     assert (await rows(crm))["L6/records"][0] == "delivered"
 
 
+async def test_retry_of_a_pending_command_counts_again_from_zero_and_keeps_its_claim(crm, new_client):
+    """`outbox retry` on a command a daemon is delivering (its claim's lease runs) must not free
+    it for another daemon to send at the same time."""
+    def pending(conn):
+        outbox_store.add(conn, CreateCallRecords(new_client("+33611000012", "R1")), AT)
+        return [waiting.id for waiting in outbox_store.waiting(conn)]
+
+    [row_id] = await crm.transaction("test: a command", pending, write=True)
+    now = datetime.now(UTC)
+    assert await crm.transaction("test: claim", lambda conn: outbox_store.take(
+        conn, row_id, now, claim=("pbx1:1", timedelta(minutes=2))), write=True) is not None
+    await crm.transaction("test: failed once", lambda conn: outbox_store.failed(
+        conn, row_id, "503", dead=False, now=now), write=True)
+    await crm.transaction("test: claim again", lambda conn: outbox_store.take(
+        conn, row_id, now, claim=("pbx1:1", timedelta(minutes=2))), write=True)
+
+    assert await crm.transaction("test: retry", lambda conn: outbox_store.retry(conn, row_id), write=True) is not None
+
+    assert (await rows(crm))["R1/records"][:2] == ("pending", 0)
+    assert await crm.transaction("test: another daemon", lambda conn: outbox_store.take(
+        conn, row_id, now, claim=("pbx2:2", timedelta(minutes=2))), write=True) is None
+
+
 async def outbox_dead(crm) -> bool:
     return any(status == "dead" for status, _, _ in (await rows(crm)).values())
 
