@@ -34,7 +34,8 @@ from .core.ports import Clock, CrmLookup, Notifier
 from .crm.embedded import EmbeddedCrm
 from .crm.outbox import Outbox
 from .crm.registry import CrmParts, build_crm, build_outbox
-from .remote_crm import remote_crm
+from .remote_crm import employee_links, remote_crm
+from .crm.bitrix24.adapter import Bitrix24Crm
 from .crm.pages import CrmPages
 from .crm.users import WebUsers
 from .log_lines import ready_line
@@ -54,6 +55,7 @@ from .web.server import WebContext, WebServer
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+EMPLOYEES_READ_S = 10.0  # a reload waits this long for Bitrix24 to name the employees' portal users
 LOG_GATHER_S = 0.02  # the log writer gathers the lines logged within this long (see _LogWriter)
 STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait in Stasis for its decision
 
@@ -114,6 +116,20 @@ class Daemon:
             log_warnings(loaded)
             for line in config_reload.what_changed(before, loaded):
                 log.warning("%s", line)
+            await self._employees_changed(before, loaded)
+
+    async def _employees_changed(self, before: Settings, after: Settings) -> None:
+        """Bitrix24 knows the employees by their portal users, read at the start: a reload that
+        changes them has them read again (routing uses the new employees at once)."""
+        remote = self.parts.crm_parts.remote if self.parts is not None else None
+        if not isinstance(remote, Bitrix24Crm) or employee_links(before) == employee_links(after):
+            return
+        try:
+            async with asyncio.timeout(EMPLOYEES_READ_S):
+                await remote.employees_changed(employee_links(after), after.rules.employees)
+        except TimeoutError:
+            log.warning("bitrix24: the portal users of the reloaded employees not read within %g s; read at the "
+                        "next delivery", EMPLOYEES_READ_S)
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current

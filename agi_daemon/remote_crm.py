@@ -53,9 +53,13 @@ def bitrix24_crm(settings: Settings) -> Bitrix24Crm:
         per_second=portal.rate.per_second, burst=portal.rate.burst, timeout_seconds=portal.timeout_ms / 1000,
         base_dir=base_dir)
     employees = settings.rules.employees
-    directory = EmployeeDirectory(
-        EmployeeLink(name, int(user) if (user := settings.crm_users.get(name)) else None, employee.extension)
-        for name, employee in employees.items())
+    directory = EmployeeDirectory(employee_links(settings))
     return Bitrix24Crm(client, directory, employees, deadline_seconds=settings.daemon.crm_deadline_ms / 1000,
                        pipelines=portal.pipelines, mode=crm.mode, cache=LookupCache(ttl_seconds=10.0),
                        card=portal.card)
+
+
+def employee_links(settings: Settings) -> list[EmployeeLink]:
+    """Each employee of the config and what finds their portal user: `crm_user`, else the extension."""
+    return [EmployeeLink(name, int(user) if (user := settings.crm_users.get(name)) else None, employee.extension)
+            for name, employee in settings.rules.employees.items()]

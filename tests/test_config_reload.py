@@ -78,3 +78,33 @@ async def test_allowed_peers_of_every_address_is_warned_in_the_daemons_log(tmp_p
     assert said[0].endswith("daemon.fastagi.allowed_peers.0: warning: 0.0.0.0/0 allows every address: FastAGI is open "
                             "to every host that can reach it (anyone may ask where calls go and fill its sessions): "
                             "list the Asterisk servers' addresses")
+
+
+async def test_reload_adding_an_employee_on_bitrix24_finds_their_portal_user_for_the_next_lead(tmp_path, portal, caplog):
+    """Bitrix24 knows employees by their portal users, read at the start: an employee added by
+    a reload is found too, and the lead of a new caller routed to them is theirs on the portal."""
+    portal.add_user(14, "Dave", "104")
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"), bitrix24=portal.webhook_url)
+    holder = SettingsHolder(config)
+    daemon, stop, ready = Daemon(holder), asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(daemon.serve(stop, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        config.write_text(config.read_text()
+                          .replace("employees:\n", 'employees:\n  dave: {name: Dave Petit, extension: "104"}\n', 1)
+                          .replace("members: [alice, bob]", "members: [dave, alice, bob]"))
+        daemon.reload()
+        async with asyncio.timeout(10):
+            while "dave" not in holder.current.rules.employees:
+                await asyncio.sleep(0.05)
+        answer = await agi_call(daemon.agi_port, "incoming", extension="0184880000", callerid=UNKNOWN, args=("R1",))
+        async with asyncio.timeout(10):
+            while not portal.records_with_origin("lead", "R1/records"):
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)
+    [lead] = portal.records_with_origin("lead", "R1/records")
+    assert answer["AGI_DAEMON_QUEUE"].startswith("Local/104@employees")
+    assert str(lead["ASSIGNED_BY_ID"]) == "14"
+

@@ -52,8 +52,8 @@ from agi_daemon.core.ports import CrmError, CrmRejected, CrmUnavailable
 from .cache import LookupCache
 from .client import BatchResult, Bitrix24Client, Command
 from .operations import (
-    Bitrix24Operations, CallToFinish, CallToRegister, EmployeeDirectory, NewRecord, create_command, finish_command,
-    finish_status, register_command, registered, responsible_command,
+    Bitrix24Operations, CallToFinish, CallToRegister, EmployeeDirectory, EmployeeLink, NewRecord, create_command,
+    finish_command, finish_status, register_command, registered, responsible_command,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,20 @@ class Bitrix24Crm:
         if self._opened:
             self._opened = False
             await self.client.close()
+
+    async def employees_changed(self, links: Iterable[EmployeeLink], employees: Iterable[str]) -> None:
+        """A reload changed the employees (or their `crm_user`): their portal users are found
+        again now; when the portal does not answer, at the next delivery."""
+        async with self._loading:
+            try:
+                await self.directory.renew(links, self.client)
+                self._loaded = True
+            except CrmError as exc:
+                log.warning("bitrix24: employees changed, portal users not read now (%s); read at the next delivery",
+                            exc)
+                await self.directory.renew(links, None)
+                self._loaded = False
+            self._employees = tuple(employees)
 
     async def _load_directory(self) -> None:
         async with self._loading:

@@ -91,6 +91,14 @@ class EmployeeDirectory:
             log.warning("bitrix24: no portal user for employees %s (set crm_user, or the user's internal phone "
                         "to the extension)", ", ".join(self.unmatched))
 
+    async def renew(self, employees: Iterable[EmployeeLink], client: Bitrix24Client | None) -> None:
+        """The employees of a reloaded config: their users found first (as `load`, when a
+        client is given), then all taken at once, so no delivery meanwhile sees half of them."""
+        fresh = EmployeeDirectory(employees)
+        if client is not None:
+            await fresh.load(client)
+        self._links, self._user_of, self.unmatched = fresh._links, fresh._user_of, fresh.unmatched
+
     def user_of(self, employee: str) -> int | None:
         return self._user_of.get(employee)
 
