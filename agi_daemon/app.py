@@ -55,7 +55,6 @@ from .web.server import WebContext, WebServer
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
-EMPLOYEES_READ_S = 10.0  # a reload waits this long for Bitrix24 to name the employees' portal users
 LOG_GATHER_S = 0.02  # the log writer gathers the lines logged within this long (see _LogWriter)
 STASIS_DECISION_MARGIN = 0.1  # seconds past crm_deadline_ms a channel may wait in Stasis for its decision
 
@@ -124,12 +123,7 @@ class Daemon:
         remote = self.parts.crm_parts.remote if self.parts is not None else None
         if not isinstance(remote, Bitrix24Crm) or employee_links(before) == employee_links(after):
             return
-        try:
-            async with asyncio.timeout(EMPLOYEES_READ_S):
-                await remote.employees_changed(employee_links(after), after.rules.employees)
-        except TimeoutError:
-            log.warning("bitrix24: the portal users of the reloaded employees not read within %g s; read at the "
-                        "next delivery", EMPLOYEES_READ_S)
+        await remote.employees_changed(employee_links(after), after.rules.employees)  # bounded: EMPLOYEES_READ_S
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current

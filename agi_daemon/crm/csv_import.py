@@ -202,13 +202,19 @@ def _read(text_stream: Iterable[str]) -> Iterator[Columns | tuple[int, list[str]
     except csv.Error as error:
         if held is not None:
             yield held
-        yield RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
+        # a quote never closed in a large file: the csv module's field limit (128 KiB) stops it first
+        yield _never_closed(line_number, reader.line_num) if _unclosed(kept.of_row_being_read, delimiter) else \
+            RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
         return
     if held is not None and _unclosed(kept.of_last_row, delimiter):
-        yield RowError(held[0], f"a quote opened on this line is never closed: the rest of the file (to line "
-                                f"{reader.line_num}) was read as one field and is not imported")
+        yield _never_closed(held[0], reader.line_num)
     elif held is not None:
         yield held
+
+
+def _never_closed(line_number: int, last_line: int) -> RowError:
+    return RowError(line_number, f"a quote opened on this line is never closed: the rest of the file (to line "
+                                 f"{last_line}) was read as one field and is not imported")
 
 
 class _RowLines:
@@ -218,6 +224,11 @@ class _RowLines:
         self._reading: list[str] = []
         self.of_last_row: list[str] = []
         self.lines = self._kept(text_stream)  # what the csv reader reads
+
+    @property
+    def of_row_being_read(self) -> list[str]:
+        """The lines read so far for the row the reader has not given yet."""
+        return self._reading
 
     def _kept(self, text_stream: Iterable[str]) -> Iterator[str]:
         reading = self._reading
@@ -237,8 +248,12 @@ class _RowLines:
 
 def _unclosed(raw: list[str], delimiter: str) -> bool:
     """Whether these lines end inside a quoted field: then one more quote closes that field
-    and they stay one row; otherwise it opens a row of its own."""
-    return len(list(csv.reader([*raw, '"'], delimiter=delimiter))) == 1
+    and they stay one row; otherwise it opens a row of its own. Lines too long for the csv
+    module (a field past its 128 KiB limit) are judged by their count of quotes."""
+    try:
+        return len(list(csv.reader([*raw, '"'], delimiter=delimiter))) == 1
+    except csv.Error:
+        return sum(line.count('"') for line in raw) % 2 == 1
 
 
 def _contact_row(line_number: int, cells: list[str], columns: Columns, region: str,

@@ -274,7 +274,9 @@ def retry(conn: Connection, row_id: int) -> Waiting | None:
     values: dict[str, Any] = {"attempts": 0}
     if row[2] == DEAD:
         values.update(status=PENDING, done_at=None, claimed_by=None, claimed_until=None)
-    conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == row[2]).values(**values))
+    changed = conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == row[2]).values(**values))
+    if not changed.rowcount:  # delivered or dropped by another daemon meanwhile
+        return None
     return Waiting(row_id, row[0], row[1])
 
 

@@ -14,6 +14,7 @@ from agi_daemon.core.decisions import RoutingStatus
 from agi_daemon.core.model import CrmMode, Direction
 from agi_daemon.core.ports import CrmUnavailable
 from agi_daemon.core.rules import CallEntry
+from agi_daemon.crm.bitrix24 import adapter as adapter_module
 from agi_daemon.crm.bitrix24.adapter import Bitrix24Crm
 from agi_daemon.crm.bitrix24.auth import WebhookAuth
 from agi_daemon.crm.bitrix24.bucket import LeakyBucket
@@ -289,3 +290,21 @@ async def test_write_answered_by_a_page_not_in_utf8_is_retried_and_lands_once(po
     assert lead["ORIGIN_ID"] == "B21/records"
     assert portal.failures_answered == 1  # the first try met the page: retried
     assert (await rows(crm))["B21/records"][0] == "delivered"
+
+
+
+async def test_employees_changed_while_the_portal_does_not_answer_are_read_at_the_next_delivery(
+        portal, adapter, new_client, monkeypatch):
+    """A reload adds dave while the portal hangs: the reload does not wait past its bound, and
+    the next delivery reads the users again, so dave's lead is his on the portal."""
+    monkeypatch.setattr(adapter_module, "EMPLOYEES_READ_S", 0.3)
+    portal.add_user(14, "Dave", "104")
+    portal.time_out_next(1, seconds=2.0)
+    links = [EmployeeLink("alice", 11, "101"), EmployeeLink("bob", None, "102"), EmployeeLink("dave", None, "104")]
+    async with asyncio.timeout(2):
+        await adapter.employees_changed(links, ["alice", "bob", "dave"])
+    portal.heal()
+    update = await adapter.deliver(CreateCallRecords(new_client("+33611000044", "D1", responsible="dave")),
+                                   CallLedger("D1"))
+    [lead] = portal.records_with_origin("lead", "D1/records")
+    assert update.created is not None and str(lead["ASSIGNED_BY_ID"]) == "14"

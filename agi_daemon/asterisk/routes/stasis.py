@@ -125,8 +125,10 @@ class StasisRouting:
             if exc.status == 404:  # the caller hung up meanwhile
                 log.info("channel %s left before its routing answer", channel_id)
                 return
+            self._started_lately.pop(channel_id, None)  # still waiting: the next resync sends it on
             log.error("channel %s: ARI refused the routing answer (%s)", channel_id, exc)
         except AriError as exc:
+            self._started_lately.pop(channel_id, None)
             log.error("channel %s: routing answer not delivered (%s); it goes on at the next resync", channel_id, exc)
 
     def _release_waiting(self, channels: tuple[Json, ...]) -> None:

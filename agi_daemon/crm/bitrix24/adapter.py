@@ -58,6 +58,8 @@ from .operations import (
 
 log = logging.getLogger(__name__)
 
+EMPLOYEES_READ_S = 10.0  # how long a reload's change of employees waits for the portal to name their users
+
 # The call's own entries in the ledger's `remote_ids` (beside the records' "lead:12"):
 ACTIVITY = "call:activity"  # the CRM activity the portal created when it finished the call
 UNBOUND = "call:unbound"  # "1": registered before its records, so its activity is bound to them after the finish
@@ -111,11 +113,12 @@ class Bitrix24Crm:
         again now; when the portal does not answer, at the next delivery."""
         async with self._loading:
             try:
-                await self.directory.renew(links, self.client)
+                async with asyncio.timeout(EMPLOYEES_READ_S):
+                    await self.directory.renew(links, self.client)
                 self._loaded = True
-            except CrmError as exc:
+            except (CrmError, TimeoutError) as exc:
                 log.warning("bitrix24: employees changed, portal users not read now (%s); read at the next delivery",
-                            exc)
+                            exc or f"no answer within {EMPLOYEES_READ_S:g} s")
                 await self.directory.renew(links, None)
                 self._loaded = False
             self._employees = tuple(employees)

@@ -138,6 +138,21 @@ async def test_a_channel_found_waiting_whose_start_is_read_right_after_the_resyn
     assert [path for _, path, _ in ari.requests].count("/channels/ch1/continue") == 1
 
 
+async def test_a_channel_whose_routing_answer_failed_goes_on_to_the_fallback_at_the_next_resync(tasks):
+    """The link died between the StasisStart and the answer: after the reconnection the channel
+    still waits in the application, and the resync sends it on."""
+    ari = FakeAri(failing=AriUnavailable("events WebSocket closed"))
+    stasis, pending = router(MemoryCrm(), tasks, ari)
+    stasis.handle(stasis_start("ch1", "incoming", PARIS, CLIENT))
+    await eventually(lambda: stasis.deciding == 0)
+    ari.failing = None
+    still = {"id": "ch1", "dialplan": {"app_name": "Stasis", "app_data": "agi-daemon,incoming,L1"}}
+    stasis.handle(AriResync((still,), (), 0.0))
+    await eventually(lambda: "ch1" in ari.continued_at, timeout=5)
+    await pending.drain(5)
+    assert ari.variables("ch1") == [(v.STATUS, "error")]
+
+
 async def test_at_close_decisions_in_progress_are_delivered_and_channels_left_waiting_go_on(tasks, crm):
     ari = FakeAri()
     stasis, pending = router(SlowCrm(crm, delay=2.0), tasks, ari, deadline=0.3)
