@@ -58,7 +58,7 @@ async def in_thread(work: Callable[[], T], timeout: float | None = None) -> T:
         raise ReloadTooSlow(f"reading the config file took more than {timeout:g} s") from None
 
 
-RESTART_PARTS = ("daemon", "asterisk.ami", "asterisk.ari", "asterisk.events", "crm.adapter", "crm.embedded",
+RESTART_PARTS = ("daemon.fastagi", "daemon.web", "daemon.crm_deadline_ms", "daemon.pbx_id", "asterisk.ami", "asterisk.ari", "asterisk.events", "crm.adapter", "crm.embedded",
                  "crm.outbox", "crm.bitrix24", "crm.webhook")  # the remote adapters are built at the start
 TEMPLATES = "endpoint_template", "trunk_template"
 
@@ -80,6 +80,9 @@ def what_changed(before: Settings, after: Settings) -> list[str]:
         lines.append(f"{' and '.join(templates)} changed: calls routed from now on dial with it; the dialplan's "
                      "fallback contexts keep the old one until you run `agi-daemon dialplan` again and reload "
                      "Asterisk's dialplan")
+    if before.daemon.default_region != after.daemon.default_region:
+        lines.append(f"daemon.default_region changed to {after.daemon.default_region}: the file's numbers were read "
+                     "again with it, and callers' numbers are read with it from the next call")
     if restart:
         lines.append(f"changes to {', '.join(restart)} take effect at the next restart")
     return lines

@@ -108,3 +108,16 @@ async def test_reload_adding_an_employee_on_bitrix24_finds_their_portal_user_for
     assert answer["AGI_DAEMON_QUEUE"].startswith("Local/104@employees")
     assert str(lead["ASSIGNED_BY_ID"]) == "14"
 
+
+def test_a_new_default_region_is_said_to_apply_at_once_and_the_rest_of_daemon_at_the_restart(tmp_path):
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    before = SettingsHolder(config).current
+    config.write_text(config.read_text().replace("default_region: FR", "default_region: BE")
+                      .replace("crm_deadline_ms: 300", "crm_deadline_ms: 250"))
+    after = SettingsHolder(config).current
+
+    assert config_reload.what_changed(before, after) == [
+        "daemon.default_region changed to BE: the file's numbers were read again with it, and callers' numbers "
+        "are read with it from the next call",
+        "changes to daemon.crm_deadline_ms take effect at the next restart"]
+
