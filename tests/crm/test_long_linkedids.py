@@ -70,3 +70,33 @@ async def test_a_database_of_the_previous_version_keeps_its_records_and_their_on
         conn.exec_driver_sql("INSERT INTO leads (name, created_by_call, created_by_call_phone, created_at, status) "
                              "VALUES ('Twice', '1700000000.5', :phone, '2026-12-01 09:00:00', 'NEW')", {"phone": PHONE})
     engine.dispose()
+
+
+@pytest.mark.databases("sqlite")
+async def test_a_database_of_the_previous_version_with_deals_and_converted_leads_is_upgraded_whole(tmp_path):
+    """The tables a migration rebuilds on SQLite (copied, dropped, renamed) are referenced by
+    others' foreign keys: a deal's contact, a converted lead's contact and deal. The upgrade
+    keeps every row and every link."""
+    url = f"sqlite:///{tmp_path}/crm.sqlite3"
+    migrate_to(url, "0006_outbox_claims")
+    engine = sqlalchemy.create_engine(database_url(url))
+    at = "'2026-12-01 09:00:00'"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO contacts (name, created_by_call, created_at) VALUES ('Dupont', 'c1', {at})")
+        conn.exec_driver_sql(f"INSERT INTO companies (name, created_at) VALUES ('Dupont SARL', {at})")
+        conn.exec_driver_sql("INSERT INTO deals (name, created_at, pipeline, stage, contact_id, company_id) "
+                             f"VALUES ('Deal', {at}, 'general', 'NEW', 1, 1)")
+        conn.exec_driver_sql("INSERT INTO leads (name, created_at, status, converted_contact_id, converted_deal_id) "
+                             f"VALUES ('Lead', {at}, 'CONVERTED', 1, 1)")
+    engine.dispose()
+    async with EmbeddedCrm(url) as crm:  # upgrades to this version's schema
+        [deal] = await crm.list_records("deals")
+        [lead] = await crm.list_records("leads")
+        [contact] = await crm.list_records("contacts")
+    assert (deal["contact"], deal["company"], contact["created_by_call"]) == ("contact:1", "company:1", "c1")
+    assert sorted(lead["converted_to"]) == ["contact:1", "deal:1"]
+    engine = sqlalchemy.create_engine(database_url(url))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    engine.dispose()
+

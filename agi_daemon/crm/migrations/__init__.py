@@ -1,12 +1,14 @@
 """Schema migrations of the embedded CRM, run from code (there is no alembic.ini)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import URL, create_engine, inspect
+from sqlalchemy import URL, Connection, create_engine, inspect
 from sqlalchemy.pool import NullPool
 
 from ..database import CONNECT_TIMEOUT_S, WRITE, serialize_migrations, tune_sqlite
@@ -32,11 +34,12 @@ def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, 
     replaying every migration, which the test suite proves lead to the same schema).
     Returns the schema's revision before and after (None: an empty database).
     """
-    connect_args = {} if url.get_backend_name() == "sqlite" else {"connect_timeout": CONNECT_TIMEOUT_S}
+    sqlite = url.get_backend_name() == "sqlite"
+    connect_args = {} if sqlite else {"connect_timeout": CONNECT_TIMEOUT_S}
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     tune_sqlite(engine, busy_timeout_ms)
     try:
-        with engine.execution_options(**WRITE).begin() as connection:
+        with engine.execution_options(**WRITE).connect() as connection, _references_checked_at_the_end(connection):
             serialize_migrations(connection)
             before = MigrationContext.configure(connection).get_current_revision()
             config = alembic_config()
@@ -49,3 +52,21 @@ def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, 
             return before, MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _references_checked_at_the_end(connection: Connection) -> Iterator[None]:
+    """The migration's transaction. On SQLite, a migration that changes a column rebuilds its
+    table (copy, drop, rename: Alembic's batch mode), and dropping a table that other rows
+    reference (a deal's contact, a converted lead's deal) fails while foreign keys are
+    enforced. They are not enforced during the migration (the pragma only takes effect outside
+    a transaction), and checked once at its end: a broken reference rolls it all back."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+    with connection.begin():
+        yield
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migrated database has rows whose references are broken: {broken[:5]}")
