@@ -15,7 +15,7 @@ from .server import WebContext, context, render, viewer
 LISTS = {"leads": EntityType.LEAD, "contacts": EntityType.CONTACT, "companies": EntityType.COMPANY,
          "deals": EntityType.DEAL}
 ID = r"{id:[0-9]+}"  # a record's id in a route (ASCII digits); record_id() reads it
-MAX_ID = 2**63 - 1  # the largest integer SQLite takes (past it, its driver raises OverflowError)
+MAX_ID = 2**31 - 1  # the largest record id: the tables' INTEGER ids (PostgreSQL refuses a larger one as out of range)
 
 
 def routes(app: web.Application) -> None:

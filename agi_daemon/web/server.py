@@ -11,6 +11,7 @@ every POST needs the session's CSRF token.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import jinja2
 from aiohttp import web
 
 from ..core.model import Rules
+from ..core.ports import CrmUnavailable
 from . import auth
 from .auth import SESSION_COOKIE, LoginThrottle, Sessions, Viewer
 from .forwarded import client_address
@@ -98,7 +100,7 @@ VIEWER = web.RequestKey("viewer", Viewer)
 def build_app(context: WebContext) -> web.Application:
     from . import admin, api, calls, crm_pages, login
 
-    app = web.Application(middlewares=[_forwarded, _security], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[_forwarded, _security, _crm_unavailable], client_max_size=64 * 1024)
     app[CONTEXT] = context
     app[SESSIONS] = Sessions()
     app[THROTTLE] = LoginThrottle()
@@ -151,6 +153,20 @@ async def _security(request: web.Request, handler: Callable[[web.Request], Await
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
     request[VIEWER] = viewer
     return _headers(await handler(request))
+
+
+@web.middleware
+async def _crm_unavailable(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """A page or an API route that reads or writes the CRM while it does not answer (its
+    database stalled, a remote CRM down) answers 503 saying so, not 500 and a traceback."""
+    try:
+        return await handler(request)
+    except CrmUnavailable as exc:
+        log.warning("web %s %s: the CRM does not answer (%s)", request.method, request.path, exc)
+        text = "the CRM does not answer now: try again in a moment"
+        if request.path.startswith("/api/"):
+            raise web.HTTPServiceUnavailable(text=json.dumps({"error": text}), content_type="application/json") from None
+        raise web.HTTPServiceUnavailable(text=text) from None
 
 
 def _headers(response: web.StreamResponse) -> web.StreamResponse:

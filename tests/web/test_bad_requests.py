@@ -3,11 +3,13 @@ with a traceback: a body that is not a JSON object, an id past what int() or the
 holds, a date filter that cannot be read."""
 from __future__ import annotations
 
+import pytest
+
 from tests.daemon_harness import LYON, UNKNOWN, running_daemon
 from tests.web.harness import base_url, http_login, new_session, set_passwords, web_config
 from tests.web.test_offer_api import ringing
 
-MAX_ID = 2**63 - 1  # the largest integer SQLite holds
+MAX_ID = 2**31 - 1  # the largest record id (PostgreSQL's INTEGER)
 
 BAD_BODIES = [  # (body, Content-Type, what the 400 says)
     (b"{not json", "application/json", "the body is not JSON"),
@@ -48,9 +50,10 @@ async def test_a_body_that_is_not_a_json_object_is_a_400_naming_the_problem(tmp_
     assert await crm.list_records("contacts") == []  # none of the bad bodies created anything
 
 
+@pytest.mark.databases("sqlite", "postgresql")
 async def test_an_id_no_record_can_have_is_a_404_on_every_route_that_names_a_record(tmp_path, crm):
     lead = await crm.add_record("lead", "Martine Dupuis", UNKNOWN, "alice", source="CALL")
-    ids = ["9" * 5000, str(2**64), str(MAX_ID + 1), "0", "000"]  # 5,000 digits: past int()'s limit
+    ids = ["9" * 5000, str(2**64), str(2**63), str(MAX_ID + 1), "0", "000"]  # 5,000 digits: past int()'s limit
     async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
         await set_passwords(crm)
         url = base_url(daemon)
@@ -101,3 +104,38 @@ async def test_a_date_filter_that_cannot_be_read_is_a_400_naming_the_parameter(t
                         assert text.startswith(f"{parameter}: not a date"), (path, query, text)
                 async with carol.get(f"{url}{path}?from=0001-01-01&to=9999-12-30") as widest:
                     assert widest.status == 200, (path, await widest.text())
+
+
+async def test_pages_read_while_the_database_stalls_answer_503_saying_so(tmp_path):
+    """Another program holds the daemon's database and a write waits on it: past the stall
+    threshold the store refuses at once, and the pages and the API say the CRM does not
+    answer (503) instead of failing with a traceback."""
+    import asyncio
+    import sqlite3
+
+    from agi_daemon.crm.embedded import EmbeddedCrm
+
+    database = tmp_path / "crm.sqlite3"
+    async with EmbeddedCrm(f"sqlite:///{database}", busy_timeout_ms=3000, stalled_after=0.3) as crm:
+        async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+            await set_passwords(crm)
+            url = base_url(daemon)
+            async with new_session() as alice:
+                await http_login(alice, daemon, "alice")
+                holder = sqlite3.connect(database, isolation_level=None)
+                holder.execute("BEGIN IMMEDIATE")  # another program's write lock
+                try:
+                    stuck = asyncio.create_task(crm.add_record("lead", "Waiting", UNKNOWN, "alice"))
+                    await asyncio.sleep(0.5)  # the write is in flight past the stall threshold
+                    answers = []
+                    for path in ("/crm/leads", "/api/records/leads", "/crm/calls"):
+                        async with alice.get(f"{url}{path}") as answer:
+                            answers.append((path, answer.status, await answer.text()))
+                finally:
+                    holder.execute("ROLLBACK")
+                    holder.close()
+                await stuck
+    assert [(path, status) for path, status, _ in answers] == [
+        ("/crm/leads", 503), ("/api/records/leads", 503), ("/crm/calls", 503)]
+    assert all("the CRM does not answer now" in text for _, _, text in answers)
+
