@@ -18,6 +18,7 @@ from ..core.model import EntityRef, EntityType
 from ..core.ports import CrmRejected
 from .embedded import attach_call
 from .records_json import Json, _has_phone, call_json, records_json
+from .new_record import NAME_MAX_LENGTH
 from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
 
 OFFER_TAKEN = "taken"
@@ -64,6 +65,8 @@ class CrmPages:
     async def update(self, ref: EntityRef, *, name: str, responsible: str | None) -> None:
         if not name.strip():
             raise CrmRejected("a record needs a name")
+        if len(name.strip()) > NAME_MAX_LENGTH:
+            raise CrmRejected(f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name.strip()):,})")
 
         def change(conn: Connection) -> None:
             table = RECORD_TABLES[ref.type.value]

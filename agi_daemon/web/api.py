@@ -83,11 +83,20 @@ async def record(request: web.Request) -> web.Response:
 
 
 async def edit_record(request: web.Request) -> web.Response:
+    """{name, responsible}: a field left out keeps its value; `"responsible": null` clears it."""
     ref = crm_pages.entity_ref(request)
     body = await json_object(request)
-    crm_pages.pages_of(request)
-    await crm_pages.update_record(context(request), ref, str(body.get("name", "")),
-                                  str(body.get("responsible") or ""))
+    found = await crm_pages.pages_of(request).entity(ref)
+    if found is None:
+        raise web.HTTPNotFound(text='{"error": "no such record"}', content_type="application/json")
+    record, _ = found
+    name, responsible = body.get("name", record["name"]), body.get("responsible", record["responsible"])
+    if not isinstance(name, str):
+        raise web.HTTPBadRequest(text='{"error": "name: text expected"}', content_type="application/json")
+    if responsible is not None and not isinstance(responsible, str):
+        raise web.HTTPBadRequest(text='{"error": "responsible: an employee id or null expected"}',
+                                 content_type="application/json")
+    await crm_pages.update_record(context(request), ref, name, responsible or "")
     return web.json_response({"updated": str(ref)})
 
 

@@ -46,8 +46,28 @@ async def test_a_body_that_is_not_a_json_object_is_a_400_naming_the_problem(tmp_
                                   headers={"X-CSRF-Token": token}) as answer:  # a JSON object still goes through
                 assert answer.status == 200, await answer.text()
     [after] = await crm.list_records("leads")
-    assert after["name"] == "Martine Leroy"
+    assert (after["name"], after["responsible"]) == ("Martine Leroy", "alice")  # left out: kept
     assert await crm.list_records("contacts") == []  # none of the bad bodies created anything
+
+
+async def test_an_edit_through_the_api_checks_each_field_it_is_given_and_keeps_the_others(tmp_path, crm):
+    lead = await crm.add_record("lead", "Martine Dupuis", UNKNOWN, "alice", source="CALL")
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        url = f"{base_url(daemon)}/api/records/lead/{lead['id']}"
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            token = await _csrf(alice, daemon)
+            answers = []
+            for body in ({"name": None}, {"name": 12}, {"responsible": ["bob"]}, {"name": "x" * 256},
+                         {"responsible": "bob"}, {"responsible": None}):
+                async with alice.post(url, json=body, headers={"X-CSRF-Token": token}) as answer:
+                    answers.append((answer.status, await answer.text()))
+    assert [status for status, _ in answers] == [400, 400, 400, 400, 200, 200]
+    assert "name: text expected" in answers[0][1] and "responsible: an employee id" in answers[2][1]
+    assert "longer than 255 characters" in answers[3][1]
+    [after] = await crm.list_records("leads")
+    assert (after["name"], after["responsible"]) == ("Martine Dupuis", None)  # bob, then cleared
 
 
 @pytest.mark.databases("sqlite", "postgresql")
