@@ -129,18 +129,13 @@ class CrmPages:
         """The agent created the records an offer proposed: the offer is taken, and the call,
         if it is already logged without a record, is logged on them (R12)."""
 
+        stored = pbx_linkedid(self._pbx, linkedid)  # as this daemon's outbox stored the offer and the call
+
         def take(conn: Connection) -> None:
-            conn.execute(offers.update().where(offers.c.linkedid == linkedid).values(status=OFFER_TAKEN))
-            attach_call(conn, linkedid, records)
+            conn.execute(offers.update().where(offers.c.linkedid == stored).values(status=OFFER_TAKEN))
+            attach_call(conn, stored, records)
 
         await self._crm.transaction("take an offer", take, write=True)
-
-    async def open_offer(self, linkedid: str) -> Json | None:
-        def read(conn: Connection) -> Json | None:
-            row = conn.execute(select(offers).where(offers.c.linkedid == linkedid, offers.c.status == "open")).mappings().first()
-            return None if row is None else dict(row)
-
-        return await self._crm.transaction("read an offer", read, write=False)
 
 
 def _records(conn: Connection, entity_type: EntityType, where: RecordFilter) -> list[Json]:
