@@ -8,6 +8,8 @@ those of `crm list --json`.
 """
 from __future__ import annotations
 
+import json
+
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, type_coerce
@@ -81,7 +83,9 @@ class CrmPages:
         the lead stays, marked CONVERTED. Returns (contact, deal)."""
 
         def convert(conn: Connection) -> tuple[EntityRef, EntityRef]:
-            lead = conn.execute(select(leads).where(leads.c.id == lead_id)).mappings().first()
+            # locked until the end (PostgreSQL; SQLite has one writer): two daemons converting the
+            # same lead at once (a double click) make one contact and one deal, the second is refused
+            lead = conn.execute(select(leads).where(leads.c.id == lead_id).with_for_update()).mappings().first()
             if lead is None:
                 raise CrmRejected(f"no lead:{lead_id}")
             if lead["status"] != "NEW":
@@ -159,9 +163,12 @@ def _records(conn: Connection, entity_type: EntityType, where: RecordFilter) -> 
 
 
 def involves(employee: str) -> ColumnElement[bool]:
-    """The calls an employee took part in: rung, answered, transferred to (or placed)."""
+    """The calls an employee took part in: rung, answered, transferred to (or placed). The
+    `employees` column holds a JSON list as JsonText wrote it (non-ASCII escaped: "jos\\u00e9"),
+    searched for the id written the same way. SQLite's LIKE ignores ASCII case: callers that
+    show calls to an agent filter them again exactly (web visible_calls)."""
     as_text = type_coerce(calls.c.employees, String)
-    return or_(calls.c.answered_by == employee, as_text.contains(f'"{employee}"', autoescape=True))
+    return or_(calls.c.answered_by == employee, as_text.contains(json.dumps(employee), autoescape=True))
 
 
 def _calls(conn: Connection, where: CallFilter) -> list[Json]:

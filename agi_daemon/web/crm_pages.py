@@ -106,7 +106,8 @@ async def records_page(request: web.Request) -> web.Response:
 
 
 async def call_log_page(request: web.Request) -> web.Response:
-    found = await pages_of(request).calls(call_filter(request, viewer(request)))
+    who = viewer(request)
+    found = visible_calls(who, await pages_of(request).calls(call_filter(request, who)))
     return render(request, "crm_calls.html", kind="calls", calls=found, query=request.query)
 
 
