@@ -104,8 +104,8 @@ deals = Table(
     *_record_columns(),
     Column("pipeline", String(64), nullable=False),
     Column("stage", String(64), nullable=False, server_default="NEW"),
-    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=True),
-    Column("company_id", Integer, ForeignKey("companies.id"), nullable=True),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), nullable=True, index=True),
+    Column("company_id", Integer, ForeignKey("companies.id"), nullable=True, index=True),
 )
 
 leads = Table(
@@ -147,7 +147,7 @@ calls = Table(
     Column("disposition", String(16), nullable=False),
     Column("answered_by", String(64), nullable=True),
     Column("employees", JsonText(), nullable=False),  # ["alice", "bob"]
-    Column("started_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False, index=True),  # the call log, newest first
     Column("answered_at", UtcDateTime(), nullable=True),
     Column("ended_at", UtcDateTime(), nullable=False),
     Column("ring_seconds", Float, nullable=False),
@@ -157,6 +157,7 @@ calls = Table(
     Column("entity_id", Integer, nullable=True),
     # True for a best guess (the call ended while AMI was down): any real report replaces it.
     Column("partial", Boolean, nullable=False, server_default=false()),
+    Index(None, "entity_id", "entity_type"),  # a record's calls (its page)
 )
 
 offers = Table(

@@ -123,6 +123,34 @@ async def test_call_path_statements_never_scan_a_whole_table(tmp_path: Path, new
     assert scans == []
 
 
+async def test_the_pages_opened_most_never_scan_a_whole_table(tmp_path: Path) -> None:
+    """The call log (an admin's, an agent's), a record's page with its calls, the admin page's
+    calls per hour and the deals of a number: opened all day, on a CRM that keeps growing."""
+    from agi_daemon.core.crm_queries import CallFilter, RecordFilter
+    from agi_daemon.core.model import EntityType
+    from agi_daemon.crm.pages import CrmPages
+
+    database = tmp_path / "crm.sqlite3"
+    statements: list[str] = []
+    async with EmbeddedCrm(f"sqlite:///{database}", trace=statements.append) as crm:
+        populate(database)
+        statements.clear()
+        pages = CrmPages(crm)
+        await pages.calls(CallFilter())
+        await pages.calls(CallFilter(employee="alice"))
+        await pages.entity(EntityRef(EntityType.CONTACT, 7))
+        await pages.calls_per_hour(AT)
+        await pages.records(EntityType.DEAL, RecordFilter(phone="+33610000007"))
+    selects = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    scans = []
+    with sqlite3.connect(database) as db:
+        for statement in selects:
+            for *_, detail in db.execute(f"EXPLAIN QUERY PLAN {statement}"):
+                if whole_table_reads(detail, {"calls", "deals"}):
+                    scans.append(f"{detail}  <-  {statement}")
+    assert len(selects) >= 5 and scans == []
+
+
 # ---------------------------------------------------------------------------- PostgreSQL
 
 def populate_postgresql(url: str) -> None:
