@@ -82,7 +82,9 @@ def what_changed(before: Settings, after: Settings) -> list[str]:
                      "Asterisk's dialplan")
     if before.daemon.default_region != after.daemon.default_region:
         lines.append(f"daemon.default_region changed to {after.daemon.default_region}: the file's numbers were read "
-                     "again with it, and callers' numbers are read with it from the next call")
+                     "again with it, and callers' numbers are read with it from the next call; the dialplan's "
+                     "fallback contexts keep the old one until you run `agi-daemon dialplan` again and reload "
+                     "Asterisk's dialplan")
     if restart:
         lines.append(f"changes to {', '.join(restart)} take effect at the next restart")
     return lines

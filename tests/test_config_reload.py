@@ -118,6 +118,7 @@ def test_a_new_default_region_is_said_to_apply_at_once_and_the_rest_of_daemon_at
 
     assert config_reload.what_changed(before, after) == [
         "daemon.default_region changed to BE: the file's numbers were read again with it, and callers' numbers "
-        "are read with it from the next call",
+        "are read with it from the next call; the dialplan's fallback contexts keep the old one until you run "
+        "`agi-daemon dialplan` again and reload Asterisk's dialplan",
         "changes to daemon.crm_deadline_ms take effect at the next restart"]
 

@@ -202,14 +202,17 @@ def _read(text_stream: Iterable[str]) -> Iterator[Columns | tuple[int, list[str]
     except csv.Error as error:
         if held is not None:
             yield held
-        # a quote never closed in a large file: the csv module's field limit (128 KiB) stops it first
-        yield _never_closed(line_number, reader.line_num) if _unclosed(kept.of_row_being_read, delimiter) else \
-            RowError(line_number, f"unreadable CSV ({error}); the rest of the file is ignored")
+        yield RowError(line_number, f"unreadable CSV ({error}){_MAYBE_UNCLOSED if 'field limit' in str(error) else ''}; "
+                                    "the rest of the file is ignored")
         return
     if held is not None and _unclosed(kept.of_last_row, delimiter):
         yield _never_closed(held[0], reader.line_num)
     elif held is not None:
         yield held
+
+
+# Past the csv module's field limit the reader cannot tell which: it is still inside the field.
+_MAYBE_UNCLOSED = ": a quote opened on this line and never closed, or a field longer than 128 KiB"
 
 
 def _never_closed(line_number: int, last_line: int) -> RowError:
@@ -225,10 +228,6 @@ class _RowLines:
         self.of_last_row: list[str] = []
         self.lines = self._kept(text_stream)  # what the csv reader reads
 
-    @property
-    def of_row_being_read(self) -> list[str]:
-        """The lines read so far for the row the reader has not given yet."""
-        return self._reading
 
     def _kept(self, text_stream: Iterable[str]) -> Iterator[str]:
         reading = self._reading
@@ -248,12 +247,8 @@ class _RowLines:
 
 def _unclosed(raw: list[str], delimiter: str) -> bool:
     """Whether these lines end inside a quoted field: then one more quote closes that field
-    and they stay one row; otherwise it opens a row of its own. Lines too long for the csv
-    module (a field past its 128 KiB limit) are judged by their count of quotes."""
-    try:
-        return len(list(csv.reader([*raw, '"'], delimiter=delimiter))) == 1
-    except csv.Error:
-        return sum(line.count('"') for line in raw) % 2 == 1
+    and they stay one row; otherwise it opens a row of its own."""
+    return len(list(csv.reader([*raw, '"'], delimiter=delimiter))) == 1
 
 
 def _contact_row(line_number: int, cells: list[str], columns: Columns, region: str,

@@ -26,6 +26,13 @@ from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
 OFFER_TAKEN = "taken"
 
 
+class Keep:
+    """A field an edit leaves as it is (`update(responsible=KEEP)`)."""
+
+
+KEEP = Keep()
+
+
 class CrmPages:
     def __init__(self, crm, *, pbx: str | None = None) -> None:
         """`crm`: an EmbeddedCrm; `pbx`: this daemon's daemon.pbx_id (None: it names no PBX)."""
@@ -64,15 +71,26 @@ class CrmPages:
 
         return await self._crm.transaction("read a record", read, write=False)
 
-    async def update(self, ref: EntityRef, *, name: str, responsible: str | None) -> None:
-        if not name.strip():
-            raise CrmRejected("a record needs a name")
-        if len(name.strip()) > NAME_MAX_LENGTH:
-            raise CrmRejected(f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name.strip()):,})")
+    async def update(self, ref: EntityRef, *, name: str | None = None, responsible: str | None | Keep = KEEP) -> None:
+        """The record's name and responsible, each left as it is when not given (KEEP, None name)."""
+        values: dict[str, str | None] = {}
+        if name is not None:
+            if not name.strip():
+                raise CrmRejected("a record needs a name")
+            if len(name.strip()) > NAME_MAX_LENGTH:
+                raise CrmRejected(f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name.strip()):,})")
+            values["name"] = name.strip()
+        if not isinstance(responsible, Keep):
+            values["responsible"] = responsible
 
         def change(conn: Connection) -> None:
             table = RECORD_TABLES[ref.type.value]
-            done = conn.execute(table.update().where(table.c.id == ref.id).values(name=name.strip(), responsible=responsible))
+            if not values:
+                found = conn.execute(select(table.c.id).where(table.c.id == ref.id)).first()
+                if found is None:
+                    raise CrmRejected(f"no {ref}")
+                return
+            done = conn.execute(table.update().where(table.c.id == ref.id).values(**values))
             if done.rowcount != 1:
                 raise CrmRejected(f"no {ref}")
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin, calls, crm_pages
+from ..crm.pages import KEEP, Keep
 from .auth import visible_calls
 from .server import context, viewer
 
@@ -86,17 +87,14 @@ async def edit_record(request: web.Request) -> web.Response:
     """{name, responsible}: a field left out keeps its value; `"responsible": null` clears it."""
     ref = crm_pages.entity_ref(request)
     body = await json_object(request)
-    found = await crm_pages.pages_of(request).entity(ref)
-    if found is None:
-        raise web.HTTPNotFound(text='{"error": "no such record"}', content_type="application/json")
-    record, _ = found
-    name, responsible = body.get("name", record["name"]), body.get("responsible", record["responsible"])
-    if not isinstance(name, str):
+    crm_pages.pages_of(request)
+    name, responsible = body.get("name"), body.get("responsible", KEEP)
+    if "name" in body and not isinstance(name, str):
         raise web.HTTPBadRequest(text='{"error": "name: text expected"}', content_type="application/json")
-    if responsible is not None and not isinstance(responsible, str):
+    if responsible is not None and not isinstance(responsible, (str, Keep)):
         raise web.HTTPBadRequest(text='{"error": "responsible: an employee id or null expected"}',
                                  content_type="application/json")
-    await crm_pages.update_record(context(request), ref, name, responsible or "")
+    await crm_pages.update_record(context(request), ref, name, responsible or None)
     return web.json_response({"updated": str(ref)})
 
 

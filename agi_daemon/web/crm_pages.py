@@ -3,12 +3,14 @@ log, with filters; a record's page with its calls; edit name and responsible; co
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
 from aiohttp import web
 
 from ..core.model import CrmMode, EntityRef, EntityType
 from ..core.phone import InvalidPhone, to_e164
 from ..core.ports import CrmError, CrmRejected
 from ..core.crm_queries import CallFilter, RecordFilter
+from ..crm.pages import Keep
 from .auth import Viewer, visible_calls
 from .server import WebContext, context, render, viewer
 
@@ -130,15 +132,18 @@ async def entity_page(request: web.Request) -> web.Response:
 async def edit_entity(request: web.Request) -> web.Response:
     ref = entity_ref(request)
     form = await request.post()
-    await update_record(context(request), ref, str(form.get("name", "")), str(form.get("responsible", "")))
+    await update_record(context(request), ref, str(form.get("name", "")), str(form.get("responsible", "")) or None)
     raise web.HTTPSeeOther(f"/crm/{ref.type.value}/{ref.id}?saved=1")
 
 
-async def update_record(ctx: WebContext, ref: EntityRef, name: str, responsible: str) -> None:
-    if responsible and responsible not in ctx.rules().employees:
+async def update_record(ctx: WebContext, ref: EntityRef, name: str | None, responsible: str | None | Keep) -> None:
+    """An edit (the record's form, the API): `name` None and `responsible` KEEP leave them as
+    they are; an employee given must be one of the config's (one already responsible and left
+    as it is need not: they may have left the file since)."""
+    if isinstance(responsible, str) and responsible not in ctx.rules().employees:
         raise web.HTTPBadRequest(text=f"not an employee: {responsible}")
     try:
-        await ctx.pages.update(ref, name=name, responsible=responsible or None)
+        await ctx.pages.update(ref, name=name, responsible=responsible)
     except CrmRejected as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     except CrmError as exc:

@@ -100,3 +100,19 @@ async def test_a_database_of_the_previous_version_with_deals_and_converted_leads
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
     engine.dispose()
 
+
+@pytest.mark.databases("sqlite")
+async def test_a_database_already_up_to_date_opens_whatever_references_an_old_tool_left_broken(tmp_path):
+    """The references are checked after a migration ran, not at every start: a contact deleted
+    by hand (sqlite3's shell does not enforce foreign keys) does not keep the daemon down."""
+    url = f"sqlite:///{tmp_path}/crm.sqlite3"
+    async with EmbeddedCrm(url) as crm:
+        await crm.add_record("contact", "Dupont", "+33612000011", None)
+    engine = sqlalchemy.create_engine(database_url(url))  # foreign keys not enforced, as in sqlite3's shell
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO deals (name, created_at, pipeline, stage, contact_id) "
+                             "VALUES ('Deal', '2026-12-01 09:00:00', 'general', 'NEW', 99)")
+    engine.dispose()
+    async with EmbeddedCrm(url) as crm:
+        assert [deal["name"] for deal in await crm.list_records("deals")] == ["Deal"]
+

@@ -159,3 +159,18 @@ async def test_pages_read_while_the_database_stalls_answer_503_saying_so(tmp_pat
         ("/crm/leads", 503), ("/api/records/leads", 503), ("/crm/calls", 503)]
     assert all("the CRM does not answer now" in text for _, _, text in answers)
 
+
+async def test_an_edit_of_the_name_keeps_a_responsible_who_has_left_the_config(tmp_path, crm):
+    lead = await crm.add_record("lead", "Martine Dupuis", UNKNOWN, "dave")  # dave left the YAML file since
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            token = await _csrf(alice, daemon)
+            async with alice.post(f"{base_url(daemon)}/api/records/lead/{lead['id']}", json={"name": "Martine Leroy"},
+                                  headers={"X-CSRF-Token": token}) as answer:
+                status = answer.status, await answer.text()
+    [after] = await crm.list_records("leads")
+    assert status[0] == 200, status
+    assert (after["name"], after["responsible"]) == ("Martine Leroy", "dave")
+

@@ -111,17 +111,16 @@ class Bitrix24Crm:
     async def employees_changed(self, links: Iterable[EmployeeLink], employees: Iterable[str]) -> None:
         """A reload changed the employees (or their `crm_user`): their portal users are found
         again now; when the portal does not answer, at the next delivery."""
-        async with self._loading:
-            try:
-                async with asyncio.timeout(EMPLOYEES_READ_S):
-                    await self.directory.renew(links, self.client)
+        try:
+            async with asyncio.timeout(EMPLOYEES_READ_S), self._loading:
+                await self.directory.renew(links, self.client)
                 self._loaded = True
-            except (CrmError, TimeoutError) as exc:
-                log.warning("bitrix24: employees changed, portal users not read now (%s); read at the next delivery",
-                            exc or f"no answer within {EMPLOYEES_READ_S:g} s")
-                await self.directory.renew(links, None)
-                self._loaded = False
-            self._employees = tuple(employees)
+        except (CrmError, TimeoutError) as exc:
+            log.warning("bitrix24: employees changed, portal users not read now (%s); read at the next delivery",
+                        str(exc) or f"no answer within {EMPLOYEES_READ_S:g} s")
+            await self.directory.renew(links, None)
+            self._loaded = False
+        self._employees = tuple(employees)
 
     async def _load_directory(self) -> None:
         async with self._loading:

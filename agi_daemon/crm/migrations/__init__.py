@@ -1,6 +1,7 @@
 """Schema migrations of the embedded CRM, run from code (there is no alembic.ini)."""
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import URL, Connection, create_engine, inspect
+from sqlalchemy import URL, Connection, create_engine, exc, inspect
 from sqlalchemy.pool import NullPool
 
 from ..database import CONNECT_TIMEOUT_S, WRITE, serialize_migrations, tune_sqlite
@@ -49,7 +50,9 @@ def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, 
                 command.stamp(config, "head")
             else:
                 command.upgrade(config, "head")
-            return before, MigrationContext.configure(connection).get_current_revision()
+            after = MigrationContext.configure(connection).get_current_revision()
+            connection.info["migrated"] = before is not None and after != before
+            return before, after
     finally:
         engine.dispose()
 
@@ -66,7 +69,9 @@ def _references_checked_at_the_end(connection: Connection) -> Iterator[None]:
         connection.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
     with connection.begin():
         yield
-        if sqlite:
+        if sqlite and connection.info.pop("migrated", False):
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             if broken:
-                raise RuntimeError(f"the migrated database has rows whose references are broken: {broken[:5]}")
+                raise exc.IntegrityError("PRAGMA foreign_key_check", None, sqlite3.IntegrityError(
+                    f"the migrated database has rows whose references are broken (table, row, referred table): "
+                    f"{[tuple(row[:3]) for row in broken[:5]]}"))

@@ -1,7 +1,8 @@
 """Indexes for what the web pages read most, so they do not read whole tables as the CRM grows.
 
-- the call log, newest first (every page load, each agent's own list), and the admin page's
-  calls per hour over the last 24 hours: `calls.started_at`;
+- the call log, newest first (every page load; an agent's own list walks this index from the
+  newest call and stops at a page of theirs), and the admin page's calls per hour over the
+  last 24 hours: `calls.started_at`;
 - a record's page, its calls: `calls(entity_id, entity_type)` (the id first: the type alone has
   a handful of values);
 - a deal's contact and company (a deal found by its contact's or company's phone):
