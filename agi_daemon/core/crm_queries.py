@@ -25,3 +25,10 @@ class RecordFilter:
     since: datetime | None = None  # created at or after
     until: datetime | None = None
     limit: int = PAGE_SIZE
+
+
+class Keep:
+    """A field an edit of a record leaves as it is (`CrmPages.update(responsible=KEEP)`)."""
+
+
+KEEP = Keep()

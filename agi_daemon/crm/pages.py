@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, type_coerce
 
 from ..core.commands import pbx_linkedid
-from ..core.crm_queries import PAGE_SIZE, CallFilter, RecordFilter
+from ..core.crm_queries import KEEP, Keep, PAGE_SIZE, CallFilter, RecordFilter
 from ..core.model import EntityRef, EntityType
 from ..core.ports import CrmRejected
 from .embedded import attach_call
@@ -25,12 +25,6 @@ from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
 
 OFFER_TAKEN = "taken"
 
-
-class Keep:
-    """A field an edit leaves as it is (`update(responsible=KEEP)`)."""
-
-
-KEEP = Keep()
 
 
 class CrmPages:

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from . import admin, calls, crm_pages
-from ..crm.pages import KEEP, Keep
+from ..core.crm_queries import KEEP, Keep
 from .auth import visible_calls
 from .server import context, viewer
 

@@ -9,8 +9,7 @@ from aiohttp import web
 from ..core.model import CrmMode, EntityRef, EntityType
 from ..core.phone import InvalidPhone, to_e164
 from ..core.ports import CrmError, CrmRejected
-from ..core.crm_queries import CallFilter, RecordFilter
-from ..crm.pages import Keep
+from ..core.crm_queries import CallFilter, Keep, RecordFilter
 from .auth import Viewer, visible_calls
 from .server import WebContext, context, render, viewer
 
