@@ -121,9 +121,10 @@ class Daemon:
         """Bitrix24 knows the employees by their portal users, read at the start: a reload that
         changes them has them read again (routing uses the new employees at once)."""
         remote = self.parts.crm_parts.remote if self.parts is not None else None
-        if not isinstance(remote, Bitrix24Crm) or employee_links(before) == employee_links(after):
+        links = employee_links(after)
+        if not isinstance(remote, Bitrix24Crm) or links == employee_links(before):
             return
-        await remote.employees_changed(employee_links(after), after.rules.employees)  # bounded: EMPLOYEES_READ_S
+        await remote.employees_changed(links, after.rules.employees)  # bounded: EMPLOYEES_READ_S
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         settings = self._holder.current

@@ -206,18 +206,14 @@ def _read(text_stream: Iterable[str]) -> Iterator[Columns | tuple[int, list[str]
                                     "the rest of the file is ignored")
         return
     if held is not None and _unclosed(kept.of_last_row, delimiter):
-        yield _never_closed(held[0], reader.line_num)
+        yield RowError(held[0], f"a quote opened on this line is never closed: the rest of the file (to line "
+                                f"{reader.line_num}) was read as one field and is not imported")
     elif held is not None:
         yield held
 
 
 # Past the csv module's field limit the reader cannot tell which: it is still inside the field.
 _MAYBE_UNCLOSED = ": a quote opened on this line and never closed, or a field longer than 128 KiB"
-
-
-def _never_closed(line_number: int, last_line: int) -> RowError:
-    return RowError(line_number, f"a quote opened on this line is never closed: the rest of the file (to line "
-                                 f"{last_line}) was read as one field and is not imported")
 
 
 class _RowLines:

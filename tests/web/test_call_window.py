@@ -84,13 +84,14 @@ async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_pat
             await bob.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
 
 
-async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm(tmp_path, crm, asterisk_ami, employees):
-    await crm.add_record("contact", "Never Looked Up", BLOCKED, "bob")
+async def alices_card_of_a_call_from(number: str, tmp_path, crm, asterisk_ami, employees) -> dict:
+    """The card alice's window gets (GET /api/calls/live) for a call from `number` on the
+    `offer` line ringing her phone."""
     async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
         await set_passwords(crm)
         async with new_session() as alice:
             await http_login(alice, daemon, "alice")
-            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, BLOCKED)
+            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, number)
             await asyncio.wait_for(call.response, 5)
 
             async def shown():
@@ -98,6 +99,12 @@ async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm
                     return [c for c in await response.json() if c["linkedid"] == call.linkedid]
 
             [card_data] = await eventually(shown)
+    return card_data
+
+
+async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm(tmp_path, crm, asterisk_ami, employees):
+    await crm.add_record("contact", "Never Looked Up", BLOCKED, "bob")
+    card_data = await alices_card_of_a_call_from(BLOCKED, tmp_path, crm, asterisk_ami, employees)
     assert card_data["entity"] is None and card_data["last_calls"] == []  # R7: no lookup at all
     assert card_data["offer"] is False and card_data["number_display"] == "01 40 00 00 00"
 
@@ -107,18 +114,7 @@ async def test_the_cards_last_calls_with_the_number_are_the_agents_own(tmp_path,
     lists alice's earlier call with it, not bob's."""
     await crm.log_call(_call("earlier-with-alice", "alice"))
     await crm.log_call(_call("earlier-with-bob", "bob"))
-    async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
-        await set_passwords(crm)
-        async with new_session() as alice:
-            await http_login(alice, daemon, "alice")
-            call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
-            await asyncio.wait_for(call.response, 5)
-
-            async def shown():
-                async with alice.get(f"{base_url(daemon)}/api/calls/live") as response:
-                    return [c for c in await response.json() if c["linkedid"] == call.linkedid]
-
-            [card_data] = await eventually(shown)
+    card_data = await alices_card_of_a_call_from(UNKNOWN, tmp_path, crm, asterisk_ami, employees)
     assert [c["linkedid"] for c in card_data["last_calls"]] == ["earlier-with-alice"]
 
 
