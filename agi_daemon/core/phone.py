@@ -1,6 +1,8 @@
 """Phone numbers as people write them -> E.164, and the masked form used in logs."""
 from __future__ import annotations
 
+import re
+
 from functools import lru_cache
 
 import phonenumbers
@@ -92,3 +94,16 @@ def masked(number: str | None, keep: int = 4) -> str:
         return "-"
     digits = "".join(filter(str.isdigit, number))
     return "…" + digits[-keep:] if len(digits) > keep else "…"
+
+
+# A phone number a remote CRM or the database quotes back in an error text ("input":
+# "+33612345678", PostgreSQL's "DETAIL: Key (phone)=(+33612345678)"): E.164 as the daemon sends
+# numbers, or a run of 9 digits or more. A linkedid ("1700000000.12") is a run followed by a
+# dot: kept.
+_QUOTED_NUMBER = re.compile(r"\+\d{6,15}(?!\d)|(?<![\d.])\d{9,15}(?![\d.])")
+
+
+def numbers_masked(text: str) -> str:
+    """`text` (an error from the database or a remote CRM) with the phone numbers it quotes
+    shown as `masked` shows them."""
+    return _QUOTED_NUMBER.sub(lambda number: masked(number.group()), text)

@@ -51,7 +51,7 @@ from ..core.model import (
     Offer,
     RecordPlan,
 )
-from ..core.phone import masked
+from ..core.phone import masked, numbers_masked
 from ..core.ports import CrmRejected, CrmUnavailable, WouldWait
 from . import csv_import, migrations
 from .csv_import import ContactRow, ImportResult, RowError
@@ -714,23 +714,24 @@ def _sqlite_literal(value: Any) -> str:
 @contextmanager
 def _crm_errors(action: str) -> Iterator[None]:
     """Translate database errors into the CRM errors the services handle: a locked or
-    unreachable database is CrmUnavailable (retry later), a refused write CrmRejected."""
+    unreachable database is CrmUnavailable (retry later), a refused write CrmRejected. The
+    database's text is kept with the numbers it quotes masked, and without the driver's error
+    as the cause: SQLAlchemy's names the statement's parameters, which a traceback would log."""
     try:
         yield
     except (exc.IntegrityError, exc.DataError, exc.ProgrammingError) as error:
-        raise CrmRejected(f"{action}: {error.orig}") from error
+        raise CrmRejected(f"{action}: {numbers_masked(str(error.orig))}") from None
     except exc.DBAPIError as error:  # OperationalError, InterfaceError, InternalError, ...
-        raise CrmUnavailable(f"{action}: {error.orig}") from error
-    except exc.StatementError as error:  # a value the columns cannot hold
-        raise CrmRejected(f"{action}: {error.orig}") from error
+        raise CrmUnavailable(f"{action}: {numbers_masked(str(error.orig))}") from None
+    except exc.StatementError as error:  # a value the columns cannot hold (DBAPIError's base)
+        raise CrmRejected(f"{action}: {numbers_masked(str(error.orig))}") from None
     except (exc.TimeoutError, exc.DisconnectionError, OSError) as error:
-        raise CrmUnavailable(f"{action}: {error}") from error
+        raise CrmUnavailable(f"{action}: {numbers_masked(str(error))}") from None
     # the call path's statements that run straight on SQLite's driver (see _execute)
     except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError) as error:
-        raise CrmRejected(f"{action}: {error}") from error
+        raise CrmRejected(f"{action}: {numbers_masked(str(error))}") from None
     except sqlite3.Error as error:  # OperationalError (locked, disk full), DatabaseError, ...
-        raise CrmUnavailable(f"{action}: {error}") from error
-
+        raise CrmUnavailable(f"{action}: {numbers_masked(str(error))}") from None
 
 
 def _insert_contacts(conn: Connection, rows: list[ContactRow], source: str | None) -> csv_import.BatchResult:

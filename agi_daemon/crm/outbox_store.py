@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, supersedes
 from ..core.model import EntityRef
+from ..core.phone import numbers_masked
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared, prepare
 from .remote_answer import printable
@@ -249,10 +250,12 @@ _SECRETS = (
 
 
 def scrub(error: str) -> str:
-    """An error as the outbox keeps and shows it: without the secrets it may quote, and without
-    control characters (a NUL, which a PostgreSQL text column refuses; terminal escapes)."""
+    """An error as the outbox keeps and shows it: without the secrets it may quote, phone numbers
+    only by their last digits (as every log line shows them), and without control characters (a
+    NUL, which a PostgreSQL text column refuses; terminal escapes)."""
     for pattern, replacement in _SECRETS:
         error = pattern.sub(replacement, error)
+    error = numbers_masked(error)
     return printable(error)
 
 

@@ -45,17 +45,20 @@ async def login(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     throttle = request.app[THROTTLE]
     keys = (f"address:{request.remote}", f"employee:{employee}")
-    if not throttle.allowed(*keys):
-        log.warning("web login for %r refused: too many failed attempts", employee)
-        return _login_form(request, t("Too many attempts, try again in a few minutes."), status=429)
     context = request.app[CONTEXT]
+    known = employee in context.rules().employees
+    # What was typed as the employee is named in the log only when it is an employee's id: it
+    # may be a password typed in the wrong box.
+    who = repr(employee) if known else f"an unknown employee id from {request.remote}"
+    if not throttle.allowed(*keys):
+        log.warning("web login for %s refused: too many failed attempts", who)
+        return _login_form(request, t("Too many attempts, try again in a few minutes."), status=429)
     if context.users is None:  # no store for passwords (a CRM other than the embedded one)
         return _login_form(request, t("Wrong employee or password."), status=401)
-    known = employee in context.rules().employees
     ok = await context.users.verify(employee if known else "", password)
     if not (known and ok):
         throttle.failed(*keys)
-        log.info("web login failed for %r", employee)
+        log.info("web login failed for %s", who)
         return _login_form(request, t("Wrong employee or password."), status=401)
     throttle.succeeded(*keys)
     token, _ = request.app[SESSIONS].open(employee)

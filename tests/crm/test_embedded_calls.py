@@ -1,6 +1,7 @@
 """The call log (R12), offers (R3) and the responsible of a record (R10)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -173,3 +174,30 @@ async def test_set_responsible_of_a_missing_record_is_rejected_and_changes_nothi
 
     (lead,) = await crm.list_records("leads")
     assert lead["responsible"] == "alice"
+
+
+@pytest.mark.databases("sqlite", "postgresql")
+async def test_a_refused_write_names_its_reason_but_no_number_even_in_a_logged_traceback(crm, caplog):
+    """SQLAlchemy's error names the statement's parameters (and PostgreSQL's DETAIL the key):
+    the CRM's error keeps the database's reason with the number masked, and carries no cause
+    that a logged traceback would print."""
+    from sqlalchemy import insert
+
+    from agi_daemon.crm.tables import calls
+
+    row = {"linkedid": "1714555800.9", "direction": "incoming", "line": "+33184880000", "number": "+33611000012",
+           "disposition": "answered", "employees": [], "started_at": datetime(2026, 1, 1, tzinfo=UTC),
+           "ended_at": datetime(2026, 1, 1, tzinfo=UTC), "ring_seconds": 0.0, "talk_seconds": 0.0, "transfers": []}
+
+    def twice(conn):
+        conn.execute(insert(calls).values(row))
+        conn.execute(insert(calls).values(row))
+
+    with pytest.raises(CrmRejected) as refused:
+        await crm.transaction("log a call", twice, write=True)
+    try:
+        raise refused.value
+    except CrmRejected:
+        logging.getLogger("tests").exception("the write was refused")
+    assert "611000012" not in caplog.text and "611000012" not in str(refused.value)
+    assert "unique" in str(refused.value).lower() and "log a call" in str(refused.value)

@@ -255,6 +255,26 @@ async def test_error_kept_for_a_dead_letter_never_shows_a_webhook_secret_or_toke
     assert "/rest/11/***/crm.lead.add" in error
 
 
+async def test_error_kept_for_a_dead_letter_shows_a_quoted_number_by_its_last_digits_only(crm, new_client):
+    """A receiver's 422 (pydantic's "input") or PostgreSQL's DETAIL quote the number back: the
+    error the outbox keeps, lists and logs shows it as every log line does, and keeps the call."""
+    remote = RemoteCrm()
+    outbox = Outbox(crm, Delivery(crm, remote))
+
+    async def quoting(command, ledger):
+        raise CrmRejected('1700000000.77/records: HTTP 422 {"input": "+33611000011"}'
+                          " DETAIL: Key (phone)=(33611000011) national 0611000011")
+
+    remote.deliver = quoting
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000011", "1700000000.77")))
+        await eventually(lambda: outbox_dead(crm), timeout=5)
+        [dead] = await outbox.listing()
+    error = dead["last_error"]
+    assert "611000011" not in error and error.count("…0011") == 3
+    assert error.startswith("1700000000.77/records: HTTP 422")
+
+
 @pytest.mark.databases("sqlite", "postgresql")
 async def test_an_error_quoting_control_characters_is_kept_without_them_and_the_outbox_goes_on(crm, new_client):
     """A remote answer may quote a NUL (a PostgreSQL text column refuses it) or a terminal

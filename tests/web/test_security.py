@@ -2,6 +2,7 @@
 agents read only their own calls, logins are rate-limited, /metrics answers only its peers."""
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -148,6 +149,20 @@ async def test_unknown_employee_and_wrong_password_are_refused_alike(tmp_path, c
             assert accepted.status == 303
             [cookie] = [c for c in accepted.headers.getall("Set-Cookie") if c.startswith("agi_daemon_session=")]
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_a_password_typed_in_the_employee_box_never_reaches_the_log(tmp_path, crm, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with new_session() as http:
+            assert (await http_login(http, daemon, "bob", "not-bobs-password")).status == 401
+            statuses = [(await http_login(http, daemon, "Hunter2-Secret!", "alice")).status for _ in range(5)]
+            assert statuses == [401] * 4 + [429]  # refused, then this address is locked out
+    assert "Hunter2-Secret!" not in caplog.text
+    assert "web login failed for an unknown employee id from 127.0.0.1" in caplog.text
+    assert "web login for an unknown employee id from 127.0.0.1 refused" in caplog.text
+    assert "web login failed for 'bob'" in caplog.text  # an employee's id is named
 
 
 async def test_metrics_refused_to_an_address_not_listed(tmp_path, crm):

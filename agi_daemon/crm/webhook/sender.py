@@ -38,7 +38,7 @@ class WebhookSender:
         self._session = session
         self._own_session = session is None
         self._clock = clock
-        self.host = urlsplit(url).netloc
+        self.host = _host(url)
         self.last_latency_seconds = 0.0
 
     def __repr__(self) -> str:
@@ -90,7 +90,7 @@ class WebhookSender:
         query = urlencode({"phone": phone})
         separator = "&" if "?" in self._lookup_url else "?"
         headers = signing.headers(self._secret, int(self._clock()), query.encode())
-        where = f"{urlsplit(self._lookup_url).netloc} lookup {masked(phone)}"
+        where = f"{_host(self._lookup_url)} lookup {masked(phone)}"
         try:
             async with self._http().get(f"{self._lookup_url}{separator}{query}", headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=deadline_seconds)) as response:
@@ -115,6 +115,15 @@ class WebhookSender:
             raise RemoteCrmUnavailable(f"{where}: HTTP {status} {excerpt}".rstrip(), retry_after_seconds=retry_after(hint))
         log.warning("webhook %s: refused, HTTP %s", where, status)
         raise RemoteCrmRejected(f"{where}: HTTP {status} {excerpt}".rstrip(), code=str(status))
+
+
+def _host(url: str) -> str:
+    """The receiver as log lines and errors name it: host and port, never the URL's
+    credentials (`https://user:secret@crm.example.com` names crm.example.com)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _match(where: str, text: str) -> Match | None:
