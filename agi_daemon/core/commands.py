@@ -14,6 +14,8 @@ the records it created (and their remote ids), the record it joined, the remote 
 """
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Mapping
@@ -108,6 +110,12 @@ class ChangeResponsible:
         return self.phone
 
 
+# The longest list of employees a call card's key names as it is (one employee id at most, 64
+# characters): a longer one is named by its digest, so that the key of the card of a call ringing
+# a whole queue group fits the outbox's key column on PostgreSQL, with the longest linkedid.
+CARD_EMPLOYEES_IN_KEY = 64
+
+
 @dataclass(frozen=True)
 class CallCardChange:
     """A remote CRM's own call card (Bitrix24's) shown to, or hidden from, these employees for
@@ -123,7 +131,10 @@ class CallCardChange:
 
     @property
     def key(self) -> str:
-        return f"{self.linkedid}/card/{'show' if self.show else 'hide'}/{'+'.join(sorted(self.employees))}"
+        who = "+".join(sorted(self.employees))
+        if len(who) > CARD_EMPLOYEES_IN_KEY:  # a ring-all queue group: its digest keeps the key short
+            who = "sha256:" + hashlib.sha256(who.encode()).hexdigest()[:32]
+        return f"{self.linkedid}/card/{'show' if self.show else 'hide'}/{who}"
 
     @property
     def lane(self) -> str:

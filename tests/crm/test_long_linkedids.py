@@ -9,7 +9,8 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from agi_daemon.core.commands import CallReport, ChangeResponsible, CreateCallRecords, LogCall
+from agi_daemon.core.commands import CallCardChange, CallReport, ChangeResponsible, CreateCallRecords, LogCall
+from agi_daemon.core.model import Direction
 from agi_daemon.crm.database import database_url
 from agi_daemon.crm.embedded import EmbeddedCrm
 from agi_daemon.crm.outbox import Delivery, Outbox
@@ -37,6 +38,19 @@ async def test_the_longest_linkedid_of_the_longest_pbx_id_gets_its_records_reass
     [logged] = await crm.list_records("calls")
     assert (lead["created_by_call"], lead["created_by_pbx"], lead["responsible"]) == (LINKEDID, PBX, "b" * 64)
     assert (logged["linkedid"], logged["pbx"], logged["entity"]) == (LINKEDID, PBX, f"lead:{lead['id']}")
+
+
+async def test_the_call_card_of_a_whole_queue_group_is_stored_and_delivered(crm):
+    """Bitrix24's call card shown to, then hidden from, 30 employees of a ring-all queue group
+    (ids of 64 characters) for the longest linkedid: each change is one command of its own."""
+    group = tuple(f"{'e' * 62}{n:02}" for n in range(30))
+    outbox = Outbox(crm, Delivery(crm), pbx=PBX, first_delay=0.01)
+    async with delivering(outbox):
+        for show in (True, False):
+            await outbox.submit(CallCardChange(LINKEDID, PHONE, Direction.INCOMING, "+33184880000", group, show))
+        await outbox.submit(CallCardChange(LINKEDID, PHONE, Direction.INCOMING, "+33184880000", group[1:], False))
+        await eventually(lambda: _delivered(crm, 3), timeout=5)
+    assert await _delivered(crm, 3)
 
 
 async def _delivered(crm, count: int) -> bool:
