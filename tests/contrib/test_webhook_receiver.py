@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from agi_daemon.core.crm_errors import RemoteCrmRejected
-from agi_daemon.core.model import Direction
+from agi_daemon.core.model import Direction, EntityRef, EntityType
 from agi_daemon.crm.webhook import events
 from agi_daemon.crm.webhook.sender import WebhookSender
+
+LEAD_7 = EntityRef(EntityType.LEAD, 7)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "contrib" / "webhook_receiver.py"
 SECRET = "r3c31v3r-k3y"
@@ -47,16 +49,16 @@ async def test_receiver_prints_a_signed_event_once_and_refuses_a_bad_signature(r
         await sender.send(event)
         await sender.send(event)  # delivered again after a lost acknowledgement: printed once
         with pytest.raises(RemoteCrmRejected, match="HTTP 401"):
-            await forger.send(events.call_answered("1700000000.9", datetime.now(UTC), "mallory"))
+            await forger.send(events.responsible_changed("1700000000.9", datetime.now(UTC), (LEAD_7,), "mallory"))
         match = await sender.lookup("+33612000001", deadline_seconds=2)
-        await sender.send(events.call_answered("1700000000.9", datetime.now(UTC), "alice"))
+        await sender.send(events.responsible_changed("1700000000.9", datetime.now(UTC), (LEAD_7,), "alice"))
     finally:
         await sender.close()
         await forger.close()
     printed = [json.loads(process.stdout.readline()) for _ in range(2)]
     assert [(e["type"], e["id"]) for e in printed] == [("call.started", "1700000000.9/call.started"),
-                                                      ("call.answered", "1700000000.9/call.answered")]
+                                                      ("responsible.changed", "1700000000.9/responsible.changed/alice")]
     assert printed[0]["data"] == {"direction": "incoming", "line": "+33184880000", "number": "+33612000001",
                                   "employees": ["alice"]}
-    assert printed[1]["data"] == {"employee": "alice"}
+    assert printed[1]["data"] == {"records": [{"type": "lead", "id": 7}], "responsible": "alice", "previous": None}
     assert (str(match.entity), match.responsible) == ("contact:12", "alice")

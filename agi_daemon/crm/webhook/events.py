@@ -10,15 +10,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from agi_daemon.core.model import CallRecord, CreatedRecords, Direction, EntityRef, Transfer
+from agi_daemon.core.model import CallRecord, CreatedRecords, Direction, EntityRef
 
 VERSION = 1
 
 
 class EventType(StrEnum):
     CALL_STARTED = "call.started"
-    CALL_ANSWERED = "call.answered"
-    CALL_TRANSFERRED = "call.transferred"
     CALL_ENDED = "call.ended"
     RECORDS_CREATED = "records.created"
     RESPONSIBLE_CHANGED = "responsible.changed"
@@ -53,17 +51,6 @@ def call_started(linkedid: str, at: datetime, direction: Direction, line: str, n
                         {"direction": direction.value, "line": line, "number": number, "employees": list(employees)})
 
 
-def call_answered(linkedid: str, at: datetime, employee: str | None) -> WebhookEvent:
-    return WebhookEvent(EventType.CALL_ANSWERED, f"{linkedid}/call.answered", linkedid, at, {"employee": employee})
-
-
-def call_transferred(linkedid: str, at: datetime, transfer: Transfer, sequence: int) -> WebhookEvent:
-    """`sequence`: the transfer's number in the call (1, 2, ...), part of the stable id."""
-    return WebhookEvent(EventType.CALL_TRANSFERRED, f"{linkedid}/call.transferred/{sequence}", linkedid, at,
-                        {"from": transfer.from_employee, "to": transfer.to_employee, "kind": transfer.kind.value,
-                         "sequence": sequence})
-
-
 def call_ended(record: CallRecord) -> WebhookEvent:
     data = {
         "direction": record.direction.value, "line": record.line, "number": record.number,
@@ -84,7 +71,8 @@ def records_created(linkedid: str, at: datetime, created: CreatedRecords, *, pho
                          "source": source, "responsible": responsible, "pipeline": pipeline})
 
 
-def responsible_changed(linkedid: str, at: datetime, records: tuple[EntityRef, ...], responsible: str,
-                        previous: str | None = None) -> WebhookEvent:
+def responsible_changed(linkedid: str, at: datetime, records: tuple[EntityRef, ...], responsible: str) -> WebhookEvent:
+    """`previous` stays null in version 1 (docs/webhook.md): the daemon does not keep who held
+    the records; the receiver does."""
     return WebhookEvent(EventType.RESPONSIBLE_CHANGED, f"{linkedid}/responsible.changed/{responsible}", linkedid, at,
-                        {"records": _refs(records), "responsible": responsible, "previous": previous})
+                        {"records": _refs(records), "responsible": responsible, "previous": None})
