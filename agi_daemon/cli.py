@@ -240,12 +240,31 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"agi-daemon simulate: {'error: ' if exc.usage else ''}{exc}", file=sys.stderr)
         return 2 if exc.usage else 1
-    if not _database_exists(settings):  # the arguments first: a usage error needs no database
-        return 1
-    async with _open_crm(settings) as crm:
-        decision = await simulate(settings.rules, crm, entry)
+    remote = _remote_lookup(settings)
+    if remote is not None:  # the caller is looked up where the daemon looks: the remote CRM
+        await remote.open()
+        try:
+            decision = await simulate(settings.rules, remote, entry)
+        finally:
+            await remote.close()
+    else:
+        if not _database_exists(settings):  # the arguments first: a usage error needs no database
+            return 1
+        async with _open_crm(settings) as crm:
+            decision = await simulate(settings.rules, crm, entry)
     print(json.dumps(decision_json(decision), indent=2) if args.json else decision_text(decision))
     return 0
+
+
+def _remote_lookup(settings: Settings):
+    """The remote CRM of crm.adapter (bitrix24, webhook), which routing asks who a caller is;
+    None for the embedded CRM."""
+    from .remote_crm import RemoteCrmError, remote_crm
+
+    try:
+        return remote_crm(settings)
+    except RemoteCrmError as exc:
+        raise SystemExit(f"agi-daemon: {exc}") from None
 
 
 def _open_crm(settings: Settings):

@@ -2,6 +2,7 @@
 example config with its CRM in a temporary directory."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -24,9 +25,11 @@ def config(tmp_path):
     return path
 
 
+ENV = {**os.environ, "AGI_DAEMON_AMI_SECRET": "s3cret-ami", "AGI_DAEMON_ARI_PASSWORD": "s3cret-ari"}
+
+
 def agi_daemon(*argv, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGI_DAEMON_AMI_SECRET": "s3cret-ami", "AGI_DAEMON_ARI_PASSWORD": "s3cret-ari"}
-    return subprocess.run([sys.executable, "-m", "agi_daemon", *map(str, argv)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "agi_daemon", *map(str, argv)], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -153,3 +156,30 @@ def test_simulate_line_without_reassign_says_transfers_keep_the_responsible(conf
     result = simulate_json(config, "--direction", "incoming", "--line", "0184880000", "--caller", "0699999999")
     r10 = next(step for step in result["trace"] if step["rule"] == "R10")
     assert not r10["fired"] and "reassign_on_manual_transfer is off" in r10["reason"]
+
+
+async def test_simulate_with_a_webhook_crm_asks_its_lookup_url_and_sends_no_event(config):
+    """With crm.adapter webhook the caller is looked up where the daemon looks (the lookup
+    URL), as the admin page's simulator does, not in the local database."""
+    from tests.crm.webhook_crm import SECRET, WebhookCrmServer
+
+    server = await WebhookCrmServer().start()
+    try:
+        known = server.add_record("contact", "ACME", "+33611223344", "bob")
+        text = config.read_text().replace("  adapter: embedded\n", (
+            f"  adapter: webhook\n  webhook: {{url: \"{server.url}\", secret: \"{SECRET}\", "
+            f"lookup_url: \"{server.lookup_url}\", timeout_ms: 2000}}\n"))
+        assert "adapter: webhook" in text
+        config.write_text(text)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agi_daemon", "simulate", "-c", str(config), "--json", "--direction", "incoming",
+            "--line", "+33184880000", "--caller", "0611223344", cwd=config.parent, env=ENV,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        await server.stop()
+    assert process.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert result["known"] == {"entity": known, "responsible": "bob"}
+    assert result["route"]["responsible"] == "bob"
+    assert server.requests == 0  # the lookup is a GET; no event was sent
