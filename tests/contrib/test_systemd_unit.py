@@ -53,7 +53,8 @@ def test_unit_runs_the_daemon_on_the_etc_file_after_checking_it_and_reloads_with
 
     assert service["ExecStartPre"] == [f"{INSTALLED} check-config -c /etc/agi-daemon/agi-daemon.yaml"]
     assert service["ExecStart"] == [f"{INSTALLED} run -c /etc/agi-daemon/agi-daemon.yaml"]
-    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert service["ExecReload"] == [f"{INSTALLED} check-config -c /etc/agi-daemon/agi-daemon.yaml",
+                                     "/bin/kill -HUP $MAINPID"]  # checked with the credentials, then sent
     assert service["User"] == ["agi-daemon"] and service["Restart"] == ["on-failure"]
 
 
