@@ -115,7 +115,15 @@ class Daemon:
             log_warnings(loaded)
             for line in config_reload.what_changed(before, loaded):
                 log.warning("%s", line)
+            self._pipelines_changed(loaded)  # no await since `take`: no deal meanwhile with half of the change
             await self._employees_changed(before, loaded)
+
+    def _pipelines_changed(self, after: Settings) -> None:
+        """The rules just taken name crm.simple.pipeline; Bitrix24 maps it to a deal category
+        with crm.bitrix24.pipelines, which is taken with them."""
+        remote = self.parts.crm_parts.remote if self.parts is not None else None
+        if isinstance(remote, Bitrix24Crm) and after.crm.bitrix24 is not None:
+            remote.pipelines_changed(after.crm.bitrix24.pipelines)
 
     async def _employees_changed(self, before: Settings, after: Settings) -> None:
         """Bitrix24 knows the employees by their portal users, read at the start: a reload that

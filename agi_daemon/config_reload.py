@@ -70,7 +70,10 @@ def what_changed(before: Settings, after: Settings) -> list[str]:
     def part(settings: Settings, name: str) -> object:
         section, _, key = name.partition(".")
         value = getattr(settings, section)
-        return getattr(value, key) if key else value
+        value = getattr(value, key) if key else value
+        if name == "crm.bitrix24" and value is not None:  # its pipelines go with the rules (Bitrix24Crm)
+            return value.model_dump(exclude={"pipelines"})
+        return value
 
     restart = [name for name in RESTART_PARTS if part(before, name) != part(after, name)]
     lines = []

@@ -14,7 +14,8 @@ methods the daemon uses the way a portal does, and is strict where a portal is l
   counts requests (`requests`, one per HTTP request; `commands`, one per method run).
 - It fails on demand: `fail_next` (any status and error code, with Retry-After, or any raw
   body: a proxy's error page), `fail_refresh_next` (the OAuth server), `time_out_next`,
-  `malformed_next`, `expire_token`, `refuse_connections` / `accept_connections`.
+  `malformed_next`, `expire_token`, `refuse_connections` / `accept_connections`; the OAuth
+  server answers slowly with `refresh_answer_delay` (after it rotated the tokens).
 
 Authentication: the inbound webhook `/rest/USER/SECRET/method` and the local application's
 `auth` token; `/oauth/token/` refreshes tokens like the portal's OAuth server.
@@ -173,6 +174,7 @@ class Bitrix24Portal(InTestHttpServer):
         self.webhook_denied = {method.lower() for method in webhook_denied}  # application-only methods
         self.expired_tokens: set[str] = set()
         self.refresh_gives_expired_tokens = False  # a broken OAuth server
+        self.refresh_answer_delay = 0.0  # seconds a refresh's answer takes once the new pair is issued
         self.records: dict[str, dict[int, dict[str, Any]]] = {kind: {} for kind in KINDS}
         self.calls: dict[str, RegisteredCall] = {}
         self.users: dict[int, dict[str, Any]] = {}
@@ -376,6 +378,8 @@ class Bitrix24Portal(InTestHttpServer):
         self.refresh_token = f"r3fr3sh-t0k3n-{self.refreshes}"
         if self.refresh_gives_expired_tokens:
             self.expire_token()
+        if self.refresh_answer_delay:  # a slow answer: the old refresh token is already dead meanwhile
+            await asyncio.sleep(self.refresh_answer_delay)
         return web.json_response({"access_token": self.access_token, "refresh_token": self.refresh_token,
                                   "expires_in": 3600, "member_id": "m1", "domain": f"127.0.0.1:{self.port}"})
 

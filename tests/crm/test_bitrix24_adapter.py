@@ -308,3 +308,49 @@ async def test_employees_changed_while_the_portal_does_not_answer_are_read_at_th
                                    CallLedger("D1"))
     [lead] = portal.records_with_origin("lead", "D1/records")
     assert update.created is not None and str(lead["ASSIGNED_BY_ID"]) == "14"
+
+
+async def test_employees_users_not_read_at_start_are_read_at_the_next_delivery(portal, new_client):
+    """The portal fails the start's read of the users: bob (no crm_user, his extension 102 is
+    user 12's internal phone) is not taken for a user the portal lacks; the delivery reads the
+    users again, so his lead is his on the portal, not the fallback user's."""
+    portal.fail_next(1, 503, None)
+    client = Bitrix24Client(WebhookAuth(portal.webhook_url), LeakyBucket(2, 50), timeout_seconds=0.5)
+    directory = EmployeeDirectory([EmployeeLink("alice", 11, "101"), EmployeeLink("bob", None, "102")])
+    adapter = Bitrix24Crm(client, directory, ["alice", "bob"], deadline_seconds=0.3, pipelines={"general": 0},
+                          mode=CrmMode.CLASSIC)
+    await adapter.open()
+    try:
+        assert portal.failures_answered == 1  # the start's read met the failure
+        await adapter.deliver(CreateCallRecords(new_client("+33611000055", "U1", responsible="bob")), CallLedger("U1"))
+    finally:
+        await adapter.close()
+    [lead] = portal.records_with_origin("lead", "U1/records")
+    assert str(lead.get("ASSIGNED_BY_ID")) == "12"
+
+
+async def test_portal_refusing_to_name_the_users_stops_no_delivery_and_is_asked_again_later(portal, new_client):
+    """user.get refused (a webhook without the `user` scope): the leads are still created, with
+    bob unmatched, and the deliveries do not spend a request each on asking again; past the
+    hold-off (here 0.2 s) the next delivery asks, and gives bob his user."""
+    portal.fail_next(1, 403, "insufficient_scope", "The request requires higher privileges")  # the start's read
+    client = Bitrix24Client(WebhookAuth(portal.webhook_url), LeakyBucket(2, 50), timeout_seconds=0.5)
+    directory = EmployeeDirectory([EmployeeLink("alice", 11, "101"), EmployeeLink("bob", None, "102")])
+    adapter = Bitrix24Crm(client, directory, ["alice", "bob"], deadline_seconds=0.3, pipelines={"general": 0})
+    adapter.users_refused_retry_s = 0.2
+    await adapter.open()
+    try:
+        for phone, linkedid in (("+33611000066", "U2"), ("+33611000067", "U3")):  # within the hold-off
+            await adapter.deliver(CreateCallRecords(new_client(phone, linkedid, responsible="bob")), CallLedger(linkedid))
+        assert portal.failures_answered == 1  # not asked again for each delivery
+        await asyncio.sleep(0.25)
+        portal.fail_next(1, 403, "insufficient_scope", "The request requires higher privileges")
+        for phone, linkedid in (("+33611000068", "U4"), ("+33611000077", "U5")):  # refused again, then answered
+            await asyncio.sleep(0.25)
+            await adapter.deliver(CreateCallRecords(new_client(phone, linkedid, responsible="bob")), CallLedger(linkedid))
+    finally:
+        await adapter.close()
+    assert portal.failures_answered == 2
+    assigned = [portal.records_with_origin("lead", f"{linkedid}/records")[0].get("ASSIGNED_BY_ID")
+                for linkedid in ("U2", "U3", "U4", "U5")]
+    assert [str(user) if user else None for user in assigned] == [None, None, None, "12"]

@@ -14,6 +14,7 @@ from agi_daemon.core.ports import CrmRejected, CrmUnavailable
 from agi_daemon.crm.bitrix24.auth import OAuthAuth, Tokens, WebhookAuth, write_tokens
 from agi_daemon.crm.bitrix24.bucket import LeakyBucket
 from agi_daemon.crm.bitrix24.client import Bitrix24Client, Command
+from agi_daemon.crm.bitrix24.operations import Bitrix24Operations, EmployeeDirectory
 from agi_daemon.crm.remote_answer import MAX_RETRY_AFTER_SECONDS, printable
 from tests.crm.bitrix24_portal import Bitrix24Portal, ScaledTime
 
@@ -135,6 +136,38 @@ async def test_expired_token_is_refreshed_once_for_many_concurrent_requests(port
     assert (saved["access_token"], saved["refresh_token"]) == (portal.access_token, portal.refresh_token)
     assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
     assert [p.name for p in tokens_file.parent.iterdir()] == [tokens_file.name]  # no temporary file left
+
+
+async def test_lookup_giving_up_during_a_slow_token_refresh_keeps_the_new_tokens_and_the_next_call_works(
+        portal, app_client, tokens_file):
+    """The OAuth server issues the new pair (the old refresh token is dead from then on) but
+    answers after the lookup's deadline: the refresh still ends, its pair is kept in memory and
+    in the tokens file, so later calls and later refreshes work without a reinstall."""
+    operations = Bitrix24Operations(app_client, EmployeeDirectory([]))
+    portal.expire_token()
+    portal.refresh_answer_delay = 0.5
+    with pytest.raises(RemoteCrmUnavailable, match="no answer within 200 ms"):
+        await operations.find_client("+33612000001", deadline_seconds=0.2)
+    assert await app_client.call("crm.settings.mode.get") == 1  # waits for that refresh, not a second one
+    assert portal.refreshes == 1
+    saved = json.loads(tokens_file.read_text())
+    assert (saved["access_token"], saved["refresh_token"]) == (portal.access_token, portal.refresh_token)
+    portal.refresh_answer_delay = 0.0
+    portal.expire_token()  # the refresh token kept in memory is the new one: the portal takes it
+    assert await app_client.call("crm.settings.mode.get") == 1
+    assert portal.refreshes == 2
+
+
+async def test_client_closed_during_a_token_refresh_saves_the_new_tokens_first(portal, app_client, tokens_file):
+    """The daemon stops while a refresh waits for the OAuth server: the new pair (the only one
+    the portal still takes) is in the tokens file for the next start."""
+    portal.expire_token()
+    portal.refresh_answer_delay = 0.5
+    with pytest.raises(RemoteCrmUnavailable, match="no answer within 200 ms"):
+        await Bitrix24Operations(app_client, EmployeeDirectory([])).find_client("+33612000001", deadline_seconds=0.2)
+    await app_client.close()
+    saved = json.loads(tokens_file.read_text())
+    assert (saved["access_token"], saved["refresh_token"]) == (portal.access_token, portal.refresh_token)
 
 
 async def test_token_still_expired_after_a_refresh_is_rejected_after_one_retry(portal, app_client):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -59,6 +60,9 @@ from .operations import (
 log = logging.getLogger(__name__)
 
 EMPLOYEES_READ_S = 10.0  # how long a reload's change of employees waits for the portal to name their users
+# After the portal refused to name the users (a webhook without the `user` scope), how long
+# deliveries go on without asking again: each read is a request of the portal's budget.
+USERS_REFUSED_RETRY_S = 600.0
 
 # The call's own entries in the ledger's `remote_ids` (beside the records' "lead:12"):
 ACTIVITY = "call:activity"  # the CRM activity the portal created when it finished the call
@@ -84,6 +88,8 @@ class Bitrix24Crm:
         self._cache = cache
         self._loaded = False
         self._loading = asyncio.Lock()
+        self._users_refused_at: float | None = None  # time.monotonic() of the last refused read
+        self.users_refused_retry_s = USERS_REFUSED_RETRY_S
         self._opened = False
 
     # ---- life ----------------------------------------------------------------------------
@@ -122,11 +128,34 @@ class Bitrix24Crm:
             self._loaded = False
         self._employees = tuple(employees)
 
+    def pipelines_changed(self, pipelines: dict[str, int]) -> None:
+        """A reload's crm.bitrix24.pipelines. crm.simple.pipeline is in the rules, which a reload
+        swaps at once: the category map goes with it (the caller takes both with no await
+        between), or a new pipeline's deals would land in category 0 until a restart."""
+        if pipelines != self._pipelines:
+            categories = ", ".join(f"{name}: {category}" for name, category in pipelines.items())
+            log.warning("bitrix24: crm.bitrix24.pipelines taken now, for the deals of the next calls: %s "
+                        "(its other keys wait for the restart)", categories)
+        self._pipelines = dict(pipelines)
+
     async def _load_directory(self) -> None:
+        """The employees' portal users, read once. A read that failed leaves them unread:
+        unavailable, the delivery fails too and is retried (its records get the right user);
+        refused, the deliveries go on with the users known, and ask again after
+        `users_refused_retry_s`."""
         async with self._loading:
-            if not self._loaded:
+            refused_at = self._users_refused_at
+            if self._loaded or (refused_at is not None and time.monotonic() - refused_at < self.users_refused_retry_s):
+                return
+            try:
                 await self.directory.load(self.client)
-                self._loaded = True
+            except CrmRejected as error:
+                self._users_refused_at = time.monotonic()
+                log.warning("bitrix24 %s: portal users not read (%s): employees without crm_user get the "
+                            "fallback user; asked again in %.0f s", self.client.host, error, self.users_refused_retry_s)
+                return
+            self._loaded = True
+            self._users_refused_at = None
 
     # ---- the call path -------------------------------------------------------------------
 

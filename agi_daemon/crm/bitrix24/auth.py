@@ -52,6 +52,9 @@ class WebhookAuth:
         raise RemoteCrmRejected(f"{self.host}: the webhook was refused as expired: create a new inbound webhook",
                                 code="expired_token")
 
+    async def settle(self) -> None:
+        pass  # nothing is ever refreshed
+
     def __repr__(self) -> str:
         return f"WebhookAuth(host={self.host!r})"
 
@@ -99,12 +102,20 @@ def write_tokens(path: Path, tokens: Tokens, extra: dict[str, Any] | None = None
 
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
+REFRESH_HTTP_S = 10.0  # the OAuth server's answer to a refresh
+REFRESH_WAIT_S = 15.0  # how long a request waits for a refresh (the answer, then the tokens file written)
 
 
 class OAuthAuth:
     """A local application: the access token goes in `auth`; when the portal answers
     `expired_token`, the refresh token buys a new pair (once, however many requests saw the
-    expiry at the same time) and the tokens file is rewritten."""
+    expiry at the same time) and the tokens file is rewritten.
+
+    Bitrix24 invalidates the old refresh token as soon as it issues a new pair, so a refresh
+    is never abandoned half-way: it runs as a task of its own, which the requests waiting
+    for it share and which their cancellation (a lookup's deadline) does not cancel. A
+    refresh abandoned after the OAuth server answered would leave only a dead refresh token:
+    every later refresh refused (invalid_grant) until the application is reinstalled."""
 
     def __init__(self, portal: str, client_id: str, client_secret: str, tokens_file: Path,
                  token_url: str = DEFAULT_TOKEN_URL) -> None:
@@ -120,6 +131,7 @@ class OAuthAuth:
         self._tokens = read_tokens(tokens_file)
         self._previous: Tokens | None = None
         self._lock = asyncio.Lock()
+        self._refreshing: dict[str, asyncio.Task[None]] = {}  # by the expired access token it replaces
         self.refreshes = 0
 
     def endpoint(self, method: str) -> str:
@@ -133,15 +145,44 @@ class OAuthAuth:
         return (self._client_secret, self._tokens.access_token, self._tokens.refresh_token, *old)
 
     async def refresh(self, session: aiohttp.ClientSession, seen: str | None) -> None:
-        """Get a new token pair unless another request already did since `seen` was used."""
-        async with self._lock:
+        """Get a new token pair unless another request already did since `seen` was used.
+        Returns when the refresh is done, or raises its failure; a caller cancelled meanwhile
+        leaves the refresh running to its end (see the class)."""
+        task = self._refreshing.get(seen or "")
+        if task is None:
+            if seen is None or self._tokens.access_token != seen:
+                return  # another request refreshed it already
+            task = asyncio.create_task(self._refresh(session, seen), name=f"bitrix24 {self.host} token refresh")
+            self._refreshing[seen] = task
+            task.add_done_callback(lambda done: self._refreshed(seen, done))
+        try:
+            async with asyncio.timeout(REFRESH_WAIT_S):
+                await asyncio.shield(task)
+        except TimeoutError:
+            raise RemoteCrmUnavailable(f"{self.host}: the OAuth token refresh takes more than {REFRESH_WAIT_S:g} s") \
+                from None
+
+    def _refreshed(self, seen: str, done: asyncio.Task[None]) -> None:
+        if self._refreshing.get(seen) is done:
+            del self._refreshing[seen]
+        if not done.cancelled():
+            done.exception()  # raised to the callers still waiting; with none left, it is no one's
+
+    async def settle(self) -> None:
+        """Wait (bounded) for the refreshes in flight: the client closes its session only once
+        a new token pair is saved, or its refresh has failed."""
+        if self._refreshing:
+            await asyncio.wait(list(self._refreshing.values()), timeout=REFRESH_WAIT_S)
+
+    async def _refresh(self, session: aiohttp.ClientSession, seen: str) -> None:
+        async with self._lock:  # one refresh at a time: the tokens file is written in order
             if self._tokens.access_token != seen:
                 return
             params = {"grant_type": "refresh_token", "client_id": self._client_id,
                       "client_secret": self._client_secret, "refresh_token": self._tokens.refresh_token}
             try:
                 async with session.get(self._token_url, params=params,
-                                       timeout=aiohttp.ClientTimeout(total=10)) as response:
+                                       timeout=aiohttp.ClientTimeout(total=REFRESH_HTTP_S)) as response:
                     status = response.status
                     text = await response.text(errors="replace")  # a proxy's page may not be UTF-8
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

@@ -83,6 +83,8 @@ class Bitrix24Client:
             self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
+        # a token refresh in flight ends first: its new pair is saved, not lost with the session
+        await self._auth.settle()
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None

@@ -73,18 +73,25 @@ class EmployeeDirectory:
 
     async def load(self, client: Bitrix24Client) -> None:
         """Find the users of the employees without `crm_user` by their internal phone
-        (one `user.get` per employee, 50 to a batch request)."""
+        (one `user.get` per employee, 50 to a batch request). Raises the failure of a read
+        (unavailable first, as a retry may fix it) after keeping the users it did find: a
+        failed read is no "nobody has this phone", so the caller reads them again later."""
         wanted = [link for link in self._links.values() if link.crm_user is None and link.extension]
         commands = [Command(f"u{index}", "user.get", {"FILTER": {"UF_PHONE_INNER": link.extension, "ACTIVE": True}})
                     for index, link in enumerate(wanted)]
         done = await client.batch(commands) if commands else None
         unmatched = []
         for index, link in enumerate(wanted):
+            if done and f"u{index}" in done.errors:
+                continue  # not read: raised below
             users = done.results.get(f"u{index}") if done else None
             if isinstance(users, list) and users and isinstance(users[0], dict) and str(users[0].get("ID", "")).isdigit():
                 self._user_of[link.employee] = int(users[0]["ID"])
             else:
                 unmatched.append(link.employee)
+        if done and done.errors:  # `batch` keeps its failures instead of raising them
+            errors = list(done.errors.values())
+            raise next((error for error in errors if isinstance(error, CrmUnavailable)), errors[0])
         unmatched += [e for e, link in self._links.items() if link.crm_user is None and not link.extension]
         self.unmatched = tuple(sorted(unmatched))
         if self.unmatched:
