@@ -87,14 +87,20 @@ async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, mod
 
 
 async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees):
+    """Tracking followed the transfer (the call is logged with it, after any change of
+    responsible of the call: same lane), and the lead still has its first responsible."""
     async with running_daemon(employees, mode.config(tmp_path, reassign=False), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)
-        await eventually(lambda: crm.list_records("leads"))
+        [lead] = await eventually(lambda: crm.list_records("leads"))
+        assert lead["responsible"] == "alice"
         await transfer(asterisk_ami, call, "blind")
         await asterisk_ami.hangup_call(call.linkedid)
-        await eventually(lambda: _with_transfers(crm, call.linkedid))
-    [lead] = await crm.list_records("leads")
-    assert lead["responsible"] == "alice"
+        [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))
+    assert entry["entity"] == f"lead:{lead['id']}"
+    if "transfers" in crm.call_fields:
+        assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": "blind"}]
+    [after] = await crm.list_records("leads")
+    assert (after["id"], after["responsible"]) == (lead["id"], "alice")
 
 
 async def test_call_nobody_answers_is_logged_missed_with_ring_seconds_and_queue_head_responsible(tmp_path, mode, crm, asterisk_ami, employees):

@@ -7,11 +7,11 @@ from agi_daemon.core.decisions import (
     FAILED, LATE, NOT_ASKED, CreateRecords, LookupOutcome, MakeOffer, RoutingStatus, answered, decide,
 )
 from agi_daemon.core.model import (
-    CreateFor, CreateWith, CrmMode, Direction, EntityRef, EntityType, Match, QueueStrategy, UnknownCaller,
+    CreateFor, CreateWith, CrmMode, Direction, EntityRef, EntityType, LineCrm, Match, QueueStrategy, UnknownCaller,
 )
 from agi_daemon.core.rules import CallEntry, CrmAccess, TraceStep, UnknownLine, identify, screen
 
-from tests.fakes.rules import ALICE_MOBILE, BLOCKED, CLIENT, PARIS, make_rules, with_line_crm
+from tests.fakes.rules import ALICE_MOBILE, BLOCKED, CLIENT, LYON, PARIS, make_rules, two_line_rules
 
 KNOWN_BY_BOB = Match(EntityRef(EntityType.CONTACT, 7), "bob", "Client SA")
 
@@ -205,8 +205,17 @@ def test_ring_all_strategy_is_passed_to_the_dialplan():
 
 
 def test_line_settings_are_per_line():
-    rules = with_line_crm(make_rules(), source="PARTNER", unknown_caller=UnknownCaller.OFFER)
-    assert isinstance(incoming(rules).crm_action, MakeOffer)
+    """Two lines, each with settings of its own: each call gets its own line's, never the first
+    line's nor the last one's."""
+    rules = two_line_rules()
+    rules = replace(rules, lines={
+        PARIS: replace(rules.lines[PARIS], crm=LineCrm(UnknownCaller.CREATE, source="PARTNER")),
+        LYON: replace(rules.lines[LYON], crm=LineCrm(UnknownCaller.OFFER, source="WEB")),
+    })
+    paris = incoming(rules, line="01 84 88 00 00").crm_action
+    lyon = incoming(rules, line="04 78 00 00 00").crm_action
+    assert isinstance(paris, CreateRecords) and (paris.plan.line, paris.plan.source) == (PARIS, "PARTNER")
+    assert isinstance(lyon, MakeOffer)
 
 
 @pytest.mark.parametrize(

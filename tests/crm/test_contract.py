@@ -267,7 +267,8 @@ async def test_call_is_logged_once_on_the_records_it_created(contract, new_clien
         await contract.outbox.submit(LogCall(ended("C4", NEW), CallReport.HANGUP, NEW))
         await contract.outbox.submit(LogCall(ended("C4", NEW), CallReport.TRACKED, NEW))
         [call] = await eventually(lambda: logged(contract.holds, "C4"))
-        await eventually(lambda: _delivered(contract.store, 3))
+        delivered = await eventually(lambda: _delivered(contract.store, 3))
+    assert delivered == {"C4/records": "delivered", "C4/call/hangup": "delivered", "C4/call/tracked": "delivered"}
     [lead] = await contract.holds.list_records("leads")
     assert [c["linkedid"] for c in await contract.holds.list_records("calls")] == ["C4"]
     assert (call["entity"], call["direction"], call["line"], call["number"]) == (
@@ -287,16 +288,21 @@ async def test_call_of_a_known_client_is_logged_on_the_clients_record(contract):
 # ---- R10 --------------------------------------------------------------------------------
 
 async def test_responsible_change_moves_the_records_the_call_created_and_never_a_known_clients(contract, new_client):
+    """The known client's change is delivered (not a dead letter, not left pending) and changes
+    nothing: its call created no records, and the client's own records are never moved."""
     seeded = await contract.holds.add_record("contact", "Client SA", KNOWN, "alice")
     async with delivering(contract.outbox):
         await contract.outbox.submit(CreateCallRecords(plan(new_client, "C6")))
         await contract.outbox.submit(ChangeResponsible("C6", NEW, "bob", 1))
         await contract.outbox.submit(ChangeResponsible("C7", KNOWN, "bob", 1))  # a known client's call created nothing
-        await eventually(lambda: _delivered(contract.store, 3))
+        delivered = await eventually(lambda: _delivered(contract.store, 3))
+    assert delivered == {"C6/records": "delivered", "C6/responsible/1/bob": "delivered",
+                         "C7/responsible/1/bob": "delivered"}
     [lead] = await contract.holds.list_records("leads")
-    [contact] = await contract.holds.list_records("contacts")
     assert (lead["responsible"], lead["created_by_call"]) == ("bob", "C6")
-    assert (contact["id"], contact["responsible"]) == (seeded["id"], "alice")
+    assert await contract.holds.list_records("contacts") == [seeded]  # the known client's contact, as it was
+    for kind in ("companies", "deals"):
+        assert await contract.holds.list_records(kind) == []
 
 
 # ---- failures ---------------------------------------------------------------------------
@@ -355,9 +361,12 @@ async def test_excluded_call_is_routed_and_leaves_nothing_in_the_crm(contract, c
         assert contract.requests() == before
 
 
-async def _delivered(store: EmbeddedCrm, count: int) -> bool:
+async def _delivered(store: EmbeddedCrm, count: int) -> dict[str, str] | None:
+    """key -> status of every outbox row, once there are `count` and all are delivered; else
+    None (so a wait for it that times out fails the assertion on it)."""
     rows = await outbox_rows(store)
-    return len(rows) >= count and all(status == "delivered" for status, _ in rows.values())
+    done = len(rows) >= count and all(status == "delivered" for status, _ in rows.values())
+    return {key: status for key, (status, _) in rows.items()} if done else None
 
 
 async def _dead(store: EmbeddedCrm) -> dict[str, tuple[str, int]] | None:

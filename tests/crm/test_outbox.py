@@ -88,13 +88,30 @@ class RemoteCrm:
         return LedgerUpdate()
 
 
+class HeldDelivery(Delivery):
+    """The worker's delivery, held back until `go` is set: whatever is applied meanwhile was
+    applied by `submit` itself, not by the worker."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.go = asyncio.Event()
+        self.asked: list[int] = []
+
+    async def __call__(self, row_id: int):
+        self.asked.append(row_id)
+        await self.go.wait()
+        return await super().__call__(row_id)
+
+
 async def test_embedded_command_is_stored_and_applied_at_once_and_a_second_submit_changes_nothing(crm, new_client):
-    outbox = Outbox(crm, Delivery(crm))
+    held = HeldDelivery(crm)
+    outbox = Outbox(crm, held)
     async with delivering(outbox):
         command = CreateCallRecords(new_client("+33611000001", "L1"))
         await outbox.submit(command)
         await outbox.submit(command)
-        assert len(await crm.list_records("leads")) == 1  # applied before submit returned
+        # applied before submit returned: the worker, held back, delivered nothing
+        assert len(await crm.list_records("leads")) == 1 and held.asked == []
         assert (await rows(crm))["L1/records"][0] == "delivered"
         ledger = await outbox.ledger("L1")
         assert ledger.created is not None and str(ledger.created.lead) == f"lead:{(await crm.list_records('leads'))[0]['id']}"

@@ -45,6 +45,14 @@ async def test_kill9_in_the_middle_of_a_drain_then_restart_loses_nothing_and_sen
             assert all(status is not None for status, _ in answers)
             await asyncio.gather(*(hang_up(daemon.port, linkedid, number(index), status)
                                    for index, (linkedid, (status, _)) in enumerate(zip(linkedids, answers, strict=True))))
+            # first every call's CRM work is stored (a dropped command fails here): a call routed
+            # `fallback` looks its caller up again in the background before it stores anything,
+            # and its hangup session ends after STORED_WITHIN_S (asterisk/routes/call_end.py), so
+            # a kill before that lookup ends loses the call; this test is about the drain. Then
+            # the kill, in the middle of the drain
+            durable = {f"{linkedid}/{what}" for linkedid in linkedids for what in ("records", "call/hangup")}
+            assert await until(lambda: durable <= _stored_keys(database), 30), \
+                f"never stored: {sorted(durable - _stored_keys(database))}"
             assert await until(lambda: len(portal.records["lead"]) >= 5, 20), "the drain did not start"
             daemon.process.kill()  # kill -9 in the middle of the drain
         in_the_middle = len(portal.records["lead"])
@@ -53,14 +61,13 @@ async def test_kill9_in_the_middle_of_a_drain_then_restart_loses_nothing_and_sen
         async with daemon_process(config):
             assert await until(lambda: outbox_pending(database) == 0, 60)
 
-        stored = _stored_keys(database)
-        asked = {key for key in stored if key.endswith("/records")}
-        assert len(asked) > CALLS // 2, "too few calls asked for records"
+        # every call the test placed is a new number: each has its records (ORIGIN_ID = the
+        # command's key, "<linkedid>/records") and its registration, whatever the daemon stored
         origins = Counter(lead["ORIGIN_ID"] for lead in portal.records["lead"].values())
-        assert set(origins) == asked  # nothing lost
+        assert set(origins) == {f"{linkedid}/records" for linkedid in linkedids}  # nothing lost
         assert set(origins.values()) == {1}  # nothing twice
         registrations = Counter(call.params["EXTERNAL_CALL_ID"] for call in portal.calls.values())
-        assert set(registrations) == {key.split("/")[0] for key in stored} and set(registrations.values()) == {1}
+        assert set(registrations) == set(linkedids) and set(registrations.values()) == {1}
         assert all(call.finished for call in portal.calls.values())
         # a register the kill caught in flight is sent again (the killed daemon never stored its
         # answer): the portal answers a call registered and not finished with its CALL_ID, for 30

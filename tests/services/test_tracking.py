@@ -9,6 +9,9 @@ import json
 import pytest
 
 from agi_daemon.asterisk.ami.translate import translate
+from agi_daemon.core.commands import (
+    CallLedger, ChangeResponsible, CreateCallRecords, CrmCommand, LogCall, RecordOffer,
+)
 from agi_daemon.core.model import Direction, EntityType, Transfer, TransferKind
 from agi_daemon.core.rules import CallEntry
 from agi_daemon.services.call_log import CallLogService
@@ -35,14 +38,29 @@ def linkedid_of(name: str) -> str:
     return json.loads((AMI_DIR / f"{name}.json").read_text())[0]["fields"]["Linkedid"]
 
 
-async def replay(tasks, crm, name: str, rules=None, deadline=1.0):
+class Recorded:
+    """The outbox the services submit to, recording every command submitted, in order."""
+
+    def __init__(self, commands, submitted: list[CrmCommand]) -> None:
+        self._commands = commands
+        self.submitted = submitted
+
+    async def submit(self, command: CrmCommand) -> None:
+        self.submitted.append(command)
+        await self._commands.submit(command)
+
+    async def ledger(self, linkedid: str) -> CallLedger:
+        return await self._commands.ledger(linkedid)
+
+
+async def replay(tasks, crm, name: str, rules=None, deadline=1.0, submitted: list[CrmCommand] | None = None):
     """Route the recorded call as the dialplan would, then follow its AMI events; returns
-    once every effect has been applied."""
+    once every effect has been applied. `submitted` receives the commands the services submit."""
     rules = rules or make_rules()
     pending = PendingWork(tasks.create_task)
     routed = RoutedCalls()
     clock = FixedClock()
-    commands = commands_for(crm)
+    commands = Recorded(commands_for(crm), [] if submitted is None else submitted)
     routing = RoutingService(lambda: rules, crm, clock, pending, commands=commands, deadline=deadline, routed=routed,
                              retry_delays=(0.01,))
     call_log = CallLogService(lambda: rules, crm, clock, pending, commands=commands, routed=routed, settle_timeout=5)
@@ -68,12 +86,22 @@ async def test_new_client_call_transferred_gives_its_lead_to_the_target_and_logs
 
 
 @pytest.mark.parametrize("name", TRANSFERS)
-async def test_known_client_call_transferred_keeps_the_responsible(tasks, name):
+async def test_known_client_call_transferred_creates_nothing_and_submits_the_change_to_the_target(tasks, name):
+    """At service level R10 is one command: the change of responsible of the records the call
+    created, submitted whoever the caller is; the call of a known client created none, so its
+    delivery changes nothing. That the delivery never moves a known client's records is the
+    adapters' part, proven on the real ones by tests/crm/test_contract.py
+    (test_responsible_change_moves_the_records_the_call_created_and_never_a_known_clients)."""
     crm = MemoryCrm()
     known = crm.add_known(CLIENT, EntityType.CONTACT, "alice")
-    linkedid = await replay(tasks, crm, name)
-    assert crm.created == {} and crm.responsible[known.entity] == "alice"
-    assert crm.calls[linkedid].entity == known.entity
+    submitted: list[CrmCommand] = []
+    linkedid = await replay(tasks, crm, name, submitted=submitted)
+    [change] = [command for command in submitted if isinstance(command, ChangeResponsible)]
+    assert (change.linkedid, change.phone, change.employee) == (linkedid, CLIENT, "bob")
+    assert not [command for command in submitted if isinstance(command, (CreateCallRecords, RecordOffer))]
+    assert crm.created == {}
+    [log_call] = [command for command in submitted if isinstance(command, LogCall)]
+    assert log_call.look_up == CLIENT and crm.calls[linkedid].entity == known.entity
 
 
 async def test_transfer_on_a_line_without_reassign_keeps_the_responsible(tasks):
