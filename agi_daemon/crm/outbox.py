@@ -35,7 +35,7 @@ from sqlalchemy import Connection
 from ..core.commands import (
     CallLedger, CrmCommand, LedgerUpdate, LogCall, as_seen_by, in_pbx, pbx_linkedid, waits_for_tracking,
 )
-from ..core.ports import CrmDeliverer, CrmRejected, CrmUnavailable
+from ..core.ports import CrmDeliverer, CrmError, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
 from .embedded import EmbeddedCrm
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 FIRST_DELAY_S = 0.5  # the first retry of a delivery; doubled each attempt
 MAX_DELAY_S = 300.0
+BACKLOG_MAX_DELAY_S = 5.0  # reading the pending commands at start is retried this often at worst
 SUBMIT_MAX_DELAY_S = 2.0  # committing a command to the store is retried this often at worst
 DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CRM that hangs)
 # A remote delivery's claim on its row: another daemon takes the row over once it has run out
@@ -159,6 +160,7 @@ class Outbox:
         self._timers: dict[str, tuple[asyncio.TimerHandle, float | None]] = {}
         self._tries: dict[int, int] = {}  # row id -> failed attempts since this daemon started
         self._started = False
+        self._housekeeping_said: str | None = None  # the last upkeep failure logged
         self._local = deliver.local  # the embedded CRM: a command can be stored and applied at once
         self.state = OutboxState(0, 0.0, 0)
 
@@ -267,8 +269,8 @@ class Outbox:
         until cancelled (the app's TaskGroup, at the stop)."""
         try:
             freed = await self._deliver.release_dead_claims()
-        except CrmUnavailable as error:  # the lease frees them later all the same
-            log.warning("outbox: could not free the claims of a stopped daemon yet (%s)", error)
+        except CrmError as error:  # the lease frees them later all the same
+            log.warning("outbox: could not free the claims of a stopped daemon yet (%s)", outbox_store.scrub(str(error)))
         else:
             if freed:
                 log.info("outbox: %d CRM commands claimed by a daemon of this host that stopped, taken back", freed)
@@ -288,14 +290,19 @@ class Outbox:
                 timer.cancel()
 
     async def _load_backlog(self) -> list[Waiting]:
+        """What is pending in the store. Nothing is delivered (nor applied, on the embedded CRM)
+        before it is read: retried every few seconds at most, so that delivery starts soon after
+        the store answers again; a refusal (a schema another daemon is migrating, a revoked grant)
+        is retried too, and never ends the daemon."""
         delay = 0.1
         while True:
             try:
                 return await self._store.transaction("read the outbox", outbox_store.waiting, write=False)
-            except CrmUnavailable as error:
-                log.warning("outbox: cannot read the pending commands yet (%s)", error)
+            except CrmError as error:
+                (log.error if isinstance(error, CrmRejected) else log.warning)(
+                    "outbox: cannot read the pending commands yet (%s)", outbox_store.scrub(str(error)))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY_S)
+                delay = min(delay * 2, BACKLOG_MAX_DELAY_S)
 
     async def settle(self, timeout: float) -> bool:
         """At the stop: wait (at most `timeout` seconds) until nothing submitted in this run
@@ -393,8 +400,8 @@ class Outbox:
             for waiting in await self._store.transaction("read the outbox", outbox_store.waiting, write=False):
                 if waiting.lane not in self._busy:
                     self._queue(waiting)
-        except CrmUnavailable:
-            pass
+        except CrmError as error:  # read again at the next watch
+            self._housekeeping_failed("read the outbox", error)
 
     def _wake(self, lane: str) -> None:
         self._timers.pop(lane, None)
@@ -455,9 +462,11 @@ class Outbox:
         while True:
             try:
                 state = await self.refresh()
-            except CrmUnavailable:
+            except CrmError as error:
+                self._housekeeping_failed("count the outbox", error)
                 await asyncio.sleep(every)
                 continue
+            self._housekeeping_said = None
             if state != logged and (state.dead != logged.dead or state.oldest_pending_seconds > 10
                                     or logged.oldest_pending_seconds > 10):
                 log.info("outbox: %d CRM commands pending (oldest %.0f s), %d dead letters",
@@ -476,10 +485,21 @@ class Outbox:
         try:
             gone = await self._store.transaction("purge the outbox", lambda conn: outbox_store.purge(conn, before),
                                                  write=True)
-        except CrmUnavailable:
+        except CrmError as error:  # purged at the next round
+            self._housekeeping_failed("purge the outbox", error)
             return
         if gone:
             log.info("outbox: %d delivered CRM commands older than %d days forgotten", gone, KEEP_DELIVERED.days)
+
+
+    def _housekeeping_failed(self, what: str, error: CrmError) -> None:
+        """The outbox's own upkeep (counting, picking up, purging) failed: it is tried again at
+        the next round, and deliveries go on. A refusal (CrmRejected: the schema or a grant
+        changed under the daemon) is an error an admin must see; it never ends the daemon."""
+        said = f"outbox: the store refused to {what} ({outbox_store.scrub(str(error))}); tried again in a while"
+        if isinstance(error, CrmRejected) and said != self._housekeeping_said:  # once, not every round
+            log.error("%s", said)
+        self._housekeeping_said = said
 
 
 def _running(owner: str) -> bool:

@@ -432,3 +432,48 @@ async def test_the_outbox_stops_when_its_stop_comes_as_a_delivery_finishes(crm, 
 
     assert done == {running} and running.cancelled()
     assert remote.delivered and remote.delivered[0][0] == "L99/records"
+
+
+class RefusingStore:
+    """The real store, except that it refuses (CrmRejected, as a schema another daemon is
+    migrating or a revoked grant makes it) the transactions `refused` names, that many times."""
+
+    def __init__(self, crm, refused: dict[str, int]) -> None:
+        self._crm = crm
+        self.left = dict(refused)
+
+    def __getattr__(self, name):
+        return getattr(self._crm, name)
+
+    async def transaction(self, action, work, *, write):
+        if self.left.get(action, 0) > 0:
+            self.left[action] -= 1
+            raise CrmRejected(f'{action}: relation "outbox" does not exist')
+        return await self._crm.transaction(action, work, write=write)
+
+
+async def test_a_store_refusing_the_outbox_upkeep_never_stops_the_daemon_and_deliveries_go_on(crm, new_client, caplog):
+    """Freeing dead claims, reading the backlog at start, counting, picking up and purging
+    refused: each is tried again, logged once as an error, and commands are still delivered."""
+    # at start: claims freed once (a lease frees them anyway), the backlog read until it works;
+    # then every 5 s the count (twice refused: two rounds), and the purge (once a day)
+    store = RefusingStore(crm, {"free a dead daemon's claims": 1, "read the outbox": 2, "count the outbox": 2,
+                                "purge the outbox": 1})
+    remote = RemoteCrm()
+    outbox = Outbox(store, Delivery(store, remote), first_delay=0.01)
+    running = asyncio.create_task(outbox.run())
+    try:
+        await outbox.submit(CreateCallRecords(new_client("+33611000013", "R13")))
+        assert await eventually(lambda: remote.delivered, timeout=10)
+        assert await eventually(lambda: not any(store.left.values()), timeout=15), store.left
+        await outbox.refresh()
+        await asyncio.sleep(0.1)
+        assert not running.done(), running.exception() if running.done() else None
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert [key for key, _ in remote.delivered] == ["R13/records"]
+    refusals = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "refused" in r.getMessage()]
+    assert any("count the outbox" in message for message in refusals)
+    assert len([m for m in refusals if "count the outbox" in m]) == 1  # logged once, not every round
