@@ -31,6 +31,7 @@ from .core.model import Direction, Rules
 from .core.commands import CreateCallRecords, CrmCommand, LedgerUpdate
 from .core.live_calls import RecordsCreated
 from .core.ports import Clock, CrmLookup, Notifier
+from .crm.kept_reports import StoreKeptReports
 from .crm.embedded import EmbeddedCrm
 from .crm.outbox import Outbox
 from .crm.registry import CrmParts, build_crm, build_outbox
@@ -288,7 +289,10 @@ def wire_services(parts: Parts) -> None:
     parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, commands=parts.outbox,
                                    deadline=deadline, routed=routed, notifier=parts.notifier)
     parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
-                                    routed=routed, notifier=parts.notifier)
+                                    routed=routed, notifier=parts.notifier,
+                                    kept=StoreKeptReports(parts.store, parts.settings.daemon.pbx_id))
+    # the calls an earlier run stopped before logging (their CRM work was running): logged now
+    parts.pending.start("kept-reports", parts.call_log.log_kept_reports())
 
 
 def wire_tracking(parts: Parts) -> None:

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 from .commands import CallLedger, CrmCommand, LedgerUpdate
 from .live_calls import CallEvent
 from .model import Match
+from .outcome import HangupReport
 
 
 class CrmError(Exception):
@@ -63,6 +64,21 @@ class CrmCommands(Protocol):
 
     async def ledger(self, linkedid: str) -> CallLedger:
         """What the call's delivered commands created or joined (empty for a call without)."""
+
+
+class KeptReports(Protocol):
+    """Hangup reports kept in the daemon's store while their call's CRM work runs (a slow or
+    unreachable CRM): the hangup handler's session has ended, so a daemon killed meanwhile
+    would lose the call (its records and its log). The next start logs what is kept."""
+
+    async def keep(self, report: HangupReport, ended_at: datetime) -> None:
+        """Return once the report is committed (raises CrmError when it cannot be)."""
+
+    async def forget(self, linkedid: str) -> None:
+        """The call is logged (its log committed to the outbox): the report is no longer needed."""
+
+    async def kept(self) -> list[tuple[HangupReport, datetime]]:
+        """The reports this daemon kept and did not forget (a run that stopped mid-way)."""
 
 
 class CrmDeliverer(Protocol):

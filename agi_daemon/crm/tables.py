@@ -225,6 +225,20 @@ call_ledger = Table(
     sqlite_with_rowid=False,
 )
 
+# Hangup reports kept while their call's CRM work runs (agi_daemon.crm.kept_reports): the
+# next start logs a call the daemon stopped before logging. `pbx`: the daemon's pbx_id ("" when
+# none), each daemon of a shared database logs its own calls.
+kept_reports = Table(
+    "kept_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pbx", String(32), nullable=False),
+    Column("linkedid", String(LINKEDID), nullable=False),
+    Column("report", JsonText(), nullable=False),  # core.outcome.HangupReport's fields
+    Column("ended_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("pbx", "linkedid"),
+)
+
 RECORD_TABLES: dict[str, Table] = {
     "lead": leads,
     "contact": contacts,

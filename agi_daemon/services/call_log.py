@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime
 from typing import Callable, Sequence
 
 from ..core.commands import CallReport, LogCall
@@ -26,12 +27,12 @@ from ..core.model import CallRecord, EntityRef, Rules
 from ..core.outcome import HangupReport, call_record
 from ..core.phone import masked, try_e164
 from ..core.live_calls import NoOneListens
-from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, Notifier
+from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, KeptReports, Notifier
 from ..core.rules import CallFacts, CrmAccess, UnknownLine, identify, screen, screen_number
 from .crm_intent import submit_intent
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, with_retries
-from .routed_calls import RoutedCalls
+from .routed_calls import RoutedCall, RoutedCalls
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ class CallLogService:
         settle_timeout: float = 10.0,
         retry_delays: Sequence[float] = DEFAULT_DELAYS,
         notifier: Notifier | None = None,
+        kept: KeptReports | None = None,
     ) -> None:
         """`routed`: what routing decided for each call (shared with RoutingService);
-        `commands`: the outbox; `notifier` hears of an offer made for a call rebuilt here."""
+        `commands`: the outbox; `notifier` hears of an offer made for a call rebuilt here;
+        `kept`: where a hangup report waits for its call's CRM work (None: in memory only)."""
+        self._kept = kept
         self._notifier = notifier or NoOneListens()
         self._rules = rules
         self._commands = commands
@@ -62,12 +66,58 @@ class CallLogService:
         self._settle_timeout = settle_timeout
         self._retry_delays = retry_delays
 
-    async def call_ended(self, report: HangupReport) -> CallRecord | None:
+    async def call_ended(self, report: HangupReport, *, ended_at: datetime | None = None) -> CallRecord | None:
         """Log the call the hangup handler reports. Written only if tracking has not logged the
-        call already. Returns the record, or None (excluded, unknown line, CRM failure)."""
-        ended_at = self._clock.now()
-        rules = self._rules()
+        call already. Returns the record, or None (excluded, unknown line, CRM failure).
+
+        While the call's CRM work still runs (its caller looked up again past the deadline)
+        the report is kept in the store until the call is logged: the next start logs it
+        (`log_kept_reports`, which passes the `ended_at` it kept), should the daemon stop
+        first."""
+        replayed = ended_at is not None
+        ended_at = ended_at or self._clock.now()
         routed = self._routed.pop(report.linkedid)
+        kept = replayed or await self._keep(report, ended_at, routed is None)
+        record = await self._report(report, ended_at, routed)
+        if kept and self._kept is not None:  # a failure above leaves it kept, for the next start
+            try:
+                await self._kept.forget(report.linkedid)
+            except CrmError as exc:  # logged again at the next start: a no-op then (same keys)
+                log.warning("call %s: logged; its kept hangup report stays until the next start (%s)",
+                            report.linkedid, exc)
+        return record
+
+    async def _keep(self, report: HangupReport, ended_at: datetime, not_routed: bool) -> bool:
+        """Keep the report when the call's CRM work may outlast the hangup session: routing's
+        still runs, or the call's is to be rebuilt (routed by an earlier run). True once kept."""
+        if self._kept is None or not (not_routed or self._pending.running(report.linkedid)):
+            return False
+        try:
+            await self._kept.keep(report, ended_at)
+        except CrmError as exc:
+            log.warning("call %s: its hangup report could not be kept while the call's CRM work runs (%s)",
+                        report.linkedid, exc)
+            return False
+        return True
+
+    async def log_kept_reports(self) -> int:
+        """At start: log the calls whose hangup reports an earlier run kept and did not log
+        (it stopped, or was killed, while their CRM work ran). Returns how many."""
+        if self._kept is None:
+            return 0
+        try:
+            kept = await with_retries(self._kept.kept, self._retry_delays)
+        except CrmError as exc:
+            log.error("the hangup reports kept by an earlier run could not be read (%s): read at the next start", exc)
+            return 0
+        for report, ended_at in kept:
+            self._pending.start(f"call-end:{report.linkedid}", self.call_ended(report, ended_at=ended_at))
+        if kept:
+            log.info("%d calls an earlier run did not log (their CRM work was running): logging them", len(kept))
+        return len(kept)
+
+    async def _report(self, report: HangupReport, ended_at: datetime, routed: RoutedCall | None) -> CallRecord | None:
+        rules = self._rules()
         client: EntityRef | None = None
         if routed is not None:
             call, route, client = routed.call, routed.route, routed.client

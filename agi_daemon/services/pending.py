@@ -57,6 +57,10 @@ class PendingWork:
             if not tasks:
                 del self._tasks[key]
 
+    def running(self, key: str) -> bool:
+        """Whether work for `key` is still running."""
+        return key in self._tasks
+
     def _all(self) -> set["asyncio.Task[Any]"]:
         return {task for tasks in self._tasks.values() for task in tasks}
 

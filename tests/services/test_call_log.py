@@ -144,3 +144,77 @@ async def test_hangup_report_of_an_offer_call_routing_never_saw_makes_the_offer_
     await pbx.call_log.call_ended(pbx.report("L7"))
     assert "L7" in crm.offers and crm.offers["L7"].employees
     assert [type(e) for e in heard.events] == [OfferMade] and heard.events[0].offer.linkedid == "L7"
+
+
+class HeldLookups(MemoryCrm):
+    """Lookups answer once `answer` is set (a CRM that stays slow past the routing deadline)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def find_by_phone(self, phone):
+        await self.answer.wait()
+        return await super().find_by_phone(phone)
+
+
+class MemoryKeptReports:
+    """KeptReports in memory; `writes` counts what a store would have written."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, tuple[HangupReport, datetime]] = {}
+        self.writes = 0
+
+    async def keep(self, report, ended_at):
+        self.writes += 1
+        self.reports[report.linkedid] = (report, ended_at)
+
+    async def forget(self, linkedid):
+        self.writes += 1
+        self.reports.pop(linkedid, None)
+
+    async def kept(self):
+        return list(self.reports.values())
+
+
+def kept_services(tasks, crm, kept):
+    clock, pending, routed = FixedClock(), PendingWork(tasks.create_task), RoutedCalls()
+    routing = RoutingService(make_rules, crm, clock, pending, commands=crm, deadline=0.05, routed=routed)
+    call_log = CallLogService(make_rules, crm, clock, pending, commands=crm, routed=routed, settle_timeout=5,
+                              kept=kept)
+    return routing, call_log, pending, clock
+
+
+async def test_hangup_while_the_callers_lookup_still_runs_keeps_the_report_until_the_call_is_logged(tasks):
+    crm, kept = HeldLookups(), MemoryKeptReports()
+    routing, call_log, _, clock = kept_services(tasks, crm, kept)
+    assert (await routing.route(ENTRY, "K1")).status is RoutingStatus.FALLBACK
+    report = HangupReport("K1", "fallback", ENTRY, "NOANSWER", None, "", clock.at)
+    ending = asyncio.create_task(call_log.call_ended(report))
+    await asyncio.sleep(0.05)
+    assert list(kept.reports) == ["K1"] and not ending.done()  # kept while the lookup runs
+    crm.answer.set()
+    record = await asyncio.wait_for(ending, 5)
+    assert record.entity == crm.created["K1"].primary and crm.calls["K1"] == record
+    assert kept.reports == {}  # logged: forgotten
+
+
+async def test_hangup_of_a_call_whose_crm_work_is_done_writes_no_kept_report(tasks):
+    crm, kept = MemoryCrm(), MemoryKeptReports()
+    routing, call_log, pending, clock = kept_services(tasks, crm, kept)
+    assert (await routing.route(ENTRY, "K2")).status is RoutingStatus.OK
+    assert await pending.settle("K2", 1)  # the call talks for a while: its records are stored meanwhile
+    await call_log.call_ended(HangupReport("K2", "ok", ENTRY, "NOANSWER", None, "", clock.at))
+    assert "K2" in crm.calls and kept.writes == 0
+
+
+async def test_reports_kept_by_an_earlier_run_are_logged_at_start_with_their_own_end(tasks):
+    crm, kept = MemoryCrm(), MemoryKeptReports()
+    ended = datetime(2026, 11, 27, 18, 30, tzinfo=timezone.utc)
+    kept.reports["K3"] = (HangupReport("K3", "fallback", ENTRY, "NOANSWER", None, "", ended - timedelta(seconds=20)),
+                          ended)
+    _, call_log, pending, _ = kept_services(tasks, crm, kept)  # a new run: routing never saw K3
+    assert await call_log.log_kept_reports() == 1
+    assert await pending.settle("call-end:K3", 5)
+    assert crm.calls["K3"].ended_at == ended and crm.calls["K3"].entity == crm.created["K3"].primary
+    assert kept.reports == {}
