@@ -97,10 +97,10 @@ def masked(number: str | None, keep: int = 4) -> str:
 
 
 # A phone number a remote CRM or the database quotes back in an error text ("input":
-# "+33612345678", PostgreSQL's "DETAIL: Key (phone)=(+33612345678)"): E.164 as the daemon sends
-# numbers, or a run of 9 digits or more. A linkedid ("1700000000.12") is a run followed by a
-# dot: kept.
-_QUOTED_NUMBER = re.compile(r"\+\d{6,15}(?!\d)|(?<![\d.])\d{9,15}(?![\d.])")
+# "+33612345678", PostgreSQL's "DETAIL: Key (phone)=(+33612345678)", "+33 6 12 34 56 78"): an
+# international number, its digits maybe grouped by spaces, dots or dashes, or a run of 9 digits
+# or more. A linkedid ("1700000000.12") is a run followed by a dot and digits: kept.
+_QUOTED_NUMBER = re.compile(r"\+\d(?:[ .\-]?\d){5,14}(?!\d)|(?<![\d.])\d{9,15}(?!\d|\.\d)")
 
 
 def numbers_masked(text: str) -> str:

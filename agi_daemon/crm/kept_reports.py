@@ -7,29 +7,46 @@ outbox: a call whose CRM work is done when it hangs up writes nothing here.
 """
 from __future__ import annotations
 
-from datetime import datetime
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.model import Direction
 from ..core.outcome import HangupReport
 from ..core.rules import CallEntry
+from .daemons import running, this_daemon, this_host
 from .embedded import EmbeddedCrm
 from .tables import kept_reports
 
 
+# A report another daemon kept this long ago is an orphan (its daemon stopped on another host,
+# or its work is stuck far beyond the lookup's retries and the store's waits): it is taken.
+ORPHANED_AFTER = timedelta(minutes=10)
+
+
 class StoreKeptReports:
     """`KeptReports` on the daemon's own store; `pbx`: daemon.pbx_id (each daemon of a shared
-    database logs its own calls)."""
+    database logs its own calls). Each report names the daemon that kept it: `kept` hands
+    over only those of a daemon of this host that no longer runs, and orphans
+    (ORPHANED_AFTER), never a report another running daemon is still logging."""
 
-    def __init__(self, store: EmbeddedCrm, pbx: str | None = None) -> None:
+    def __init__(self, store: EmbeddedCrm, pbx: str | None = None, *, owner: str | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
         self._pbx = pbx or ""
+        self._clock = clock
+        # "host:pid:run": the run (its start, in µs) tells this run from an earlier one that had
+        # the same pid (a container's daemon is often pid 1 at every start)
+        self._owner = owner or f"{this_daemon()}:{time.time_ns() // 1000}"
 
     async def keep(self, report: HangupReport, ended_at: datetime) -> None:
-        row = {"pbx": self._pbx, "linkedid": report.linkedid, "report": report_json(report), "ended_at": ended_at}
+        row = {"pbx": self._pbx, "linkedid": report.linkedid, "owner": self._owner, "kept_at": self._clock(),
+               "report": report_json(report), "ended_at": ended_at}
 
         def add(conn: Connection) -> None:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -40,18 +57,41 @@ class StoreKeptReports:
 
     async def forget(self, linkedid: str) -> None:
         def remove(conn: Connection) -> None:
-            conn.execute(delete(kept_reports).where(kept_reports.c.pbx == self._pbx,
-                                                    kept_reports.c.linkedid == linkedid))
+            conn.execute(delete(kept_reports).where(kept_reports.c.pbx == self._pbx, kept_reports.c.linkedid == linkedid,
+                                                    kept_reports.c.owner == self._owner))
 
         await self._store.transaction("forget a hangup report", remove, write=True)
 
     async def kept(self) -> list[tuple[HangupReport, datetime]]:
-        def read(conn: Connection) -> list[tuple[HangupReport, datetime]]:
-            rows = conn.execute(select(kept_reports.c.report, kept_reports.c.ended_at)
-                                .where(kept_reports.c.pbx == self._pbx).order_by(kept_reports.c.id))
-            return [(report_from_json(row.report), row.ended_at) for row in rows]
+        """The reports to log again, taken over by this daemon (a second `kept` of this run
+        hands none of them again, nor the reports this run keeps)."""
+        now = self._clock()
+        orphaned = now - ORPHANED_AFTER
+        host = this_host()
 
-        return await self._store.transaction("read the kept hangup reports", read, write=False)
+        def take(conn: Connection) -> list[tuple[HangupReport, datetime]]:
+            rows = conn.execute(select(kept_reports.c.id, kept_reports.c.owner, kept_reports.c.kept_at,
+                                       kept_reports.c.report, kept_reports.c.ended_at)
+                                .where(kept_reports.c.pbx == self._pbx, kept_reports.c.owner != self._owner)
+                                .order_by(kept_reports.c.id).with_for_update(skip_locked=True)).all()
+            taken = [row for row in rows if row.kept_at < orphaned or self._stopped(row.owner, host)]
+            if taken:
+                conn.execute(update(kept_reports).where(kept_reports.c.id.in_([row.id for row in taken]))
+                             .values(owner=self._owner, kept_at=now))
+            return [(report_from_json(row.report), row.ended_at) for row in taken]
+
+        return await self._store.transaction("take the kept hangup reports", take, write=True)
+
+
+    def _stopped(self, owner: str, host: str) -> bool:
+        """Whether `owner` is a daemon of this host that no longer runs (an earlier run of
+        this pid included); a daemon of another host is never known to have stopped."""
+        parts = owner.rsplit(":", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            return False
+        if int(parts[1]) == os.getpid():
+            return owner != self._owner  # this pid, another run
+        return not running(f"{parts[0]}:{parts[1]}")
 
 
 def report_json(report: HangupReport) -> dict[str, Any]:

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -38,6 +36,7 @@ from ..core.commands import (
 from ..core.ports import CrmDeliverer, CrmError, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
+from .daemons import running, this_daemon, this_host
 from .embedded import EmbeddedCrm
 from .embedded_delivery import apply_row, store_and_apply
 from .outbox_store import Depth, Waiting
@@ -80,16 +79,16 @@ class Delivery:
         self._store = store
         self._remote = remote
         self.local = remote is None
-        self._claim = (f"{socket.gethostname()}:{os.getpid()}", lease)  # who claims, for how long
+        self._claim = (this_daemon(), lease)  # who claims, for how long
         self.claimant = self._claim[0]
 
     async def release_dead_claims(self) -> int:
         """At start: the claims a daemon of this host left when it died (kill -9 while sending)
         are freed at once; a claim of another host waits for its lease. Returns how many rows."""
-        host = socket.gethostname()
+        host = this_host()
 
         def release(conn: Connection) -> int:
-            dead = [owner for owner in outbox_store.claimants(conn, host) if not _running(owner)]
+            dead = [owner for owner in outbox_store.claimants(conn, host) if not running(owner)]
             return outbox_store.release_claims(conn, dead) if dead else 0
 
         return await self._store.transaction("free a dead daemon's claims", release, write=True)
@@ -295,12 +294,17 @@ class Outbox:
         the store answers again; a refusal (a schema another daemon is migrating, a revoked grant)
         is retried too, and never ends the daemon."""
         delay = 0.1
+        said = None
         while True:
             try:
                 return await self._store.transaction("read the outbox", outbox_store.waiting, write=False)
             except CrmError as error:
-                (log.error if isinstance(error, CrmRejected) else log.warning)(
-                    "outbox: cannot read the pending commands yet (%s)", outbox_store.scrub(str(error)))
+                reason = outbox_store.scrub(str(error))
+                if reason != said:  # once per reason, not at every retry
+                    (log.error if isinstance(error, CrmRejected) else log.warning)(
+                        "outbox: cannot read the pending commands yet (%s); retried every %g s at most",
+                        reason, BACKLOG_MAX_DELAY_S)
+                    said = reason
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKLOG_MAX_DELAY_S)
 
@@ -466,7 +470,6 @@ class Outbox:
                 self._housekeeping_failed("count the outbox", error)
                 await asyncio.sleep(every)
                 continue
-            self._housekeeping_said = None
             if state != logged and (state.dead != logged.dead or state.oldest_pending_seconds > 10
                                     or logged.oldest_pending_seconds > 10):
                 log.info("outbox: %d CRM commands pending (oldest %.0f s), %d dead letters",
@@ -500,20 +503,3 @@ class Outbox:
         if isinstance(error, CrmRejected) and said != self._housekeeping_said:  # once, not every round
             log.error("%s", said)
         self._housekeeping_said = said
-
-
-def _running(owner: str) -> bool:
-    """Whether the daemon `owner` ("host:pid", of this host) still runs: this one, or a live
-    process of that pid (a reused pid only keeps the lease, the safe side)."""
-    pid = owner.rpartition(":")[2]
-    if not pid.isdigit():
-        return True
-    if int(pid) == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True

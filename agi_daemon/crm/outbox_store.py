@@ -31,7 +31,6 @@ from sqlalchemy.sql.elements import ColumnClause
 
 from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, supersedes
 from ..core.model import EntityRef
-from ..core.phone import numbers_masked
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared, prepare
 from .remote_answer import printable
@@ -255,7 +254,6 @@ def scrub(error: str) -> str:
     NUL, which a PostgreSQL text column refuses; terminal escapes)."""
     for pattern, replacement in _SECRETS:
         error = pattern.sub(replacement, error)
-    error = numbers_masked(error)
     return printable(error)
 
 

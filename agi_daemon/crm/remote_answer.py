@@ -1,13 +1,15 @@
 """What every remote CRM's client (Bitrix24's, the signed webhook's sender) reads from an
 answer the same way, and what the outbox keeps of an error: `retry_after` (the Retry-After
 header, at most MAX_RETRY_AFTER_SECONDS) and `printable` (a remote text fit for an error, a log
-line and a database text column)."""
+line and a database text column, numbers masked)."""
 from __future__ import annotations
 
 import math
 import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+
+from ..core.phone import numbers_masked
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
 """The longest wait a remote CRM's Retry-After is taken at: a longer one (`1e9`, a date years
@@ -40,6 +42,7 @@ def retry_after(header: str | None, now: datetime | None = None) -> float | None
 
 def printable(text: str) -> str:
     """`text` (from a remote answer: an excerpt of its body, an error description) without its
-    control characters but tab and line feed: no NUL, which a PostgreSQL text column refuses,
-    and nothing that rewrites a terminal or breaks a log line."""
-    return _CONTROL.sub("", text)
+    control characters but tab and line feed (no NUL, which a PostgreSQL text column refuses,
+    and nothing that rewrites a terminal or breaks a log line), and with the phone numbers it
+    quotes (a 422's "input": "+33612345678") shown by their last digits, as every log line."""
+    return numbers_masked(_CONTROL.sub("", text))

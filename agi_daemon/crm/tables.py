@@ -227,13 +227,16 @@ call_ledger = Table(
 
 # Hangup reports kept while their call's CRM work runs (agi_daemon.crm.kept_reports): the
 # next start logs a call the daemon stopped before logging. `pbx`: the daemon's pbx_id ("" when
-# none), each daemon of a shared database logs its own calls.
+# none), each daemon of a shared database logs its own calls; `owner`: the daemon ("host:pid")
+# working on it, whose reports no other daemon takes while it runs.
 kept_reports = Table(
     "kept_reports",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("pbx", String(32), nullable=False),
     Column("linkedid", String(LINKEDID), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("kept_at", UtcDateTime(), nullable=False),  # when `owner` kept it, or took it over
     Column("report", JsonText(), nullable=False),  # core.outcome.HangupReport's fields
     Column("ended_at", UtcDateTime(), nullable=False),
     UniqueConstraint("pbx", "linkedid"),

@@ -29,7 +29,7 @@ from ..core.phone import masked, try_e164
 from ..core.live_calls import NoOneListens
 from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, KeptReports, Notifier
 from ..core.rules import CallFacts, CrmAccess, UnknownLine, identify, screen, screen_number
-from .crm_intent import submit_intent
+from .crm_intent import submit_intent, submit_without_lookup
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, with_retries
 from .routed_calls import RoutedCall, RoutedCalls
@@ -80,6 +80,11 @@ class CallLogService:
         kept = replayed or await self._keep(report, ended_at, routed is None)
         record = await self._report(report, ended_at, routed)
         if kept and self._kept is not None:  # a failure above leaves it kept, for the next start
+            # the log is committed; the call's records may still be only in memory (its work
+            # outlasted settle_timeout): forgotten once they are committed too. A stop first
+            # (the drain cancels this) leaves the report kept.
+            while self._pending.running(report.linkedid):
+                await self._pending.settle(report.linkedid, self._settle_timeout)
             try:
                 await self._kept.forget(report.linkedid)
             except CrmError as exc:  # logged again at the next start: a no-op then (same keys)
@@ -92,6 +97,8 @@ class CallLogService:
         still runs, or the call's is to be rebuilt (routed by an earlier run). True once kept."""
         if self._kept is None or not (not_routed or self._pending.running(report.linkedid)):
             return False
+        if not_routed and isinstance(identify(self._rules(), report.entry, report.linkedid), UnknownLine):
+            return False  # not logged at all (_report says why): nothing to keep
         try:
             await self._kept.keep(report, ended_at)
         except CrmError as exc:
@@ -142,11 +149,11 @@ class CallLogService:
         phone = call.external
         try:
             match = await with_retries(lambda: self._crm.find_by_phone(phone), self._retry_delays)
-            await submit_intent(self._commands, self._notifier, call, answered(rules, call, match).action,
-                                self._clock.now())
-        except CrmError as exc:
-            log.error("call %s: could not look up %s to rebuild the call's CRM work: %s", call.linkedid, masked(phone), exc)
+        except CrmError as exc:  # as routing does: a new caller's records are submitted all the same
+            await submit_without_lookup(self._commands, self._notifier, rules, call, self._clock.now(), exc)
             return None
+        await submit_intent(self._commands, self._notifier, call, answered(rules, call, match).action,
+                            self._clock.now())
         return None if match is None else match.entity
 
     async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False) -> CallRecord | None:

@@ -8,11 +8,12 @@ import logging
 from datetime import datetime
 
 from ..core.commands import CreateCallRecords, RecordOffer
-from ..core.decisions import CrmAction, CreateRecords, MakeOffer
+from ..core.decisions import CrmAction, CreateRecords, MakeOffer, answered
 from ..core.live_calls import OfferMade
 from ..core.model import Offer
 from ..core.phone import masked
-from ..core.ports import CrmCommands, Notifier
+from ..core.model import Rules
+from ..core.ports import CrmCommands, CrmError, Notifier
 from ..core.rules import CallFacts
 
 log = logging.getLogger(__name__)
@@ -29,3 +30,18 @@ async def submit_intent(commands: CrmCommands, notifier: Notifier, call: CallFac
         await commands.submit(RecordOffer(offer))
         notifier.publish(OfferMade(offer))
         log.info("call %s: offer to create a record for %s", call.linkedid, masked(call.external))
+
+
+async def submit_without_lookup(commands: CrmCommands, notifier: Notifier, rules: Rules, call: CallFacts,
+                                now: datetime, failure: CrmError) -> None:
+    """The CRM stayed unreachable through the lookup's retries: the records a new caller would
+    get are submitted all the same. Their delivery looks before it creates (the number's
+    client, once the CRM answers, is joined, not doubled), so a long outage loses no new
+    caller's lead. An offer needs to know the caller is new: none is made."""
+    action = answered(rules, call, None).action
+    if not isinstance(action, CreateRecords):
+        log.error("call %s: CRM lookup of %s given up: %s", call.linkedid, masked(call.external), failure)
+        return
+    log.warning("call %s: CRM lookup of %s given up (%s); its records are submitted, the CRM joins a client it "
+                "already has", call.linkedid, masked(call.external), failure)
+    await submit_intent(commands, notifier, call, action, now)

@@ -21,14 +21,14 @@ import logging
 from typing import Callable, Sequence
 
 from ..core.decisions import (
-    FAILED, LATE, NOT_ASKED, CreateRecords, CrmAction, Decision, Lookup, RoutingStatus, answered, decide,
+    FAILED, LATE, NOT_ASKED, CrmAction, Decision, Lookup, RoutingStatus, answered, decide,
 )
 from ..core.live_calls import NoOneListens
 from ..core.model import Match, Rules
 from ..core.phone import masked
 from ..core.ports import Clock, CrmCommands, CrmError, CrmLookup, ImmediateLookup, Notifier, WouldWait
 from ..core.rules import CallEntry, CallFacts, CrmAccess, UnknownLine, identify, screen
-from .crm_intent import submit_intent
+from .crm_intent import submit_intent, submit_without_lookup
 from .pending import PendingWork
 from .retry import DEFAULT_DELAYS, attempt, with_retries
 from .routed_calls import RoutedCalls
@@ -146,17 +146,10 @@ class RoutingService:
             _resolve(looked_up, FAILED)
 
     async def _create_without_lookup(self, rules: Rules, call: CallFacts, exc: CrmError) -> None:
-        """The CRM stayed unreachable through the lookup's retries: the records a new caller
-        would get are submitted all the same. Their delivery looks before it creates (the
-        number's client, once the CRM answers, is joined, not doubled), so a long outage loses
-        no new caller's lead. An offer needs to know the caller is new: none is made."""
-        action = answered(rules, call, None).action
-        if self._dry_run or not isinstance(action, CreateRecords):
+        if self._dry_run:
             log.error("call %s: CRM lookup of %s given up: %s", call.linkedid, masked(call.external), exc)
             return
-        log.warning("call %s: CRM lookup of %s given up (%s); its records are submitted, the CRM joins a client it "
-                    "already has", call.linkedid, masked(call.external), exc)
-        await self._perform(call, action)
+        await submit_without_lookup(self._commands, self._notifier, rules, call, self._clock.now(), exc)
 
     async def _perform(self, call: CallFacts, action: CrmAction) -> None:
         """Submit what the call creates; returns once it is durable."""

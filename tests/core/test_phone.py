@@ -1,6 +1,6 @@
 import pytest
 
-from agi_daemon.core.phone import InvalidPhone, dial_forms, masked, readable, to_e164
+from agi_daemon.core.phone import InvalidPhone, dial_forms, masked, numbers_masked, readable, to_e164
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,15 @@ def test_number_just_read_reads_as_its_international_form(text, region, expected
 
 def test_number_never_read_still_reads_as_its_international_form():
     assert readable("+33184889999") == "+33 1 84 88 99 99"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ('HTTP 422 {"input": "+33612345678"}', 'HTTP 422 {"input": "…5678"}'),
+    ("Key (phone)=(+33 6 12 34 56 78) exists", "Key (phone)=(…5678) exists"),
+    ("no client for 0612345678.", "no client for …5678."),
+    ("duplicate 33612345678, +33-6-12-34-56-78", "duplicate …5678, …5678"),
+    # what an error also names, and must keep: a linkedid, an address, a status, a short id
+    ("1700000000.12/records: HTTP 503 from 127.0.0.1:36087, lead 12", None),
+])
+def test_numbers_quoted_in_an_error_show_only_their_last_digits(text, shown):
+    assert numbers_masked(text) == (text if shown is None else shown)

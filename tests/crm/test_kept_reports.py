@@ -1,19 +1,23 @@
 """Hangup reports kept in the daemon's store (crm.kept_reports), on SQLite and PostgreSQL:
-read back as they were kept, once per call, each daemon of a shared database its own."""
+read back as they were kept, once per call; a restarted daemon takes those of the run that
+stopped, never those another running daemon of a shared database is still logging."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import socket
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agi_daemon.core.model import Direction
 from agi_daemon.core.outcome import HangupReport
 from agi_daemon.core.rules import CallEntry
-from agi_daemon.crm.kept_reports import StoreKeptReports
+from agi_daemon.crm.kept_reports import ORPHANED_AFTER, StoreKeptReports
 
 pytestmark = pytest.mark.databases("sqlite", "postgresql")
 
 ENDED = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+STOPPED = f"{socket.gethostname()}:999999999:1"  # a run of this host whose pid no longer runs
+ELSEWHERE = "pbx-b.example.com:4242:1"  # a daemon of another host, running for all we know
 
 
 def report(linkedid: str, **changes) -> HangupReport:
@@ -23,15 +27,30 @@ def report(linkedid: str, **changes) -> HangupReport:
     return HangupReport(**{**fields, **changes})
 
 
-async def test_a_kept_report_reads_back_as_kept_once_and_goes_when_forgotten(crm):
-    paris, lyon = StoreKeptReports(crm, "paris"), StoreKeptReports(crm, "lyon")
-    await paris.keep(report("1700000000.1"), ENDED)
-    await paris.keep(report("1700000000.1", dialstatus="BUSY"), ENDED)  # kept again: the first one stays
-    await paris.keep(report("1700000000.2", answered_seconds=None, started_at=None, peer=""), ENDED)
-    await lyon.keep(report("1700000000.1"), ENDED)  # the same linkedid on the other PBX
-    assert await paris.kept() == [(report("1700000000.1"), ENDED),
-                                  (report("1700000000.2", answered_seconds=None, started_at=None, peer=""), ENDED)]
-    await paris.forget("1700000000.1")
-    assert [kept.linkedid for kept, _ in await paris.kept()] == ["1700000000.2"]
-    assert [kept.linkedid for kept, _ in await lyon.kept()] == ["1700000000.1"]
-    assert await StoreKeptReports(crm).kept() == []  # a daemon without pbx_id has its own
+async def test_a_restart_takes_the_reports_of_the_run_that_stopped_once_and_forgets_them_when_logged(crm):
+    stopped = StoreKeptReports(crm, "paris", owner=STOPPED)
+    bare = report("1700000000.2", answered_seconds=None, started_at=None, peer="")
+    await stopped.keep(report("1700000000.1"), ENDED)
+    await stopped.keep(report("1700000000.1", dialstatus="BUSY"), ENDED)  # kept again: the first one stays
+    await stopped.keep(bare, ENDED)
+    await StoreKeptReports(crm, "lyon", owner=STOPPED).keep(report("1700000000.1"), ENDED)  # another PBX's
+    restarted = StoreKeptReports(crm, "paris")  # this process
+    await restarted.keep(report("1700000000.3"), ENDED)  # a call of this run: its own, logged by it
+
+    assert await restarted.kept() == [(report("1700000000.1"), ENDED), (bare, ENDED)]
+    assert await restarted.kept() == []  # taken: handed over once
+    await restarted.forget("1700000000.1")
+    await StoreKeptReports(crm, "paris", owner=STOPPED).forget("1700000000.2")  # no longer the stopped run's
+    # the next run of the same pid (a container's pid 1, restarted): the reports of the run
+    # before are its to log, .2 included (a stopped run's forget no longer touches it)
+    next_run = StoreKeptReports(crm, "paris")
+    assert [kept.linkedid for kept, _ in await next_run.kept()] == ["1700000000.2", "1700000000.3"]
+    assert [kept.linkedid for kept, _ in await StoreKeptReports(crm, "lyon").kept()] == ["1700000000.1"]
+
+
+async def test_another_hosts_report_is_taken_only_once_orphaned(crm):
+    now = datetime.now(UTC)
+    await StoreKeptReports(crm, "paris", owner=ELSEWHERE, clock=lambda: now).keep(report("1700000000.4"), ENDED)
+    assert await StoreKeptReports(crm, "paris").kept() == []  # its daemon may be logging it
+    later = StoreKeptReports(crm, "paris", clock=lambda: now + ORPHANED_AFTER + timedelta(seconds=1))
+    assert [kept.linkedid for kept, _ in await later.kept()] == ["1700000000.4"]

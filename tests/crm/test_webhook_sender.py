@@ -164,6 +164,17 @@ async def test_answer_not_in_utf8_is_classified_by_its_status(receiver, sender, 
     await sender.send(_started("L5"))  # a 2xx is delivered, whatever its body
 
 
+async def test_a_lookup_refused_with_the_number_quoted_shows_it_only_by_its_last_digits(receiver, sender, caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver.lookup_answers.append((422, b'{"detail": [{"loc": ["query", "phone"], "input": "+33612000001"}]}'))
+    with pytest.raises(RemoteCrmRejected) as refused:
+        await sender.lookup("+33612000001", deadline_seconds=0.3)
+    daemon_lines = [record.getMessage() for record in caplog.records if record.name.startswith("agi_daemon")]
+    for text in (str(refused.value), *daemon_lines):  # (the in-test receiver's access log is its own)
+        assert "612000001" not in text
+    assert "HTTP 422" in str(refused.value) and '"input": "…0001"' in str(refused.value)
+
+
 async def test_lookup_answered_by_a_page_not_in_utf8_is_unavailable(receiver, sender):
     receiver.lookup_answers.append((502, PROXY_PAGE))
     with pytest.raises(RemoteCrmUnavailable, match="HTTP 502"):

@@ -11,6 +11,7 @@ import pytest
 from agi_daemon.core.decisions import RoutingStatus
 from agi_daemon.core.model import CallRecord, Direction, Disposition, EntityType
 from agi_daemon.core.outcome import HangupReport
+from agi_daemon.core.ports import CrmUnavailable
 from agi_daemon.core.rules import CallEntry
 from agi_daemon.services.call_log import CallLogService
 from agi_daemon.services.pending import PendingWork
@@ -177,11 +178,11 @@ class MemoryKeptReports:
         return list(self.reports.values())
 
 
-def kept_services(tasks, crm, kept):
+def kept_services(tasks, crm, kept, *, settle_timeout=5.0, retry_delays=(0.01,)):
     clock, pending, routed = FixedClock(), PendingWork(tasks.create_task), RoutedCalls()
     routing = RoutingService(make_rules, crm, clock, pending, commands=crm, deadline=0.05, routed=routed)
-    call_log = CallLogService(make_rules, crm, clock, pending, commands=crm, routed=routed, settle_timeout=5,
-                              kept=kept)
+    call_log = CallLogService(make_rules, crm, clock, pending, commands=crm, routed=routed,
+                              settle_timeout=settle_timeout, retry_delays=retry_delays, kept=kept)
     return routing, call_log, pending, clock
 
 
@@ -218,3 +219,39 @@ async def test_reports_kept_by_an_earlier_run_are_logged_at_start_with_their_own
     assert await pending.settle("call-end:K3", 5)
     assert crm.calls["K3"].ended_at == ended and crm.calls["K3"].entity == crm.created["K3"].primary
     assert kept.reports == {}
+
+
+async def test_a_report_stays_kept_until_the_calls_records_are_stored_even_once_its_log_is(tasks):
+    """The call's lookup outlasts the hangup's wait for it (settle_timeout): the call is logged
+    meanwhile, and its report is kept until the records are stored too."""
+    crm, kept = HeldLookups(), MemoryKeptReports()
+    routing, call_log, _, clock = kept_services(tasks, crm, kept, settle_timeout=0.05)
+    await routing.route(ENTRY, "K4")
+    ending = asyncio.create_task(call_log.call_ended(HangupReport("K4", "fallback", ENTRY, "NOANSWER", None, "",
+                                                                  clock.at)))
+    await asyncio.sleep(0.3)
+    assert "K4" in crm.calls and "K4" not in crm.created  # logged; the records only in memory
+    assert list(kept.reports) == ["K4"] and not ending.done()
+    crm.answer.set()
+    await asyncio.wait_for(ending, 5)
+    assert "K4" in crm.created and kept.reports == {}
+
+
+async def test_a_kept_report_logged_at_start_while_the_crm_is_still_down_still_gets_its_lead(tasks):
+    """The restart comes before the CRM answers again: the lookup is given up, and the new
+    caller's records are submitted all the same (their delivery looks before it creates)."""
+    crm, kept = DownCrm(), MemoryKeptReports()
+    kept.reports["K5"] = (HangupReport("K5", "fallback", ENTRY, "NOANSWER", None, "", None),
+                          datetime(2026, 11, 27, 18, 30, tzinfo=timezone.utc))
+    _, call_log, pending, _ = kept_services(tasks, crm, kept)
+    assert await call_log.log_kept_reports() == 1
+    assert await pending.settle("call-end:K5", 5)
+    assert "K5" in crm.created and crm.calls["K5"].entity == crm.created["K5"].primary
+    assert kept.reports == {}
+
+
+class DownCrm(MemoryCrm):
+    """Every lookup fails (the CRM is unreachable); commands are still taken (the outbox)."""
+
+    async def find_by_phone(self, phone):
+        raise CrmUnavailable("down for the test")

@@ -233,7 +233,7 @@ class Bitrix24Client:
     def _remote(self, value: Any) -> str | None:
         """A text of the portal's answer (an error code, an error_description) fit for an error
         and a log line: no control character, no secret; None when there is none."""
-        return (self._scrub(printable(str(value))) or None) if value else None
+        return (printable(self._scrub(str(value))) or None) if value else None  # secrets first: whole
 
     def _scrub(self, text: str) -> str:
         for secret in self._auth.secrets():

@@ -109,7 +109,7 @@ class WebhookSender:
     def _check(self, where: str, status: int, hint: str | None, text: str) -> None:
         if 200 <= status < 300:
             return
-        excerpt = " ".join(printable(text).replace(self._secret, "***").split())[:200]
+        excerpt = " ".join(printable(text.replace(self._secret, "***")).split())[:200]  # the secret first: whole
         if status in (408, 429) or status >= 500:
             log.warning("webhook %s: HTTP %s", where, status)
             raise RemoteCrmUnavailable(f"{where}: HTTP {status} {excerpt}".rstrip(), retry_after_seconds=retry_after(hint))

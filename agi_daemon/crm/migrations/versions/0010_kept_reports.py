@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("pbx", sa.String(32), nullable=False),
         sa.Column("linkedid", sa.String(192), nullable=False),
+        sa.Column("owner", sa.String(128), nullable=False),
+        sa.Column("kept_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("report", sa.Text(), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_kept_reports"),
