@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import stat
 from pathlib import Path
 
@@ -168,6 +169,46 @@ async def test_client_closed_during_a_token_refresh_saves_the_new_tokens_first(p
     await app_client.close()
     saved = json.loads(tokens_file.read_text())
     assert (saved["access_token"], saved["refresh_token"]) == (portal.access_token, portal.refresh_token)
+
+
+async def test_tokens_refreshed_by_another_process_are_taken_from_the_file_not_refreshed_again(
+        portal, app_client, tokens_file):
+    """`agi-daemon simulate` (a second process of the same application) refreshed the tokens
+    while the daemon ran: the daemon's refresh token is dead. At its next expiry the daemon
+    refreshes with the file's refresh token, not its own (which the OAuth server refuses: a
+    reinstall)."""
+    command_line = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file,
+                             token_url=portal.token_url)
+    other = Bitrix24Client(command_line, LeakyBucket(2, 50), timeout_seconds=0.5)
+    await other.open()
+    try:
+        portal.expire_token()
+        assert await other.call("crm.settings.mode.get") == 1
+    finally:
+        await other.close()
+    assert portal.refreshes == 1
+    assert await app_client.call("crm.settings.mode.get") == 1  # the daemon: expired, refreshed from the file's
+    assert portal.refreshes == 2
+    assert json.loads(tokens_file.read_text())["refresh_token"] == portal.refresh_token
+
+
+async def test_a_refresh_by_root_leaves_the_tokens_file_to_its_owner(portal, tokens_file):
+    """An admin runs `agi-daemon simulate` as root on the daemon user's tokens file: the file
+    rewritten at the refresh still belongs to the daemon's user (mode 600), who must read it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test gives the tokens file to another user: run the suite as root, as `make test` does")
+    os.chown(tokens_file, 65534, 65534)  # the daemon's user: nobody, here
+    auth = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url)
+    client = Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5)
+    await client.open()
+    try:
+        portal.expire_token()
+        assert await client.call("crm.settings.mode.get") == 1
+    finally:
+        await client.close()
+    written = tokens_file.stat()
+    assert json.loads(tokens_file.read_text())["refresh_token"] == portal.refresh_token
+    assert (written.st_uid, written.st_gid, stat.S_IMODE(written.st_mode)) == (65534, 65534, 0o600)
 
 
 async def test_token_still_expired_after_a_refresh_is_rejected_after_one_retry(portal, app_client):

@@ -6,6 +6,7 @@ Neither ever shows its secret: `repr()` and `str()` give the portal's host only,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -79,13 +80,22 @@ def read_tokens(path: Path) -> Tokens:
 
 
 def write_tokens(path: Path, tokens: Tokens, extra: dict[str, Any] | None = None) -> None:
-    """Replace the tokens file atomically (temp file, fsync, rename), readable by us only:
-    a crash leaves the old tokens or the new ones, never half a file."""
+    """Replace the tokens file atomically (temp file, fsync, rename), readable by its owner
+    only: a crash leaves the old tokens or the new ones, never half a file. The file keeps its
+    owner: a command run as root (`agi-daemon simulate`) must not leave the daemon's user a
+    file it cannot read."""
     data = {**(extra or {}), "access_token": tokens.access_token, "refresh_token": tokens.refresh_token}
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        owner: tuple[int, int] | None = (path.stat().st_uid, path.stat().st_gid)
+    except FileNotFoundError:
+        owner = None
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.fchown(fd, *owner)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump(data, file)
             file.flush()
@@ -178,6 +188,17 @@ class OAuthAuth:
         async with self._lock:  # one refresh at a time: the tokens file is written in order
             if self._tokens.access_token != seen:
                 return
+            # Another process of this application (`agi-daemon simulate`, `check-config
+            # --online`, the fail-over daemon) may have refreshed since: its pair is in the file,
+            # and the refresh token held here is dead. The refresh uses the file's (its access
+            # token may have expired meanwhile too: a refresh is sure to give a working one).
+            try:
+                written = await asyncio.to_thread(read_tokens, self._tokens_file)
+            except RemoteCrmRejected:
+                written = self._tokens  # unreadable now: refresh with what is held
+            if written.refresh_token != self._tokens.refresh_token:
+                log.info("bitrix24 %s: another process refreshed the tokens; refreshing from its pair", self.host)
+                self._previous, self._tokens = self._tokens, written
             params = {"grant_type": "refresh_token", "client_id": self._client_id,
                       "client_secret": self._client_secret, "refresh_token": self._tokens.refresh_token}
             try:
