@@ -258,11 +258,18 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _remote_lookup(settings: Settings):
     """The remote CRM of crm.adapter (bitrix24, webhook), which routing asks who a caller is;
-    None for the embedded CRM."""
-    from .remote_crm import RemoteCrmError, remote_crm
+    None for the embedded CRM. Asked with simulate's own patience (simulation.LOOKUP_SECONDS),
+    not crm_deadline_ms: simulate shows the decision with the CRM's answer, however slow (a
+    first request also opens the connection, which the running daemon keeps open)."""
+    import dataclasses
 
+    from .remote_crm import RemoteCrmError, remote_crm
+    from .simulation import LOOKUP_SECONDS
+
+    patient = dataclasses.replace(settings, daemon=settings.daemon.model_copy(
+        update={"crm_deadline_ms": int(LOOKUP_SECONDS * 1000)}))
     try:
-        return remote_crm(settings)
+        return remote_crm(patient)
     except RemoteCrmError as exc:
         raise SystemExit(f"agi-daemon: {exc}") from None
 

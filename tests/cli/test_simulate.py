@@ -160,12 +160,14 @@ def test_simulate_line_without_reassign_says_transfers_keep_the_responsible(conf
 
 async def test_simulate_with_a_webhook_crm_asks_its_lookup_url_and_sends_no_event(config):
     """With crm.adapter webhook the caller is looked up where the daemon looks (the lookup
-    URL), as the admin page's simulator does, not in the local database."""
+    URL), as the admin page's simulator does, not in the local database, and its answer is
+    waited for even past crm_deadline_ms (the decision with the CRM's answer)."""
     from tests.crm.webhook_crm import SECRET, WebhookCrmServer
 
     server = await WebhookCrmServer().start()
     try:
         known = server.add_record("contact", "ACME", "+33611223344", "bob")
+        server.lookup_delay = 0.5  # past crm_deadline_ms (300 ms): simulate waits for the answer all the same
         text = config.read_text().replace("  adapter: embedded\n", (
             f"  adapter: webhook\n  webhook: {{url: \"{server.url}\", secret: \"{SECRET}\", "
             f"lookup_url: \"{server.lookup_url}\", timeout_ms: 2000}}\n"))

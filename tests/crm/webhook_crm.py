@@ -15,6 +15,7 @@ It fails on demand: `answers` (the next POSTs answer these statuses), `refuse_co
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -41,6 +42,7 @@ class WebhookCrmServer(InTestHttpServer):
         self.calls: dict[str, dict[str, Any]] = {}  # linkedid -> the call.ended data
         self.answers: list[int] = []
         self.bad_signatures = 0
+        self.lookup_delay = 0.0  # seconds the lookup takes to answer
         self._seeded = itertools.count(900_001)  # ids of the records seeded by a test, apart from the daemon's
 
     def routes(self, app: web.Application) -> None:
@@ -114,6 +116,7 @@ class WebhookCrmServer(InTestHttpServer):
                               time.time()):
             return web.Response(status=401)
         phone = request.query["phone"]
+        await asyncio.sleep(self.lookup_delay)
         for kind in LOOKUP_ORDER:
             for ref, record in self.records.items():
                 if record["type"] == kind and phone in record["phones"] and record["status"] != "CONVERTED":
