@@ -291,8 +291,14 @@ def wire_services(parts: Parts) -> None:
     parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
                                     routed=routed, notifier=parts.notifier,
                                     kept=StoreKeptReports(parts.store, parts.settings.daemon.pbx_id))
-    # the calls an earlier run stopped before logging (their CRM work was running): logged now
-    parts.pending.start("kept-reports", parts.call_log.log_kept_reports())
+    # the calls an earlier run (or a stopped daemon of a shared store) did not log while their
+    # CRM work ran: logged now, and looked for again every minute
+    kept_reports = parts.tasks.create_task(parts.call_log.keep_logging_kept_reports())
+
+    async def stop_kept_reports() -> None:
+        kept_reports.cancel()
+
+    parts.on_stop("kept hangup reports", stop_kept_reports)
 
 
 def wire_tracking(parts: Parts) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.model import Direction
@@ -63,25 +63,29 @@ class StoreKeptReports:
         await self._store.transaction("forget a hangup report", remove, write=True)
 
     async def kept(self) -> list[tuple[HangupReport, datetime]]:
-        """The reports to log again, taken over by this daemon (a second `kept` of this run
-        hands none of them again, nor the reports this run keeps)."""
+        """The reports this daemon is to log: those it kept itself (its caller skips those it
+        is logging), and those it takes over from a daemon of this host that stopped or from
+        an orphan. Taken rows are this daemon's from then on, handed again at the next call
+        until forgotten (a read that timed out after taking them loses none)."""
         now = self._clock()
         orphaned = now - ORPHANED_AFTER
         host = this_host()
 
         def take(conn: Connection) -> list[tuple[HangupReport, datetime]]:
-            rows = conn.execute(select(kept_reports.c.id, kept_reports.c.owner, kept_reports.c.kept_at,
-                                       kept_reports.c.report, kept_reports.c.ended_at)
-                                .where(kept_reports.c.pbx == self._pbx, kept_reports.c.owner != self._owner)
-                                .order_by(kept_reports.c.id).with_for_update(skip_locked=True)).all()
-            taken = [row for row in rows if row.kept_at < orphaned or self._stopped(row.owner, host)]
+            c = kept_reports.c
+            rows = conn.execute(select(c.id, c.owner, c.kept_at, c.report, c.ended_at)
+                                .where(c.pbx == self._pbx,
+                                       or_(c.owner == self._owner, c.owner.startswith(f"{host}:", autoescape=True),
+                                           c.kept_at < orphaned))
+                                .order_by(c.id).with_for_update(skip_locked=True)).all()
+            taken = [row.id for row in rows if row.owner != self._owner
+                     and (row.kept_at < orphaned or self._stopped(row.owner, host))]
             if taken:
-                conn.execute(update(kept_reports).where(kept_reports.c.id.in_([row.id for row in taken]))
-                             .values(owner=self._owner, kept_at=now))
-            return [(report_from_json(row.report), row.ended_at) for row in taken]
+                conn.execute(update(kept_reports).where(c.id.in_(taken)).values(owner=self._owner, kept_at=now))
+            return [(report_from_json(row.report), row.ended_at) for row in rows
+                    if row.owner == self._owner or row.id in taken]
 
         return await self._store.transaction("take the kept hangup reports", take, write=True)
-
 
     def _stopped(self, owner: str, host: str) -> bool:
         """Whether `owner` is a daemon of this host that no longer runs (an earlier run of

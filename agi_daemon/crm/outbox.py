@@ -159,7 +159,7 @@ class Outbox:
         self._timers: dict[str, tuple[asyncio.TimerHandle, float | None]] = {}
         self._tries: dict[int, int] = {}  # row id -> failed attempts since this daemon started
         self._started = False
-        self._housekeeping_said: str | None = None  # the last upkeep failure logged
+        self._housekeeping_said: dict[str, str] = {}  # upkeep -> its failure logged, until it works again
         self._local = deliver.local  # the embedded CRM: a command can be stored and applied at once
         self.state = OutboxState(0, 0.0, 0)
 
@@ -406,6 +406,8 @@ class Outbox:
                     self._queue(waiting)
         except CrmError as error:  # read again at the next watch
             self._housekeeping_failed("read the outbox", error)
+        else:
+            self._housekeeping_done("read the outbox")
 
     def _wake(self, lane: str) -> None:
         self._timers.pop(lane, None)
@@ -470,6 +472,7 @@ class Outbox:
                 self._housekeeping_failed("count the outbox", error)
                 await asyncio.sleep(every)
                 continue
+            self._housekeeping_done("count the outbox")
             if state != logged and (state.dead != logged.dead or state.oldest_pending_seconds > 10
                                     or logged.oldest_pending_seconds > 10):
                 log.info("outbox: %d CRM commands pending (oldest %.0f s), %d dead letters",
@@ -491,6 +494,7 @@ class Outbox:
         except CrmError as error:  # purged at the next round
             self._housekeeping_failed("purge the outbox", error)
             return
+        self._housekeeping_done("purge the outbox")
         if gone:
             log.info("outbox: %d delivered CRM commands older than %d days forgotten", gone, KEEP_DELIVERED.days)
 
@@ -500,6 +504,10 @@ class Outbox:
         the next round, and deliveries go on. A refusal (CrmRejected: the schema or a grant
         changed under the daemon) is an error an admin must see; it never ends the daemon."""
         said = f"outbox: the store refused to {what} ({outbox_store.scrub(str(error))}); tried again in a while"
-        if isinstance(error, CrmRejected) and said != self._housekeeping_said:  # once, not every round
+        if isinstance(error, CrmRejected) and said != self._housekeeping_said.get(what):  # once, not every round
             log.error("%s", said)
-        self._housekeeping_said = said
+        self._housekeeping_said[what] = said
+
+    def _housekeeping_done(self, what: str) -> None:
+        """`what` worked: its next failure is logged again."""
+        self._housekeeping_said.pop(what, None)

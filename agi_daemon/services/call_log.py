@@ -16,6 +16,7 @@ core.commands.merge_call_log.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from datetime import datetime
@@ -35,6 +36,8 @@ from .retry import DEFAULT_DELAYS, with_retries
 from .routed_calls import RoutedCall, RoutedCalls
 
 log = logging.getLogger(__name__)
+
+KEPT_REPORTS_EVERY_S = 60.0  # how often the kept hangup reports nobody logs are looked for
 
 
 class CallLogService:
@@ -108,20 +111,36 @@ class CallLogService:
         return True
 
     async def log_kept_reports(self) -> int:
-        """At start: log the calls whose hangup reports an earlier run kept and did not log
-        (it stopped, or was killed, while their CRM work ran). Returns how many."""
+        """Log the calls whose kept hangup reports nobody is logging: an earlier run's (it
+        stopped, or was killed, while their CRM work ran), a stopped daemon's of this host, an
+        orphan's; this run's own whose logging ended before they were forgotten. Returns how
+        many it started."""
         if self._kept is None:
             return 0
         try:
-            kept = await with_retries(self._kept.kept, self._retry_delays)
+            kept = await self._kept.kept()
         except CrmError as exc:
-            log.error("the hangup reports kept by an earlier run could not be read (%s): read at the next start", exc)
+            log.warning("the kept hangup reports could not be read (%s): read again in a while", exc)
             return 0
+        started = 0
         for report, ended_at in kept:
-            self._pending.start(f"call-end:{report.linkedid}", self.call_ended(report, ended_at=ended_at))
-        if kept:
-            log.info("%d calls an earlier run did not log (their CRM work was running): logging them", len(kept))
-        return len(kept)
+            key = f"call-end:{report.linkedid}"
+            if not self._pending.running(key):  # not being logged now (by the hangup that kept it)
+                self._pending.start(key, self.call_ended(report, ended_at=ended_at))
+                started += 1
+        if started:
+            log.info("%d calls whose hangup reports were kept and not logged: logging them", started)
+        return started
+
+    async def keep_logging_kept_reports(self, every: float = KEPT_REPORTS_EVERY_S) -> None:
+        """`log_kept_reports` at the start, then every `every` seconds (a daemon of a shared
+        store that stops leaves its reports to the others), until cancelled."""
+        while True:
+            try:
+                await self.log_kept_reports()
+            except Exception:  # this task belongs to the app's TaskGroup: one bad round ends nothing
+                log.exception("logging the kept hangup reports failed; tried again in %.0f s", every)
+            await asyncio.sleep(every)
 
     async def _report(self, report: HangupReport, ended_at: datetime, routed: RoutedCall | None) -> CallRecord | None:
         rules = self._rules()

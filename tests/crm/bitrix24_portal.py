@@ -191,6 +191,7 @@ class Bitrix24Portal(InTestHttpServer):
         self._at = clock()
         self._failures: list[Failure] = []
         self._refresh_failures: list[Failure] = []
+        self._spent: set[str] = set()  # refresh tokens already exchanged
         self.failures_answered = 0  # the failures asked for (fail_next, fail_refresh_next) that were answered
         self._timeouts: list[float] = []
         self._malformed = 0
@@ -370,8 +371,9 @@ class Bitrix24Portal(InTestHttpServer):
         if (query.get("grant_type") != "refresh_token" or query.get("client_id") != self.client_id
                 or query.get("client_secret") != self.client_secret):
             return web.json_response({"error": "invalid_client", "error_description": "Invalid client"}, status=400)
-        if query.get("refresh_token") != self.refresh_token:
+        if query.get("refresh_token") != self.refresh_token or self.refresh_token in self._spent:
             return web.json_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, status=400)
+        self._spent.add(self.refresh_token)  # single use: a second refresh with it, even at once, is refused
         self.refreshes += 1
         await asyncio.sleep(0.05)  # long enough for concurrent requests to pile up behind the refresh
         self.access_token = f"acc3ss-t0k3n-{self.refreshes}"

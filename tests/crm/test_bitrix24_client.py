@@ -192,6 +192,49 @@ async def test_tokens_refreshed_by_another_process_are_taken_from_the_file_not_r
     assert json.loads(tokens_file.read_text())["refresh_token"] == portal.refresh_token
 
 
+async def test_two_processes_refreshing_the_same_pair_at_once_both_end_with_working_tokens(portal, tokens_file):
+    """The daemon and `agi-daemon simulate` meet the expiry together and both send the same
+    refresh token: the OAuth server takes the first and refuses the second (invalid_grant). The
+    refused one refreshes again from the pair the other wrote, instead of failing."""
+    auths = [OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url)
+             for _ in range(2)]
+    clients = [Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5) for auth in auths]
+    for client in clients:
+        await client.open()
+    try:
+        portal.expire_token()
+        assert await asyncio.gather(*(client.call("crm.settings.mode.get") for client in clients)) == [1, 1]
+    finally:
+        for client in clients:
+            await client.close()
+    assert portal.refreshes == 2
+    assert json.loads(tokens_file.read_text())["refresh_token"] == portal.refresh_token
+
+
+async def test_a_pair_that_could_not_be_saved_is_kept_and_the_older_file_never_taken_for_a_newer_one(
+        portal, tokens_file):
+    """The disk is full at a refresh: the new pair lives on in memory (the file keeps the old
+    one). At the next expiry the daemon refreshes with its own pair, not with the file's dead
+    one, which it could take for another process's."""
+    full: list[int] = []
+
+    def full_disk(path, tokens, extra):
+        full.append(1)
+        raise OSError(28, "No space left on device")
+
+    auth = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url,
+                     save=full_disk)
+    client = Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5)
+    await client.open()
+    try:
+        for _ in range(2):
+            portal.expire_token()
+            assert await client.call("crm.settings.mode.get") == 1
+    finally:
+        await client.close()
+    assert (portal.refreshes, len(full)) == (2, 2)
+
+
 async def test_a_refresh_by_root_leaves_the_tokens_file_to_its_owner(portal, tokens_file):
     """An admin runs `agi-daemon simulate` as root on the daemon user's tokens file: the file
     rewritten at the refresh still belongs to the daemon's user (mode 600), who must read it."""

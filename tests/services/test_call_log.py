@@ -255,3 +255,28 @@ class DownCrm(MemoryCrm):
 
     async def find_by_phone(self, phone):
         raise CrmUnavailable("down for the test")
+
+
+async def test_a_report_being_logged_is_not_logged_twice_and_one_left_behind_is_found_in_a_while(tasks):
+    """The periodic look for kept reports skips those a hangup is logging; a report that shows
+    up later (a daemon of the same store stopped) is logged at the next round."""
+    crm, kept = HeldLookups(), MemoryKeptReports()
+    routing, call_log, pending, clock = kept_services(tasks, crm, kept)
+    await routing.route(ENTRY, "K6")
+    ending = pending.start("call-end:K6", call_log.call_ended(  # as the hangup route starts it
+        HangupReport("K6", "fallback", ENTRY, "NOANSWER", None, "", clock.at)))
+    await asyncio.sleep(0.05)
+    assert list(kept.reports) == ["K6"] and await call_log.log_kept_reports() == 0  # K6's hangup logs it
+    looking = asyncio.create_task(call_log.keep_logging_kept_reports(every=0.05))
+    try:
+        kept.reports["K7"] = (HangupReport("K7", "fallback", ENTRY, "NOANSWER", None, "", None), clock.at)
+        crm.answer.set()
+        await asyncio.wait_for(ending, 5)
+        for _ in range(100):
+            if not kept.reports:
+                break
+            await asyncio.sleep(0.05)
+        assert kept.reports == {} and crm.calls["K7"].entity == crm.created["K6"].primary  # same caller: joined
+        assert len([key for key in crm.keys if key.startswith("K6/")]) == 2  # K6: its records and one log
+    finally:
+        looking.cancel()

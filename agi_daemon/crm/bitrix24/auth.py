@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ def write_tokens(path: Path, tokens: Tokens, extra: dict[str, Any] | None = None
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 REFRESH_HTTP_S = 10.0  # the OAuth server's answer to a refresh
 REFRESH_WAIT_S = 15.0  # how long a request waits for a refresh (the answer, then the tokens file written)
+RACE_WAIT_S = 1.0  # a refused refresh: how long before the file is read for another process's new pair
 
 
 class OAuthAuth:
@@ -128,7 +130,9 @@ class OAuthAuth:
     every later refresh refused (invalid_grant) until the application is reinstalled."""
 
     def __init__(self, portal: str, client_id: str, client_secret: str, tokens_file: Path,
-                 token_url: str = DEFAULT_TOKEN_URL) -> None:
+                 token_url: str = DEFAULT_TOKEN_URL, *,
+                 save: Callable[[Path, Tokens, dict[str, Any]], None] | None = None) -> None:
+        """`save` writes the tokens file (write_tokens; a test's may fail as a full disk does)."""
         parts = urlsplit(portal)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("portal must be the portal's address, such as https://example.bitrix24.com")
@@ -138,7 +142,9 @@ class OAuthAuth:
         self._client_secret = client_secret
         self._tokens_file = tokens_file
         self._token_url = token_url
+        self._save = save or write_tokens
         self._tokens = read_tokens(tokens_file)
+        self._file_refresh = self._tokens.refresh_token  # the file's, when this process last read or wrote it
         self._previous: Tokens | None = None
         self._lock = asyncio.Lock()
         self._refreshing: dict[str, asyncio.Task[None]] = {}  # by the expired access token it replaces
@@ -189,47 +195,70 @@ class OAuthAuth:
             if self._tokens.access_token != seen:
                 return
             # Another process of this application (`agi-daemon simulate`, `check-config
-            # --online`, the fail-over daemon) may have refreshed since: its pair is in the file,
-            # and the refresh token held here is dead. The refresh uses the file's (its access
-            # token may have expired meanwhile too: a refresh is sure to give a working one).
+            # --online`, a fail-over daemon) may have refreshed since: its pair is in the file,
+            # and the refresh token held here is dead. The refresh then starts from the file's
+            # (whose access token may have expired meanwhile too).
+            self._take_newer(await self._read_file())
             try:
-                written = await asyncio.to_thread(read_tokens, self._tokens_file)
+                await self._exchange(session)
             except RemoteCrmRejected:
-                written = self._tokens  # unreadable now: refresh with what is held
-            if written.refresh_token != self._tokens.refresh_token:
-                log.info("bitrix24 %s: another process refreshed the tokens; refreshing from its pair", self.host)
-                self._previous, self._tokens = self._tokens, written
-            params = {"grant_type": "refresh_token", "client_id": self._client_id,
-                      "client_secret": self._client_secret, "refresh_token": self._tokens.refresh_token}
-            try:
-                async with session.get(self._token_url, params=params,
-                                       timeout=aiohttp.ClientTimeout(total=REFRESH_HTTP_S)) as response:
-                    status = response.status
-                    text = await response.text(errors="replace")  # a proxy's page may not be UTF-8
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise RemoteCrmUnavailable(f"{self.host}: cannot refresh the OAuth token: {type(exc).__name__}") from None
-            try:
-                answer = json.loads(text)
-            except ValueError:
-                answer = None
-            if status >= 500 or status in (408, 429):
-                raise RemoteCrmUnavailable(f"{self.host}: the OAuth server answered HTTP {status}")
-            if not isinstance(answer, dict) or "access_token" not in answer or "refresh_token" not in answer:
-                code = (printable(str(answer.get("error") or "")) or None) if isinstance(answer, dict) else None
-                raise RemoteCrmRejected(
-                    f"{self.host}: the token refresh was refused (HTTP {status}, {code or 'malformed answer'}): "
-                    "reinstall the application to get new tokens", code=code)
-            old = self._tokens
-            self._tokens = Tokens(str(answer["access_token"]), str(answer["refresh_token"]))
-            extra = {key: answer[key] for key in ("expires_in", "member_id", "domain") if key in answer}
-            try:
-                await asyncio.to_thread(write_tokens, self._tokens_file, self._tokens, extra)
-            except OSError as exc:
-                # the new pair works until a restart; the old refresh token no longer does
-                log.error("bitrix24 %s: cannot save the refreshed tokens to %s (%s): after a restart, reinstall "
-                          "the application", self.host, self._tokens_file, exc.strerror or type(exc).__name__)
-            self.refreshes += 1
-            self._previous = old  # still scrubbed from messages for a while
+                # refused: another process may have refreshed this very pair a moment before;
+                # its new pair reaches the file within moments
+                await asyncio.sleep(RACE_WAIT_S)
+                if not self._take_newer(await self._read_file()):
+                    raise
+                await self._exchange(session)
+
+    async def _read_file(self) -> Tokens | None:
+        try:
+            return await asyncio.to_thread(read_tokens, self._tokens_file)
+        except RemoteCrmRejected:
+            return None  # unreadable now: the pair held here stays
+
+    def _take_newer(self, written: Tokens | None) -> bool:
+        """Take the file's pair when another process wrote it since this one last read or
+        wrote the file (not when this process's own write failed: the file is only older)."""
+        if written is None or written.refresh_token == self._file_refresh:
+            return False
+        log.info("bitrix24 %s: another process refreshed the tokens; refreshing from its pair", self.host)
+        self._previous, self._tokens, self._file_refresh = self._tokens, written, written.refresh_token
+        return True
+
+    async def _exchange(self, session: aiohttp.ClientSession) -> None:
+        """The refresh token held here for a new pair, kept in memory and in the tokens file."""
+        params = {"grant_type": "refresh_token", "client_id": self._client_id,
+                  "client_secret": self._client_secret, "refresh_token": self._tokens.refresh_token}
+        try:
+            async with session.get(self._token_url, params=params,
+                                   timeout=aiohttp.ClientTimeout(total=REFRESH_HTTP_S)) as response:
+                status = response.status
+                text = await response.text(errors="replace")  # a proxy's page may not be UTF-8
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise RemoteCrmUnavailable(f"{self.host}: cannot refresh the OAuth token: {type(exc).__name__}") from None
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if status >= 500 or status in (408, 429):
+            raise RemoteCrmUnavailable(f"{self.host}: the OAuth server answered HTTP {status}")
+        if not isinstance(answer, dict) or "access_token" not in answer or "refresh_token" not in answer:
+            code = (printable(str(answer.get("error") or "")) or None) if isinstance(answer, dict) else None
+            raise RemoteCrmRejected(
+                f"{self.host}: the token refresh was refused (HTTP {status}, {code or 'malformed answer'}): "
+                "reinstall the application to get new tokens", code=code)
+        old = self._tokens
+        self._tokens = Tokens(str(answer["access_token"]), str(answer["refresh_token"]))
+        extra = {key: answer[key] for key in ("expires_in", "member_id", "domain") if key in answer}
+        try:
+            await asyncio.to_thread(self._save, self._tokens_file, self._tokens, extra)
+        except OSError as exc:
+            # the new pair works until a restart; the old refresh token no longer does
+            log.error("bitrix24 %s: cannot save the refreshed tokens to %s (%s): after a restart, reinstall "
+                      "the application", self.host, self._tokens_file, exc.strerror or type(exc).__name__)
+        else:
+            self._file_refresh = self._tokens.refresh_token
+        self.refreshes += 1
+        self._previous = old  # still scrubbed from messages for a while
 
     def __repr__(self) -> str:
         return f"OAuthAuth(host={self.host!r})"
