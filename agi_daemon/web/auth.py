@@ -19,6 +19,7 @@ LOGIN_COOKIE = "agi_daemon_login"
 SESSION_SECONDS = 12 * 3600
 MAX_FAILURES = 5
 FAILURE_WINDOW_SECONDS = 300.0
+MAX_TRACKED = 10_000  # addresses and employee ids with failed logins in the window, at most
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class Sessions:
 @dataclass
 class LoginThrottle:
     """At most MAX_FAILURES failed logins per FAILURE_WINDOW_SECONDS, per address and per
-    employee: a password cannot be guessed by brute force, nor one agent locked out by
-    another address guessing (both counts must allow)."""
+    employee (both counts must allow): a password cannot be guessed by brute force, from one
+    address or from many. The price: wrong passwords for an employee's id lock that employee
+    out for the window, from anywhere (README). Only the keys with failures in the window are
+    kept: what a client types cannot make the daemon's memory grow."""
 
     clock: object = time.monotonic
     _failures: dict[str, deque[float]] = field(default_factory=dict)
@@ -88,19 +91,34 @@ class LoginThrottle:
         return all(len(self._recent(key)) < MAX_FAILURES for key in keys)
 
     def failed(self, *keys: str) -> None:
+        if len(self._failures) >= MAX_TRACKED:
+            self._sweep()
         for key in keys:
-            self._recent(key).append(self.clock())  # type: ignore[operator]
+            self._failures.setdefault(key, deque()).append(self.clock())  # type: ignore[operator]
 
     def succeeded(self, *keys: str) -> None:
         for key in keys:
             self._failures.pop(key, None)
 
     def _recent(self, key: str) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
         horizon = self.clock() - FAILURE_WINDOW_SECONDS  # type: ignore[operator]
         while times and times[0] < horizon:
             times.popleft()
+        if not times:
+            del self._failures[key]
         return times
+
+    def _sweep(self) -> None:
+        """Forget the keys whose failures are past the window; then, down to three quarters of
+        MAX_TRACKED, the oldest (a flood from many addresses: their locks end early, never the
+        daemon). Three quarters: the next sweep is that many failures away."""
+        for key in list(self._failures):
+            self._recent(key)
+        while len(self._failures) > MAX_TRACKED * 3 // 4:
+            del self._failures[next(iter(self._failures))]
 
 
 def same_token(given: str | None, expected: str | None) -> bool:

@@ -32,3 +32,12 @@ def _within(address: str, networks: Sequence[Any]) -> bool:
     except ValueError:
         return False
     return any(ip in network for network in networks)
+
+
+def forwarded_scheme(peer: str | None, forwarded_proto: str | None, trusted: Sequence[Any]) -> str | None:
+    """"https" or "http" as the trusted proxy `peer` says it was reached (X-Forwarded-Proto),
+    else None: a request from elsewhere cannot claim HTTPS."""
+    if peer is None or forwarded_proto is None or not _within(peer, trusted):
+        return None
+    scheme = forwarded_proto.split(",")[0].strip().lower()
+    return scheme if scheme in ("http", "https") else None

@@ -26,7 +26,7 @@ async def home(request: web.Request) -> web.Response:
 def _login_form(request: web.Request, error: str | None = None, status: int = 200) -> web.Response:
     token = request.cookies.get(LOGIN_COOKIE) or new_login_token()
     response = render(request, "login.html", status=status, login_token=token, error=error)
-    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login")
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login", secure=request.secure)
     return response
 
 
@@ -44,9 +44,10 @@ async def login(request: web.Request) -> web.Response:
     employee = str(form.get("employee", "")).strip()
     password = str(form.get("password", ""))
     throttle = request.app[THROTTLE]
-    keys = (f"address:{request.remote}", f"employee:{employee}")
     context = request.app[CONTEXT]
     known = employee in context.rules().employees
+    # an employee's id counts its failures; anything else typed is counted by its address only
+    keys = (f"address:{request.remote}",) + ((f"employee:{employee}",) if known else ())
     # What was typed as the employee is named in the log only when it is an employee's id: it
     # may be a password typed in the wrong box.
     who = repr(employee) if known else f"an unknown employee id from {request.remote}"
@@ -63,7 +64,9 @@ async def login(request: web.Request) -> web.Response:
     throttle.succeeded(*keys)
     token, _ = request.app[SESSIONS].open(employee)
     response = web.HTTPSeeOther("/calls")
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/")
+    # Secure when the browser came over HTTPS (through the proxy, X-Forwarded-Proto): the
+    # session never crosses the network in clear, an http:// bookmark included
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure)
     response.del_cookie(LOGIN_COOKIE, path="/login")
     log.info("web login: %s", employee)
     raise response

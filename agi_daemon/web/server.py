@@ -25,7 +25,7 @@ from ..core.model import Rules
 from ..core.ports import CrmUnavailable
 from . import auth
 from .auth import SESSION_COOKIE, LoginThrottle, Sessions, Viewer
-from .forwarded import client_address
+from .forwarded import client_address, forwarded_scheme
 from .i18n import pick_language, translator
 from .live import LiveCalls
 from .metrics import CONTENT_TYPE, Metrics
@@ -105,6 +105,7 @@ def build_app(context: WebContext) -> web.Application:
     app[SESSIONS] = Sessions()
     app[THROTTLE] = LoginThrottle()
     app[SOCKETS] = weakref.WeakSet()
+    app.on_response_prepare.append(_headers)
     app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                         autoescape=True, trim_blocks=True, lstrip_blocks=True)
     app.router.add_get("/healthz", healthz)
@@ -123,18 +124,21 @@ def build_app(context: WebContext) -> web.Application:
 @web.middleware
 async def _forwarded(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     """Behind a trusted reverse proxy, `request.remote` is the client's address, not the proxy's."""
-    client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()),
-                            request.app[CONTEXT].trusted_proxies)
-    if client is None or client == request.remote:
-        return await handler(request)
-    return await handler(request.clone(remote=client))
+    trusted = request.app[CONTEXT].trusted_proxies
+    client = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), trusted)
+    scheme = forwarded_scheme(request.remote, request.headers.get("X-Forwarded-Proto"), trusted)
+    if client is not None and client != request.remote:
+        request = request.clone(remote=client)
+    if scheme is not None and scheme != request.scheme:
+        request = request.clone(scheme=scheme)  # request.secure: the cookies are sent over HTTPS only
+    return await handler(request)
 
 
 @web.middleware
 async def _security(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     path = request.path
     if path.startswith(PUBLIC):
-        return _headers(await handler(request))
+        return await handler(request)
     viewer = current_viewer(request)
     if viewer is None:
         if path.startswith("/api/") or path == "/ws":
@@ -152,7 +156,7 @@ async def _security(request: web.Request, handler: Callable[[web.Request], Await
         if not auth.same_token(given, viewer.csrf):
             raise web.HTTPForbidden(text="missing or wrong CSRF token")
     request[VIEWER] = viewer
-    return _headers(await handler(request))
+    return await handler(request)
 
 
 @web.middleware
@@ -169,15 +173,19 @@ async def _crm_unavailable(request: web.Request, handler: Callable[[web.Request]
         raise web.HTTPServiceUnavailable(text=text) from None
 
 
-def _headers(response: web.StreamResponse) -> web.StreamResponse:
-    if not response.prepared:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                                    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-    return response
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer, errors and redirects included (raised, they skip the middlewares'
+    return): no sniffing, no framing, scripts and styles of this site only; and nothing a
+    page with personal data showed is kept in the browser's cache (Back after a logout on a
+    shared desk), but the static files."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+    if not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 def current_viewer(request: web.Request) -> Viewer | None:

@@ -11,7 +11,7 @@ import aiohttp
 
 from agi_daemon.core.model import CallRecord, Direction, Disposition
 from tests.daemon_harness import LYON, PARIS, UNKNOWN, running_daemon
-from tests.web.harness import base_url, http_login, new_session, set_passwords, web_config
+from tests.web.harness import PASSWORDS, base_url, http_login, new_session, set_passwords, web_config
 
 PUBLIC = {"/login", "/healthz", "/metrics"}
 SAMPLE = {"kind": "leads", "type": "lead", "id": "1", "linkedid": "some-call", "filename": "style.css"}
@@ -229,3 +229,59 @@ async def test_request_from_another_site_is_refused_even_with_the_token(tmp_path
                 assert response.status == 403
     [after] = await crm.list_records("leads")
     assert after["name"] == "Dupont"
+
+
+def _session_cookie(response) -> str:
+    [cookie] = [c for c in response.headers.getall("Set-Cookie") if c.startswith("agi_daemon_session=")]
+    return cookie
+
+
+async def test_the_session_cookie_is_secure_when_the_browser_came_over_https_through_the_proxy(tmp_path, crm):
+    """Behind the README's HTTPS proxy (X-Forwarded-Proto: https) the session cookie is Secure:
+    an http:// bookmark never sends it in clear. A request from no trusted proxy cannot claim
+    HTTPS; plain HTTP (make run, on loopback) keeps a cookie the browser sends back."""
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), headers={
+                "X-Forwarded-For": "203.0.113.5, 127.0.0.1", "X-Forwarded-Proto": "https"}) as https:
+            # the proxy speaks HTTPS to the browser: its cookies come back, Secure or not
+            async with https.get(f"{base_url(daemon)}/login") as form:
+                html, [login_cookie] = await form.text(), form.headers.getall("Set-Cookie")
+            assert "Secure" in login_cookie
+            token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            async with https.post(f"{base_url(daemon)}/login", allow_redirects=False,
+                                  data={"csrf": token, "employee": "alice", "password": PASSWORDS["alice"]},
+                                  headers={"Cookie": login_cookie.split(";", 1)[0]}) as logged_in:
+                assert logged_in.status == 303 and "Secure" in _session_cookie(logged_in)
+        async with new_session() as plain:
+            assert "Secure" not in _session_cookie(await http_login(plain, daemon, "alice"))
+    config = web_config(tmp_path)
+    config.write_text(config.read_text().replace("metrics_allowed_peers:", "trusted_proxies: [], metrics_allowed_peers:"))
+    async with running_daemon(None, config, crm, wait_for_ami=False) as daemon:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                         headers={"X-Forwarded-Proto": "https"}) as claiming:
+            assert "Secure" not in _session_cookie(await http_login(claiming, daemon, "alice"))
+
+
+async def test_errors_and_redirects_carry_the_security_headers_and_pages_are_not_cached(tmp_path, crm):
+    """A 303 to the login, a 400 quoting what was typed, a page with personal data: each with
+    the page's CSP, no framing, no sniffing, and `no-store` (Back after a logout on a shared
+    desk shows nothing); the static files may be cached."""
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        url = base_url(daemon)
+        async with new_session() as http:
+            async with http.get(f"{url}/calls", allow_redirects=False) as redirected:
+                answers = [redirected.status, redirected.headers.copy()]
+            assert (await http_login(http, daemon, "alice")).status == 303
+            async with http.get(f"{url}/crm/leads", params={"phone": "<script>x</script>"}) as refused:
+                answers += [refused.status, refused.headers.copy()]
+            async with http.get(f"{url}/calls") as page:
+                answers += [page.status, page.headers.copy()]
+            async with http.get(f"{url}/static/style.css") as static:
+                assert static.status == 200 and "no-store" not in static.headers.get("Cache-Control", "")
+    assert answers[0::2] == [303, 400, 200]
+    for headers in answers[1::2]:
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert (headers["X-Frame-Options"], headers["X-Content-Type-Options"], headers["Cache-Control"]) == (
+            "DENY", "nosniff", "no-store")
