@@ -98,13 +98,14 @@ def masked(number: str | None, keep: int = 4) -> str:
 
 # A phone number a remote CRM or the database quotes back in an error text ("input":
 # "+33612345678", PostgreSQL's "DETAIL: Key (phone)=(+33612345678)", "+33 6 12 34 56 78"): an
-# international number (its digits maybe grouped by spaces, dots or dashes), a national one
-# (0 and 8 to 14 digits), or 11 to 15 digits (an international one without its +). What else
-# an error names is kept: a linkedid ("1700000000.12"), a Unix time (10 digits), an id of 9.
+# international number (its digits maybe in groups of 2 to 4 after the first), or any run of 9
+# digits or more (a national number of any country, an international one without its +). A
+# Unix time or a long id is masked too: the number's privacy first. A linkedid
+# ("1700000000.12": a run followed by a dot and digits) is kept.
 _QUOTED_NUMBER = re.compile(
     r"\+\d{6,15}(?!\d)"  # +33612345678
-    r"|\+\d{1,3}[ .\-]\d(?:[ .\-]?\d){4,12}(?!\d)"  # +33 6 12 34 56 78
-    r"|(?<![\d.])(?:0\d{8,14}|[1-9]\d{10,14})(?!\d|\.\d)"  # 0612345678, 33612345678
+    r"|\+\d{1,3}[ .\-]?\d{1,4}(?:[ .\-]\d{2,4}){2,5}(?!\d)"  # +33 6 12 34 56 78, +7 916 123-45-67
+    r"|(?<![\d.])\d{9,15}(?!\d|\.\d)"  # 0612345678, 612345678, 33612345678
 )
 
 

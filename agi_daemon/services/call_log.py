@@ -91,7 +91,7 @@ class CallLogService:
             try:
                 await self._kept.forget(report.linkedid)
             except CrmError as exc:  # logged again at the next start: a no-op then (same keys)
-                log.warning("call %s: logged; its kept hangup report stays until the next start (%s)",
+                log.warning("call %s: logged; its kept hangup report stays, looked at again within a minute (%s)",
                             report.linkedid, exc)
         return record
 

@@ -107,15 +107,19 @@ def write_tokens(path: Path, tokens: Tokens, extra: dict[str, Any] | None = None
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(directory)  # the rename itself made durable
+    except OSError:
+        pass  # some file systems cannot sync a directory (EINVAL): the file is in place all the same
     finally:
         os.close(directory)
 
 
 DEFAULT_TOKEN_URL = "https://oauth.bitrix.info/oauth/token/"
 REFRESH_HTTP_S = 10.0  # the OAuth server's answer to a refresh
-REFRESH_WAIT_S = 15.0  # how long a request waits for a refresh (the answer, then the tokens file written)
 RACE_WAIT_S = 1.0  # a refused refresh: how long before the file is read for another process's new pair
+# How long a request, or the client's close, waits for a refresh: two exchanges (the second
+# after a refusal, from another process's pair), the wait between them, the file read and written.
+REFRESH_WAIT_S = 2 * REFRESH_HTTP_S + RACE_WAIT_S + 4.0
 
 
 class OAuthAuth:
