@@ -16,8 +16,8 @@ from ..core.model import CrmMode, EntityRef, RecordPlan, Rules, UnknownCaller
 from ..core.phone import masked
 from ..core.ports import CrmError
 from ..core.rules import CrmAccess, screen_number
-from .auth import Viewer, visible_calls
-from .server import SOCKETS, WebContext, context, render, render_fragment, viewer
+from .auth import SESSION_COOKIE, Viewer, visible_calls
+from .server import SESSION_OVER, SOCKETS, WebContext, context, current_viewer, render, render_fragment, viewer
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ async def live_updates(request: web.Request) -> web.WebSocketResponse:
     ctx = context(request)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     await ws.prepare(request)
-    request.app[SOCKETS].add(ws)
+    request.app[SOCKETS][ws] = request.cookies.get(SESSION_COOKIE, "")
     watch = ctx.live.watch(who.employee)
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -142,11 +142,19 @@ async def _read_until_closed(ws: web.WebSocketResponse) -> None:
 
 
 async def _push(request: web.Request, ws: web.WebSocketResponse, watch, ctx: WebContext, who: Viewer) -> None:
+    """Each time the agent's calls change, and at least every HEARTBEAT_SECONDS, the session
+    is checked again: expired, or its employee removed from the YAML file, the socket closes
+    (SESSION_OVER); an employee made admin or no longer admin gets the cards of their role."""
     while not ws.closed:
+        current = current_viewer(request)
+        if current is None:
+            await ws.close(code=SESSION_OVER, message=b"the session is over: log in again")
+            return
+        who = current
         found = await cards(ctx, who)
         html = render_fragment(request, "_cards.html", cards=found)
         await ws.send_json({"html": html, "calls": [c["linkedid"] for c in found]})
-        while not await watch.changed(HEARTBEAT_SECONDS) and not ws.closed:
+        while not await watch.changed(HEARTBEAT_SECONDS) and not ws.closed and current_viewer(request) == who:
             pass
 
 

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from .auth import LOGIN_COOKIE, SESSION_COOKIE, new_login_token, same_token
-from .server import CONTEXT, SESSIONS, THROTTLE, current_viewer, language, render
+from .server import CONTEXT, SESSION_OVER, SESSIONS, SOCKETS, THROTTLE, current_viewer, language, render
 from .i18n import translator
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,11 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    request.app[SESSIONS].close(request.cookies.get(SESSION_COOKIE))
+    token = request.cookies.get(SESSION_COOKIE)
+    request.app[SESSIONS].close(token)
+    for socket, opened_with in list(request.app[SOCKETS].items()):  # its call windows stop at once
+        if token and opened_with == token:
+            await socket.close(code=SESSION_OVER, message=b"logged out")
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response

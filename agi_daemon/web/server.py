@@ -89,7 +89,9 @@ class WebServer:
         await self.context.submissions.close()
 
 
-SOCKETS: web.AppKey["weakref.WeakSet[web.WebSocketResponse]"] = web.AppKey("sockets")
+# the call windows' live sockets, each with the session token it was opened with
+SOCKETS: web.AppKey["weakref.WeakKeyDictionary[web.WebSocketResponse, str]"] = web.AppKey("sockets")
+SESSION_OVER = 4401  # the close code of a call window's socket whose session ended (calls.js: to the login)
 CONTEXT = web.AppKey("context", WebContext)
 SESSIONS = web.AppKey("sessions", Sessions)
 THROTTLE = web.AppKey("throttle", LoginThrottle)
@@ -104,7 +106,7 @@ def build_app(context: WebContext) -> web.Application:
     app[CONTEXT] = context
     app[SESSIONS] = Sessions()
     app[THROTTLE] = LoginThrottle()
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = weakref.WeakKeyDictionary()
     app.on_response_prepare.append(_headers)
     app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                         autoescape=True, trim_blocks=True, lstrip_blocks=True)

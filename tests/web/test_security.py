@@ -285,3 +285,24 @@ async def test_errors_and_redirects_carry_the_security_headers_and_pages_are_not
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert (headers["X-Frame-Options"], headers["X-Content-Type-Options"], headers["Cache-Control"]) == (
             "DENY", "nosniff", "no-store")
+
+
+async def test_logging_out_closes_the_open_call_windows_of_that_session_only(tmp_path, crm):
+    """An agent logs out in one tab: the call window open in another tab stops at once (no more
+    live calls on a shared desk); another agent's window goes on."""
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        url = base_url(daemon)
+        async with new_session() as alice, new_session() as bob:
+            for http, employee in ((alice, "alice"), (bob, "bob")):
+                assert (await http_login(http, daemon, employee)).status == 303
+            async with alice.ws_connect(f"{url}/ws") as alice_window, bob.ws_connect(f"{url}/ws") as bob_window:
+                for window in (alice_window, bob_window):
+                    assert "html" in await window.receive_json(timeout=5)
+                async with alice.get(f"{url}/api/me") as me:
+                    token = (await me.json())["csrf"]
+                async with alice.post(f"{url}/logout", data={"csrf": token}, allow_redirects=False) as out:
+                    assert out.status == 303
+                closed = await alice_window.receive(timeout=5)
+                assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
+                assert not bob_window.closed

@@ -24,7 +24,12 @@
         if (again) { again.value = kept.value; again.focus(); }
       }
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
+      if (event.code === 4401) {  // the session is over (logout, expiry): nothing stays on screen
+        cards.innerHTML = "";
+        location.href = "/login";
+        return;
+      }
       live.textContent = live.dataset.offline;
       live.className = "live off";
       setTimeout(connect, delay);

@@ -1,0 +1,23 @@
+"""The call window in headless Chromium when its session ends: a logout in another tab takes
+the open window to the login page at once, its cards gone (a shared desk shows nothing)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.daemon_harness import running_daemon
+from tests.web.harness import base_url, chromium, logged_in, set_passwords, web_config
+
+pytestmark = pytest.mark.browser
+
+
+async def test_logging_out_in_another_tab_takes_the_call_window_to_the_login(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            window = await logged_in(browser, daemon, "alice")
+            other_tab = await window.context.new_page()
+            await other_tab.goto(f"{base_url(daemon)}/calls")
+            await other_tab.click("form.logout button")
+            await other_tab.wait_for_url("**/login")
+            await window.wait_for_url("**/login", timeout=5000)  # pushed, not at the next reconnection
+            assert await window.query_selector("#cards") is None
