@@ -288,9 +288,13 @@ def wire_services(parts: Parts) -> None:
     routed = RoutedCalls()  # what routing decided, for the hangup report
     parts.routing = RoutingService(parts.rules, timed_crm, parts.clock, parts.pending, commands=parts.outbox,
                                    deadline=deadline, routed=routed, notifier=parts.notifier)
+    # A remote CRM's slow lookup leaves a hung-up call's report waiting: it is kept in the
+    # daemon's store meanwhile. With the embedded CRM the lookup reads that very store: when it
+    # is slow, so would the keeping be, and each report of a call routed by an earlier run
+    # would pay two more writes for nothing.
+    kept = StoreKeptReports(parts.store, parts.settings.daemon.pbx_id) if parts.crm_parts.remote is not None else None
     parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
-                                    routed=routed, notifier=parts.notifier,
-                                    kept=StoreKeptReports(parts.store, parts.settings.daemon.pbx_id))
+                                    routed=routed, notifier=parts.notifier, kept=kept)
     # the calls an earlier run (or a stopped daemon of a shared store) did not log while their
     # CRM work ran: logged now, and looked for again every minute
     kept_reports = parts.tasks.create_task(parts.call_log.keep_logging_kept_reports())
