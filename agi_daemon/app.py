@@ -295,6 +295,8 @@ def wire_services(parts: Parts) -> None:
     kept = StoreKeptReports(parts.store, parts.settings.daemon.pbx_id) if parts.crm_parts.remote is not None else None
     parts.call_log = CallLogService(parts.rules, parts.crm, parts.clock, parts.pending, commands=parts.outbox,
                                     routed=routed, notifier=parts.notifier, kept=kept)
+    if kept is None:
+        return
     # the calls an earlier run (or a stopped daemon of a shared store) did not log while their
     # CRM work ran: logged now, and looked for again every minute
     kept_reports = parts.tasks.create_task(parts.call_log.keep_logging_kept_reports())

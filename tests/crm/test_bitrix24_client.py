@@ -47,10 +47,27 @@ def tokens_file(tmp_path: Path, portal) -> Path:
     return file
 
 
+def oauth_client(portal, tokens_file, **options) -> Bitrix24Client:
+    """A client of the local application on `tokens_file`: the daemon's, or another process's
+    (`agi-daemon simulate`) sharing the file; `options` go to OAuthAuth."""
+    auth = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url,
+                     **options)
+    return Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5)
+
+
+async def refresh_through(client: Bitrix24Client, portal) -> None:
+    """Open `client`, let the access token expire and make one call (it refreshes), close."""
+    await client.open()
+    try:
+        portal.expire_token()
+        assert await client.call("crm.settings.mode.get") == 1
+    finally:
+        await client.close()
+
+
 @pytest.fixture
 async def app_client(portal, tokens_file):
-    auth = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url)
-    client = Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5)
+    client = oauth_client(portal, tokens_file)
     await client.open()
     yield client
     await client.close()
@@ -177,15 +194,7 @@ async def test_tokens_refreshed_by_another_process_are_taken_from_the_file_not_r
     while the daemon ran: the daemon's refresh token is dead. At its next expiry the daemon
     refreshes with the file's refresh token, not its own (which the OAuth server refuses: a
     reinstall)."""
-    command_line = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file,
-                             token_url=portal.token_url)
-    other = Bitrix24Client(command_line, LeakyBucket(2, 50), timeout_seconds=0.5)
-    await other.open()
-    try:
-        portal.expire_token()
-        assert await other.call("crm.settings.mode.get") == 1
-    finally:
-        await other.close()
+    await refresh_through(oauth_client(portal, tokens_file), portal)  # the other process
     assert portal.refreshes == 1
     assert await app_client.call("crm.settings.mode.get") == 1  # the daemon: expired, refreshed from the file's
     assert portal.refreshes == 2
@@ -196,9 +205,7 @@ async def test_two_processes_refreshing_the_same_pair_at_once_both_end_with_work
     """The daemon and `agi-daemon simulate` meet the expiry together and both send the same
     refresh token: the OAuth server takes the first and refuses the second (invalid_grant). The
     refused one refreshes again from the pair the other wrote, instead of failing."""
-    auths = [OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url)
-             for _ in range(2)]
-    clients = [Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5) for auth in auths]
+    clients = [oauth_client(portal, tokens_file) for _ in range(2)]
     for client in clients:
         await client.open()
     try:
@@ -222,9 +229,7 @@ async def test_a_pair_that_could_not_be_saved_is_kept_and_the_older_file_never_t
         full.append(1)
         raise OSError(28, "No space left on device")
 
-    auth = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url,
-                     save=full_disk)
-    client = Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5)
+    client = oauth_client(portal, tokens_file, save=full_disk)
     await client.open()
     try:
         for _ in range(2):
@@ -241,14 +246,7 @@ async def test_a_refresh_by_root_leaves_the_tokens_file_to_its_owner(portal, tok
     if os.geteuid() != 0:
         pytest.fail("this test gives the tokens file to another user: run the suite as root, as `make test` does")
     os.chown(tokens_file, 65534, 65534)  # the daemon's user: nobody, here
-    auth = OAuthAuth(portal.address, portal.client_id, portal.client_secret, tokens_file, token_url=portal.token_url)
-    client = Bitrix24Client(auth, LeakyBucket(2, 50), timeout_seconds=0.5)
-    await client.open()
-    try:
-        portal.expire_token()
-        assert await client.call("crm.settings.mode.get") == 1
-    finally:
-        await client.close()
+    await refresh_through(oauth_client(portal, tokens_file), portal)
     written = tokens_file.stat()
     assert json.loads(tokens_file.read_text())["refresh_token"] == portal.refresh_token
     assert (written.st_uid, written.st_gid, stat.S_IMODE(written.st_mode)) == (65534, 65534, 0o600)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.crm.bitrix24_portal import Bitrix24Portal
 from tests.fakes.fastagi import agi_call
 
 PARIS_AS_DIALLED = "0184880000"
@@ -128,3 +129,12 @@ async def until(probe, timeout: float, every: float = 0.1):
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(every)
+
+
+async def portal_of_the_test_pbx(*, per_second: float = 2.0, burst: int = 50) -> Bitrix24Portal:
+    """The in-test Bitrix24 portal, started, with the users of the test PBX's employees (alice's
+    and bob's internal phones 101 and 102), its bucket `per_second` and `burst`."""
+    portal = await Bitrix24Portal(per_second=per_second, burst=burst).start()
+    portal.add_user(11, "Alice Martin", inner_phone="101")
+    portal.add_user(12, "Bob Durand", inner_phone="102")
+    return portal

@@ -9,9 +9,8 @@ import sqlite3
 from collections import Counter
 
 from tests.asterisk.sandbox import closed_port
-from tests.crm.bitrix24_portal import Bitrix24Portal
 from tests.daemon_harness import write_config
-from tests.faults.outbox_harness import daemon_process, hang_up, outbox_pending, route, until
+from tests.faults.outbox_harness import daemon_process, hang_up, outbox_pending, portal_of_the_test_pbx, route, until
 
 CALLS = 60
 RATE = "rate: {per_second: 20, burst: 10}"  # 60 calls, about 3 requests each: a drain of ~8 s
@@ -28,9 +27,7 @@ def number(index: int) -> str:
 
 
 async def test_kill9_in_the_middle_of_a_drain_then_restart_loses_nothing_and_sends_nothing_twice(tmp_path):
-    portal = await Bitrix24Portal(per_second=20, burst=10).start()
-    portal.add_user(11, "Alice Martin", inner_phone="101")
-    portal.add_user(12, "Bob Durand", inner_phone="102")
+    portal = await portal_of_the_test_pbx(per_second=20, burst=10)
     try:
         config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "unused"), bitrix24=portal.webhook_url)
         config.write_text(config.read_text().replace("pipelines: {general: 0, b2b: 3}",

@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from tests.asterisk.sandbox import closed_port
-from tests.crm.bitrix24_portal import Bitrix24Portal
 from tests.daemon_harness import write_config
-from tests.faults.outbox_harness import daemon_process, hang_up, outbox_pending, route, until
+from tests.crm.bitrix24_portal import Bitrix24Portal
+from tests.faults.outbox_harness import daemon_process, hang_up, outbox_pending, portal_of_the_test_pbx, route, until
 
 CALLS = 10
 
@@ -49,9 +49,7 @@ def held_until_asked(portal: Bitrix24Portal) -> Callable[[], float]:
 
 
 async def test_kill9_while_hangup_reports_wait_for_tracking_then_restart_finishes_each_call_once(tmp_path):
-    portal = await Bitrix24Portal().start()
-    portal.add_user(11, "Alice Martin", inner_phone="101")
-    portal.add_user(12, "Bob Durand", inner_phone="102")
+    portal = await portal_of_the_test_pbx()
     try:
         config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "unused"), bitrix24=portal.webhook_url)
         database = tmp_path / "crm.sqlite3"

@@ -10,9 +10,8 @@ import sqlite3
 from collections import Counter
 
 from tests.asterisk.sandbox import closed_port
-from tests.crm.bitrix24_portal import Bitrix24Portal
 from tests.daemon_harness import write_config
-from tests.faults.outbox_harness import daemon_process, hang_up, route, until
+from tests.faults.outbox_harness import daemon_process, hang_up, portal_of_the_test_pbx, route, until
 
 CALLS = 12
 
@@ -23,9 +22,7 @@ def _kept(database) -> list[str]:
 
 
 async def test_calls_hung_up_while_their_caller_was_still_looked_up_survive_a_kill9(tmp_path):
-    portal = await Bitrix24Portal().start()
-    portal.add_user(11, "Alice Martin", inner_phone="101")
-    portal.add_user(12, "Bob Durand", inner_phone="102")
+    portal = await portal_of_the_test_pbx()
     try:
         config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "unused"), bitrix24=portal.webhook_url)
         database = tmp_path / "crm.sqlite3"
