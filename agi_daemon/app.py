@@ -50,6 +50,7 @@ from .services.routing import RoutingService
 from .services.tracking import TrackingService
 from .settings import CrmAdapterKind, EventsInterface, Settings, SettingsHolder
 from .web.live import LiveCalls
+from .web.login import end_sessions_of_changed_passwords
 from .web.metrics import MeteredCrm, MeteredDeliverer, MeteredRouting, Metrics
 from .web.server import WebContext, WebServer
 
@@ -377,7 +378,15 @@ async def wire_web(parts: Parts) -> None:
     server = WebServer(context)
     await server.start(web_settings.listen.host, web_settings.listen.port)
     parts.web = server
-    parts.on_stop("web pages", server.close)
+    # a password set again (`agi-daemon user set-password`, a separate process) ends the
+    # sessions opened with the old one
+    password_check = parts.tasks.create_task(end_sessions_of_changed_passwords(server.app))
+
+    async def stop() -> None:
+        password_check.cancel()
+        await server.close()
+
+    parts.on_stop("web pages", stop)
 
 
 async def simulate_call(rules: Rules, crm: CrmLookup, direction: str, line: str, caller: str,

@@ -404,6 +404,7 @@ def _read_password() -> str:
 
 async def _set_password(settings: Settings, employee: str) -> int:
     from .crm.users import WebUsers, hash_password
+    from .web.login import PASSWORD_CHECK_SECONDS
 
     if employee not in settings.rules.employees:
         raise SystemExit(f"agi-daemon: {employee!r} is not an employee of {settings.path}")
@@ -413,7 +414,8 @@ async def _set_password(settings: Settings, employee: str) -> int:
         raise SystemExit(f"agi-daemon: {exc}") from None
     async with _open_crm(settings) as crm:
         await WebUsers(crm).set_password_hash(employee, hashed)
-    print(f"password set for {employee}")
+    print(f"password set for {employee}; their web sessions opened with the old one end within "
+          f"{PASSWORD_CHECK_SECONDS:g} s")
     return 0
 
 

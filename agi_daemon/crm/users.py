@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select
@@ -49,6 +50,12 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
+def stamp(password_hash: str) -> str:
+    """What tells one setting of a password from the next (each hash has its own salt), without
+    keeping the hash itself in a session."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -69,12 +76,24 @@ class WebUsers:
 
         await self._crm.transaction("set a password", store, write=True)
 
-    async def verify(self, employee: str, password: str) -> bool:
-        """True when `password` is the employee's. Costs the same scrypt time whether the
-        employee has a password or not (off the event loop)."""
+    async def verify(self, employee: str, password: str) -> str | None:
+        """When `password` is the employee's, its stamp (`stamp`); None otherwise. Costs the
+        same scrypt time whether the employee has a password or not (off the event loop)."""
         stored = await self.password_hash(employee)
         ok = await asyncio.to_thread(verify_password, password, stored or _NO_PASSWORD)
-        return stored is not None and ok
+        return stamp(stored) if stored is not None and ok else None
+
+    async def stamps(self, employees: Iterable[str]) -> dict[str, str]:
+        """The stamp of each of `employees`' current password (those without one are left out):
+        a web session opened with another stamp is over (web/auth.py)."""
+        wanted = sorted(set(employees))
+
+        def read(conn: Connection) -> dict[str, str]:
+            rows = conn.execute(select(web_users.c.employee, web_users.c.password_hash)
+                                .where(web_users.c.employee.in_(wanted)))
+            return {employee: stamp(hashed) for employee, hashed in rows}
+
+        return await self._crm.transaction("read the passwords' stamps", read, write=False) if wanted else {}
 
     async def password_hash(self, employee: str) -> str | None:
         def read(conn: Connection) -> str | None:

@@ -1,7 +1,8 @@
 """Who is asking: sessions, logins (rate-limited), CSRF tokens, and what each viewer may see.
 
 Sessions live in the daemon's memory (a restart logs everyone out); the cookie holds only a
-random token, HttpOnly and SameSite=Strict. Every state-changing request carries the
+random token, HttpOnly and SameSite=Strict. Each session remembers the stamp of the password it
+was opened with (crm/users.py): once the employee's password is set again, the session ends. Every state-changing request carries the
 session's CSRF token (the form field `csrf` or the header `X-CSRF-Token`); the login form
 carries the token of its own cookie (double submit).
 """
@@ -45,6 +46,7 @@ class _Session:
     employee: str
     csrf: str
     expires: float
+    password: str | None  # the stamp of the password it was opened with
 
 
 class Sessions:
@@ -53,12 +55,27 @@ class Sessions:
         self._lifetime = lifetime
         self._clock = clock
 
-    def open(self, employee: str) -> tuple[str, str]:
-        """A new session: (cookie token, CSRF token)."""
+    def open(self, employee: str, password: str | None = None) -> tuple[str, str]:
+        """A new session of `employee`, logged in with the password of stamp `password`:
+        (cookie token, CSRF token)."""
         self._expire()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        self._sessions[token] = _Session(employee, csrf, self._clock() + self._lifetime)
+        self._sessions[token] = _Session(employee, csrf, self._clock() + self._lifetime, password)
         return token, csrf
+
+    def employees(self) -> set[str]:
+        """The employees with a session open."""
+        self._expire()
+        return {s.employee for s in self._sessions.values()}
+
+    def end_changed(self, passwords: dict[str, str]) -> list[str]:
+        """End the sessions opened with a password their employee no longer has (`passwords`:
+        employee -> the stamp of their current password; an employee missing from it has
+        none). Returns the tokens of the sessions ended."""
+        ended = [t for t, s in self._sessions.items() if passwords.get(s.employee) != s.password]
+        for token in ended:
+            del self._sessions[token]
+        return ended
 
     def find(self, token: str | None) -> tuple[str, str] | None:
         """(employee, CSRF token) of a live session."""

@@ -2,15 +2,20 @@
 `agi-daemon user set-password`; failed attempts are rate-limited."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
+
+from ..core.ports import CrmError
 
 from .auth import LOGIN_COOKIE, SESSION_COOKIE, new_login_token, same_token
 from .server import CONTEXT, SESSION_OVER, SESSIONS, SOCKETS, THROTTLE, current_viewer, language, render
 from .i18n import translator
 
 log = logging.getLogger(__name__)
+
+PASSWORD_CHECK_SECONDS = 5.0  # how soon a password set again ends the sessions opened with the old one
 
 def routes(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
@@ -56,13 +61,13 @@ async def login(request: web.Request) -> web.Response:
         return _login_form(request, t("Too many attempts, try again in a few minutes."), status=429)
     if context.users is None:  # no store for passwords (a CRM other than the embedded one)
         return _login_form(request, t("Wrong employee or password."), status=401)
-    ok = await context.users.verify(employee if known else "", password)
-    if not (known and ok):
+    password_stamp = await context.users.verify(employee if known else "", password)
+    if not (known and password_stamp):
         throttle.failed(*keys)
         log.info("web login failed for %s", who)
         return _login_form(request, t("Wrong employee or password."), status=401)
     throttle.succeeded(*keys)
-    token, _ = request.app[SESSIONS].open(employee)
+    token, _ = request.app[SESSIONS].open(employee, password_stamp)
     response = web.HTTPSeeOther("/calls")
     # Secure when the browser came over HTTPS (through the proxy, X-Forwarded-Proto): the
     # session never crosses the network in clear, an http:// bookmark included
@@ -75,9 +80,45 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     token = request.cookies.get(SESSION_COOKIE)
     request.app[SESSIONS].close(token)
-    for socket, opened_with in list(request.app[SOCKETS].items()):  # its call windows stop at once
-        if token and opened_with == token:
-            await socket.close(code=SESSION_OVER, message=b"logged out")
+    if token:
+        await _close_call_windows(request.app, {token}, b"logged out")
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
+
+
+async def end_sessions_of_changed_passwords(app: web.Application, every: float = PASSWORD_CHECK_SECONDS) -> None:
+    """Every `every` seconds while sessions are open, end those whose employee's password was
+    set again since they logged in (`agi-daemon user set-password`, run after a password
+    leaked, perhaps on another daemon sharing the store): their call windows go to the login
+    at once. A store that cannot be read is tried again at the next turn, said once."""
+    users = app[CONTEXT].users
+    sessions = app[SESSIONS]
+    if users is None:  # no store for passwords: nobody logs in
+        return
+    failing: str | None = None
+    while True:
+        await asyncio.sleep(every)
+        employees = sessions.employees()
+        if not employees:
+            continue
+        try:
+            current = await users.stamps(employees)
+        except CrmError as exc:
+            if failing != str(exc):
+                log.warning("web sessions: cannot read the passwords to end those set again (%s); "
+                            "trying again every %g s", exc, every)
+            failing = str(exc)
+            continue
+        failing = None
+        ended = sessions.end_changed(current)
+        if ended:
+            log.info("web: %d session(s) ended, their password set again", len(ended))
+            await _close_call_windows(app, set(ended), b"password changed: log in again")
+
+
+async def _close_call_windows(app: web.Application, tokens: set[str], why: bytes) -> None:
+    """Close the live sockets of the sessions `tokens` (SESSION_OVER: calls.js goes to the login)."""
+    for socket, opened_with in list(app[SOCKETS].items()):
+        if opened_with in tokens:
+            await socket.close(code=SESSION_OVER, message=why)

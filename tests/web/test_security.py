@@ -2,14 +2,17 @@
 agents read only their own calls, logins are rate-limited, /metrics answers only its peers."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
 
 from agi_daemon.core.model import CallRecord, Direction, Disposition
+from agi_daemon.web.login import PASSWORD_CHECK_SECONDS
 from tests.daemon_harness import LYON, PARIS, UNKNOWN, running_daemon
 from tests.web.harness import PASSWORDS, base_url, http_login, new_session, set_passwords, web_config
 
@@ -306,3 +309,37 @@ async def test_logging_out_closes_the_open_call_windows_of_that_session_only(tmp
                 closed = await alice_window.receive(timeout=5)
                 assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
                 assert not bob_window.closed
+
+
+async def test_a_password_set_again_ends_that_employees_sessions_and_call_windows(tmp_path, crm):
+    """A password leaked: the admin sets it again with `agi-daemon user set-password` (another
+    process). Within PASSWORD_CHECK_SECONDS the sessions opened with the old one end, their call
+    windows closed; another agent goes on; the new password opens a session that lasts."""
+    config = web_config(tmp_path)
+    async with running_daemon(None, config, crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        url = base_url(daemon)
+        async with new_session() as alice, new_session() as bob:
+            for http, employee in ((alice, "alice"), (bob, "bob")):
+                assert (await http_login(http, daemon, employee)).status == 303
+            async with alice.ws_connect(f"{url}/ws") as alice_window, bob.ws_connect(f"{url}/ws") as bob_window:
+                for window in (alice_window, bob_window):
+                    assert "html" in await window.receive_json(timeout=5)
+                cli = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "agi_daemon", "user", "set-password", "alice", "-c", str(config),
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                out, err = await asyncio.wait_for(cli.communicate(b"a brand new password\n"), 60)
+                assert cli.returncode == 0, err.decode()
+                closed = await alice_window.receive(timeout=PASSWORD_CHECK_SECONDS + 5)
+                assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
+                assert not bob_window.closed
+            async with alice.get(f"{url}/calls", allow_redirects=False) as page:
+                assert (page.status, page.headers["Location"]) == (303, "/login")
+            async with bob.get(f"{url}/calls", allow_redirects=False) as page:
+                assert page.status == 200
+        async with new_session() as alice:
+            assert (await http_login(alice, daemon, "alice")).status == 401  # the old password
+            assert (await http_login(alice, daemon, "alice", "a brand new password")).status == 303
+            await asyncio.sleep(PASSWORD_CHECK_SECONDS + 1)  # a check went by: the new session stays
+            async with alice.get(f"{url}/calls", allow_redirects=False) as page:
+                assert page.status == 200
