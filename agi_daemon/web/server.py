@@ -234,17 +234,24 @@ def render_fragment(request: web.Request, template: str, **values: Any) -> str:
 # ---- operations ----------------------------------------------------------------------------
 
 async def healthz(request: web.Request) -> web.Response:
+    """Whether the daemon serves, and each link's state, to anyone (a load balancer's probe);
+    why a link is down (its last error names hosts and ports) only to the metrics peers."""
     serving, links = context(request).health()
+    if not _metrics_peer(request):
+        links = {key: value for key, value in links.items() if not key.endswith("_last_error")}
     return web.json_response({"status": "ok" if serving else "unavailable", **links}, status=200 if serving else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    ctx = context(request)
-    peer = request.remote or ""
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        address = None
-    if address is None or not any(address in network for network in ctx.metrics_peers):
+    if not _metrics_peer(request):
         raise web.HTTPForbidden(text="not an allowed metrics peer")
-    return web.Response(body=ctx.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=context(request).metrics.text(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _metrics_peer(request: web.Request) -> bool:
+    """Whether the client is one of `daemon.web.metrics_allowed_peers`."""
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(address in network for network in context(request).metrics_peers)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -108,3 +109,16 @@ async def test_metrics_time_a_remote_crms_deliveries_by_outcome(tmp_path, crm_da
 async def _delivery_count(daemon, outcome: str, at_least: float) -> float | None:
     count = value(await scrape(daemon), "agi_daemon_crm_delivery_seconds_count", outcome=outcome)
     return count if count >= at_least else None
+
+
+async def test_healthz_tells_why_a_link_is_down_only_to_the_metrics_peers(tmp_path, crm):
+    """The last error names the PBX's host and port: a client that is no metrics peer sees the
+    link's state, not why it is down."""
+    async with running_daemon(None, web_config(tmp_path, metrics_peers='["10.9.9.9"]'), crm,
+                              wait_for_ami=False) as daemon:
+        assert await eventually(lambda: daemon.parts.event_source.last_error)  # AMI points at a closed port
+        async with new_session() as http:
+            async with http.get(f"{base_url(daemon)}/healthz") as response:
+                body = await response.json()
+    assert response.status == 200 and body["ami"] == "disconnected"
+    assert "ami_last_error" not in body and "127.0.0.1" not in json.dumps(body)
