@@ -580,6 +580,21 @@ def test_blind_transfer_to_an_extension_reassigns_to_that_employee():
     assert (record.answered_by, record.employees, record.talk_seconds) == ("alice", ("alice", "bob"), 17.0)
 
 
+def test_a_reload_mid_call_leaves_the_call_its_line_and_employees():
+    """The admin removes the call's line and renumbers alice while she talks: the call keeps
+    what it entered with, is still reassigned at its transfer and ends with its record (a call
+    left without one stayed on the agents' call windows until a restart)."""
+    client, alice, events = answered_by_alice()
+    state, _ = run(events)
+    reloaded = replace(RULES, lines={}, employees={**RULES.employees,
+                                                   "alice": replace(RULES.employees["alice"], extension="109")})
+    state, effects = run([Transferred(B, alice, client, None, "102", t(10)), hangup(alice, 10),
+                          hangup(client, 20)], rules=reloaded, state=state)
+    assert reassigns(effects) == [Reassign("L1", PARIS, "bob", B)]
+    [record] = records(effects)
+    assert (record.line, record.answered_by, record.employees) == (PARIS, "alice", ("alice", "bob"))
+
+
 def test_attended_transfer_target_is_read_from_its_channel():
     client, alice, events = answered_by_alice()
     consult = Channel("L2", "Local/102@employees-0000000b;1", "L2", "employees", "s")

@@ -73,7 +73,7 @@ def _created(rules: Rules, state: TrackerState, event: ChannelCreated) -> Step:
         call = CallState(channel.linkedid, started_at=event.at, last_at=event.at)
     call = replace(call, channels=call.channels | {channel.uniqueid}, last_at=max(call.last_at, event.at),
                    entry=_entry(call, call.entry, channel))
-    return _put(state, call), effects
+    return _put(rules, state, call), effects
 
 
 def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
@@ -109,7 +109,7 @@ def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
             changes = {"bridged": _without(call.bridged, event.channel.uniqueid)}
     if at > call.last_at:
         changes["last_at"] = at
-    return _put(state, replace(call, **changes) if changes else call), effects
+    return _put(rules, state, replace(call, **changes) if changes else call), effects
 
 
 def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> CallChanges:
@@ -209,7 +209,7 @@ def _transferred(rules: Rules, state: TrackerState, event: Transferred) -> Step:
     effects: tuple[Effect, ...] = ()
     if target is not None and facts is not None:
         effects = (Reassign(linkedid, facts.line.number, target, event.kind, facts.external),)
-    return _put(state, call), effects
+    return _put(rules, state, call), effects
 
 
 def _hung_up(rules: Rules, state: TrackerState, event: ChannelHungUp) -> Step:
@@ -220,7 +220,7 @@ def _hung_up(rules: Rules, state: TrackerState, event: ChannelHungUp) -> Step:
     call = replace(owner, channels=owner.channels - {channel.uniqueid}, last_at=max(owner.last_at, event.at),
                    bridged=_without(owner.bridged, channel.uniqueid), entry=_entry(owner, owner.entry, channel))
     if call.channels:
-        return _put(state, call), ()
+        return _put(rules, state, call), ()
     return _end(rules, state, call, event.at)
 
 
@@ -249,7 +249,7 @@ def _resynced(rules: Rules, state: TrackerState, event: Resynced) -> Step:
             entry = _entry(call, entry, item.channel)
         call = replace(call, channels=frozenset(item.channel.uniqueid for item in items), entry=entry)
         call = _from_snapshot(rules, call, items, event.at)
-        state = _put(state, call)
+        state = _put(rules, state, call)
     return state, tuple(effects)
 
 
@@ -287,7 +287,7 @@ def _claim(rules: Rules, state: TrackerState, channel: Channel, at: datetime) ->
         return state, ()
     state, effects = _release(rules, state, channel, at)
     if target is not None:
-        state = _put(state, replace(target, channels=target.channels | {channel.uniqueid}))
+        state = _put(rules, state, replace(target, channels=target.channels | {channel.uniqueid}))
     return state, effects
 
 
@@ -299,7 +299,7 @@ def _release(rules: Rules, state: TrackerState, channel: Channel, at: datetime) 
         return state, ()
     left = replace(previous, channels=previous.channels - {channel.uniqueid},
                    bridged=_without(previous.bridged, channel.uniqueid), last_at=max(previous.last_at, at))
-    return _end(rules, state, left, at) if not left.channels else (_put(state, left), ())
+    return _end(rules, state, left, at) if not left.channels else (_put(rules, state, left), ())
 
 
 def _owner(state: TrackerState, channel: Channel) -> CallState | None:
@@ -321,12 +321,18 @@ def _entry(call: CallState, entry: CallEntry | None, channel: Channel) -> CallEn
 
 
 def call_facts(rules: Rules, call: CallState) -> CallFacts | None:
-    """The call identified from its entry (`rules.identify`); None while it has not entered
-    the daemon's contexts, or on a line the config does not list: such a call is not tracked.
-    Computed only when needed (a transfer, the end): it parses phone numbers."""
+    """The call identified from its entry (`rules.identify`) when it was stored with it (see
+    `_put`); None while it has not entered the daemon's contexts, or on a line the config did
+    not list then: such a call is not tracked."""
     if call.entry is None:
         return None
-    facts = identify(rules, call.entry, call.linkedid)
+    if call.identified is call.entry:
+        return call.facts
+    return _identify(rules, call.entry, call.linkedid)
+
+
+def _identify(rules: Rules, entry: CallEntry, linkedid: str) -> CallFacts | None:
+    facts = identify(rules, entry, linkedid)
     return facts if isinstance(facts, CallFacts) else None
 
 
@@ -348,8 +354,13 @@ def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime, *, pa
     return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at)), partial),)
 
 
-def _put(state: TrackerState, call: CallState) -> TrackerState:
-    """Store `call` (new or updated), the channel index following its channels."""
+def _put(rules: Rules, state: TrackerState, call: CallState) -> TrackerState:
+    """Store `call` (new or updated), the channel index following its channels. A call whose
+    entry is new (or completed) is identified now, with the rules of this moment: the line and
+    the employees it was identified with stay its own until it ends, a reload meanwhile
+    notwithstanding."""
+    if call.entry is not None and call.identified is not call.entry:
+        call = replace(call, facts=_identify(rules, call.entry, call.linkedid), identified=call.entry)
     stored = state.calls.get(call.linkedid)
     owners = _reindex(state.owners, call.linkedid, stored.channels if stored is not None else _NO_CHANNELS,
                       call.channels)

@@ -10,7 +10,7 @@ from typing import TypedDict, TypeVar, overload
 import immutables
 
 from ..model import Transfer
-from ..rules import CallEntry
+from ..rules import CallEntry, CallFacts
 
 _T = TypeVar("_T")
 
@@ -52,6 +52,8 @@ class CallState:
     talking_to: str | None = None  # the employee the external party talks to now
     rung: tuple[str, ...] = ()  # employees rung or transferred to, in order, no repeats
     transfers: tuple[Transfer, ...] = ()
+    facts: CallFacts | None = None  # the call identified from `identified`, when it was stored
+    identified: CallEntry | None = None  # the entry `facts` come from
 
 
 class CallsInProgress(Mapping[str, CallState]):
