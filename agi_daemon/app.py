@@ -72,6 +72,7 @@ class Daemon:
         """`crm` replaces the configured CRM (tests wrap the real store's lookup to make it
         slow); the daemon neither opens nor closes it."""
         self._holder = holder
+        self._started: Settings | None = None  # what serve() started with: what a restart would change
         self._crm = crm
         self._clock = clock or SystemClock()
         self.agi_port: int | None = None
@@ -115,7 +116,7 @@ class Daemon:
             self._holder.take(loaded)
             log.info("config reloaded from %s", self._holder.path)
             log_warnings(loaded)
-            for line in config_reload.what_changed(before, loaded):
+            for line in config_reload.what_changed(before, loaded, self._started):
                 log.warning("%s", line)
             self._pipelines_changed(loaded)  # no await since `take`: no deal meanwhile with half of the change
             await self._employees_changed(before, loaded)
@@ -137,7 +138,7 @@ class Daemon:
         await remote.employees_changed(links, after.rules.employees)  # bounded: EMPLOYEES_READ_S
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        settings = self._holder.current
+        settings = self._started = self._holder.current
         owned = self._crm is None  # the daemon opens and closes only the CRM it builds
         given = self._crm
         crm = given if isinstance(given, CrmParts) else build_crm(

@@ -63,10 +63,12 @@ RESTART_PARTS = ("daemon.fastagi", "daemon.web", "daemon.crm_deadline_ms", "daem
 TEMPLATES = "endpoint_template", "trunk_template"
 
 
-def what_changed(before: Settings, after: Settings) -> list[str]:
+def what_changed(before: Settings, after: Settings, started: Settings | None = None) -> list[str]:
     """Log lines saying how each change of a reload takes effect. The rules (employees,
     queue groups, lines, CRM rules) and the dialing templates apply to the next call; the
-    connections and the CRM store at the next restart."""
+    connections and the CRM store at the next restart: those are compared with the settings
+    the daemon `started` with (default `before`), so that a change an earlier reload left
+    waiting is said again, and one undone since is not."""
     def part(settings: Settings, name: str) -> object:
         section, _, key = name.partition(".")
         value = getattr(settings, section)
@@ -75,7 +77,8 @@ def what_changed(before: Settings, after: Settings) -> list[str]:
             return value.model_dump(exclude={"pipelines"})
         return value
 
-    restart = [name for name in RESTART_PARTS if part(before, name) != part(after, name)]
+    running = started or before
+    restart = [name for name in RESTART_PARTS if part(running, name) != part(after, name)]
     lines = []
     templates = [f"asterisk.{name}" for name in TEMPLATES
                  if getattr(before.asterisk, name) != getattr(after.asterisk, name)]
@@ -89,5 +92,6 @@ def what_changed(before: Settings, after: Settings) -> list[str]:
                      "fallback contexts keep the old one until you run `agi-daemon dialplan` again and reload "
                      "Asterisk's dialplan")
     if restart:
-        lines.append(f"changes to {', '.join(restart)} take effect at the next restart")
+        lines.append(f"changes to {', '.join(restart)} take effect at the next restart; until then the daemon "
+                     "runs with the values it started with (the warnings above are the file's)")
     return lines

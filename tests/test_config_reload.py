@@ -120,5 +120,26 @@ def test_a_new_default_region_is_said_to_apply_at_once_and_the_rest_of_daemon_at
         "daemon.default_region changed to BE: the file's numbers were read again with it, and callers' numbers "
         "are read with it from the next call; the dialplan's fallback contexts keep the old one until you run "
         "`agi-daemon dialplan` again and reload Asterisk's dialplan",
-        "changes to daemon.crm_deadline_ms take effect at the next restart"]
+        "changes to daemon.crm_deadline_ms take effect at the next restart; until then the daemon runs with the "
+        "values it started with (the warnings above are the file's)"]
+
+
+def test_a_change_waiting_for_the_restart_is_said_again_at_each_reload_until_undone(tmp_path):
+    """Started with crm_deadline_ms 300: a first reload sets 250 (waits for the restart); a
+    second one only adds an employee (the 250 still waits: said again); a third sets 300 back
+    (nothing waits any more: said nothing, though the reload before said 250)."""
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    started = SettingsHolder(config).current
+    config.write_text(config.read_text().replace("crm_deadline_ms: 300", "crm_deadline_ms: 250"))
+    first = SettingsHolder(config).current
+    config.write_text(config.read_text().replace("employees:\n", "employees:\n  erin: {name: Erin Roy}\n", 1))
+    second = SettingsHolder(config).current
+    config.write_text(config.read_text().replace("crm_deadline_ms: 250", "crm_deadline_ms: 300"))
+    third = SettingsHolder(config).current
+    assert "erin" in second.rules.employees
+
+    waiting = [line for line in config_reload.what_changed(started, first, started) if "restart" in line]
+    assert waiting and "daemon.crm_deadline_ms" in waiting[0]
+    assert config_reload.what_changed(first, second, started) == waiting
+    assert config_reload.what_changed(second, third, started) == []
 

@@ -71,3 +71,14 @@ def test_readme_first_screen_commands_route_a_known_client_to_its_responsible(tm
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
     assert "responsible bob" in outputs[-1] and "PJSIP/102" in outputs[-1], outputs[-1]
+
+
+def test_readme_names_every_setting_a_reload_leaves_for_the_restart():
+    """An admin reads in the README what a reload does not change; the list is the code's."""
+    from agi_daemon.config_reload import RESTART_PARTS
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    paragraph = text[text.index("These need a restart:"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    for name in RESTART_PARTS:
+        assert f"`{name}`" in paragraph or f"`{name.rpartition('.')[2]}`" in paragraph, name
