@@ -50,15 +50,32 @@ def pool_options(url: URL, workers: int, busy_timeout_ms: int) -> dict[str, Any]
     by it). On a database server every connection is checked before use (pool_pre_ping), so
     after the server restarts the stale connections are replaced instead of failing a call;
     a statement waits for another daemon's lock at most `busy_timeout_ms` (lock_timeout, as
-    SQLite's busy timeout), and TCP keepalives find a server gone silent within seconds."""
+    SQLite's busy timeout), and TCP keepalives find a server gone silent within seconds.
+
+    Transactions are READ COMMITTED whatever the server's default: look before create (a new
+    number's lead) reads, after the number's lock, what another daemon committed meanwhile;
+    a REPEATABLE READ snapshot taken before the lock would not see it, and the number would
+    get two leads. The server drops a daemon gone silent in a transaction (power lost,
+    network cut: no FIN ever comes) after IDLE_IN_TRANSACTION_S, with its locks, and its
+    keepalives find it within seconds; without that the server keeps such a session, and
+    the number locks it holds, about two hours, and the other daemons' writes of that
+    number wait behind it."""
     options: dict[str, Any] = {"pool_size": workers + 1, "max_overflow": 0, "pool_timeout": CONNECT_TIMEOUT_S}
     if url.get_backend_name() == "postgresql":
-        options.update(pool_pre_ping=True, connect_args={
+        server = {"lock_timeout": int(busy_timeout_ms),
+                  "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_S * 1000,
+                  "tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2, "tcp_keepalives_count": 3}
+        options.update(pool_pre_ping=True, isolation_level="READ COMMITTED", connect_args={
             "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"-c lock_timeout={int(busy_timeout_ms)}",
+            "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
             "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
         })
     return options
+
+
+# How long the database server keeps a daemon's transaction that sends nothing (the daemon's
+# own transactions take milliseconds; an import's batch, seconds).
+IDLE_IN_TRANSACTION_S = 60
 
 
 # The PostgreSQL advisory lock the schema migrations hold (any constant shared by every daemon).

@@ -136,3 +136,21 @@ async def test_write_waiting_for_another_daemons_lock_is_unavailable_after_the_b
     assert 0.25 < waited < 2.0
     assert match is not None and match.name == "Known"
     assert [lead["id"] for lead in leads] == [created.lead.id]
+
+
+async def test_the_server_drops_a_daemon_gone_silent_in_a_transaction_within_a_minute(
+    postgresql: PostgresServer,
+) -> None:
+    """A daemon's host loses power mid-transaction: no FIN reaches the server, which would keep
+    its session and its number locks for hours (its own TCP keepalive), holding every other
+    daemon's writes of those numbers. The daemon's sessions ask the server to drop them after
+    a minute idle in a transaction, and to probe the client within seconds."""
+    from sqlalchemy import text
+
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url) as crm:
+        shown = await crm.transaction("test: the session's settings", lambda conn: [
+            conn.execute(text(f"SHOW {name}")).scalar()
+            for name in ("idle_in_transaction_session_timeout", "tcp_keepalives_idle", "transaction_isolation")],
+            write=True)
+    assert shown == ["1min", "5", "read committed"]

@@ -8,7 +8,9 @@ import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
+from sqlalchemy import make_url
 
 from agi_daemon.core.commands import CallReport, ChangeResponsible, CreateCallRecords, LogCall
 from agi_daemon.crm import outbox_store
@@ -151,18 +153,26 @@ async def test_same_linkedid_on_two_pbxs_is_two_calls_and_a_transfer_on_one_neve
     assert ledger1.entity is not None and ledger2.created is None  # each PBX's ledger is its own call's
 
 
-async def test_a_new_number_calling_two_pbxs_at_the_same_moment_gets_one_lead(crm, new_client):
+@pytest.mark.parametrize("server_default", ["read committed", "repeatable read"])
+async def test_a_new_number_calling_two_pbxs_at_the_same_moment_gets_one_lead(crm_database_url, new_client,
+                                                                              server_default):
     """A switchboard rings both sites at once: both daemons create the records of a number no
-    record has, each in its own transaction. One creates the lead; the other's call joins it."""
+    record has, each in its own transaction. One creates the lead; the other's call joins it.
+    Also when the database's default isolation is REPEATABLE READ (a DBA's choice): the
+    daemon's transactions stay READ COMMITTED, so the look after the number's lock sees the
+    other daemon's lead."""
+    url = make_url(crm_database_url)
+    with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database,
+                         autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {url.database} SET default_transaction_isolation = '{server_default}'")
     numbers = [phone(100 + n) for n in range(NUMBERS_AT_ONCE)]
-    async with second_store(crm) as other:
+    async with EmbeddedCrm(crm_database_url) as crm, EmbeddedCrm(crm_database_url) as other:
         pbx1, pbx2 = Outbox(crm, Delivery(crm), pbx="pbx1"), Outbox(other, Delivery(other), pbx="pbx2")
         async with delivering(pbx1), delivering(pbx2):
             for n, number in enumerate(numbers):
                 await asyncio.gather(pbx1.submit(CreateCallRecords(new_client(number, f"1764650000.{n}"))),
                                      pbx2.submit(CreateCallRecords(new_client(number, f"1764650000.{n}"))))
-
-    leads = await crm.list_records("leads")
+        leads = await crm.list_records("leads")
     assert sorted(phone for lead in leads for phone in lead["phones"]) == sorted(numbers)
 
 
