@@ -89,6 +89,12 @@ async def answered(sandbox: AsteriskSandbox, ami: TestAmi) -> str:
     return call.linkedid
 
 
+async def answered_on_a_desk_phone(sandbox: AsteriskSandbox, ami: TestAmi) -> str:
+    """(a') Incoming, 101's endpoint Dial()s its desk phone, which answers; hung up after 2 s."""
+    sandbox.set_global("EMPLOYEE_101", "deskphone")
+    return await answered(sandbox, ami)
+
+
 async def missed(sandbox: AsteriskSandbox, ami: TestAmi) -> str:
     """(b) Incoming, neither 101 nor 102 answers; the caller hangs up after both rang."""
     sandbox.set_global("EMPLOYEE_101", "noanswer")
@@ -168,6 +174,7 @@ async def caller_channel(ami: TestAmi, linkedid: str) -> str:
 Scenario = Callable[[AsteriskSandbox, TestAmi], Awaitable[str]]
 SCENARIOS: dict[str, Scenario] = {
     "incoming_answered": answered,
+    "incoming_answered_deskphone": answered_on_a_desk_phone,
     "incoming_missed": missed,
     "incoming_blind_transfer": blind_transfer,
     "incoming_attended_transfer": attended_transfer,

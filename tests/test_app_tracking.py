@@ -134,6 +134,29 @@ async def test_answered_call_talk_seconds_match_the_real_duration(tmp_path, mode
     assert abs(entry["talk_seconds"] - (hung_up - answered)) <= 1.0
 
 
+@EMBEDDED_ONLY
+@pytest.mark.databases("sqlite")
+async def test_an_employee_whose_endpoint_dials_a_desk_phone_is_the_one_who_answered(tmp_path, mode, crm,
+                                                                                   asterisk_ami, employees):
+    """endpoint_template Local/{extension}@employees, and the admin's employees context dials
+    the desk phone: the phone answers the inner Dial first, on a channel that is no employee's
+    endpoint. The call is still answered by alice, as the hangup report says."""
+    employees.set_global("EMPLOYEE_101", "deskphone")
+    async with running_daemon(employees, mode.config(tmp_path), crm):
+        call = await answered_call(asterisk_ami, UNKNOWN)
+        await asyncio.sleep(1.0)
+        await asterisk_ami.hangup_call(call.linkedid)
+        # tracking's record (only alice rang) replaces the hangup report's (the whole queue group)
+        entries = await eventually(lambda: _logged_as(crm, call.linkedid, ["alice"]))
+    [entry] = entries
+    assert (entry["disposition"], entry["answered_by"], entry["employees"]) == ("answered", "alice", ["alice"])
+
+
+async def _logged_as(crm, linkedid: str, employees: list[str]):
+    found = await logged_calls(crm, linkedid)
+    return found if found and found[0]["employees"] == employees else None
+
+
 async def test_link_cut_mid_call_reconnects_resyncs_and_a_later_transfer_still_reassigns(tmp_path, mode, crm, asterisk_ami, employees, caplog):
     """The daemon's link to Asterisk (AMI, or ARI's events WebSocket) dies mid-call, through a
     proxy that drops it, and comes back."""

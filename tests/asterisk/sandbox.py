@@ -19,7 +19,8 @@ copied): "fastagi" (agi-daemon.conf, the default) or "stasis" (agi-daemon-stasis
 
 The test dialplan around the project's `dialplan/agi-daemon.conf`:
   [employees]       Local/<ext>@employees: UserEvent AgiDaemonTestRing (Extension), then
-                    global EMPLOYEE_<ext> = answer (default) | noanswer | busy
+                    global EMPLOYEE_<ext> = answer (default) | noanswer | busy | deskphone
+                    (Dial(Local/<ext>@desk-phones), which answers)
   [trunk]           Local/<number>@trunk: UserEvent AgiDaemonTestTrunk (Number), answers
   [phones]          an admin's own outgoing dialplan: Dial(Local/<number>@trunk), no daemon
   [originate-caller] the originating side of test calls: Answer, Wait(120)
@@ -549,6 +550,7 @@ exten => _X.,1,UserEvent(AgiDaemonTestRing,Extension: ${EXTEN})
  same => n,Set(behaviour=${GLOBAL(EMPLOYEE_${EXTEN})})
  same => n,GotoIf($["${behaviour}" = "noanswer"]?noanswer)
  same => n,GotoIf($["${behaviour}" = "busy"]?busy)
+ same => n,GotoIf($["${behaviour}" = "deskphone"]?deskphone)
  same => n,Answer()
  same => n,Wait(60)
  same => n,Hangup()
@@ -556,6 +558,16 @@ exten => _X.,1,UserEvent(AgiDaemonTestRing,Extension: ${EXTEN})
  same => n,Wait(120)
  same => n,Hangup()
  same => n(busy),Busy(10)
+ same => n(deskphone),Dial(Local/${EXTEN}@desk-phones,,tT)
+ same => n,Hangup()
+
+; The phone on an employee's desk, dialled by [employees] for behaviour "deskphone": the
+; endpoint template's Local channel dials a phone in turn, as it does when the admin's
+; employees context Dial()s each extension's SIP phone.
+[desk-phones]
+exten => _X.,1,Answer()
+ same => n,Wait(60)
+ same => n,Hangup()
 
 ; The outgoing trunk: Local/<number>@trunk answers every number.
 [trunk]

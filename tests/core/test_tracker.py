@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -80,12 +81,14 @@ TRANSPORTS = ("ami", "ari")  # the same calls recorded over each; one table of e
 
 def raw_times(name):
     """The reference times, read straight from the recording, without the tracker:
-    first Newchannel (or resync), the DialEnd ANSWER of a channel's Dial, the last Hangup."""
+    first Newchannel (or resync), the DialEnd ANSWER of a channel's Dial (not one an employee's
+    endpoint makes to the desk phone behind it: "Local/101@employees-…;2"), the last Hangup."""
     items = json.loads((AMI_DIR / f"{name}.json").read_text())
     at = lambda item: datetime.fromtimestamp(item["received_at"], tz=timezone.utc)  # noqa: E731
     start = min(at(item) for item in items if "resync" in item or item["event"] == "Newchannel")
     answers = [at(item) for item in items if item.get("event") == "DialEnd"
-               and item["fields"].get("Channel") and item["fields"]["DialStatus"] == "ANSWER"]
+               and item["fields"].get("Channel") and item["fields"]["DialStatus"] == "ANSWER"
+               and not re.match(r"Local/\d+@employees-.*;2$", item["fields"]["Channel"])]
     end = max(at(item) for item in items if item.get("event") == "Hangup")
     return start, (answers[0] if answers else None), end
 
@@ -93,6 +96,8 @@ def raw_times(name):
 FIXTURES = {
     # name: direction, number, employees, answered_by, disposition, transfers
     "incoming_answered": (Direction.INCOMING, CLIENT, ("alice",), "alice", Disposition.ANSWERED, ()),
+    # alice's endpoint Dial()s her desk phone: the inner Dial is no leg of the call
+    "incoming_answered_deskphone": (Direction.INCOMING, CLIENT, ("alice",), "alice", Disposition.ANSWERED, ()),
     "incoming_missed": (Direction.INCOMING, CLIENT, ("alice", "bob"), None, Disposition.MISSED, ()),
     "incoming_blind_transfer": (Direction.INCOMING, CLIENT, ("alice", "bob"), "alice",
                                 Disposition.ANSWERED, (Transfer("alice", "bob", B),)),
@@ -136,12 +141,14 @@ def test_recorded_call_times_come_from_the_events(name):
 
 def raw_ari_times(name):
     """The reference times of an ARI recording, read straight from it: first ChannelCreated (or
-    resync), the Dial ANSWER of a channel's dial, the last ChannelDestroyed."""
+    resync), the Dial ANSWER of a channel's dial (not an endpoint's to its desk phone, as
+    raw_times), the last ChannelDestroyed."""
     items = json.loads((ARI_DIR / f"{name}.json").read_text())
     at = lambda item: datetime.fromisoformat(item["body"]["timestamp"])  # noqa: E731
     start = min(at(item) for item in items if item.get("type") == "ChannelCreated")
     answers = [at(item) for item in items if item.get("type") == "Dial"
-               and item["body"].get("caller") and item["body"]["dialstatus"] == "ANSWER"]
+               and item["body"].get("caller") and item["body"]["dialstatus"] == "ANSWER"
+               and not re.match(r"Local/\d+@employees-.*;2$", item["body"]["caller"]["name"])]
     end = max(at(item) for item in items if item.get("type") == "ChannelDestroyed")
     return start, (answers[0] if answers else None), end
 

@@ -55,7 +55,8 @@ def step(rules: Rules, state: TrackerState, event: TrackerEvent) -> Step:
         case BridgeEntered() | BridgeLeft():
             return _on_call(rules, state, event.channel, event.at, event)
         case DialStarted() | DialEnded():
-            if event.caller is None:  # not a leg; the dialled channel may still show the entry
+            if event.caller is None or _behind_an_endpoint(rules, event.caller, event.destination):
+                # not a leg of the call; the dialled channel may still show the entry
                 return _on_call(rules, state, event.destination, event.at, None)
             return _on_call(rules, state, event.caller, event.at, event, also=(event.destination,))
         case Transferred():
@@ -122,6 +123,18 @@ def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> CallChan
     if call.entry is None and (entry := _direct_outgoing(rules, event)) is not None:
         changes["entry"] = entry
     return changes
+
+
+def _behind_an_endpoint(rules: Rules, caller: Channel, destination: Channel) -> bool:
+    """Whether a Dial is made behind an employee's endpoint: by the far half (";2") of an
+    endpoint template "Local/{extension}@employees" whose context Dial()s the employee's desk
+    phone (or forwards to a mobile), to a channel that is no employee's endpoint. That Dial is
+    the employee's own business, not a leg of the call: the phone answers it first, on a
+    channel that names nobody, and the leg's own answer says who answered. (A Dial from that
+    half to another employee's endpoint, an attended transfer's consultation, stays a leg.)"""
+    return (caller.name.startswith("Local/") and caller.name.endswith(";2")
+            and employee_for_channel(rules, caller.name) is not None
+            and employee_for_channel(rules, destination.name) is None)
 
 
 def _direct_outgoing(rules: Rules, event: DialStarted) -> CallEntry | None:
