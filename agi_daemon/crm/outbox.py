@@ -51,6 +51,9 @@ DELIVERY_TIMEOUT_S = 30.0  # one delivery attempt at most this long (a remote CR
 # A remote delivery's claim on its row: another daemon takes the row over once it has run out
 # (the daemon that claimed it died); longer than any delivery attempt, so a live one never loses it.
 CLAIM_LEASE = timedelta(seconds=4 * DELIVERY_TIMEOUT_S)
+# Marking a delivered command so, when the store is unavailable: tried again after this, doubling
+MARK_RETRY_FIRST_S = 0.1
+MARK_RETRY_MAX_S = 5.0
 CONCURRENCY = 16  # lanes delivered at the same time
 # How long a remote CRM's hangup report waits for call tracking's report of the same call (which
 # arrives within a second of the hangup when AMI is up): the finish then names the transfer target.
@@ -121,8 +124,29 @@ class Delivery:
             outbox_store.learn(conn, known, learned, datetime.now(UTC))
             outbox_store.delivered(conn, row_id, datetime.now(UTC))
 
-        await self._store.transaction("mark a CRM command delivered", done, write=True)
+        await self._mark_delivered(row_id, done)
         return stored.command, learned
+
+    async def _mark_delivered(self, row_id: int, done: Callable[[Connection], None]) -> None:
+        """The remote CRM has the command: what it answered (the call it registered, the
+        records it created) must reach the store, or the command would be sent again once its
+        claim runs out, with a ledger that does not know them (a second call registered). A
+        store unavailable meanwhile (another daemon's lock, a lost connection) is tried again
+        while the claim lasts, half its lease."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._claim[1].total_seconds() / 2
+        delay = MARK_RETRY_FIRST_S
+        while True:
+            try:
+                await self._store.transaction("mark a CRM command delivered", done, write=True)
+                return
+            except CrmUnavailable as error:
+                if loop.time() + delay > give_up:
+                    raise
+                log.warning("outbox: %s was delivered but could not be marked so (%s); trying again in %.1f s",
+                            row_id, outbox_store.scrub(str(error)), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MARK_RETRY_MAX_S)
 
 
 class Outbox:

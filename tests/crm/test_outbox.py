@@ -436,11 +436,13 @@ async def test_the_outbox_stops_when_its_stop_comes_as_a_delivery_finishes(crm, 
 
 class RefusingStore:
     """The real store, except that it refuses (CrmRejected, as a schema another daemon is
-    migrating or a revoked grant makes it) the transactions `refused` names, that many times."""
+    migrating or a revoked grant makes it; or `error`) the transactions `refused` names, that
+    many times."""
 
-    def __init__(self, crm, refused: dict[str, int]) -> None:
+    def __init__(self, crm, refused: dict[str, int], error: type[Exception] = CrmRejected) -> None:
         self._crm = crm
         self.left = dict(refused)
+        self.error = error
 
     def __getattr__(self, name):
         return getattr(self._crm, name)
@@ -448,7 +450,7 @@ class RefusingStore:
     async def transaction(self, action, work, *, write):
         if self.left.get(action, 0) > 0:
             self.left[action] -= 1
-            raise CrmRejected(f'{action}: relation "outbox" does not exist')
+            raise self.error(f'{action}: relation "outbox" does not exist')
         return await self._crm.transaction(action, work, write=write)
 
 
@@ -477,3 +479,24 @@ async def test_a_store_refusing_the_outbox_upkeep_never_stops_the_daemon_and_del
     refusals = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "refused" in r.getMessage()]
     assert any("count the outbox" in message for message in refusals)
     assert len([m for m in refusals if "count the outbox" in m]) == 1  # logged once, not every round
+
+
+async def test_a_command_the_remote_crm_took_is_not_sent_again_when_the_store_cannot_mark_it_at_once(crm, new_client):
+    """The portal created the lead and registered the call; marking the command delivered then
+    fails (another daemon's lock, a lost connection). It is tried again, not sent again: sent
+    again once its claim ran out, with a ledger that never learned the call, it would register
+    a second call on the portal."""
+    store = RefusingStore(crm, {"mark a CRM command delivered": 3}, error=CrmUnavailable)
+    remote = RemoteCrm()
+    outbox = Outbox(store, Delivery(store, remote), first_delay=0.01)
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000014", "R14")))
+        assert await eventually(lambda: _status(crm, "R14/records", "delivered"), timeout=10)
+    assert remote.asked == ["R14/records"]
+    ledger = await outbox.ledger("R14")
+    assert ledger.created is not None and ledger.remote_ids
+
+
+async def _status(crm, key: str, wanted: str) -> bool:
+    found = (await rows(crm)).get(key)
+    return found is not None and found[0] == wanted
