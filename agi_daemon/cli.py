@@ -6,16 +6,21 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .core.ports import CrmError
+from .core.ports import CrmError, CrmRejected
 from .log_format import SafeFormatter
 from .settings import ConfigError, SecretsNeeded, Settings, SettingsHolder, check_config, load_settings
 
 if TYPE_CHECKING:
     from .crm.bitrix24.adapter import Bitrix24Crm
+    from .crm.csv_import import ContactRow, ImportResult, NotText, RowError
+    from .crm.embedded import EmbeddedCrm, ListKind
 
 log = logging.getLogger("agi_daemon")
 
@@ -114,9 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    read_only = getattr(args, "crm_command", None) == "list" or getattr(args, "outbox_command", None) == "list"
-    if read_only and not _database_exists(settings):
-        return 1
     if args.command == "run":
         from .app import run_until_signalled
 
@@ -129,22 +131,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"agi-daemon: cannot start: {reason}", file=sys.stderr)
             return 1
         return 0
-    if args.command == "simulate":
-        return asyncio.run(_simulate(settings, args))
-    if args.command == "user":
-        return asyncio.run(_set_password(settings, args.employee))
-    if args.command == "db":
-        return _db_upgrade(settings)
-    if args.command == "outbox":
-        from . import cli_outbox
+    try:
+        return _command(settings, args)
+    except CrmError as exc:  # the CRM's database cannot be opened, or is not this version's ...
+        print(f"agi-daemon: {_crm_failure(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C (an import says what it did before: see _import)
+        print("agi-daemon: interrupted", file=sys.stderr)
+        return 130
 
-        return asyncio.run(cli_outbox.run(settings, args))
+
+def _command(settings: Settings, args: argparse.Namespace) -> int:
+    """The commands but run and check-config; a CrmError they raise is the caller's (one line)."""
     if args.command == "dialplan":
         from .asterisk.fallback import render_fallback
 
         sys.stdout.write(render_fallback(settings.rules))
         return 0
+    if args.command == "db":
+        return _db_upgrade(settings)
+    if args.command == "user":
+        try:  # before the event loop, which would take Ctrl-C at the prompt for itself
+            hashed = _new_password(settings, args.employee)
+        except KeyboardInterrupt:
+            print("\nagi-daemon: interrupted, no password was set", file=sys.stderr)
+            return 130
+        return asyncio.run(_set_password(settings, args.employee, hashed))
+    # crm list and outbox list only read; outbox retry and drop change a row that must exist
+    needs_database = getattr(args, "crm_command", None) == "list" or args.command == "outbox"
+    if needs_database and not _database_exists(settings):
+        return 1
+    if args.command == "simulate":
+        return asyncio.run(_simulate(settings, args))
+    if args.command == "outbox":
+        from . import cli_outbox
+
+        return asyncio.run(cli_outbox.run(settings, args))
     return asyncio.run(_crm(settings, args))
+
+
+def _crm_failure(exc: CrmError) -> str:
+    """What a command says when the CRM could not do what it asked: the database's own words
+    when it cannot be opened, is locked or unreachable (CrmUnavailable), or its schema is not
+    this version's; that it refused, when it refused a write (CrmRejected)."""
+    return f"the CRM refused: {exc}" if isinstance(exc, CrmRejected) else str(exc)
 
 
 def _startup_failure(exc: BaseException) -> str | None:
@@ -250,7 +280,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     else:
         if not _database_exists(settings):  # the arguments first: a usage error needs no database
             return 1
-        async with _open_crm(settings) as crm:
+        async with open_crm(settings, write=False) as crm:
             decision = await simulate(settings.rules, crm, entry)
     print(json.dumps(decision_json(decision), indent=2) if args.json else decision_text(decision))
     return 0
@@ -274,10 +304,21 @@ def _remote_lookup(settings: Settings):
         raise SystemExit(f"agi-daemon: {exc}") from None
 
 
-def _open_crm(settings: Settings):
+@asynccontextmanager
+async def open_crm(settings: Settings, *, write: bool) -> AsyncIterator[EmbeddedCrm]:
+    """The daemon's own database, for a command. One that writes brings its schema to this
+    version's first, as the daemon does when it starts; one that only reads (`write=False`)
+    leaves the database as it is, and refuses one whose schema is older (an older daemon may
+    still be using it: migrations.SchemaOutOfDate). Its failures are CrmErrors: `main` says
+    them in one line."""
     from .crm.registry import daemon_store
 
-    return daemon_store(settings.crm.embedded.database)
+    crm = daemon_store(settings.crm.embedded.database)
+    await crm.open(migrate=write)
+    try:
+        yield crm
+    finally:
+        await crm.close()
 
 
 async def _crm(settings: Settings, args: argparse.Namespace) -> int:
@@ -286,12 +327,8 @@ async def _crm(settings: Settings, args: argparse.Namespace) -> int:
     if args.crm_command == "add":
         return await _add(settings, args)
     phone = _phone(args.phone, settings) if args.phone else None
-    async with _open_crm(settings) as crm:
-        try:
-            print(json.dumps(await crm.list_records(args.kind, phone), indent=2))
-        except CrmError as exc:
-            print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)
-            return 1
+    async with open_crm(settings, write=False) as crm:
+        print(json.dumps(await crm.list_records(args.kind, phone), indent=2))
     return 0
 
 
@@ -306,19 +343,15 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
     except RecordRefused as exc:
         print(f"agi-daemon: {exc}", file=sys.stderr)
         return 1
-    listed_as = {"contact": "contacts", "company": "companies", "lead": "leads"}
-    async with _open_crm(settings) as crm:
-        try:
-            for client_type in CLIENT_TYPES:
-                found = await crm.list_records(listed_as[client_type.value], record.phone)
-                if found:
-                    entity = f"{client_type.value}:{found[0]['id']}"
-                    print(f"agi-daemon: {already_on(entity, record.phone)}", file=sys.stderr)
-                    return 1
-            added = await crm.add_record(args.kind, record.name, record.phone, record.responsible)
-        except CrmError as exc:
-            print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)
-            return 1
+    listed_as: dict[str, ListKind] = {"contact": "contacts", "company": "companies", "lead": "leads"}
+    async with open_crm(settings, write=True) as crm:
+        for client_type in CLIENT_TYPES:
+            found = await crm.list_records(listed_as[client_type.value], record.phone)
+            if found:
+                entity = f"{client_type.value}:{found[0]['id']}"
+                print(f"agi-daemon: {already_on(entity, record.phone)}", file=sys.stderr)
+                return 1
+        added = await crm.add_record(args.kind, record.name, record.phone, record.responsible)
     print(json.dumps(added, indent=2))
     return 0
 
@@ -326,7 +359,7 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from concurrent.futures import BrokenExecutor
 
-    from .crm.csv_import import NotText, check_text, checked_in_a_second_process, csv_encoding
+    from .crm.csv_import import NotText, checked_in_a_second_process, csv_encoding, open_checked
 
     path: Path = args.file
     try:
@@ -334,29 +367,26 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     except LookupError:
         raise SystemExit(f"agi-daemon: --encoding: unknown encoding {args.encoding!r}") from None
     try:
-        total = check_text(path, encoding) - 1
-        stream = path.open(newline="", encoding=encoding)
+        stream, lines = open_checked(path, encoding)
     except OSError as exc:
-        raise SystemExit(f"agi-daemon: {path}: {exc.strerror}") from None
+        raise SystemExit(f"agi-daemon: {path}: {exc.strerror or exc}") from None
     except NotText as exc:
-        hint = ("not UTF-8 (save as UTF-8, or pass --encoding cp1252)" if encoding == "utf-8-sig"
-                else f"not {encoding} text (check --encoding)")
-        print(f"{path}:{exc.line_number}: {hint}", file=sys.stderr)
+        print(f"{path}:{exc.line_number}: {_not_text(exc, encoding)}", file=sys.stderr)
         return 1
     rules = settings.rules
-    async with _open_crm(settings) as crm:
-        try:
-            with stream:
-                result = await _import_rows(crm, checked_in_a_second_process(stream, rules.default_region,
-                                                                             employees=rules.employees),
-                                            total)
-        except CrmError as exc:
-            print(f"agi-daemon: the CRM refused: {exc}", file=sys.stderr)
-            return 1
-        except BrokenExecutor:
-            print("agi-daemon: the process checking the file's rows died (out of memory?), the import stopped; "
-                  "the contacts created so far stay, and importing the file again skips them", file=sys.stderr)
-            return 1
+    imported = _Imported(lines - 1)
+    with stream:
+        async with open_crm(settings, write=True) as crm:
+            try:
+                await _import_rows(crm, checked_in_a_second_process(stream, rules.default_region,
+                                                                    employees=rules.employees), imported)
+            except CrmError as exc:
+                return imported.stopped(path, _crm_failure(exc))
+            except BrokenExecutor:
+                return imported.stopped(path, "the process checking the file's rows died (out of memory?)")
+            except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels the command)
+                return imported.stopped(path, "interrupted", code=130)
+    result = imported.result()
     shown = result.notes if args.verbose else result.notes[:IMPORT_EXAMPLES]
     for note in shown:
         print(f"{path}:{note.line_number}: {note.message}", file=sys.stderr)
@@ -366,20 +396,86 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
-async def _import_rows(crm: Any, rows: Any, total: int) -> Any:
-    """The import, with a progress bar when stderr is a terminal."""
-    show = sys.stderr.isatty()
+def _not_text(exc: NotText, encoding: str) -> str:
+    """Why a file to import is refused before anything is imported."""
+    if exc.bom is not None:
+        saved = " (Excel's \"Unicode text\")" if exc.bom == "utf-16" else ""
+        return f"{exc.bom.upper()} text{saved}, not {_encoding_name(encoding)}: pass --encoding {exc.bom}"
+    if encoding == "utf-8-sig":
+        return "not UTF-8 (save as UTF-8, or pass --encoding cp1252)"
+    return f"not {encoding} text (check --encoding)"
 
-    def progress(done: int) -> None:
-        if show and total > 0:
-            filled = int(30 * done / total)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+
+def _encoding_name(encoding: str) -> str:
+    return "UTF-8" if encoding == "utf-8-sig" else encoding
+
+
+@dataclass
+class _Imported:
+    """What an import did so far: its batches are committed one by one, so an import that
+    stops part way has created what it says here."""
+
+    total: int  # the file's lines after the header, for the progress bar
+    handled: int = 0
+    last_line: int = 0  # of the last row handled
+    created: int = 0
+    skipped: int = 0
+    errors: int = 0
+    notes: list[RowError] = field(default_factory=list)
+    bar: bool = field(default_factory=sys.stderr.isatty)
+
+    def add(self, batch: list[ContactRow | RowError], done: ImportResult) -> None:
+        self.handled += len(batch)
+        self.last_line = max([self.last_line, *(row.line_number for row in batch)])
+        self.created += done.created
+        self.skipped += done.skipped
+        self.errors += done.errors
+        self.notes.extend(done.notes)
+        if self.bar and self.total > 0:
+            filled = int(30 * self.handled / self.total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.handled}/{self.total}")
             sys.stderr.flush()
 
-    result = await crm.import_contacts(rows, progress=progress)
-    if show:
-        sys.stderr.write("\n")
-    return result
+    def result(self) -> ImportResult:
+        from .crm.csv_import import ImportResult
+
+        self._end_bar()
+        notes = tuple(sorted(self.notes, key=lambda note: note.line_number))
+        return ImportResult(self.created, self.skipped, self.errors, notes)
+
+    def stopped(self, path: Path, reason: str, *, code: int = 1) -> int:
+        """Say, in one line, why the import stopped and what it did before; the exit code."""
+        self._end_bar()
+        if not self.handled:
+            print(f"agi-daemon: {path}: the import stopped ({reason}) before any row was imported", file=sys.stderr)
+            return code
+        print(f"agi-daemon: {path}: the import stopped ({reason}); the rows up to line {self.last_line} were handled: "
+              f"{self.created} created, {self.skipped} skipped, {self.errors} errors. The contacts created stay, and "
+              "importing the same file again skips them", file=sys.stderr)
+        return code
+
+    def _end_bar(self) -> None:
+        if self.bar and self.handled:
+            sys.stderr.write("\n")
+            self.bar = False
+
+
+async def _import_rows(crm: EmbeddedCrm, batches: Any, imported: _Imported) -> None:
+    """Write the file's batches (as csv_import.checked_in_a_second_process gives them), one
+    transaction each, counting in `imported` what each did. A batch being written when the
+    import is interrupted (Ctrl-C) is waited for, and counted: its transaction goes on in the
+    CRM's writer thread anyway, and the count must say what is in the database."""
+    async with aclosing(batches):
+        async for batch in batches:
+            writing = asyncio.ensure_future(crm.import_contacts(batch, batch_size=max(len(batch), 1)))
+            try:
+                done = await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                await asyncio.wait([writing])
+                if writing.exception() is None:
+                    imported.add(batch, writing.result())
+                raise
+            imported.add(batch, done)
 
 
 # ---- agi-daemon user set-password ---------------------------------------------------------
@@ -396,23 +492,33 @@ def _read_password() -> str:
         return sys.stdin.readline().rstrip("\r\n")
     import getpass
 
-    first = getpass.getpass("New password: ")
-    if getpass.getpass("Again: ") != first:
+    try:
+        first = getpass.getpass("New password: ")
+        again = getpass.getpass("Again: ")
+    except EOFError:  # Ctrl-D
+        raise SystemExit("\nagi-daemon: no password given, none was set") from None
+    if again != first:
         raise SystemExit("agi-daemon: the two passwords differ")
     return first
 
 
-async def _set_password(settings: Settings, employee: str) -> int:
-    from .crm.users import WebUsers, hash_password
-    from .web.login import PASSWORD_CHECK_SECONDS
+def _new_password(settings: Settings, employee: str) -> str:
+    """The password read (prompted for on a terminal) and hashed."""
+    from .crm.users import hash_password
 
     if employee not in settings.rules.employees:
         raise SystemExit(f"agi-daemon: {employee!r} is not an employee of {settings.path}")
     try:
-        hashed = hash_password(_read_password())
+        return hash_password(_read_password())
     except CrmError as exc:
         raise SystemExit(f"agi-daemon: {exc}") from None
-    async with _open_crm(settings) as crm:
+
+
+async def _set_password(settings: Settings, employee: str, hashed: str) -> int:
+    from .crm.users import WebUsers
+    from .web.login import PASSWORD_CHECK_SECONDS
+
+    async with open_crm(settings, write=True) as crm:
         await WebUsers(crm).set_password_hash(employee, hashed)
     print(f"password set for {employee}; their web sessions opened with the old one end within "
           f"{PASSWORD_CHECK_SECONDS:g} s")
@@ -432,7 +538,7 @@ def _db_upgrade(settings: Settings) -> int:
     from sqlalchemy import exc
 
     from .crm.database import database_url, sqlite_file
-    from .crm.migrations import upgrade_to_head
+    from .crm.migrations import SchemaTooNew, upgrade_to_head
 
     try:
         url = database_url(settings.crm.embedded.database)
@@ -445,6 +551,9 @@ def _db_upgrade(settings: Settings) -> int:
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
         before, after = upgrade_to_head(url)
+    except SchemaTooNew as error:
+        print(f"agi-daemon: cannot upgrade the CRM database {shown}: {error}", file=sys.stderr)
+        return 1
     except (exc.SQLAlchemyError, OSError) as error:
         reason = getattr(error, "orig", None) or error
         print(f"agi-daemon: cannot upgrade the CRM database {shown}: {reason}", file=sys.stderr)

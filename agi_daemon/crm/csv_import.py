@@ -7,24 +7,27 @@ them and normalised to E.164 with the daemon's default region. Each row is check
 `crm add` checks a record (`new_record.py`).
 
 The file is UTF-8 (a byte order mark is fine) unless told otherwise: spreadsheets often save
-cp1252. `check_text` reads it through once before anything is imported, so a file in another
-encoding is refused with the line where it stops being text, and nothing is half-imported.
+cp1252. `open_checked` reads it through once before anything is imported, so a file in another
+encoding is refused with the line where it stops being text, and nothing is half-imported (a
+pipe, which can be read only once, is kept in a temporary file meanwhile).
 """
 from __future__ import annotations
 
 import asyncio
 import codecs
 import csv
+import io
 import itertools
 import multiprocessing
 import signal
+import tempfile
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import IO, TextIO, cast
 
 
 from .new_record import RecordRefused, new_record
@@ -67,12 +70,21 @@ class ImportResult:
 
 
 class NotText(ValueError):
-    """The file is not text in the expected encoding from `line_number` on."""
+    """The file is not text in the expected encoding from `line_number` on. `bom`: the
+    encoding its byte order mark names ("utf-16": Excel's "Unicode text"), when it has one
+    of another encoding than the one expected."""
 
-    def __init__(self, line_number: int, encoding: str) -> None:
+    def __init__(self, line_number: int, encoding: str, bom: str | None = None) -> None:
         self.line_number = line_number
         self.encoding = encoding
-        super().__init__(f"line {line_number}: not {encoding} text")
+        self.bom = bom
+        super().__init__(f"line {line_number}: not {encoding} text" + (f" ({bom} byte order mark)" if bom else ""))
+
+
+# Byte order marks of the encodings a spreadsheet may save that are not ASCII-compatible
+# (UTF-32's first, since UTF-32LE's begins with UTF-16LE's).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def csv_encoding(name: str | None) -> str:
@@ -85,18 +97,51 @@ def csv_encoding(name: str | None) -> str:
 def check_text(path: Path, encoding: str) -> int:
     """Read the file through once: its number of lines, or NotText at the first line that is
     not text in `encoding`. Raises OSError when it cannot be read."""
+    with path.open("rb") as stream:
+        return _checked(stream, encoding)
+
+
+def open_checked(path: Path, encoding: str) -> tuple[TextIO, int]:
+    """The file opened as text in `encoding` for the import, once read through as `check_text`
+    reads it, and its number of lines. A pipe (`<(iconv ...)`, /dev/stdin) can be read only
+    once: what is read of it is kept in a temporary file (on disk: an address book may be
+    large), which the import then reads; a regular file is read again. Raises NotText, or
+    OSError when the file cannot be read."""
+    raw: IO[bytes] = path.open("rb")
+    try:
+        if raw.seekable():
+            count = _checked(raw, encoding)
+            raw.seek(0)
+        else:
+            pipe, raw = raw, tempfile.TemporaryFile()
+            with pipe:
+                count = _checked(pipe, encoding, keep=raw.write)
+            raw.seek(0)
+        return io.TextIOWrapper(raw, encoding=encoding, newline=""), count
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _checked(stream: IO[bytes], encoding: str, keep: Callable[[bytes], object] | None = None) -> int:
+    """`check_text` on an open binary stream, each line also given to `keep`."""
     decoder = codecs.getincrementaldecoder(encoding)()
     count = 0
-    with path.open("rb") as stream:
-        for count, raw in enumerate(stream, 1):
-            try:
-                decoder.decode(raw)
-            except UnicodeDecodeError:
-                raise NotText(count, encoding) from None
+    for count, raw in enumerate(stream, 1):
+        if count == 1:
+            bom = next((name for mark, name in _BOMS if raw.startswith(mark)), None)
+            if bom is not None and not codecs.lookup(encoding).name.startswith(bom):
+                raise NotText(1, encoding, bom)
         try:
-            decoder.decode(b"", final=True)
+            decoder.decode(raw)
         except UnicodeDecodeError:
-            raise NotText(max(count, 1), encoding) from None
+            raise NotText(count, encoding) from None
+        if keep is not None:
+            keep(raw)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise NotText(max(count, 1), encoding) from None
     return count
 
 

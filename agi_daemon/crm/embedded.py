@@ -130,9 +130,14 @@ class EmbeddedCrm:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         """Create the database if needed and bring its schema to the latest migration.
-        Idempotent. The migrations run in a worker thread: the event loop never waits."""
+        Idempotent. The migrations run in a worker thread: the event loop never waits.
+
+        `migrate=False` (the commands that only read): the database must exist and be at this
+        version's latest revision already; it is neither created nor migrated, and one that is
+        out of date raises `migrations.SchemaOutOfDate`. Either way a database migrated by a
+        newer version raises `migrations.SchemaTooNew` (both are CrmErrors)."""
         async with self._open_lock:
             if self._engine is not None:
                 return
@@ -140,10 +145,13 @@ class EmbeddedCrm:
             try:
                 with _crm_errors("open the CRM database"):
                     database = sqlite_file(self.url)
-                    if database is not None:
+                    if database is not None and not migrate and not database.exists():
+                        raise CrmUnavailable(f"open the CRM database: no database at {database}")
+                    if database is not None and migrate:
                         database.parent.mkdir(parents=True, exist_ok=True)
                     await asyncio.get_running_loop().run_in_executor(
-                        executor, migrations.upgrade_to_head, self.url, self._busy_timeout_ms
+                        executor, migrations.upgrade_to_head if migrate else migrations.check_at_head,
+                        self.url, self._busy_timeout_ms
                     )
             except BaseException:
                 executor.shutdown(wait=False)

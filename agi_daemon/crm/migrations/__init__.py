@@ -9,11 +9,44 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, create_engine, exc, inspect
 from sqlalchemy.pool import NullPool
 
+from ...core.ports import CrmError
 from ..database import CONNECT_TIMEOUT_S, WRITE, serialize_migrations, tune_sqlite
 from ..tables import metadata
+
+
+class SchemaMismatch(CrmError):
+    """The database's schema is not this version's: `revision` is the database's (None: an
+    empty database), `head` this version's latest."""
+
+    def __init__(self, message: str, revision: str | None, head: str) -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.head = head
+
+
+class SchemaTooNew(SchemaMismatch):
+    """The database was migrated by a newer version of agi-daemon (a revision this one does not
+    have): nothing here may touch it, neither to migrate it nor to use it."""
+
+    def __init__(self, revision: str, head: str) -> None:
+        super().__init__(f"the CRM database's schema is at revision {revision}, newer than this version of "
+                         f"agi-daemon knows (its latest is {head}): install the version that migrated it, "
+                         "or a later one", revision, head)
+
+
+class SchemaOutOfDate(SchemaMismatch):
+    """The database's schema is older than this version's, and the caller only reads: it is
+    left as it is (an older daemon may still be using it)."""
+
+    def __init__(self, revision: str | None, head: str) -> None:
+        state = (f"the CRM database's schema is at revision {revision}, older than this version of agi-daemon's "
+                 f"({head})" if revision else "the CRM database has no schema yet")
+        super().__init__(f"{state}: run `agi-daemon db upgrade` (or start the daemon) first; nothing was changed",
+                         revision, head)
 
 
 def alembic_config() -> Config:
@@ -44,6 +77,7 @@ def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, 
             serialize_migrations(connection)
             before = MigrationContext.configure(connection).get_current_revision()
             config = alembic_config()
+            _known(config, before)
             config.attributes["connection"] = connection
             if before is None and not inspect(connection).get_table_names():
                 metadata.create_all(connection)
@@ -55,6 +89,35 @@ def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, 
             return before, after
     finally:
         engine.dispose()
+
+
+def check_at_head(url: URL, busy_timeout_ms: int = 5000) -> str:
+    """The revision of the CRM database at `url` when it is this version's latest, changing
+    nothing (for the commands that only read); SchemaOutOfDate when it is older (or empty),
+    SchemaTooNew when a newer version migrated it. Blocking: run it in a worker thread."""
+    sqlite = url.get_backend_name() == "sqlite"  # (no tuning: the file is only read, as it is)
+    connect_args = {"timeout": busy_timeout_ms / 1000} if sqlite else {"connect_timeout": CONNECT_TIMEOUT_S}
+    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect() as connection, connection.begin():
+            revision = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    head = _known(alembic_config(), revision)
+    if revision != head:
+        raise SchemaOutOfDate(revision, head)
+    return head
+
+
+def _known(config: Config, revision: str | None) -> str:
+    """This version's latest revision, once `revision` (the database's) is known to be one of
+    this version's: SchemaTooNew when it is not (Alembic could not migrate from it)."""
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    assert head is not None  # the migrations form one line
+    if revision is not None and revision not in {script.revision for script in scripts.walk_revisions()}:
+        raise SchemaTooNew(revision, head)
+    return head
 
 
 @contextmanager
