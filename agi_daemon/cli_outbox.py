@@ -41,7 +41,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
                 _more(waiting - len(rows), len(rows), json_output=args.json)
             return 0
         if args.outbox_command == "retry":
-            back = await store.transaction("retry a command", lambda conn: outbox_store.retry(conn, args.id),
+            back = await store.transaction("retry a command", lambda conn: outbox_store.retry(conn, args.id, datetime.now(UTC)),
                                            write=True)
             if back is None:
                 print(f"agi-daemon: no pending command or dead letter {args.id}", file=sys.stderr)

@@ -466,8 +466,8 @@ class Outbox:
 
     async def retry(self, row_id: int) -> bool:
         """A dead letter (or a pending command) delivered again now; False if there is none."""
-        back = await self._store.transaction("retry a CRM command", lambda conn: outbox_store.retry(conn, row_id),
-                                             write=True)
+        back = await self._store.transaction(
+            "retry a CRM command", lambda conn: outbox_store.retry(conn, row_id, datetime.now(UTC)), write=True)
         if back is None:
             return False
         log.info("outbox: CRM command %d put back in line by the admin", row_id)

@@ -264,21 +264,23 @@ def purge(conn: Connection, before: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-def retry(conn: Connection, row_id: int) -> Waiting | None:
-    """A dead letter (or a pending row) pending again, with its attempts counted from zero. A
-    pending row keeps its claim: a daemon may be delivering it right now (a remote CRM's lease),
-    or holding a hangup report back for tracking's; freeing it would let another daemon send it
-    at the same time, or send the report before tracking's could replace it."""
-    row = conn.execute(select(outbox.c.lane, outbox.c.created_at, outbox.c.status).where(outbox.c.id == row_id)).first()
-    if row is None or row[2] not in (DEAD, PENDING):
+def retry(conn: Connection, row_id: int, now: datetime) -> Waiting | None:
+    """A dead letter (or a pending row) pending again, with its attempts and its age
+    (`dead_letter_after_hours`) counted from now: a dead letter of a day-long outage retried
+    would otherwise die again at its first failure. Its `created_at` becomes the retry's time.
+    A pending row keeps its claim: a daemon may be delivering it right now (a remote CRM's
+    lease), or holding a hangup report back for tracking's; freeing it would let another daemon
+    send it at the same time, or send the report before tracking's could replace it."""
+    row = conn.execute(select(outbox.c.lane, outbox.c.status).where(outbox.c.id == row_id)).first()
+    if row is None or row[1] not in (DEAD, PENDING):
         return None
-    values: dict[str, Any] = {"attempts": 0}
-    if row[2] == DEAD:
+    values: dict[str, Any] = {"attempts": 0, "created_at": now}
+    if row[1] == DEAD:
         values.update(status=PENDING, done_at=None, claimed_by=None, claimed_until=None)
-    changed = conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == row[2]).values(**values))
+    changed = conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == row[1]).values(**values))
     if not changed.rowcount:  # delivered or dropped by another daemon meanwhile
         return None
-    return Waiting(row_id, row[0], row[1])
+    return Waiting(row_id, row[0], now)
 
 
 def drop(conn: Connection, row_id: int, now: datetime) -> bool:

@@ -183,7 +183,8 @@ async def test_rejected_command_is_a_dead_letter_at_once_and_retry_delivers_it(c
         assert remote.asked == ["L6/records"]
         remote.refuse = None
         [dead] = await crm.transaction("test: list", outbox_store.listing, write=False)
-        back = await crm.transaction("test: retry", lambda conn: outbox_store.retry(conn, dead["id"]), write=True)
+        back = await crm.transaction("test: retry", lambda conn: outbox_store.retry(conn, dead["id"], datetime.now(UTC)),
+                                     write=True)
         outbox.retry_now(back)
         await eventually(lambda: remote.delivered, timeout=5)
     assert (await rows(crm))["L6/records"][0] == "delivered"
@@ -205,7 +206,7 @@ async def test_retry_of_a_pending_command_counts_again_from_zero_and_keeps_its_c
     await crm.transaction("test: claim again", lambda conn: outbox_store.take(
         conn, row_id, now, claim=("pbx1:1", timedelta(minutes=2))), write=True)
 
-    assert await crm.transaction("test: retry", lambda conn: outbox_store.retry(conn, row_id), write=True) is not None
+    assert await crm.transaction("test: retry", lambda conn: outbox_store.retry(conn, row_id, datetime.now(UTC)), write=True) is not None
 
     assert (await rows(crm))["R1/records"][:2] == ("pending", 0)
     assert await crm.transaction("test: another daemon", lambda conn: outbox_store.take(
@@ -500,3 +501,25 @@ async def test_a_command_the_remote_crm_took_is_not_sent_again_when_the_store_ca
 async def _status(crm, key: str, wanted: str) -> bool:
     found = (await rows(crm)).get(key)
     return found is not None and found[0] == wanted
+
+
+async def test_a_dead_letter_of_a_long_outage_retried_survives_a_transient_failure(crm, new_client):
+    """After a two-day outage the admin retries the dead letters; the portal answers the first
+    try with a rate limit. The command stays pending and is delivered: its age is counted from
+    the retry, not from the call two days ago (dead_letter_after_hours 24)."""
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+
+    def dead_letter(conn):
+        row_id = outbox_store.add(conn, CreateCallRecords(new_client("+33611000015", "R15")), two_days_ago).id
+        outbox_store.failed(conn, row_id, "503 portal down", dead=True, now=two_days_ago + timedelta(hours=24))
+        return row_id
+
+    row_id = await crm.transaction("test: a dead letter", dead_letter, write=True)
+    remote = RemoteCrm()
+    remote.down = 1  # QUERY_LIMIT_EXCEEDED once
+    outbox = Outbox(crm, Delivery(crm, remote), first_delay=0.01)
+    async with delivering(outbox):
+        assert await outbox.retry(row_id)
+        assert await eventually(lambda: remote.delivered, timeout=5)
+    assert remote.asked == ["R15/records", "R15/records"]
+    assert (await rows(crm))["R15/records"][0] == "delivered"
