@@ -94,9 +94,11 @@ async def chromium():
             await browser.close()
 
 
-async def logged_in(browser, daemon, employee: str, *, locale: str = "en-GB"):
-    """A new browser context (its own cookies) with `employee` logged in, on the call window."""
-    context = await browser.new_context(locale=locale, viewport={"width": 1100, "height": 700})
+async def logged_in(browser, daemon, employee: str, *, locale: str = "en-GB", timezone: str | None = None):
+    """A new browser context (its own cookies; in the time zone `timezone`, else the
+    machine's) with `employee` logged in, on the call window."""
+    options = {"timezone_id": timezone} if timezone else {}
+    context = await browser.new_context(locale=locale, viewport={"width": 1100, "height": 700}, **options)
     page = await context.new_page()
     await page.goto(f"{base_url(daemon)}/login")
     await page.fill("input[name=employee]", employee)

@@ -142,3 +142,26 @@ async def test_agent_creates_the_contact_from_the_card_once_through_the_outbox(t
         ("Paul Lefebvre", [UNKNOWN], "SUPPORT_CALL", "alice")
     assert (await rows(crm))[f"{call.linkedid}/records"][0] == "delivered"  # one command of the outbox
     assert logged["entity"] == f"contact:{contact['id']}"  # the call is logged on it (R12)
+
+
+async def test_a_cards_last_calls_show_in_the_agents_time_zone(tmp_path, crm):
+    """The card of a ringing call (pushed over the live socket) lists the caller's last calls
+    at the agent's local time: 23:30 UTC on 14 March is 00:30 on the 15th in Paris."""
+    from datetime import UTC, datetime, timedelta
+
+    from agi_daemon.core.live_calls import Ringing
+    from agi_daemon.core.model import CallRecord, Direction, Disposition
+    from tests.daemon_harness import PARIS, UNKNOWN
+    from tests.web.harness import chromium, logged_in
+
+    at = datetime(2025, 3, 14, 23, 30, tzinfo=UTC)
+    await crm.log_call(CallRecord("earlier-call", Direction.INCOMING, PARIS, UNKNOWN, Disposition.ANSWERED,
+                                  at, at + timedelta(seconds=60), at + timedelta(seconds=4), "alice", ("alice",), 4, 56))
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            window = await logged_in(browser, daemon, "alice", timezone="Europe/Paris")
+            daemon.live.publish(Ringing("ringing-now", "alice", Direction.INCOMING, PARIS, UNKNOWN, datetime.now(UTC)))
+            await window.wait_for_selector(".card .history li time")
+            shown = await window.inner_text(".card .history li time")
+    assert shown == "2025-03-15 00:30"

@@ -1,9 +1,12 @@
 """The call window in headless Chromium when its session ends: a logout in another tab takes
-the open window to the login page at once, its cards gone (a shared desk shows nothing)."""
+the open window to the login page at once, its cards gone (a shared desk shows nothing); a
+session that ended while the live socket was down (the daemon restarted: sessions live in its
+memory) takes it there at the reconnection, not to "reconnecting" forever over old cards."""
 from __future__ import annotations
 
 import pytest
 
+from agi_daemon.web.server import SESSIONS, SOCKETS
 from tests.daemon_harness import running_daemon
 from tests.web.harness import base_url, chromium, logged_in, set_passwords, web_config
 
@@ -21,3 +24,17 @@ async def test_logging_out_in_another_tab_takes_the_call_window_to_the_login(tmp
             await other_tab.wait_for_url("**/login")
             await window.wait_for_url("**/login", timeout=5000)  # pushed, not at the next reconnection
             assert await window.query_selector("#cards") is None
+
+
+async def test_a_session_gone_while_the_live_socket_was_down_takes_the_window_to_the_login(tmp_path, crm):
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            window = await logged_in(browser, daemon, "alice")
+            app = daemon.parts.web.app
+            app[SESSIONS]._sessions.clear()  # as a restart leaves them, the socket not told
+            for socket in list(app[SOCKETS]):
+                await socket.close(code=1011, message=b"gone")  # not 4401: the window reconnects
+            await window.wait_for_url("**/login", timeout=10000)
+            assert await window.query_selector("#cards") is None
+

@@ -95,3 +95,23 @@ async def test_pages_speak_french_to_a_french_browser(tmp_path, crm):
             async with http.get(f"{base_url(daemon)}/crm/calls", headers={"Accept-Language": "fr"}) as page:
                 text = html.unescape(await page.text())
             assert "Appels" in text and "Fenêtre d'appels" in text and 'lang="fr"' in text
+
+
+async def test_call_times_are_shown_in_the_browsers_time_zone(tmp_path, crm):
+    """A call at 23:30 UTC on 14 March is 00:30 on the 15th for an agent in Paris; the page
+    said 2025-03-14 23:30, a day and an hour off, with nothing saying it was UTC."""
+    at = datetime(2025, 3, 14, 23, 30, 5, tzinfo=UTC)
+    await crm.log_call(CallRecord("late-call", Direction.INCOMING, PARIS, UNKNOWN, Disposition.ANSWERED,
+                                  at, at + timedelta(seconds=60), at + timedelta(seconds=4), "alice", ("alice",), 4, 56))
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with chromium() as browser:
+            page = await logged_in(browser, daemon, "alice", timezone="Europe/Paris")
+            await page.goto(f"{base_url(daemon)}/crm/calls")
+            shown = await page.inner_text("table.calls tbody tr:first-child td:first-child")
+        async with new_session() as http:  # without JavaScript: the server's UTC, said so
+            await http_login(http, daemon, "alice")
+            async with http.get(f"{base_url(daemon)}/crm/calls") as answer:
+                served = await answer.text()
+    assert shown == "2025-03-15 00:30:05"
+    assert "2025-03-14 23:30:05 UTC" in served

@@ -19,6 +19,7 @@
         document.activeElement.tagName === "INPUT" ? document.activeElement : null;
       var kept = typing ? { card: typing.closest(".card").dataset.linkedid, value: typing.value } : null;
       cards.innerHTML = data.html;
+      if (window.agiLocalTimes) { window.agiLocalTimes(cards); }
       if (kept) {  // a redraw must not eat the name the agent is typing
         var again = cards.querySelector('.card[data-linkedid="' + kept.card + '"] input[name="name"]');
         if (again) { again.value = kept.value; again.focus(); }
@@ -32,9 +33,26 @@
       }
       live.textContent = live.dataset.offline;
       live.className = "live off";
-      setTimeout(connect, delay);
+      setTimeout(reconnect, delay);
       delay = Math.min(delay * 2, 10000);
     };
+  }
+
+  // A refused reconnection shows the browser only a closed socket (1006): a daemon restarted
+  // meanwhile (sessions live in its memory) or a session expired while the socket was down
+  // would leave the old cards on screen, "reconnecting" forever. Ask first whether the
+  // session still holds.
+  function reconnect() {
+    fetch("/api/me", { credentials: "same-origin", cache: "no-store" }).then(function (answer) {
+      if (answer.status === 401) {
+        cards.innerHTML = "";
+        location.href = "/login";
+        return;
+      }
+      connect();
+    }, function () {
+      connect();  // the daemon is not answering yet: the socket's own failure backs off
+    });
   }
   connect();
 })();
