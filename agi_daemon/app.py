@@ -82,6 +82,8 @@ class Daemon:
         self.stasis: StasisRouting | None = None
         self.event_source: EventSource | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._starting = False  # serve() runs, its parts not all built yet
+        self._reload_asked = False  # a SIGHUP came meanwhile
         self._reloading = asyncio.Lock()
         self.tracking: TrackingService | None = None
         self.web_port: int | None = None
@@ -90,7 +92,13 @@ class Daemon:
         self.parts: Parts | None = None
 
     def reload(self) -> None:
-        """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns."""
+        """SIGHUP: read the YAML file again, off the event loop, as a task the daemon owns. One
+        asked while the daemon starts (a remote CRM's users being read, say) is done once it
+        runs: `systemctl reload` right after a start said it succeeded."""
+        if self._starting:
+            self._reload_asked = True
+            log.info("reload asked while the daemon starts: done once it runs")
+            return
         if self._tasks is None:
             log.warning("reload ignored: the daemon is not running")
             return
@@ -144,8 +152,13 @@ class Daemon:
         crm = given if isinstance(given, CrmParts) else build_crm(
             settings.crm.adapter.value, settings.crm.embedded.database, given, pool_size=settings.crm.embedded.pool_size,
             remote=remote_crm(settings))
-        if owned:
-            await crm.open()
+        self._starting = True
+        try:
+            if owned:
+                await crm.open()
+        except BaseException:
+            self._starting = False
+            raise
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -153,6 +166,10 @@ class Daemon:
                 try:
                     await build(parts)
                     self._expose(parts)
+                    self._starting = False
+                    if self._reload_asked:  # a SIGHUP while the daemon started
+                        self._reload_asked = False
+                        tasks.create_task(self._reload())
                     log.info("%s", ready_line(settings, parts.fastagi.port if parts.fastagi else 0))
                     if ready is not None:
                         ready.set()
@@ -160,7 +177,7 @@ class Daemon:
                 finally:
                     await parts.stop()
         finally:
-            self._tasks = None
+            self._tasks, self._starting = None, False
             if owned:
                 await crm.close()
 

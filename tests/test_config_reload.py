@@ -143,3 +143,26 @@ def test_a_change_waiting_for_the_restart_is_said_again_at_each_reload_until_und
     assert config_reload.what_changed(first, second, started) == waiting
     assert config_reload.what_changed(second, third, started) == []
 
+
+
+async def test_a_reload_asked_while_the_daemon_starts_is_done_once_it_runs(tmp_path, caplog):
+    """`systemctl reload` right after a start (a slow portal can hold the start for seconds):
+    the SIGHUP comes before the daemon runs. It used to be dropped ("reload ignored") though
+    systemctl said it succeeded; it is now done once the daemon runs."""
+    config = write_config(tmp_path, ami=(closed_port(), "agi-daemon", "x"))
+    holder = SettingsHolder(config)
+    daemon, stop, ready = Daemon(holder), asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(daemon.serve(stop, ready))
+    try:
+        await asyncio.sleep(0)  # serve() runs up to opening the CRM (its migrations, in a thread)
+        assert not ready.is_set()
+        config.write_text(config.read_text().replace("employees:\n", "employees:\n  erin: {name: Erin Roy}\n", 1))
+        daemon.reload()
+        await asyncio.wait_for(ready.wait(), 10)
+        async with asyncio.timeout(5):
+            while "erin" not in holder.current.rules.employees:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)
+    assert not any("reload ignored" in r.getMessage() for r in caplog.records)
