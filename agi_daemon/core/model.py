@@ -236,3 +236,13 @@ class Offer:
     phone: str  # E.164 of the external party
     employees: tuple[str, ...]  # who should see the offer (queue group members, or the caller)
     created_at: datetime
+
+
+NAME_MAX_LENGTH = 255  # a record's name column: SQLite does not enforce it, PostgreSQL refuses longer
+
+
+def name_too_long(name: str) -> str | None:
+    """Why `name` (stripped) cannot be a record's name for its length; None when it can."""
+    if len(name) <= NAME_MAX_LENGTH:
+        return None
+    return f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name):,})"

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from ..core.model import EntityType
+from ..core.model import NAME_MAX_LENGTH, EntityType, name_too_long
 from ..core.phone import InvalidPhone, masked, to_e164
 
-NAME_MAX_LENGTH = 255  # the name column's length, which SQLite does not enforce
+__all__ = ["NAME_MAX_LENGTH", "CLIENT_TYPES", "NewRecord", "RecordRefused", "already_on", "new_record", "phone_number"]
 
 # The record types a phone number identifies a client by (R6 looks in this order).
 CLIENT_TYPES = (EntityType.CONTACT, EntityType.COMPANY, EntityType.LEAD)
@@ -52,8 +52,8 @@ def new_record(name: str, phone: str, responsible: str | None, *,
     name = name.strip()
     if not name:
         raise RecordRefused("the name is empty")
-    if len(name) > NAME_MAX_LENGTH:
-        raise RecordRefused(f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name):,})")
+    if (too_long := name_too_long(name)) is not None:
+        raise RecordRefused(too_long)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:  # bytes that were not UTF-8 (a terminal in another encoding)

@@ -16,11 +16,10 @@ from sqlalchemy import ColumnElement, Connection, String, and_, or_, select, typ
 
 from ..core.commands import pbx_linkedid
 from ..core.crm_queries import KEEP, Keep, PAGE_SIZE, CallFilter, RecordFilter
-from ..core.model import EntityRef, EntityType
+from ..core.model import EntityRef, EntityType, name_too_long
 from ..core.ports import CrmRejected
 from .embedded import attach_call
 from .records_json import Json, _has_phone, call_json, records_json
-from .new_record import NAME_MAX_LENGTH
 from .tables import RECORD_TABLES, calls, contacts, deals, leads, offers, phones
 
 OFFER_TAKEN = "taken"
@@ -71,8 +70,8 @@ class CrmPages:
         if name is not None:
             if not name.strip():
                 raise CrmRejected("a record needs a name")
-            if len(name.strip()) > NAME_MAX_LENGTH:
-                raise CrmRejected(f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name.strip()):,})")
+            if (too_long := name_too_long(name.strip())) is not None:
+                raise CrmRejected(too_long)
             values["name"] = name.strip()
         if not isinstance(responsible, Keep):
             values["responsible"] = responsible

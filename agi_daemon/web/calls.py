@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from ..core.call_board import LiveCall
 from ..core.commands import CreateCallRecords
 from ..core.live_calls import RecordsCreated
-from ..core.model import CrmMode, EntityRef, RecordPlan, Rules, UnknownCaller
+from ..core.model import CrmMode, EntityRef, RecordPlan, Rules, UnknownCaller, name_too_long
 from ..core.phone import masked
 from ..core.ports import CrmError
 from ..core.rules import CrmAccess, screen_number
@@ -72,7 +72,8 @@ async def card(ctx: WebContext, rules: Rules, call: LiveCall, who: Viewer) -> di
             log.warning("call %s: the card could not read the CRM: %s", call.linkedid, exc)
     if entity is not None:
         ref = EntityRef.parse(entity["ref"])
-        entity["url"] = f"/crm/{ref.type.value}/{ref.id}"
+        # the record's page is the embedded CRM's; a remote CRM's record has none here
+        entity["url"] = f"/crm/{ref.type.value}/{ref.id}" if ctx.pages is not None else None
         responsible = rules.employees.get(entity["responsible"] or "")
         entity["responsible_name"] = responsible.name if responsible else None
     offering = call.offer and entity is None and line is not None and line.crm.unknown_caller is UnknownCaller.OFFER
@@ -220,6 +221,8 @@ async def create_records(ctx: WebContext, who: Viewer, linkedid: str, kind: str,
     if not call.number.startswith("+"):
         raise web.HTTPConflict(text="the caller's number is withheld")
     name = name.strip() or display_number(call.number, rules.default_region)
+    if (too_long := name_too_long(name)) is not None:  # PostgreSQL would refuse it: a dead letter
+        raise web.HTTPBadRequest(text=too_long)
     # One command whatever the button: a contact, a lead, or simple mode's deal and its contact
     # or company; its key comes from the linkedid, so a second click finds what the first created.
     plan = RecordPlan(mode=rules.crm.mode, phone=call.number, name=name, source=line.crm.source,

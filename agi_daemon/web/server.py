@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable
 import jinja2
 from aiohttp import web
 
-from ..core.model import Rules
+from ..core.model import NAME_MAX_LENGTH, Rules
 from ..core.ports import CrmUnavailable
 from . import auth
 from .auth import SESSION_COOKIE, LoginThrottle, Sessions, Viewer
@@ -110,6 +110,7 @@ def build_app(context: WebContext) -> web.Application:
     app.on_response_prepare.append(_headers)
     app[TEMPLATES] = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                         autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    app[TEMPLATES].globals["name_max_length"] = NAME_MAX_LENGTH
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static/", HERE / "static")

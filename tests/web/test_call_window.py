@@ -165,3 +165,30 @@ async def test_a_cards_last_calls_show_in_the_agents_time_zone(tmp_path, crm):
             await window.wait_for_selector(".card .history li time")
             shown = await window.inner_text(".card .history li time")
     assert shown == "2025-03-15 00:30"
+
+
+async def test_with_bitrix24_a_known_callers_card_names_the_record_without_a_dead_link(tmp_path, crm_database_url):
+    """The record's page is the embedded CRM's: with Bitrix24 the card linked to /crm/contact/N,
+    a 404, and showed an empty name (the portal's lookup gives none)."""
+    from datetime import UTC, datetime
+
+    from agi_daemon.core.live_calls import Ringing
+    from agi_daemon.core.model import Direction
+    from agi_daemon.crm.embedded import EmbeddedCrm
+    from tests.crm.crm_holds import PortalHolds, running_portal
+    from tests.daemon_harness import CLIENT, PARIS
+
+    async with running_portal() as portal, EmbeddedCrm(crm_database_url) as store:
+        known = portal.add_record("contact", {"NAME": "Client SA", "ASSIGNED_BY_ID": 11,
+                                              "PHONE": [{"VALUE": CLIENT, "VALUE_TYPE": "WORK"}]})
+        config = web_config(tmp_path, bitrix24=portal.webhook_url)
+        async with running_daemon(None, config, PortalHolds(portal, store=store), wait_for_ami=False) as daemon:
+            await set_passwords(store)
+            async with new_session() as alice:
+                await http_login(alice, daemon, "alice")
+                async with alice.ws_connect(f"{base_url(daemon)}/ws") as window:
+                    await window.receive_json(timeout=5)
+                    daemon.live.publish(Ringing("known-call", "alice", Direction.INCOMING, PARIS, CLIENT,
+                                                datetime.now(UTC)))
+                    pushed = await window.receive_json(timeout=5)
+    assert f"contact:{known}" in pushed["html"] and "/crm/contact/" not in pushed["html"]

@@ -174,3 +174,18 @@ async def test_create_while_the_database_is_locked_answers_503_in_time_and_the_l
         assert len(await crm.list_records("leads")) == 1
         gc.collect()
         assert unretrieved() == []
+
+
+async def test_a_name_too_long_for_the_crm_is_refused_at_once_not_left_to_die_in_the_outbox(tmp_path, crm):
+    """PostgreSQL refuses a name over 255 characters: the command became a dead letter while
+    the agent read "asked", and the card kept its buttons. It is refused at the click."""
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "long-name-call", LYON)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+            status, body = await create(alice, daemon, "long-name-call", "lead", name="x" * 256)
+            assert (status, body) == (400, "the name is longer than 255 characters (256)")
+            assert (await create(alice, daemon, "long-name-call", "lead", name="x" * 255))[0] == 201
+    [lead] = await crm.list_records("leads")
+    assert len(lead["name"]) == 255
