@@ -392,6 +392,7 @@ async def wire_web(parts: Parts) -> None:
         metrics_peers=web_settings.metrics_allowed_peers,
         trusted_proxies=web_settings.trusted_proxies,
         outbox=parts.outbox,
+        tracking=lambda: parts.event_source is not None and parts.event_source.connected,
     )
     server = WebServer(context)
     await server.start(web_settings.listen.host, web_settings.listen.port)

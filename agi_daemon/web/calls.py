@@ -22,6 +22,7 @@ from .server import SESSION_OVER, SOCKETS, WebContext, context, current_viewer, 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 25.0
+LINK_CHECK_SECONDS = 5.0  # how soon an open call window hears that calls are (no longer) followed
 
 
 def routes(app: web.Application) -> None:
@@ -145,7 +146,10 @@ async def _read_until_closed(ws: web.WebSocketResponse) -> None:
 async def _push(request: web.Request, ws: web.WebSocketResponse, watch, ctx: WebContext, who: Viewer) -> None:
     """Each time the agent's calls change, and at least every HEARTBEAT_SECONDS, the session
     is checked again: expired, or its employee removed from the YAML file, the socket closes
-    (SESSION_OVER); an employee made admin or no longer admin gets the cards of their role."""
+    (SESSION_OVER); an employee made admin or no longer admin gets the cards of their role.
+    Every message says whether calls are followed (`tracking`: the AMI or ARI link is up),
+    within LINK_CHECK_SECONDS of a change; with no change, a message every HEARTBEAT_SECONDS
+    tells the browser the socket still lives (a browser never sees WebSocket pings)."""
     while not ws.closed:
         current = current_viewer(request)
         if current is None:
@@ -154,9 +158,16 @@ async def _push(request: web.Request, ws: web.WebSocketResponse, watch, ctx: Web
         who = current
         found = await cards(ctx, who)
         html = render_fragment(request, "_cards.html", cards=found)
-        await ws.send_json({"html": html, "calls": [c["linkedid"] for c in found]})
-        while not await watch.changed(HEARTBEAT_SECONDS) and not ws.closed and current_viewer(request) == who:
-            pass
+        tracking = ctx.tracking()
+        await ws.send_json({"html": html, "calls": [c["linkedid"] for c in found], "tracking": tracking})
+        quiet = 0.0
+        while not ws.closed and current_viewer(request) == who and ctx.tracking() == tracking:
+            if await watch.changed(LINK_CHECK_SECONDS):
+                break
+            quiet += LINK_CHECK_SECONDS
+            if quiet >= HEARTBEAT_SECONDS:
+                await ws.send_json({"tracking": tracking})
+                quiet = 0.0
 
 
 async def create_from_call(request: web.Request) -> web.Response:

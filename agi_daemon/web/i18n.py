@@ -88,6 +88,7 @@ _FR = {
     "nobody": "personne",
     "Live": "En direct",
     "Reconnecting…": "Reconnexion…",
+    "Calls not followed: the PBX link is down": "Appels non suivis : le lien avec l'autocommutateur est coupé",
     "yes": "oui",
     "no": "non",
 }

@@ -56,6 +56,7 @@ class WebContext:
     trusted_proxies: tuple[Any, ...] = ()  # whose X-Forwarded-For names the client (web/forwarded.py)
     outbox: Any = None  # crm.outbox.Outbox: the admin page's outbox section
     submissions: Submissions = field(default_factory=Submissions)  # what the call window's buttons submitted
+    tracking: Callable[[], bool] = lambda: True  # whether calls are followed (the AMI or ARI link is up)
 
 
 class WebServer:

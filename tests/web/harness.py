@@ -105,7 +105,7 @@ async def logged_in(browser, daemon, employee: str, *, locale: str = "en-GB", ti
     await page.fill("input[name=password]", PASSWORDS[employee])
     await page.click("button[type=submit]")
     await page.wait_for_url("**/calls")
-    await page.wait_for_selector("#live.on")  # the WebSocket is open: live updates flow
+    await page.wait_for_selector("#live.on, #live.untracked")  # the WebSocket is open: live updates flow
     return page
 
 

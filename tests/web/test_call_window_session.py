@@ -38,3 +38,19 @@ async def test_a_session_gone_while_the_live_socket_was_down_takes_the_window_to
             await window.wait_for_url("**/login", timeout=10000)
             assert await window.query_selector("#cards") is None
 
+
+
+async def test_the_window_says_when_calls_are_not_followed_and_when_they_are_again(tmp_path, crm):
+    """With the daemon's AMI link down no new call reaches the window: it said "Live" all the
+    same. It now says calls are not followed, and "Live" again within seconds of the link."""
+    from agi_daemon.web.calls import LINK_CHECK_SECONDS
+
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:  # AMI: a closed port
+        await set_passwords(crm)
+        async with chromium() as browser:
+            window = await logged_in(browser, daemon, "alice")
+            live = await window.wait_for_selector("#live.untracked")
+            assert await live.inner_text() == "Calls not followed: the PBX link is down"
+            daemon.parts.web.context.tracking = lambda: True  # as when the link comes back
+            live = await window.wait_for_selector("#live.on", timeout=(LINK_CHECK_SECONDS + 3) * 1000)
+            assert await live.inner_text() == "Live"

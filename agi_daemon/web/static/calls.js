@@ -4,17 +4,31 @@
   var cards = document.getElementById("cards");
   var live = document.getElementById("live");
   var delay = 500;
+  var SILENCE_MS = 60000;
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + "/ws");
+    var silence = null;
+    function heard() {  // the daemon writes at least every 25 s: silence means a dead link
+      clearTimeout(silence);
+      silence = setTimeout(function () { socket.close(); }, SILENCE_MS);
+    }
     socket.onopen = function () {
       delay = 500;
-      live.textContent = live.dataset.online;
-      live.className = "live on";
+      heard();
     };
     socket.onmessage = function (message) {
       var data = JSON.parse(message.data);
+      heard();
+      if (data.tracking === false) {  // the daemon's link to the PBX is down: no new call shows
+        live.textContent = live.dataset.untracked;
+        live.className = "live untracked";
+      } else {
+        live.textContent = live.dataset.online;
+        live.className = "live on";
+      }
+      if (data.html === undefined) { return; }  // only "still here"
       var typing = document.activeElement && cards.contains(document.activeElement) &&
         document.activeElement.tagName === "INPUT" ? document.activeElement : null;
       var kept = typing ? { card: typing.closest(".card").dataset.linkedid, value: typing.value } : null;
@@ -26,6 +40,7 @@
       }
     };
     socket.onclose = function (event) {
+      clearTimeout(silence);
       if (event.code === 4401) {  // the session is over (logout, expiry): nothing stays on screen
         cards.innerHTML = "";
         location.href = "/login";
