@@ -22,6 +22,7 @@ from functools import cache, partial
 from typing import Any, Literal, Self, TypeVar, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Executable,
@@ -39,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
-from ..core.commands import CallReport, replaces
+from ..core.commands import CallReport
 from ..core.model import (
     CallRecord,
     CreatedRecords,
@@ -466,15 +467,28 @@ _LEAD_OF_CALL_FOR_PHONE = _LEAD_OF_CALL_QUERY.where(leads.c.created_by_call_phon
 _INSERT = {table: table.insert() for table in (leads, contacts, companies, deals, phones)}
 _CREATOR = {kind: select(table.c.created_by_call).where(table.c.id == bindparam("id"))
             for kind, table in RECORD_TABLES.items()}
-_CALL_PARTIAL = select(calls.c.partial).where(calls.c.linkedid == bindparam("linkedid"))
+
+
+def _call_log_upsert(dialect: str, report: CallReport) -> postgresql.Insert | sqlite.Insert:
+    """The call log's write of a report of `report`'s kind, as `commands.replaces` says: a
+    first report is inserted; tracking's replaces any; the hangup report only a partial one;
+    a partial one none."""
+    if report is CallReport.TRACKED:
+        return _upsert(dialect, calls, replace=True)
+    if report is CallReport.PARTIAL:
+        return _upsert(dialect, calls, replace=False)
+    return _upsert(dialect, calls, replace=True, where=calls.c.partial.is_(True))
+
 # SET entity_type, entity_id: the columns of the values given (see _execute)
 _ATTACH_CALL = calls.update().where(calls.c.linkedid == bindparam("call_linkedid"), calls.c.entity_type.is_(None))
 
 
 @cache
-def _upsert(dialect: str, table: Table, *, replace: bool) -> postgresql.Insert | sqlite.Insert:
+def _upsert(dialect: str, table: Table, *, replace: bool,
+            where: ColumnElement[bool] | None = None) -> postgresql.Insert | sqlite.Insert:
     """The INSERT of a row keyed by its linkedid: when the linkedid is already there, the row
-    is replaced by the new values (every column but the id), or left as it is."""
+    is replaced by the new values (every column but the id), or left as it is; with `where`,
+    replaced only when the row there meets it."""
     statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
     if not replace:
         return statement.on_conflict_do_nothing(index_elements=["linkedid"])
@@ -483,7 +497,12 @@ def _upsert(dialect: str, table: Table, *, replace: bool) -> postgresql.Insert |
         for column in table.c
         if column.name not in ("id", "linkedid")
     }
-    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced)
+    return statement.on_conflict_do_update(index_elements=["linkedid"], set_=replaced, where=where)
+
+
+_CALL_LOG_UPSERT = {postgres: {report: _call_log_upsert("postgresql" if postgres else "sqlite", report)
+                               for report in CallReport}
+                    for postgres in (False, True)}
 
 
 def store_offer(conn: Connection, offer: Offer) -> None:
@@ -520,10 +539,10 @@ def attach_call(conn: Connection, linkedid: str, entity: EntityRef) -> None:
 
 def store_call(conn: Connection, record: CallRecord, report: CallReport, entity: EntityRef | None) -> None:
     """Log a finished call on `entity`, in this transaction, keeping what merge_call_log says
-    of this report against the entry already there."""
-    existing = _execute(conn, _CALL_PARTIAL, calls, {"linkedid": record.linkedid}).fetchone()
-    if not replaces(None if existing is None else bool(existing[0]), report):
-        return
+    of this report against the entry already there (`commands.replaces`), decided by the
+    database in the write itself: two daemons of one PBX (a fail-over pair, both following
+    the calls) logging the same call's two reports at once cannot have the hangup report
+    replace tracking's because each looked before the other wrote."""
     kept = record
     values = {
         "linkedid": kept.linkedid,
@@ -546,7 +565,7 @@ def store_call(conn: Connection, record: CallRecord, report: CallReport, entity:
         "entity_id": entity.id if entity else None,
         "partial": kept.partial,
     }
-    _execute(conn, _upsert(conn.dialect.name, calls, replace=True), calls, values)
+    _execute(conn, _CALL_LOG_UPSERT[conn.dialect.name == "postgresql"][report], calls, values)
 
 
 _NUMBER_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:phone, 0))")

@@ -154,3 +154,35 @@ async def test_the_server_drops_a_daemon_gone_silent_in_a_transaction_within_a_m
             for name in ("idle_in_transaction_session_timeout", "tcp_keepalives_idle", "transaction_isolation")],
             write=True)
     assert shown == ["1min", "5", "read committed"]
+
+
+async def test_a_hangup_report_written_as_another_daemon_logs_trackings_report_never_replaces_it(
+    postgresql: PostgresServer,
+) -> None:
+    """A fail-over pair of one PBX, both following the calls: the other daemon is writing
+    tracking's report of a call (not committed yet) when this one writes the dialplan's hangup
+    report of it. The hangup report waits, then yields: tracking's (who answered, the transfer)
+    stays. It used to look first, see no row, and replace tracking's once the other committed."""
+    from agi_daemon.core.model import CallRecord, Direction, Disposition
+
+    url = postgresql.create_database()
+    async with EmbeddedCrm(url) as crm:
+        other = connect(url)
+        try:
+            other.execute(
+                "INSERT INTO calls (linkedid, direction, line, number, disposition, answered_by, employees, started_at,"
+                " answered_at, ended_at, ring_seconds, talk_seconds, transfers, partial) VALUES ('1764650000.7',"
+                " 'incoming', '+33184880000', %s, 'answered', 'alice', '[\"alice\", \"bob\"]', now(), now(), now(),"
+                " 3, 60, '[{\"from\": \"alice\", \"to\": \"bob\", \"kind\": \"blind\"}]', false)", (KNOWN,))
+            at = datetime.now(UTC)
+            hangup = CallRecord("1764650000.7", Direction.INCOMING, "+33184880000", KNOWN, Disposition.ANSWERED,
+                                at, at, at, "bob", ("alice", "bob"), 30, 33)
+            logging = asyncio.create_task(crm.log_call(hangup, keep_existing=True))
+            await asyncio.sleep(0.3)
+            assert not logging.done()  # waiting on the other daemon's uncommitted row
+            other.commit()
+            await asyncio.wait_for(logging, 5)
+        finally:
+            other.close()
+        [logged] = await crm.list_records("calls")
+    assert (logged["answered_by"], logged["transfers"]) == ("alice", [{"from": "alice", "to": "bob", "kind": "blind"}])
