@@ -17,6 +17,8 @@ class TcpProxy:
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._frozen_upto = 0  # connections numbered up to this one carry nothing more
+        self._never = asyncio.Event()
 
     async def __aenter__(self) -> "TcpProxy":
         self._server = await asyncio.start_server(self._accept, self.host, 0)
@@ -31,6 +33,11 @@ class TcpProxy:
             pipe.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
         await self._server.wait_closed()
+
+    def freeze(self) -> None:
+        """The connections open now go silent, both ways, without closing (a link gone dead:
+        nothing arrives, not even a close); new connections go through."""
+        self._frozen_upto = self.connections
 
     def cut(self) -> None:
         """Drop every connection going through the proxy, both sides, at once."""
@@ -52,17 +59,20 @@ class TcpProxy:
             writer.transport.abort()
             return
         self.connections += 1
+        number = self.connections
         self._writers |= {writer, up_writer}
         if first:
             up_writer.write(first)
         for source, sink in ((reader, up_writer), (up_reader, writer)):
-            pipe = asyncio.create_task(self._pipe(source, sink))
+            pipe = asyncio.create_task(self._pipe(source, sink, number))
             self._pipes.add(pipe)
             pipe.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, number: int) -> None:
         try:
             while data := await source.read(65536):
+                if number <= self._frozen_upto:
+                    await self._never.wait()  # held until the proxy closes
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):

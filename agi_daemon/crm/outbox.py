@@ -21,6 +21,7 @@ first, then delivered by this worker, whatever the adapter.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections import deque
@@ -345,7 +346,15 @@ class Outbox:
         return True
 
     def retry_now(self, waiting: Waiting) -> None:
-        """A row put back to pending (`outbox retry`, the admin page): deliver it."""
+        """A row put back to pending (`outbox retry`, the admin page): deliver it, its attempts
+        and its age counted from the retry, also when it is still queued here (a pending row)."""
+        self._tries.pop(waiting.id, None)
+        lane = self._lanes.get(waiting.lane)
+        if lane is not None:
+            for index, queued in enumerate(lane):
+                if queued.id == waiting.id:  # a held hangup report stays held
+                    lane[index] = dataclasses.replace(waiting, not_before=queued.not_before)
+                    return
         self._queue(waiting)
 
     def _queue(self, waiting: Waiting) -> None:

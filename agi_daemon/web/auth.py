@@ -47,6 +47,7 @@ class _Session:
     csrf: str
     expires: float
     password: str | None  # the stamp of the password it was opened with
+    opened: float = 0.0  # on the sessions' clock
 
 
 class Sessions:
@@ -60,19 +61,27 @@ class Sessions:
         (cookie token, CSRF token)."""
         self._expire()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        self._sessions[token] = _Session(employee, csrf, self._clock() + self._lifetime, password)
+        now = self._clock()
+        self._sessions[token] = _Session(employee, csrf, now + self._lifetime, password, now)
         return token, csrf
+
+    def now(self) -> float:
+        """The sessions' clock, for `end_changed`'s `asked_at`."""
+        return self._clock()
 
     def employees(self) -> set[str]:
         """The employees with a session open."""
         self._expire()
         return {s.employee for s in self._sessions.values()}
 
-    def end_changed(self, passwords: dict[str, str]) -> list[str]:
-        """End the sessions opened with a password their employee no longer has (`passwords`:
-        employee -> the stamp of their current password; an employee missing from it has
-        none). Returns the tokens of the sessions ended."""
-        ended = [t for t, s in self._sessions.items() if passwords.get(s.employee) != s.password]
+    def end_changed(self, passwords: dict[str, str], asked: set[str], asked_at: float) -> list[str]:
+        """End the sessions opened with a password their employee no longer has: `passwords`
+        (employee -> the stamp of their current password; one of `asked` missing from it has
+        none) was read from `asked_at` on. Only sessions of `asked` opened before `asked_at`
+        are judged: a login meanwhile may have used a password set after the read. Returns
+        the tokens of the sessions ended."""
+        ended = [t for t, s in self._sessions.items()
+                 if s.employee in asked and s.opened <= asked_at and passwords.get(s.employee) != s.password]
         for token in ended:
             del self._sessions[token]
         return ended

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 25.0
 LINK_CHECK_SECONDS = 5.0  # how soon an open call window hears that calls are (no longer) followed
+LIVE_SILENCE_SECONDS = 60.0  # a live socket silent this long is taken for dead by the window (calls.js)
 
 
 def routes(app: web.Application) -> None:
@@ -112,7 +113,8 @@ async def _known_as(ctx: WebContext, call: LiveCall) -> dict[str, Any] | None:
 
 async def call_window(request: web.Request) -> web.Response:
     who = viewer(request)
-    return render(request, "calls.html", cards=await cards(context(request), who))
+    return render(request, "calls.html", cards=await cards(context(request), who),
+                  silence_ms=int(LIVE_SILENCE_SECONDS * 1000))
 
 
 async def live_updates(request: web.Request) -> web.WebSocketResponse:

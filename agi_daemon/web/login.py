@@ -102,16 +102,20 @@ async def end_sessions_of_changed_passwords(app: web.Application, every: float =
         employees = sessions.employees()
         if not employees:
             continue
+        asked_at = sessions.now()
         try:
             current = await users.stamps(employees)
-        except CrmError as exc:
+        except Exception as exc:  # noqa: BLE001  (the store's, or a bug: never the daemon's end)
             if failing != str(exc):
-                log.warning("web sessions: cannot read the passwords to end those set again (%s); "
-                            "trying again every %g s", exc, every)
+                if isinstance(exc, CrmError):
+                    log.warning("web sessions: cannot read the passwords to end those set again (%s); "
+                                "trying again every %g s", exc, every)
+                else:
+                    log.exception("web sessions: reading the passwords failed; trying again every %g s", every)
             failing = str(exc)
             continue
         failing = None
-        ended = sessions.end_changed(current)
+        ended = sessions.end_changed(current, employees, asked_at)
         if ended:
             log.info("web: %d session(s) ended, their password set again", len(ended))
             await _close_call_windows(app, set(ended), b"password changed: log in again")

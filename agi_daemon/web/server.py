@@ -181,15 +181,16 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     """On every answer, errors and redirects included (raised, they skip the middlewares'
     return): no sniffing, no framing, scripts and styles of this site only; and nothing a
     page with personal data showed is kept in the browser's cache (Back after a logout on a
-    shared desk), but the static files."""
+    shared desk); the static files are kept, but asked again each time (no-cache: a 304 when
+    unchanged), so that a browser never runs the script of an earlier version of the daemon
+    against this one's messages."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Content-Security-Policy",
                                 "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                 "script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-    if not request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Cache-Control", "no-cache" if request.path.startswith("/static/") else "no-store")
 
 
 def current_viewer(request: web.Request) -> Viewer | None:

@@ -523,3 +523,20 @@ async def test_a_dead_letter_of_a_long_outage_retried_survives_a_transient_failu
         assert await eventually(lambda: remote.delivered, timeout=5)
     assert remote.asked == ["R15/records", "R15/records"]
     assert (await rows(crm))["R15/records"][0] == "delivered"
+
+
+async def test_retry_of_a_pending_command_in_a_running_daemon_counts_its_attempts_from_zero(crm, new_client):
+    """The admin retries a command still pending after failures, one short of max_attempts:
+    the running daemon's own count restarts too, so its next failure does not make it dead."""
+    remote = RemoteCrm()
+    remote.down, remote.retry_after = 100, 0.2
+    outbox = Outbox(crm, Delivery(crm, remote), max_attempts=3, first_delay=0.01)
+    async with delivering(outbox):
+        await outbox.submit(CreateCallRecords(new_client("+33611000016", "R16")))
+        await eventually(lambda: len(remote.asked) == 2, timeout=5)  # two failures of three
+        [row_id] = [row["id"] for row in await crm.transaction("test: list", outbox_store.listing, write=False)]
+        assert await outbox.retry(row_id)
+        await eventually(lambda: len(remote.asked) == 3, timeout=5)  # a third failure: the first since the retry
+        await asyncio.sleep(0.1)
+        status, attempts, _ = (await rows(crm))["R16/records"]
+    assert (status, attempts) == ("pending", 1)

@@ -94,13 +94,15 @@ async def chromium():
             await browser.close()
 
 
-async def logged_in(browser, daemon, employee: str, *, locale: str = "en-GB", timezone: str | None = None):
+async def logged_in(browser, daemon, employee: str, *, locale: str = "en-GB", timezone: str | None = None,
+                    url: str | None = None):
     """A new browser context (its own cookies; in the time zone `timezone`, else the
-    machine's) with `employee` logged in, on the call window."""
+    machine's) with `employee` logged in, on the call window (at `url`: the daemon's web
+    server, or a proxy in front of it)."""
     options = {"timezone_id": timezone} if timezone else {}
     context = await browser.new_context(locale=locale, viewport={"width": 1100, "height": 700}, **options)
     page = await context.new_page()
-    await page.goto(f"{base_url(daemon)}/login")
+    await page.goto(f"{url or base_url(daemon)}/login")
     await page.fill("input[name=employee]", employee)
     await page.fill("input[name=password]", PASSWORDS[employee])
     await page.click("button[type=submit]")

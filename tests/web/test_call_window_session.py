@@ -4,6 +4,8 @@ session that ended while the live socket was down (the daemon restarted: session
 memory) takes it there at the reconnection, not to "reconnecting" forever over old cards."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agi_daemon.web.server import SESSIONS, SOCKETS
@@ -54,3 +56,24 @@ async def test_the_window_says_when_calls_are_not_followed_and_when_they_are_aga
             daemon.parts.web.context.tracking = lambda: True  # as when the link comes back
             live = await window.wait_for_selector("#live.on", timeout=(LINK_CHECK_SECONDS + 3) * 1000)
             assert await live.inner_text() == "Live"
+
+
+async def test_a_live_socket_gone_silent_is_given_up_and_opened_again(tmp_path, crm, monkeypatch):
+    """A network blip leaves the socket open on both ends with nothing coming through (not
+    even a close): the window showed "Live" over frozen cards. Past LIVE_SILENCE_SECONDS with
+    no message (the daemon writes at least every HEARTBEAT_SECONDS) it opens a new socket."""
+    from agi_daemon.web import calls
+    from tests.tcp_proxy import TcpProxy
+
+    monkeypatch.setattr(calls, "LIVE_SILENCE_SECONDS", 2.0)
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        async with TcpProxy(daemon.web_port) as proxy, chromium() as browser:
+            window = await logged_in(browser, daemon, "alice", url=f"http://127.0.0.1:{proxy.port}")
+            sockets = daemon.parts.web.app[SOCKETS]
+            assert len(sockets) == 1
+            proxy.freeze()  # the open socket goes silent, both ways
+            async with asyncio.timeout(10):
+                while len(sockets) < 2:  # the frozen one (the daemon cannot tell) and a new one
+                    await asyncio.sleep(0.1)
+            await window.wait_for_selector("#live.untracked", timeout=5000)  # live again (AMI is down)

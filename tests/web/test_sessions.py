@@ -16,16 +16,39 @@ from agi_daemon.web.server import CONTEXT, SESSIONS, SOCKETS
 
 
 def test_only_sessions_opened_with_a_password_their_employee_no_longer_has_end():
-    sessions = Sessions()
+    sessions = Sessions(clock=Ticks())
     old_alice, _ = sessions.open("alice", "stamp-1")
     new_alice, _ = sessions.open("alice", "stamp-2")
     bob, _ = sessions.open("bob", "stamp-b")
     carol, _ = sessions.open("carol", "stamp-c")
-    ended = sessions.end_changed({"alice": "stamp-2", "bob": "stamp-b"})  # carol's password was removed
+    ended = sessions.end_changed({"alice": "stamp-2", "bob": "stamp-b"}, {"alice", "bob", "carol"},
+                                 sessions.now())  # carol's password was removed
     assert set(ended) == {old_alice, carol}
     assert sessions.find(old_alice) is None and sessions.find(carol) is None
     assert sessions.find(new_alice)[0] == "alice" and sessions.find(bob)[0] == "bob"
     assert sessions.employees() == {"alice", "bob"}
+
+
+class Ticks:
+    """A clock that moves one second at each reading."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def test_a_session_opened_while_the_passwords_were_read_is_not_judged_by_that_read():
+    """bob's session keeps the check running; alice logs in (with a password set just now)
+    while the read is in flight: the read knows nothing of her session, it must not end it."""
+    sessions = Sessions(clock=Ticks())
+    sessions.open("bob", "stamp-b")
+    asked, asked_at = sessions.employees(), sessions.now()
+    alice, _ = sessions.open("alice", "stamp-new")  # meanwhile
+    assert sessions.end_changed({"bob": "stamp-b"}, asked, asked_at) == []
+    assert sessions.find(alice) is not None
 
 
 class FlakyPasswords:

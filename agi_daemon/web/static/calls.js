@@ -4,15 +4,22 @@
   var cards = document.getElementById("cards");
   var live = document.getElementById("live");
   var delay = 500;
-  var SILENCE_MS = 60000;
+  var SILENCE_MS = Number(live.dataset.silenceMs) || 60000;  // the daemon writes at least every 25 s
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + "/ws");
     var silence = null;
-    function heard() {  // the daemon writes at least every 25 s: silence means a dead link
+    function heard() {  // silence past SILENCE_MS means a dead link
       clearTimeout(silence);
-      silence = setTimeout(function () { socket.close(); }, SILENCE_MS);
+      silence = setTimeout(abandon, SILENCE_MS);
+    }
+    // On a dead link a close() waits for the daemon's answer, which never comes: this socket is
+    // left to itself, and a new one is opened now.
+    function abandon() {
+      socket.onmessage = socket.onclose = null;
+      socket.close();
+      closed({ code: 1006 });
     }
     socket.onopen = function () {
       delay = 500;
@@ -39,7 +46,8 @@
         if (again) { again.value = kept.value; again.focus(); }
       }
     };
-    socket.onclose = function (event) {
+    socket.onclose = closed;
+    function closed(event) {
       clearTimeout(silence);
       if (event.code === 4401) {  // the session is over (logout, expiry): nothing stays on screen
         cards.innerHTML = "";
@@ -50,7 +58,7 @@
       live.className = "live off";
       setTimeout(reconnect, delay);
       delay = Math.min(delay * 2, 10000);
-    };
+    }
   }
 
   // A refused reconnection shows the browser only a closed socket (1006): a daemon restarted
@@ -58,7 +66,10 @@
   // would leave the old cards on screen, "reconnecting" forever. Ask first whether the
   // session still holds.
   function reconnect() {
-    fetch("/api/me", { credentials: "same-origin", cache: "no-store" }).then(function (answer) {
+    // bounded: after a network blip the browser may send it on a keep-alive connection gone dead
+    var asking = new AbortController();
+    setTimeout(function () { asking.abort(); }, 5000);
+    fetch("/api/me", { credentials: "same-origin", cache: "no-store", signal: asking.signal }).then(function (answer) {
       if (answer.status === 401) {
         cards.innerHTML = "";
         location.href = "/login";
