@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -422,7 +423,7 @@ class _Imported:
     skipped: int = 0
     errors: int = 0
     notes: list[RowError] = field(default_factory=list)
-    bar: bool = field(default_factory=sys.stderr.isatty)
+    bar: bool = field(default_factory=lambda: sys.stderr is not None and sys.stderr.isatty())  # 2>&-: none
 
     def add(self, batch: list[ContactRow | RowError], done: ImportResult) -> None:
         self.handled += len(batch)
@@ -471,8 +472,10 @@ async def _import_rows(crm: EmbeddedCrm, batches: Any, imported: _Imported) -> N
             try:
                 done = await asyncio.shield(writing)
             except asyncio.CancelledError:
-                await asyncio.wait([writing])
-                if writing.exception() is None:
+                while not writing.done():  # a second Ctrl-C must not leave a committed batch uncounted
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([writing])
+                if not writing.cancelled() and writing.exception() is None:
                     imported.add(batch, writing.result())
                 raise
             imported.add(batch, done)

@@ -246,3 +246,19 @@ def name_too_long(name: str) -> str | None:
     if len(name) <= NAME_MAX_LENGTH:
         return None
     return f"the name is longer than {NAME_MAX_LENGTH} characters ({len(name):,})"
+
+
+# The databases the embedded CRM keeps its records in, by a database URL's scheme
+# ("postgres" is the spelling some hosts give for PostgreSQL).
+EMBEDDED_DATABASES = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql"}
+
+
+def embedded_database(url: str) -> str:
+    """The embedded CRM's database kind ("sqlite" or "postgresql") of a database URL, from its
+    scheme ("postgresql+psycopg://" included); ValueError naming the scheme otherwise."""
+    scheme = url.partition(":")[0].partition("+")[0].strip().lower()
+    kind = EMBEDDED_DATABASES.get(scheme)
+    if kind is None or "://" not in url:
+        raise ValueError(f"the embedded CRM keeps its records in SQLite (sqlite:///path) or PostgreSQL "
+                         f"(postgresql://user@host/db), not {scheme or url!r}")
+    return kind

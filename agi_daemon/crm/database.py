@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, event, exc, make_url, text
 
+from ..core.model import embedded_database
+
 # Execution option of the connections that write: on SQLite their transaction takes the
 # write lock at BEGIN (BEGIN IMMEDIATE), so a transaction that reads then writes waits for
 # the other writers (busy_timeout) instead of failing with "database is locked".
@@ -25,8 +27,8 @@ def database_url(url: str) -> URL:
     `sqlite+pysqlite:////abs/path/var/crm.sqlite3` (relative paths are taken from the current
     directory), `postgresql://…` becomes `postgresql+psycopg://…`. A driver named in the URL
     is replaced by these two (older configurations may name an async one)."""
+    backend = embedded_database(url)  # ValueError naming an unknown scheme
     parsed = make_url(url)
-    backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
@@ -34,9 +36,7 @@ def database_url(url: str) -> URL:
         if not database.startswith("file:"):
             database = str(Path(database).expanduser().absolute())
         return parsed.set(drivername="sqlite+pysqlite", database=database)
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
-    raise ValueError(f"the embedded CRM keeps its records in SQLite or PostgreSQL, not {backend!r}")
+    return parsed.set(drivername="postgresql+psycopg")
 
 
 # How long connecting to a database server may take before the operation fails (CrmUnavailable):

@@ -26,6 +26,7 @@ from agi_daemon.core.model import (
     QueueGroup,
     QueueStrategy,
     UnknownCaller,
+    embedded_database,
 )
 
 _LINE_CRM = LineCrm()
@@ -246,8 +247,13 @@ class SimpleModeSettings(Section):
     create_with: CreateWith = _CRM_POLICY.create_with
 
 
+def _database(value: str) -> str:
+    embedded_database(value)  # ValueError: pydantic's message for the key
+    return value
+
+
 class EmbeddedCrmSettings(Section):
-    database: Text = "sqlite:///var/crm.sqlite3"
+    database: Annotated[str, Field(min_length=1), AfterValidator(_database)] = "sqlite:///var/crm.sqlite3"
     # worker threads reading the database, one connection each (plus one for the writer)
     pool_size: Annotated[int, Field(gt=0, le=64)] = 4
 

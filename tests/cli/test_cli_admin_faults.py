@@ -358,3 +358,29 @@ def test_a_utf16_file_is_told_to_pass_its_encoding_and_imports_with_it(config, t
     assert (code, out) == (0, "1 created, 0 skipped, 0 errors\n")
     assert [c["name"] for c in json.loads(run(capsys, "crm", "list", "contacts", "--json", "-c", config)[1])] == [
         "Zoé Martin"]
+
+
+def test_commands_run_with_standard_error_closed(tmp_path):
+    """A service manager or a script may start the daemon with 2>&-: the command line once
+    failed at its import (rc 1, nothing said) because it read sys.stderr.isatty."""
+    config = tmp_path / "agi-daemon.yaml"
+    config.write_text(EXAMPLE.read_text().replace("sqlite:///var/crm.sqlite3", f"sqlite:///{tmp_path}/crm.sqlite3"))
+    done = subprocess.run(f'"{sys.executable}" -m agi_daemon dialplan -c "{config}" 2>&-', shell=True,
+                          stdout=subprocess.PIPE, env=_environ(), timeout=60)
+    assert done.returncode == 0 and b"agi-daemon-fallback-incoming" in done.stdout
+
+
+def test_a_database_url_of_another_kind_is_named_by_check_config_and_postgres_is_postgresql(tmp_path):
+    for url, said in (("mysql://x/y", "not 'mysql'"), ("postgres://h/crm", None)):
+        config = tmp_path / "agi-daemon.yaml"
+        config.write_text(EXAMPLE.read_text().replace("sqlite:///var/crm.sqlite3", url))
+        done = subprocess.run([sys.executable, "-m", "agi_daemon", "check-config", "-c", str(config)],
+                              capture_output=True, text=True, env=_environ(), timeout=60)
+        if said is None:
+            assert done.returncode == 0, done.stdout + done.stderr
+        else:
+            assert done.returncode == 1 and "crm.embedded.database" in done.stdout and said in done.stdout
+
+
+def _environ() -> dict[str, str]:
+    return {**os.environ, **SECRETS, "PYTHONPATH": str(REPO)}
