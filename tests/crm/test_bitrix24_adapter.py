@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -354,3 +355,15 @@ async def test_portal_refusing_to_name_the_users_stops_no_delivery_and_is_asked_
     assigned = [portal.records_with_origin("lead", f"{linkedid}/records")[0].get("ASSIGNED_BY_ID")
                 for linkedid in ("U2", "U3", "U4", "U5")]
     assert [str(user) if user else None for user in assigned] == [None, None, None, "12"]
+
+
+async def test_records_for_a_responsible_without_a_portal_user_say_who_gets_them(portal, adapter, new_client, caplog):
+    """A write queued for alice while the portal was down, delivered after a reload removed her:
+    the portal gives the records to the webhook's own user. That used to happen in silence."""
+    plan = new_client(PHONE, "B9", responsible="carol")  # no portal user: carol is not in the directory
+    with caplog.at_level(logging.WARNING, logger="agi_daemon.crm.bitrix24.adapter"):
+        await adapter.deliver(CreateCallRecords(plan), CallLedger("B9"))
+    [lead] = portal.records_with_origin("lead", "B9/records")
+    assert "ASSIGNED_BY_ID" not in lead or not lead["ASSIGNED_BY_ID"]
+    [said] = [r.getMessage() for r in caplog.records if "no portal user" in r.getMessage()]
+    assert "carol" in said and "B9" in said and "webhook's own user" in said

@@ -211,6 +211,10 @@ class Bitrix24Crm:
                 call = await self.operations.register_call(self._registration(plan, joined))
                 return LedgerUpdate(joined=joined, remote_call_id=call.call_id)
         user = self.directory.user_of(plan.responsible) if plan.responsible else None
+        if plan.responsible and user is None:  # unmatched, or removed from the YAML file since the call
+            log.warning("bitrix24 %s: call %s: the responsible %s has no portal user (not matched, or no "
+                        "longer in the config file): the portal assigns the records to the webhook's own user",
+                        self.client.host, plan.linkedid, plan.responsible)
         writes: list[Command] = []
         for kind in kinds:
             if mine[kind] is None:
