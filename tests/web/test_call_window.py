@@ -147,16 +147,15 @@ async def test_agent_creates_the_contact_from_the_card_once_through_the_outbox(t
 async def test_a_cards_last_calls_show_in_the_agents_time_zone(tmp_path, crm):
     """The card of a ringing call (pushed over the live socket) lists the caller's last calls
     at the agent's local time: 23:30 UTC on 14 March is 00:30 on the 15th in Paris."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from agi_daemon.core.live_calls import Ringing
-    from agi_daemon.core.model import CallRecord, Direction, Disposition
+    from agi_daemon.core.model import Direction
     from tests.daemon_harness import PARIS, UNKNOWN
     from tests.web.harness import chromium, logged_in
 
     at = datetime(2025, 3, 14, 23, 30, tzinfo=UTC)
-    await crm.log_call(CallRecord("earlier-call", Direction.INCOMING, PARIS, UNKNOWN, Disposition.ANSWERED,
-                                  at, at + timedelta(seconds=60), at + timedelta(seconds=4), "alice", ("alice",), 4, 56))
+    await crm.log_call(_call("earlier-call", "alice", start=at))
     async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
         await set_passwords(crm)
         async with chromium() as browser:

@@ -10,6 +10,7 @@ import pytest
 from agi_daemon.core.model import CallRecord, Direction, Disposition, EntityRef, EntityType
 from tests.daemon_harness import CLIENT, LYON, PARIS, UNKNOWN, running_daemon
 from tests.web.harness import base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config
+from tests.web.test_security import _call
 
 
 async def _seed(crm):
@@ -101,8 +102,7 @@ async def test_call_times_are_shown_in_the_browsers_time_zone(tmp_path, crm):
     """A call at 23:30 UTC on 14 March is 00:30 on the 15th for an agent in Paris; the page
     said 2025-03-14 23:30, a day and an hour off, with nothing saying it was UTC."""
     at = datetime(2025, 3, 14, 23, 30, 5, tzinfo=UTC)
-    await crm.log_call(CallRecord("late-call", Direction.INCOMING, PARIS, UNKNOWN, Disposition.ANSWERED,
-                                  at, at + timedelta(seconds=60), at + timedelta(seconds=4), "alice", ("alice",), 4, 56))
+    await crm.log_call(_call("late-call", "alice", start=at))
     async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
         await set_passwords(crm)
         async with chromium() as browser:

@@ -3,6 +3,7 @@ agents read only their own calls, logins are rate-limited, /metrics answers only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
@@ -81,8 +82,9 @@ async def test_login_form_without_its_csrf_token_is_refused(tmp_path, crm):
                 assert "agi_daemon_session" not in response.cookies
 
 
-def _call(linkedid: str, employee: str, line: str = PARIS) -> CallRecord:
-    start = datetime.now(UTC) - timedelta(minutes=5)
+def _call(linkedid: str, employee: str, line: str = PARIS, start: datetime | None = None) -> CallRecord:
+    """An answered call from UNKNOWN, logged for `employee` (started 5 minutes ago by default)."""
+    start = start or datetime.now(UTC) - timedelta(minutes=5)
     return CallRecord(linkedid=linkedid, direction=Direction.INCOMING, line=line, number=UNKNOWN,
                       disposition=Disposition.ANSWERED, started_at=start, ended_at=start + timedelta(seconds=30),
                       answered_at=start + timedelta(seconds=3), answered_by=employee, employees=(employee,),
@@ -291,25 +293,34 @@ async def test_errors_and_redirects_carry_the_security_headers_and_pages_are_not
             "DENY", "nosniff", "no-store")
 
 
+@contextlib.asynccontextmanager
+async def alice_and_bob_watching(daemon):
+    """alice and bob logged in, each with a call window's live socket open (its first cards
+    received): (alice's session, alice's window, bob's window)."""
+    url = base_url(daemon)
+    async with new_session() as alice, new_session() as bob:
+        for http, employee in ((alice, "alice"), (bob, "bob")):
+            assert (await http_login(http, daemon, employee)).status == 303
+        async with alice.ws_connect(f"{url}/ws") as alice_window, bob.ws_connect(f"{url}/ws") as bob_window:
+            for window in (alice_window, bob_window):
+                assert "html" in await window.receive_json(timeout=5)
+            yield alice, alice_window, bob_window, bob
+
+
 async def test_logging_out_closes_the_open_call_windows_of_that_session_only(tmp_path, crm):
     """An agent logs out in one tab: the call window open in another tab stops at once (no more
     live calls on a shared desk); another agent's window goes on."""
     async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
         await set_passwords(crm)
         url = base_url(daemon)
-        async with new_session() as alice, new_session() as bob:
-            for http, employee in ((alice, "alice"), (bob, "bob")):
-                assert (await http_login(http, daemon, employee)).status == 303
-            async with alice.ws_connect(f"{url}/ws") as alice_window, bob.ws_connect(f"{url}/ws") as bob_window:
-                for window in (alice_window, bob_window):
-                    assert "html" in await window.receive_json(timeout=5)
-                async with alice.get(f"{url}/api/me") as me:
-                    token = (await me.json())["csrf"]
-                async with alice.post(f"{url}/logout", data={"csrf": token}, allow_redirects=False) as out:
-                    assert out.status == 303
-                closed = await alice_window.receive(timeout=5)
-                assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
-                assert not bob_window.closed
+        async with alice_and_bob_watching(daemon) as (alice, alice_window, bob_window, _):
+            async with alice.get(f"{url}/api/me") as me:
+                token = (await me.json())["csrf"]
+            async with alice.post(f"{url}/logout", data={"csrf": token}, allow_redirects=False) as out:
+                assert out.status == 303
+            closed = await alice_window.receive(timeout=5)
+            assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
+            assert not bob_window.closed
 
 
 async def test_a_password_set_again_ends_that_employees_sessions_and_call_windows(tmp_path, crm):
@@ -320,20 +331,15 @@ async def test_a_password_set_again_ends_that_employees_sessions_and_call_window
     async with running_daemon(None, config, crm, wait_for_ami=False) as daemon:
         await set_passwords(crm)
         url = base_url(daemon)
-        async with new_session() as alice, new_session() as bob:
-            for http, employee in ((alice, "alice"), (bob, "bob")):
-                assert (await http_login(http, daemon, employee)).status == 303
-            async with alice.ws_connect(f"{url}/ws") as alice_window, bob.ws_connect(f"{url}/ws") as bob_window:
-                for window in (alice_window, bob_window):
-                    assert "html" in await window.receive_json(timeout=5)
-                cli = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "agi_daemon", "user", "set-password", "alice", "-c", str(config),
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-                out, err = await asyncio.wait_for(cli.communicate(b"a brand new password\n"), 60)
-                assert cli.returncode == 0, err.decode()
-                closed = await alice_window.receive(timeout=PASSWORD_CHECK_SECONDS + 5)
-                assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
-                assert not bob_window.closed
+        async with alice_and_bob_watching(daemon) as (alice, alice_window, bob_window, bob):
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agi_daemon", "user", "set-password", "alice", "-c", str(config),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(cli.communicate(b"a brand new password\n"), 60)
+            assert cli.returncode == 0, err.decode()
+            closed = await alice_window.receive(timeout=PASSWORD_CHECK_SECONDS + 5)
+            assert closed.type == aiohttp.WSMsgType.CLOSE and alice_window.close_code == 4401
+            assert not bob_window.closed
             async with alice.get(f"{url}/calls", allow_redirects=False) as page:
                 assert (page.status, page.headers["Location"]) == (303, "/login")
             async with bob.get(f"{url}/calls", allow_redirects=False) as page:
