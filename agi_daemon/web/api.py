@@ -19,6 +19,7 @@ def routes(app: web.Application) -> None:
     r.add_get("/api/calls", call_log)
     r.add_get("/api/calls/{linkedid}", one_call)
     r.add_post("/api/calls/{linkedid}/records", create_for_call)
+    r.add_post("/api/calls/{linkedid}/close", close_call)
     r.add_get(r"/api/records/{kind:leads|contacts|companies|deals}", records)
     r.add_get(r"/api/records/{type:lead|contact|company|deal}/" + crm_pages.ID, record)
     r.add_post(r"/api/records/{type:lead|contact|company|deal}/" + crm_pages.ID, edit_record)
@@ -36,6 +37,11 @@ async def me(request: web.Request) -> web.Response:
 
 async def live_calls(request: web.Request) -> web.Response:
     return web.json_response(await calls.cards(context(request), viewer(request)))
+
+
+async def close_call(request: web.Request) -> web.Response:
+    calls.close_card(request)
+    return web.json_response({"closed": request.match_info["linkedid"]})
 
 
 async def call_log(request: web.Request) -> web.Response:

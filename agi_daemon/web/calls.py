@@ -1,5 +1,6 @@
-"""The agents' call window: a card per call ringing or answered on the agent's phone,
-redrawn over a WebSocket as the call changes, and the offer's "create" buttons (R3)."""
+"""The agents' call window: a card per call ringing or answered on the agent's phone (and per
+ended call whose offer is still open), redrawn over a WebSocket as the call changes, and the
+offer's "create" buttons (R3)."""
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +31,7 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/calls", call_window)
     app.router.add_get("/ws", live_updates)
     app.router.add_post("/calls/{linkedid}/create", create_from_call)
+    app.router.add_post("/calls/{linkedid}/close", close_ended_call)
 
 
 def display_number(number: str, region: str) -> str:
@@ -86,7 +88,7 @@ async def card(ctx: WebContext, rules: Rules, call: LiveCall, who: Viewer) -> di
         "line_name": line.name if line else call.line,
         "number": call.number,
         "number_display": display_number(call.number, rules.default_region),
-        "state": "answered" if call.answered else "ringing",
+        "state": "ended" if call.ended else "answered" if call.answered else "ringing",
         "talking": call.talking,
         "ringing": sorted(call.ringing),
         "started_at": call.started_at.isoformat(),
@@ -98,13 +100,18 @@ async def card(ctx: WebContext, rules: Rules, call: LiveCall, who: Viewer) -> di
 
 
 async def _known_as(ctx: WebContext, call: LiveCall) -> dict[str, Any] | None:
-    """The record the card names: the one the call created, else the known client's."""
+    """The record the card names: the one the call created, else the known client's. An
+    ended call's card (kept for its offer) never asks the CRM: it is drawn again at every
+    change of the window, and a remote CRM would be asked each time (a number that became
+    known meanwhile is joined when the agent creates the records, not doubled)."""
     if call.record is not None and ctx.pages is not None:
         found = await ctx.pages.entity(call.record)
         if found is None:
             return None
         record = found[0]
         return {"ref": str(call.record), "name": record["name"], "responsible": record["responsible"]}
+    if call.ended:
+        return None if call.record is None else {"ref": str(call.record), "name": None, "responsible": None}
     match = await ctx.crm.find_by_phone(call.number)
     if match is None:
         return None
@@ -180,6 +187,23 @@ async def create_from_call(request: web.Request) -> web.Response:
     ref = await create_records(context(request), who, request.match_info["linkedid"],
                                str(form.get("kind", "")), str(form.get("name", "")))
     raise web.HTTPSeeOther(f"/calls#created-{ref.type.value}-{ref.id}")
+
+
+def close_card(request: web.Request) -> None:
+    """An ended call's card (kept for its offer, or naming what was made of it) leaves the
+    agent's window; 404 for a call in progress, or not on their window."""
+    if not context(request).live.close(request.match_info["linkedid"], viewer(request).employee):
+        raise web.HTTPNotFound(text="no ended call of that id on your window")
+
+
+async def close_ended_call(request: web.Request) -> web.Response:
+    """The card's "Close": back to the window, also when the card left it meanwhile (another
+    agent made the records, a redraw not yet shown)."""
+    try:
+        close_card(request)
+    except web.HTTPNotFound:
+        pass
+    raise web.HTTPSeeOther("/calls")
 
 
 CREATED_WAIT_S = 5.0  # how long the button waits for the command to be stored and the records created

@@ -25,6 +25,8 @@ _FR = {
     "No call right now.": "Aucun appel pour le moment.",
     "Ringing": "Sonne",
     "Answered": "Décroché",
+    "Ended": "Terminé",
+    "Close": "Fermer",
     "incoming": "entrant",
     "outgoing": "sortant",
     "Line": "Ligne",

@@ -45,9 +45,18 @@ class LiveCalls:
         except Exception:  # the call windows must never stop call tracking
             log.exception("the call board could not apply %s", type(event).__name__)
             return
-        for employee in changed:
+        self._wake(changed)
+
+    def _wake(self, employees: set[str]) -> None:
+        for employee in employees:
             for watch in self._watches.get(employee, ()):
                 watch.wake()
+
+    def close(self, linkedid: str, employee: str) -> bool:
+        """The agent closes an ended call's card; False when it is not on their window."""
+        changed = self.board.close(linkedid, employee)
+        self._wake(changed)
+        return bool(changed)
 
     def watch(self, employee: str) -> Watch:
         watch = Watch(employee)

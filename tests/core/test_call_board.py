@@ -85,3 +85,110 @@ def test_offers_of_calls_that_never_ring_are_forgotten_beyond_the_memory():
     assert board.call("x0").offer is False  # forgotten: the oldest went first
     board.apply(Ringing(f"x{EARLY_MEMORY + 9}", "alice", Direction.INCOMING, LINE, CALLER, AT))
     assert board.call(f"x{EARLY_MEMORY + 9}").offer is True
+
+
+def _windows(board, *employees):
+    return {employee: [(c.linkedid, c.ended) for c in board.calls_of(employee)] for employee in employees}
+
+
+def test_an_offer_outlives_its_call_on_the_windows_it_rang():
+    """The caller hung up while alice's and bob's phones still rang: their legs end first (as
+    Asterisk reports them), then the call. The lead to make is still on both windows, marked
+    ended; a call with no offer leaves every window."""
+    board = CallBoard()
+    for event in (ring("alice"), ring("bob"), OFFER, ring("carol", linkedid="c2"),
+                  StoppedRinging("c1", "alice"), StoppedRinging("c1", "bob")):
+        board.apply(event)
+    assert board.apply(Ended("c1", None)) == {"alice", "bob"}
+    assert board.apply(Ended("c2", None)) == {"carol"}
+    assert _windows(board, "alice", "bob", "carol") == {"alice": [("c1", True)], "bob": [("c1", True)], "carol": []}
+    assert board.call("c1").offer is True and board.call("c1").shown_to() == {"alice", "bob"}
+
+
+def test_an_answered_offer_stays_only_with_who_talked():
+    board = CallBoard()
+    for event in (ring("alice"), ring("bob"), OFFER, Answered("c1", "bob", AT)):
+        board.apply(event)
+    assert board.apply(Ended("c1", None)) == {"bob"}
+    assert _windows(board, "alice", "bob") == {"alice": [], "bob": [("c1", True)]}
+
+
+def test_records_made_after_the_end_stay_with_their_maker_and_leave_the_others():
+    board = CallBoard()
+    for event in (ring("alice"), ring("bob"), OFFER, Ended("c1", None)):
+        board.apply(event)
+    assert board.apply(RecordsCreated("c1", LEAD, "bob")) == {"alice", "bob"}
+    assert _windows(board, "alice", "bob") == {"alice": [], "bob": [("c1", True)]}
+    assert board.call("c1").record == LEAD and board.call("c1").offer is False
+    assert board.close("c1", "bob") == {"bob"}
+    assert board.call("c1") is None
+
+
+def test_a_second_click_after_the_end_leaves_the_card_with_who_made_the_records():
+    """Alice and bob click at once: one command, made by alice's click; bob's answer comes
+    second and names the same records."""
+    board = CallBoard()
+    for event in (ring("alice"), ring("bob"), OFFER, Ended("c1", None), RecordsCreated("c1", LEAD, "alice")):
+        board.apply(event)
+    assert board.apply(RecordsCreated("c1", LEAD, "bob")) == set()
+    assert _windows(board, "alice", "bob") == {"alice": [("c1", True)], "bob": []}
+
+
+def test_ended_cards_come_after_the_calls_in_progress():
+    board = CallBoard()
+    for event in (ring("alice"), OFFER, Ended("c1", None), ring("alice", linkedid="c2")):
+        board.apply(event)
+    assert _windows(board, "alice") == {"alice": [("c2", False), ("c1", True)]}
+
+
+def test_records_an_admin_made_after_the_end_leave_every_window():
+    board = CallBoard()
+    for event in (ring("alice"), OFFER, Ended("c1", None)):
+        board.apply(event)
+    assert board.apply(RecordsCreated("c1", LEAD, "carol")) == {"alice"}
+    assert board.call("c1") is None
+
+
+def test_each_agent_closes_an_ended_card_on_their_own_window_only():
+    board = CallBoard()
+    for event in (ring("alice"), ring("bob"), OFFER):
+        board.apply(event)
+    assert board.close("c1", "alice") == set()  # a call in progress cannot be closed
+    board.apply(Ended("c1", None))
+    assert board.close("c1", "carol") == set()  # not on her window
+    assert board.close("c1", "alice") == {"alice"}
+    assert _windows(board, "alice", "bob") == {"alice": [], "bob": [("c1", True)]}
+    assert board.close("c1", "bob") == {"bob"}
+    assert board.call("c1") is None and board.close("c1", "bob") == set()
+
+
+def test_a_window_keeps_only_its_newest_ended_offers():
+    from agi_daemon.core.call_board import ENDED_PER_WINDOW
+
+    board = CallBoard()
+    for index in range(ENDED_PER_WINDOW + 3):
+        linkedid = f"e{index}"
+        board.apply(ring("alice", linkedid=linkedid))
+        board.apply(OfferMade(Offer(linkedid, Direction.INCOMING, LINE, CALLER, ("alice",), AT)))
+        board.apply(Ended(linkedid, None))
+    kept = [c.linkedid for c in board.calls_of("alice")]
+    assert sorted(kept) == sorted(f"e{index}" for index in range(3, ENDED_PER_WINDOW + 3))
+    assert board.call("e0") is None
+
+
+@pytest.mark.parametrize("recording, kept_for", [
+    ("incoming_missed", {"alice", "bob"}),  # every agent it rang: their legs ended before the call
+    ("incoming_busy_then_answered", {"bob"}),  # who answered
+    ("incoming_blind_transfer", {"bob"}),  # who it was transferred to
+])
+def test_over_recorded_asterisk_calls_an_offer_stays_on_the_right_windows(recording, kept_for):
+    from tests.core.test_live_calls import replay
+
+    board = CallBoard()
+    events = replay(recording)
+    [first] = [e for e in events if isinstance(e, Ringing)][:1]
+    board.apply(OfferMade(Offer(first.linkedid, first.direction, first.line, first.number, (), first.at)))
+    for event in events:
+        board.apply(event)
+    shown = {employee for employee in ("alice", "bob") if board.calls_of(employee)}
+    assert shown == kept_for and board.call(first.linkedid).ended

@@ -65,6 +65,31 @@ async def test_offer_line_call_shows_a_card_and_the_agent_creates_the_lead_from_
     assert offer["status"] == "taken"
 
 
+async def test_a_caller_who_hung_up_while_it_rang_is_still_on_the_card_to_create_the_lead(
+        tmp_path, crm, asterisk_ami, employees):
+    """The caller gave up before anyone answered: the very lead an `offer` line is for. The card
+    stays, "Ended", with its buttons; the lead made from it has the call logged on it; the
+    agent then closes the card."""
+    for extension in ("101", "102"):
+        employees.set_global(f"EMPLOYEE_{extension}", "noanswer")
+    async with alice_rung_on_the_offer_line(tmp_path, crm, asterisk_ami, employees) as (_, page, call):
+        await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="lead"]', timeout=5000)
+        await asterisk_ami.hangup_call(call.linkedid)
+        await page.wait_for_selector(f'{card(call.linkedid)}[data-state="ended"]', timeout=5000)
+        await eventually(lambda: logged_calls(crm, call.linkedid))  # logged, on no record yet
+        await page.fill(f'{card(call.linkedid)} input[name="name"]', "Martine Dupuis")
+        await page.click(f'{card(call.linkedid)} button[value="lead"]')
+        link = await page.wait_for_selector(f'{card(call.linkedid)} .entity a', timeout=5000)
+        assert await link.inner_text() == "Martine Dupuis"
+        await screenshot(page, "call-window-ended-offer")
+        await page.click(f'{card(call.linkedid)} form.close button')
+        await page.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
+    [lead] = await crm.list_records("leads")
+    [logged] = await logged_calls(crm, call.linkedid)
+    assert (lead["name"], lead["responsible"], lead["phones"]) == ("Martine Dupuis", "alice", [UNKNOWN])
+    assert logged["entity"] == f"lead:{lead['id']}" and logged["disposition"] == "missed"
+
+
 async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_path, crm, asterisk_ami, employees):
     async with running_daemon(employees, web_config(tmp_path, ami=employees.daemon_ami), crm) as daemon:
         await set_passwords(crm)
@@ -81,7 +106,9 @@ async def test_blind_transfer_moves_the_card_to_the_target_agents_window(tmp_pat
             await bob.wait_for_selector(card(call.linkedid), timeout=CARD_SECONDS * 1000)
             await alice.wait_for_selector(card(call.linkedid), state="detached", timeout=CARD_SECONDS * 1000)
             await asterisk_ami.hangup_call(call.linkedid)
-            await bob.wait_for_selector(card(call.linkedid), state="detached", timeout=5000)
+            # the caller is still new: the offer's card stays with who talked last, bob
+            await bob.wait_for_selector(f'{card(call.linkedid)}[data-state="ended"] button[value="lead"]', timeout=5000)
+            assert await alice.query_selector(card(call.linkedid)) is None
 
 
 async def alices_card_of_a_call_from(number: str, tmp_path, crm, asterisk_ami, employees) -> dict:

@@ -189,3 +189,39 @@ async def test_a_name_too_long_for_the_crm_is_refused_at_once_not_left_to_die_in
             assert (await create(alice, daemon, "long-name-call", "lead", name="x" * 255))[0] == 201
     [lead] = await crm.list_records("leads")
     assert len(lead["name"]) == 255
+
+
+async def test_an_ended_calls_offer_is_taken_and_its_card_closed_through_the_api(tmp_path, crm):
+    """The caller hung up before alice clicked: the offer is still hers to take, and once the
+    contact is made the card stays on her window (naming it) until she closes it."""
+    from agi_daemon.core.live_calls import Ended
+
+    async def close(http, linkedid: str) -> int:
+        async with http.get(f"{base_url(daemon)}/api/me") as me:
+            token = (await me.json())["csrf"]
+        async with http.post(f"{base_url(daemon)}/api/calls/{linkedid}/close", headers={"X-CSRF-Token": token}) as r:
+            return r.status
+
+    async def live(http) -> list[dict]:
+        async with http.get(f"{base_url(daemon)}/api/calls/live") as response:
+            return await response.json()
+
+    async with running_daemon(None, web_config(tmp_path), crm, wait_for_ami=False) as daemon:
+        await set_passwords(crm)
+        ringing(daemon, "gone-call", LYON)
+        async with new_session() as alice, new_session() as bob:
+            await http_login(alice, daemon, "alice")
+            await http_login(bob, daemon, "bob")
+            assert await close(alice, "gone-call") == 404  # a call in progress stays
+            daemon.live.publish(Ended("gone-call", None))
+            [shown] = await live(alice)
+            assert (shown["state"], shown["offer"]) == ("ended", True)
+            status, body = await create(alice, daemon, "gone-call", "contact")
+            assert status == 201, body
+            [shown] = await live(alice)
+            assert shown["offer"] is False and shown["entity"]["name"] == "Jeanne Martin"
+            assert await close(bob, "gone-call") == 404  # never on his window
+            assert await close(alice, "gone-call") == 200
+            assert await live(alice) == []
+    [contact] = await crm.list_records("contacts")
+    assert contact["responsible"] == "alice"
