@@ -21,7 +21,7 @@ from .settings import ConfigError, SecretsNeeded, Settings, SettingsHolder, chec
 if TYPE_CHECKING:
     from .crm.bitrix24.adapter import Bitrix24Crm
     from .crm.csv_import import ContactRow, ImportResult, NotText, RowError
-    from .crm.embedded import EmbeddedCrm, ListKind
+    from .crm.embedded import EmbeddedCrm
 
 log = logging.getLogger("agi_daemon")
 
@@ -336,7 +336,8 @@ async def _crm(settings: Settings, args: argparse.Namespace) -> int:
 async def _add(settings: Settings, args: argparse.Namespace) -> int:
     """`crm add`: checked as `crm import` checks a row; refused when the number is already on a
     contact, company or lead (the import skips it)."""
-    from .crm.new_record import CLIENT_TYPES, RecordRefused, already_on, new_record
+    from .crm.embedded import NumberKnown
+    from .crm.new_record import RecordRefused, already_on, new_record
 
     try:
         record = new_record(args.name, args.phone, args.responsible, region=settings.rules.default_region,
@@ -344,15 +345,12 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
     except RecordRefused as exc:
         print(f"agi-daemon: {exc}", file=sys.stderr)
         return 1
-    listed_as: dict[str, ListKind] = {"contact": "contacts", "company": "companies", "lead": "leads"}
     async with open_crm(settings, write=True) as crm:
-        for client_type in CLIENT_TYPES:
-            found = await crm.list_records(listed_as[client_type.value], record.phone)
-            if found:
-                entity = f"{client_type.value}:{found[0]['id']}"
-                print(f"agi-daemon: {already_on(entity, record.phone)}", file=sys.stderr)
-                return 1
-        added = await crm.add_record(args.kind, record.name, record.phone, record.responsible)
+        try:
+            added = await crm.add_record(args.kind, record.name, record.phone, record.responsible, if_new=True)
+        except NumberKnown as known:
+            print(f"agi-daemon: {already_on(known.entity, record.phone)}", file=sys.stderr)
+            return 1
     print(json.dumps(added, indent=2))
     return 0
 
@@ -380,7 +378,8 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
         async with open_crm(settings, write=True) as crm:
             try:
                 await _import_rows(crm, checked_in_a_second_process(stream, rules.default_region,
-                                                                    employees=rules.employees), imported)
+                                                                    employees=rules.employees,
+                                                                    batch_size=crm.import_batch_size), imported)
             except CrmError as exc:
                 return imported.stopped(path, _crm_failure(exc))
             except BrokenExecutor:
