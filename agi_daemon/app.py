@@ -350,7 +350,8 @@ def wire_tracking(parts: Parts) -> None:
         parts.ami = ami
         source = AmiEventSource(ami)
     reassign = ReassignService(parts.rules, parts.outbox, parts.pending)
-    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier)
+    tracking = TrackingService(parts.rules, parts.call_log, reassign, parts.pending, notifier=parts.notifier,
+                               offers=parts.outbox.offer)
     parts.event_source, parts.tracking = source, tracking
     parts.tasks.create_task(source.run())
     parts.tasks.create_task(tracking.run(source.events()))

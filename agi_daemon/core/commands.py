@@ -51,6 +51,11 @@ class CreateCallRecords:
         return self.plan.phone
 
 
+def offer_key(linkedid: str) -> str:
+    """The key of call `linkedid`'s RecordOffer: a call makes at most one offer."""
+    return f"{linkedid}/offer"
+
+
 @dataclass(frozen=True)
 class RecordOffer:
     """R3 `offer`: the call window proposes "create lead / contact" for this call."""
@@ -63,7 +68,7 @@ class RecordOffer:
 
     @property
     def key(self) -> str:
-        return f"{self.offer.linkedid}/offer"
+        return offer_key(self.offer.linkedid)
 
     @property
     def lane(self) -> str:

@@ -32,8 +32,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection
 
 from ..core.commands import (
-    CallLedger, CrmCommand, LedgerUpdate, LogCall, as_seen_by, in_pbx, pbx_linkedid, waits_for_tracking,
+    CallLedger, CrmCommand, LedgerUpdate, LogCall, RecordOffer, as_seen_by, in_pbx, pbx_linkedid, waits_for_tracking,
 )
+from ..core.model import Offer
 from ..core.ports import CrmDeliverer, CrmError, CrmRejected, CrmUnavailable
 from ..core.phone import masked
 from . import outbox_store
@@ -272,6 +273,15 @@ class Outbox:
             self._ready.put_nowait(lane)
         else:
             self._busy.discard(lane)
+
+    async def offer(self, linkedid: str) -> Offer | None:
+        """The offer (R3) this daemon's call `linkedid` made, as stored: for a call found in
+        progress after a restart, whose routing an earlier run did."""
+        stored = pbx_linkedid(self._pbx, linkedid)
+        found = await self._store.transaction("read a call's offer", lambda conn: outbox_store.offer(conn, stored),
+                                              write=False)
+        ours = None if found is None else as_seen_by(found, self._pbx)
+        return ours.offer if isinstance(ours, RecordOffer) else None
 
     async def ledger(self, linkedid: str) -> CallLedger:
         stored = pbx_linkedid(self._pbx, linkedid)

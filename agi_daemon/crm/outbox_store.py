@@ -29,7 +29,9 @@ from sqlalchemy import Connection, bindparam, exists, func, literal_column, or_,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnClause
 
-from ..core.commands import NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, supersedes
+from ..core.commands import (
+    NOTHING_LEARNED, CallLedger, CallReport, CrmCommand, LedgerUpdate, RecordOffer, offer_key, supersedes,
+)
 from ..core.model import EntityRef
 from .command_json import command_from_json, command_json, kind_of, refs_from_json, refs_json
 from .embedded import execute_prepared, prepare
@@ -155,6 +157,15 @@ def take(conn: Connection, row_id: int, now: datetime, *, claim: tuple[str, time
                      .values(claimed_by=owner[:64], claimed_until=now + lease))
     kind, payload, status, attempts, created_at = row
     return Stored(row_id, command_from_json(kind, payload), status, attempts, created_at)
+
+
+def offer(conn: Connection, linkedid: str) -> RecordOffer | None:
+    """The offer call `linkedid` made (R3), as stored, or None."""
+    row = conn.execute(select(outbox.c.kind, outbox.c.payload).where(outbox.c.key == offer_key(linkedid))).first()
+    if row is None:
+        return None
+    command = command_from_json(row[0], _json(row[1]))
+    return command if isinstance(command, RecordOffer) else None
 
 
 def ledger(conn: Connection, linkedid: str) -> CallLedger:

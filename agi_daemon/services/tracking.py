@@ -6,12 +6,12 @@ the call (owned by the app's TaskGroup) after the routing's own CRM work for tha
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterable, Callable, Coroutine
+from typing import Any, AsyncIterable, Awaitable, Callable, Coroutine
 
-from ..core.live_calls import NoOneListens, live_events
-from ..core.model import Rules
-from ..core.ports import Notifier
-from ..core.tracker import CallEnded, Reassign, TrackerEvent, TrackerState, step
+from ..core.live_calls import NoOneListens, OfferMade, live_events
+from ..core.model import Offer, Rules
+from ..core.ports import CrmError, Notifier
+from ..core.tracker import CallEnded, Reassign, Resynced, TrackerEvent, TrackerState, step
 from .call_log import CallLogService
 from .pending import PendingWork
 from .reassign import ReassignService
@@ -27,10 +27,14 @@ class TrackingService:
         reassign: ReassignService,
         pending: PendingWork,
         notifier: Notifier | None = None,
+        offers: Callable[[str], Awaitable[Offer | None]] | None = None,
     ) -> None:
-        """`notifier` hears what changes in each call as it happens (the call windows)."""
+        """`notifier` hears what changes in each call as it happens (the call windows);
+        `offers` gives the offer a call made (R3), as stored, for the calls a resync finds in
+        progress: their routing, and its offer, happened before this daemon's start."""
         self._rules = rules
         self._notifier = notifier or NoOneListens()
+        self._offers = offers
         self._call_log = call_log
         self._reassign = reassign
         self._pending = pending
@@ -55,6 +59,9 @@ class TrackingService:
             log.exception("call tracking could not apply %s; state kept", type(event).__name__)
             return
         self._publish(rules, before, event, effects)
+        if isinstance(event, Resynced) and self._offers is not None:
+            for linkedid in self._state.calls.keys() - before.calls.keys():
+                self._pending.start(f"offer:{linkedid}", self._offer_again(linkedid, self._offers))
         for effect in effects:
             work: Coroutine[Any, Any, object]
             if isinstance(effect, CallEnded):
@@ -69,6 +76,15 @@ class TrackingService:
                 continue
             # One call's effects apply in order: A->B then B->C leaves C responsible.
             self._pending.start(f"tracking:{linkedid}", work, in_order=True)
+
+    async def _offer_again(self, linkedid: str, offers: Callable[[str], Awaitable[Offer | None]]) -> None:
+        try:
+            offer = await offers(linkedid)
+        except CrmError as error:
+            log.warning("call %s: found in progress, its offer could not be read: %s", linkedid, error)
+            return
+        if offer is not None:
+            self._notifier.publish(OfferMade(offer))
 
     def _publish(self, rules: Rules, before: TrackerState, event: TrackerEvent, effects: tuple) -> None:
         try:

@@ -540,3 +540,18 @@ async def test_retry_of_a_pending_command_in_a_running_daemon_counts_its_attempt
         await asyncio.sleep(0.1)
         status, attempts, _ = (await rows(crm))["R16/records"]
     assert (status, attempts) == ("pending", 1)
+
+
+async def test_a_calls_stored_offer_is_read_back_by_its_own_pbxs_daemon_only(crm):
+    """What a restarted daemon reads for a call found in progress (its routing, and its offer,
+    happened in the earlier run); several PBXs on one store each read their own call."""
+    from agi_daemon.core.commands import RecordOffer
+    from agi_daemon.core.model import Offer
+
+    offer = Offer("1700.5", Direction.INCOMING, "+33472000000", "+33611000005", ("alice", "bob"), AT)
+    lyon, paris = Outbox(crm, Delivery(crm), pbx="lyon"), Outbox(crm, Delivery(crm), pbx="paris")
+    async with delivering(lyon):
+        await lyon.submit(RecordOffer(offer))
+    assert await lyon.offer("1700.5") == offer
+    assert await paris.offer("1700.5") is None  # Paris's call of the same linkedid made none
+    assert await lyon.offer("1700.6") is None

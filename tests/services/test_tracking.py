@@ -130,3 +130,40 @@ async def test_transfer_while_the_lead_is_still_being_created_waits_for_it(tasks
     linkedid = await replay(tasks, SlowCrm(crm, delay=0.3), "incoming_blind_transfer", deadline=0.05)
     assert crm.responsible[crm.created[linkedid].lead] == "bob"
     assert crm.calls[linkedid].entity == crm.created[linkedid].lead
+
+
+async def test_a_call_found_in_progress_at_a_resync_gets_back_the_offer_its_routing_made(tasks):
+    """The daemon restarted mid-call: the call's routing (and its R3 offer) happened in the
+    earlier run, so no OfferMade was published in this one. The call found at the resync gets
+    its stored offer back on the call windows; a call routed in this run is not asked again."""
+    from agi_daemon.core.live_calls import OfferMade
+    from agi_daemon.core.model import Offer
+
+    name = "incoming_blind_transfer_after_resync"
+    items = list(filter(None, map(translate, ami_items(name))))
+    linkedid = items[0].channels[0].channel.linkedid
+    stored = Offer(linkedid, Direction.INCOMING, "+33184880000", CLIENT, ("alice", "bob"), FixedClock().now())
+    asked: list[str] = []
+
+    async def offers(wanted: str):
+        asked.append(wanted)
+        return stored if wanted == linkedid else None
+
+    class Heard:
+        def __init__(self) -> None:
+            self.events = []
+
+        def publish(self, event) -> None:
+            self.events.append(event)
+
+    heard, pending, crm = Heard(), PendingWork(tasks.create_task), MemoryCrm()
+    rules = make_rules()
+    call_log = CallLogService(lambda: rules, crm, FixedClock(), pending, commands=commands_for(crm), routed=RoutedCalls(),
+                              settle_timeout=5)
+    reassign = ReassignService(lambda: rules, commands_for(crm), pending, settle_timeout=5)
+    tracking = TrackingService(lambda: rules, call_log, reassign, pending, notifier=heard, offers=offers)
+    tracking.handle(items[0])  # the resync
+    assert await pending.settle(f"offer:{linkedid}", 5)
+    assert [e for e in heard.events if isinstance(e, OfferMade)] == [OfferMade(stored)]
+    tracking.handle(items[0])  # a second resync finds the same call: known already, not asked again
+    assert asked == [linkedid]

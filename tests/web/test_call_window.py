@@ -10,6 +10,7 @@ import pytest
 
 from tests.asterisk.ami_client import blind_transfer
 from tests.daemon_harness import BLOCKED, UNKNOWN, eventually, logged_calls, rang, running_daemon
+from tests.web.test_offer_api import create
 from tests.web.test_security import _call
 from tests.web.harness import (
     base_url, chromium, http_login, logged_in, new_session, screenshot, set_passwords, web_config,
@@ -129,6 +130,30 @@ async def alices_card_of_a_call_from(number: str, tmp_path, crm, asterisk_ami, e
     return card_data
 
 
+async def test_after_a_restart_mid_call_the_card_still_offers_to_create_the_lead(tmp_path, crm, asterisk_ami, employees):
+    """The daemon restarted while alice talked to a new caller on the `offer` line: its routing,
+    and the offer, were the earlier run's. The card the resync brings back still has its buttons."""
+    config = web_config(tmp_path, ami=employees.daemon_ami)
+    async with running_daemon(employees, config, crm):
+        since = asterisk_ami.mark()
+        call = await asterisk_ami.originate_incoming(LYON_AS_DIALLED, UNKNOWN)
+        await asterisk_ami.wait_event(rang(call.linkedid, "101"), 5, since=since)
+        await eventually(lambda: crm.list_records("offers"))
+    async with running_daemon(employees, config, crm) as daemon:
+        await set_passwords(crm)
+        async with new_session() as alice:
+            await http_login(alice, daemon, "alice")
+
+            async def offered():
+                async with alice.get(f"{base_url(daemon)}/api/calls/live") as response:
+                    return [c for c in await response.json() if c["linkedid"] == call.linkedid and c["offer"]]
+
+            [shown] = await eventually(offered)
+            status, body = await create(alice, daemon, call.linkedid, "lead", "Après Redémarrage")
+    assert status == 201, body
+    assert (shown["state"], shown["offer_kinds"]) == ("answered", ["lead", "contact"])  # still in progress
+
+
 async def test_card_of_a_number_on_the_exception_list_shows_nothing_from_the_crm(tmp_path, crm, asterisk_ami, employees):
     await crm.add_record("contact", "Never Looked Up", BLOCKED, "bob")
     card_data = await alices_card_of_a_call_from(BLOCKED, tmp_path, crm, asterisk_ami, employees)
@@ -149,7 +174,6 @@ async def test_agent_creates_the_contact_from_the_card_once_through_the_outbox(t
     """The card's "create contact" is one outbox command (like "create lead"): delivered by the
     configured CRM, the call logged on the contact, and a second click finds the same contact."""
     from tests.crm.test_outbox import rows
-    from tests.web.test_offer_api import create
 
     async with alice_rung_on_the_offer_line(tmp_path, crm, asterisk_ami, employees) as (daemon, page, call):
         await page.wait_for_selector(f'{card(call.linkedid)} form.offer button[value="contact"]', timeout=5000)
