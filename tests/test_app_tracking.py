@@ -20,6 +20,7 @@ from tests.daemon_harness import (  # noqa: F401  (scenario_crm: the `crm` fixtu
     CALL_LOG, CLIENT, MODE_IDS, MODES, UNKNOWN, Mode, call_log_said, logged_calls, rang, running_daemon, scenario_crm,
     write_config,
 )
+from tests.asterisk.sandbox import closed_port
 from tests.fakes.crm import SlowCrm
 from tests.fakes.fastagi import agi_call
 from tests.fakes.polling import eventually
@@ -84,6 +85,49 @@ async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, mod
     assert entry["entity"] == f"contact:{contact['id']}"
     if "transfers" in crm.call_fields:
         assert entry["transfers"] == [{"from": "alice", "to": "bob", "kind": kind}]
+
+
+@EMBEDDED_ONLY
+@pytest.mark.databases("sqlite")
+async def test_blind_transfer_to_an_external_number_is_not_a_second_call(tmp_path, mode, crm, asterisk_ami, employees):
+    """alice sends a new caller on to an outside number with her phone's transfer: the digits
+    go through the phones' context, which sends external numbers to agi-daemon-outgoing. The
+    caller reaches the trunk; the call stays one incoming call: its lead and log, and no
+    outgoing call "from" the caller, with a lead of nobody's for the outside number (the line
+    creates records for outgoing calls too)."""
+    outside = "0472999999"
+    async with running_daemon(employees, mode.config(tmp_path, create_for="all"), crm):
+        call = await answered_call(asterisk_ami, UNKNOWN)
+        [lead] = await eventually(lambda: crm.list_records("leads"))
+        since = asterisk_ami.mark()
+        await blind_transfer(asterisk_ami, call.linkedid, "101", outside, context="from-phones")
+        await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", number="+33472999999"), 5, since=since)
+        await asterisk_ami.hangup_call(call.linkedid)
+        [entry] = await eventually(lambda: _with_transfers(crm, call.linkedid))  # tracking's record
+    assert [r["id"] for r in await crm.list_records("leads")] == [lead["id"]]
+    assert await crm.list_records("contacts") == []
+    assert (entry["direction"], entry["number"], entry["entity"], entry["answered_by"]) == \
+        ("incoming", UNKNOWN, f"lead:{lead['id']}", "alice")
+    assert entry["transfers"] == [{"from": "alice", "to": None, "kind": "blind"}]
+
+
+@EMBEDDED_ONLY
+@pytest.mark.databases("sqlite")
+async def test_blind_transfer_to_an_external_number_with_tracking_down_logs_the_incoming_call(
+        tmp_path, crm, asterisk_ami, employees):
+    """Tracking down (AMI unreachable): the hangup report is all the daemon hears. The caller
+    sent on to an outside number is still the incoming call from the caller, not an outgoing
+    call "from" the caller to the outside number."""
+    mode = Mode("ami", employees)
+    async with running_daemon(employees, mode.config(tmp_path, link_port=closed_port()), crm, wait_for_ami=False):
+        call = await answered_call(asterisk_ami, UNKNOWN)
+        await eventually(lambda: crm.list_records("leads"))
+        since = asterisk_ami.mark()
+        await blind_transfer(asterisk_ami, call.linkedid, "101", "0472999999", context="from-phones")
+        await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", number="+33472999999"), 5, since=since)
+        await asterisk_ami.hangup_call(call.linkedid)
+        [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    assert (entry["direction"], entry["number"]) == ("incoming", UNKNOWN)
 
 
 async def test_transfer_on_line_without_reassign_keeps_the_responsible(tmp_path, mode, crm, asterisk_ami, employees):

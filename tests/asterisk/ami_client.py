@@ -267,11 +267,12 @@ async def bridged_employee_channel(ami: TestAmi, linkedid: str, extension: str, 
     return channel
 
 
-async def blind_transfer(ami: TestAmi, linkedid: str, extension: str, target: str, timeout: float = 5.0) -> None:
+async def blind_transfer(ami: TestAmi, linkedid: str, extension: str, target: str, timeout: float = 5.0,
+                         *, context: str = "employees") -> None:
     """Employee <extension>, talking on call <linkedid>, blind-transfers it to <target> the way
-    an agent does (AMI BlindTransfer of their channel, once it is bridged), and the transfer
-    succeeded."""
+    an agent does (AMI BlindTransfer of their channel, once it is bridged; the digits looked up
+    in `context`), and the transfer succeeded."""
     channel = await bridged_employee_channel(ami, linkedid, extension, timeout)
     since = ami.mark()
-    await ami.action({"Action": "BlindTransfer", "Channel": channel, "Exten": target, "Context": "employees"})
+    await ami.action({"Action": "BlindTransfer", "Channel": channel, "Exten": target, "Context": context})
     await ami.wait_event(event_named("BlindTransfer", transfererchannel=channel, result="Success"), timeout, since=since)

@@ -585,6 +585,12 @@ exten => _+X!,1,UserEvent(AgiDaemonTestTrunk,Number: ${EXTEN})
 exten => _X!,1,Dial(Local/${EXTEN}@trunk,,T)
  same => n,Hangup()
 
+; The phones' context as the README sets it up: external numbers go through the daemon (the
+; context a phone's keypad transfer looks its digits up in).
+[from-phones]
+exten => _0X.,1,Set(TRANSFER_CONTEXT=from-phones)
+ same => n,Goto(agi-daemon-outgoing,${EXTEN},1)
+
 ; The originating side of test calls (the client for incoming calls, the employee for outgoing).
 [originate-caller]
 exten => s,1,Answer()
