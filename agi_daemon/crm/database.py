@@ -62,15 +62,24 @@ def pool_options(url: URL, workers: int, busy_timeout_ms: int) -> dict[str, Any]
     number wait behind it."""
     options: dict[str, Any] = {"pool_size": workers + 1, "max_overflow": 0, "pool_timeout": CONNECT_TIMEOUT_S}
     if url.get_backend_name() == "postgresql":
-        server = {"lock_timeout": int(busy_timeout_ms),
-                  "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_S * 1000,
-                  "tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2, "tcp_keepalives_count": 3}
-        options.update(pool_pre_ping=True, isolation_level="READ COMMITTED", connect_args={
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
-            "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-        })
+        options.update(pool_pre_ping=True, isolation_level="READ COMMITTED",
+                       connect_args=server_connect_args(lock_timeout_ms=int(busy_timeout_ms)))
     return options
+
+
+def server_connect_args(*, lock_timeout_ms: int | None) -> dict[str, Any]:
+    """How every connection to a PostgreSQL server is opened, the migrations' too (see
+    pool_options): bounded connect, TCP keepalives both ways, a session gone silent in a
+    transaction dropped after IDLE_IN_TRANSACTION_S (with the locks it holds), and a statement
+    waiting at most `lock_timeout_ms` for a lock (None: as long as it takes)."""
+    server: dict[str, int] = {} if lock_timeout_ms is None else {"lock_timeout": lock_timeout_ms}
+    server.update({"idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION_S * 1000,
+                   "tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2, "tcp_keepalives_count": 3})
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
+        "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+    }
 
 
 # How long the database server keeps a daemon's transaction that sends nothing (the daemon's

@@ -156,6 +156,30 @@ async def test_the_server_drops_a_daemon_gone_silent_in_a_transaction_within_a_m
     assert shown == ["1min", "5", "read committed"]
 
 
+def test_a_daemon_gone_silent_mid_migration_is_dropped_too(postgresql: PostgresServer) -> None:
+    """The migration's session holds the lock every other daemon's start waits on: it has the
+    same idle timeout and keepalives (and waits for another daemon's migration as long as it
+    takes: no lock timeout)."""
+    from sqlalchemy import Engine, event
+
+    from agi_daemon.crm.database import database_url
+    from agi_daemon.crm.migrations import upgrade_to_head
+
+    seen: list[tuple[str, ...]] = []
+
+    def settings(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            seen.append(tuple(cursor.execute(f"SHOW {name}").fetchone()[0] for name in
+                              ("idle_in_transaction_session_timeout", "tcp_keepalives_idle", "lock_timeout")))
+
+    event.listen(Engine, "connect", settings)
+    try:
+        upgrade_to_head(database_url(postgresql.create_database(migrated=False)))
+    finally:
+        event.remove(Engine, "connect", settings)
+    assert seen and set(seen) == {("1min", "5", "0")}
+
+
 async def test_a_hangup_report_written_as_another_daemon_logs_trackings_report_never_replaces_it(
     postgresql: PostgresServer,
 ) -> None:

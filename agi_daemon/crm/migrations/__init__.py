@@ -14,7 +14,7 @@ from sqlalchemy import URL, Connection, create_engine, exc, inspect
 from sqlalchemy.pool import NullPool
 
 from ...core.ports import CrmError
-from ..database import CONNECT_TIMEOUT_S, WRITE, serialize_migrations, tune_sqlite
+from ..database import WRITE, serialize_migrations, server_connect_args, tune_sqlite
 from ..tables import metadata
 
 
@@ -69,7 +69,9 @@ def upgrade_to_head(url: URL, busy_timeout_ms: int = 5000) -> tuple[str | None, 
     Returns the schema's revision before and after (None: an empty database).
     """
     sqlite = url.get_backend_name() == "sqlite"
-    connect_args = {} if sqlite else {"connect_timeout": CONNECT_TIMEOUT_S}
+    # on a server, waiting for another daemon's migration as long as it takes (no lock
+    # timeout); a daemon that lost power mid-migration is dropped within a minute, its lock too
+    connect_args = {} if sqlite else server_connect_args(lock_timeout_ms=None)
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     tune_sqlite(engine, busy_timeout_ms)
     try:
@@ -96,7 +98,7 @@ def check_at_head(url: URL, busy_timeout_ms: int = 5000) -> str:
     nothing (for the commands that only read); SchemaOutOfDate when it is older (or empty),
     SchemaTooNew when a newer version migrated it. Blocking: run it in a worker thread."""
     sqlite = url.get_backend_name() == "sqlite"  # (no tuning: the file is only read, as it is)
-    connect_args = {"timeout": busy_timeout_ms / 1000} if sqlite else {"connect_timeout": CONNECT_TIMEOUT_S}
+    connect_args = {"timeout": busy_timeout_ms / 1000} if sqlite else server_connect_args(lock_timeout_ms=None)
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         with engine.connect() as connection, connection.begin():
