@@ -49,16 +49,29 @@ async def test_receiver_prints_a_signed_event_once_and_refuses_a_bad_signature(r
         await sender.send(event)
         await sender.send(event)  # delivered again after a lost acknowledgement: printed once
         with pytest.raises(RemoteCrmRejected, match="HTTP 401"):
-            await forger.send(events.responsible_changed("1700000000.9", datetime.now(UTC), (LEAD_7,), "mallory"))
+            await forger.send(events.responsible_changed("1700000000.9", datetime.now(UTC), (LEAD_7,), "mallory", 1))
         match = await sender.lookup("+33612000001", deadline_seconds=2)
-        await sender.send(events.responsible_changed("1700000000.9", datetime.now(UTC), (LEAD_7,), "alice"))
+        await sender.send(events.responsible_changed("1700000000.9", datetime.now(UTC), (LEAD_7,), "alice", 1))
     finally:
         await sender.close()
         await forger.close()
     printed = [json.loads(process.stdout.readline()) for _ in range(2)]
     assert [(e["type"], e["id"]) for e in printed] == [("call.started", "1700000000.9/call.started"),
-                                                      ("responsible.changed", "1700000000.9/responsible.changed/alice")]
+                                                      ("responsible.changed", "1700000000.9/responsible.changed/1/alice")]
     assert printed[0]["data"] == {"direction": "incoming", "line": "+33184880000", "number": "+33612000001",
                                   "employees": ["alice"]}
     assert printed[1]["data"] == {"records": [{"type": "lead", "id": 7}], "responsible": "alice", "previous": None}
     assert (str(match.entity), match.responsible) == ("contact:12", "alice")
+
+
+async def test_a_lookup_url_with_its_own_parameters_is_signed_as_sent(receiver):
+    """Function hosts put their key in the URL (`?code=...`): the signed text is the whole
+    query as sent, which is what the receiver checks."""
+    _, address = receiver
+    sender = WebhookSender(f"{address}/events", SECRET, lookup_url=f"{address}/lookup?code=abc", timeout_seconds=2)
+    await sender.open()
+    try:
+        match = await sender.lookup("+33612000001", deadline_seconds=2)
+    finally:
+        await sender.close()
+    assert match is not None and str(match.entity) == "contact:12"

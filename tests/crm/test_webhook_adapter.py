@@ -33,7 +33,7 @@ async def test_a_new_client_call_posts_started_created_responsible_and_ended_eve
         await eventually(lambda: len(receiver.received) >= 6, timeout=5)
     kinds = [(event["type"], event["id"]) for event, _, _ in receiver.received]
     assert kinds == [("call.started", "W1/call.started"), ("call.started", "W1/call.started"),
-                     ("records.created", "W1/records.created"), ("responsible.changed", "W1/responsible.changed/bob"),
+                     ("records.created", "W1/records.created"), ("responsible.changed", "W1/responsible.changed/1/bob"),
                      ("call.ended", "W1/call.ended"), ("call.ended", "W1/call.ended")]
     created = receiver.received[2][0]["data"]
     assert (created["phone"], created["source"], created["responsible"]) == ("+33611000001", "CALL", "alice")
@@ -95,3 +95,17 @@ async def test_lookup_answered_by_a_page_not_in_utf8_is_the_crm_unavailable_and_
     assert receiver.lookup_answers == []  # every lookup met the page
     assert [event["type"] for event, _, _ in receiver.received] == ["call.started", "records.created"]
     assert receiver.received[1][0]["data"]["phone"] == "+33611223398"
+
+
+async def test_a_known_clients_call_is_logged_on_its_record_when_the_lookup_is_slower_than_a_call_may_wait(
+        crm, receiver, sender):  # noqa: F811
+    """The lookup answers in 0.5 s, past the 0.3 s a call waits for it: the call was routed
+    without it, but logging the call waits for no one: call.ended names the known client."""
+    adapter = WebhookCrm(sender, deadline_seconds=0.3, mode=CrmMode.CLASSIC, pipeline="general")
+    outbox = Outbox(crm, Delivery(crm, adapter), first_delay=0.01)
+    receiver.delay = 0.4  # the sender's own time limit, for an event, is 0.5 s (the fixture's)
+    async with delivering(outbox):
+        await outbox.submit(LogCall(call_of("W9", "+33612000001"), CallReport.TRACKED, "+33612000001"))
+        await eventually(lambda: receiver.received, timeout=5)
+    [(event, _, _)] = receiver.received
+    assert (event["type"], event["data"]["entity"]) == ("call.ended", "contact:12")

@@ -119,13 +119,32 @@ def test_same_event_built_twice_has_the_same_id_and_body():
         return [events.call_started("L1", AT, Direction.INCOMING, "+33184880000", "+33612000001", ("alice",)),
                 events.records_created("L1", AT, created, phone="+33612000001", source="CALL", responsible="alice",
                                        pipeline="general"),
-                events.responsible_changed("L1", AT, created.all, "bob")]
+                events.responsible_changed("L1", AT, created.all, "bob", 1)]
 
     first, second = build(), build()
     assert [event.body() for event in first] == [event.body() for event in second]
     assert len({event.id for event in first}) == 3
     assert json.loads(first[1].body())["data"]["records"] == [
         {"type": "lead", "id": 1}, {"type": "deal", "id": 2}, {"type": "contact", "id": 3}]
+
+
+def test_a_call_sent_back_to_an_employee_it_was_with_is_a_new_responsible_event():
+    """alice -> bob, bob -> carol, carol -> bob: the third change is not a repeat of the first
+    (a receiver dropping it by id would leave the records with carol)."""
+    lead = (EntityRef(EntityType.LEAD, 1),)
+    ids = [events.responsible_changed("L1", AT, lead, employee, transfer).id
+           for transfer, employee in enumerate(("bob", "carol", "bob"), start=1)]
+    assert len(set(ids)) == 3
+
+
+async def test_a_redirection_is_never_followed_and_says_what_to_fix(receiver, sender):
+    """An auth proxy answering 302 to a login page: followed, the POST would become a GET the
+    page answers 200 to (the event "delivered", lost); a 307 would send the signed body elsewhere."""
+    for status in (302, 307):
+        receiver.answers.append((status, {"Location": f"{receiver.url}/elsewhere"}))
+        with pytest.raises(RemoteCrmRejected, match=f"HTTP {status}, redirected"):
+            await sender.send(_started("L6"))
+    assert len(receiver.received) == 2  # each sent once, to the configured URL only
 
 
 @pytest.mark.parametrize(("status", "expected"), [

@@ -75,7 +75,8 @@ class WebhookCrm:
                 return NOTHING_LEARNED
             entity = ledger.entity or command.record.entity
             if entity is None and command.look_up is not None:  # a known client's call (R12): on its record
-                known = await self.sender.lookup(command.look_up, self._deadline)
+                # no call waits on this one: the receiver has the event's own time limit, not the call's
+                known = await self.sender.lookup(command.look_up)
                 entity = None if known is None else known.entity
             record = command.record if entity is None else _on(command, entity)
             await self.sender.send(events.call_ended(record))
@@ -88,7 +89,7 @@ class WebhookCrm:
         if ledger.created is None:
             return NOTHING_LEARNED
         await self.sender.send(events.responsible_changed(command.linkedid, now, ledger.created.all,
-                                                          command.employee))
+                                                          command.employee, command.transfer))
         return NOTHING_LEARNED
 
 

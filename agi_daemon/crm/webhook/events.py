@@ -71,8 +71,10 @@ def records_created(linkedid: str, at: datetime, created: CreatedRecords, *, pho
                          "source": source, "responsible": responsible, "pipeline": pipeline})
 
 
-def responsible_changed(linkedid: str, at: datetime, records: tuple[EntityRef, ...], responsible: str) -> WebhookEvent:
+def responsible_changed(linkedid: str, at: datetime, records: tuple[EntityRef, ...], responsible: str,
+                        transfer: int) -> WebhookEvent:
     """`previous` stays null in version 1 (docs/webhook.md): the daemon does not keep who held
-    the records; the receiver does."""
-    return WebhookEvent(EventType.RESPONSIBLE_CHANGED, f"{linkedid}/responsible.changed/{responsible}", linkedid, at,
-                        {"records": _refs(records), "responsible": responsible, "previous": None})
+    the records; the receiver does. `transfer`, the transfer's number within the call, is in
+    the id: a call sent back to an employee it was with before is a new event, not a repeat."""
+    return WebhookEvent(EventType.RESPONSIBLE_CHANGED, f"{linkedid}/responsible.changed/{transfer}/{responsible}",
+                        linkedid, at, {"records": _refs(records), "responsible": responsible, "previous": None})

@@ -2,7 +2,7 @@
 
 Errors translated like every remote CRM's: 2xx is done; 408, 429, 5xx, timeouts and refused
 connections are `RemoteCrmUnavailable` (Retry-After honoured, up to MAX_RETRY_AFTER_SECONDS); any other status
-is `RemoteCrmRejected` with the receiver's status and a short excerpt of its answer (without
+(a redirection too: none is followed) is `RemoteCrmRejected` with the receiver's status and a short excerpt of its answer (without
 control characters; an answer that is not valid UTF-8 is read with its bad bytes replaced). The
 URL's query and the HMAC key never reach a log line or an error: only the host and the event.
 """
@@ -66,7 +66,8 @@ class WebhookSender:
         where = f"{self.host} {event.type.value} {event.id}"
         started = time.monotonic()
         try:
-            async with self._http().post(self._url, data=body, headers=headers, timeout=self._timeout) as response:
+            async with self._http().post(self._url, data=body, headers=headers, timeout=self._timeout,
+                                         allow_redirects=False) as response:
                 status = response.status
                 hint = response.headers.get("Retry-After")
                 text = await response.text(errors="replace")
@@ -81,24 +82,27 @@ class WebhookSender:
         self._check(where, status, hint, text)
         log.debug("webhook %s: delivered in %.0f ms", where, self.last_latency_seconds * 1000)
 
-    async def lookup(self, phone: str, deadline_seconds: float) -> Match | None:
-        """Who this E.164 number belongs to, from the lookup URL, within the deadline.
-        None when there is no lookup URL or the number is unknown; RemoteCrmUnavailable when
-        the receiver is slow or down (the call then goes on as for a new client)."""
+    async def lookup(self, phone: str, deadline_seconds: float | None = None) -> Match | None:
+        """Who this E.164 number belongs to, from the lookup URL, within the deadline (a
+        call's; None: the events' own time limit, for a lookup no call waits on). None when
+        there is no lookup URL or the number is unknown; RemoteCrmUnavailable when the
+        receiver is slow or down (the call then goes on as for a new client). The signed
+        text is the query string as sent, the lookup URL's own parameters included."""
         if self._lookup_url is None:
             return None
-        query = urlencode({"phone": phone})
-        separator = "&" if "?" in self._lookup_url else "?"
+        base, _, own = self._lookup_url.partition("?")
+        query = "&".join(part for part in (own, urlencode({"phone": phone})) if part)
         headers = signing.headers(self._secret, int(self._clock()), query.encode())
         where = f"{_host(self._lookup_url)} lookup {masked(phone)}"
+        timeout = self._timeout if deadline_seconds is None else aiohttp.ClientTimeout(total=deadline_seconds)
         try:
-            async with self._http().get(f"{self._lookup_url}{separator}{query}", headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=deadline_seconds)) as response:
+            async with self._http().get(f"{base}?{query}", headers=headers, timeout=timeout,
+                                        allow_redirects=False) as response:
                 status = response.status
                 hint = response.headers.get("Retry-After")
                 text = await response.text(errors="replace")
         except asyncio.TimeoutError:
-            raise RemoteCrmUnavailable(f"{where}: no answer within {deadline_seconds * 1000:.0f} ms") from None
+            raise RemoteCrmUnavailable(f"{where}: no answer within {(timeout.total or 0) * 1000:.0f} ms") from None
         except aiohttp.ClientError as exc:
             raise RemoteCrmUnavailable(f"{where}: cannot connect ({type(exc).__name__})") from None
         if status == 404:
@@ -109,6 +113,10 @@ class WebhookSender:
     def _check(self, where: str, status: int, hint: str | None, text: str) -> None:
         if 200 <= status < 300:
             return
+        if 300 <= status < 400:  # never followed: a POST would become a GET, or the signed body go elsewhere
+            log.warning("webhook %s: redirected (HTTP %s): set the URL the redirection names", where, status)
+            raise RemoteCrmRejected(f"{where}: HTTP {status}, redirected: the URL must be the receiver's own, "
+                                    "not one it redirects from", code=str(status))
         excerpt = " ".join(printable(text.replace(self._secret, "***")).split())[:200]  # the secret first: whole
         if status in (408, 429) or status >= 500:
             log.warning("webhook %s: HTTP %s", where, status)
