@@ -263,6 +263,30 @@ async def test_asterisk_restarted_while_the_daemon_runs_the_daemon_reconnects_an
     assert (entry["disposition"], entry["answered_by"], entry["entity"]) == ("answered", "alice", f"lead:{lead['id']}")
 
 
+@pytest.mark.parametrize("create_for, leads", [("all", 1), ("incoming", 0)])
+async def test_outgoing_call_to_a_new_number_that_bypassed_the_outgoing_route_creates_what_the_line_says(
+        tmp_path, mode, crm, asterisk_ami, employees, create_for, leads):
+    """bob dials a new number from a dialplan of his own (not agi-daemon-outgoing): the daemon
+    was never asked, but the call is one of the line's outgoing calls all the same (R4): with
+    create_for all it gets its lead, bob's (R9), and is logged on it."""
+    number = "0699000001"
+    async with running_daemon(employees, mode.config(tmp_path, create_for=create_for), crm):
+        since = asterisk_ami.mark()
+        call = await asterisk_ami.originate(f"Local/{number}@phones", '"bob" <102>')
+        await asterisk_ami.wait_event(user_event("AgiDaemonTestTrunk", linkedid=call.linkedid, number=number), 5, since=since)
+        await asterisk_ami.hangup_call(call.linkedid)
+        # the call's records are submitted before its log, in the same lane: logged, they exist
+        [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
+    found = await crm.list_records("leads")
+    assert len(found) == leads
+    if leads:
+        [lead] = found
+        assert (lead["responsible"], lead["phones"], lead["created_by_call"]) == ("bob", ["+33699000001"], call.linkedid)
+        assert entry["entity"] == f"lead:{lead['id']}"
+    else:
+        assert entry["entity"] is None
+
+
 @pytest.mark.parametrize("number, logged_on", [("0611223344", "contact"), ("0612000001", None)], ids=["known-contact", "employee-mobile"])
 async def test_outgoing_call_that_bypassed_the_outgoing_route_is_logged_with_the_same_exclusions(tmp_path, mode, crm, asterisk_ami, employees, number, logged_on, caplog):
     caplog.set_level(logging.INFO, logger=CALL_LOG)

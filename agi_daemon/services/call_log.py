@@ -175,13 +175,17 @@ class CallLogService:
                             self._clock.now())
         return None if match is None else match.entity
 
-    async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False) -> CallRecord | None:
+    async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False,
+                                 unrouted: CallFacts | None = None) -> CallRecord | None:
         """Log a call that call tracking saw end; it replaces the hangup handler's report,
-        unless it is `partial` (the call ended while AMI was down: the report knows better)."""
+        unless it is `partial` (the call ended while AMI was down: the report knows better).
+        A call the daemon was never asked about (`unrouted`: an employee dialled the trunk
+        outside agi-daemon-outgoing) first gets what routing would have submitted (R3, R4)."""
         rules = self._rules()
+        client = await self._rebuild_intent(rules, unrouted) if unrouted is not None else None
         external = try_e164(record.number, rules.default_region)
         return await self._log(rules, record.linkedid, external,
-                               lambda entity: replace(record, entity=entity, partial=partial),
+                               lambda entity: replace(record, entity=entity or client, partial=partial),
                                CallReport.PARTIAL if partial else CallReport.TRACKED)
 
     async def _log(

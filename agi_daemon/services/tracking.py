@@ -66,7 +66,7 @@ class TrackingService:
             work: Coroutine[Any, Any, object]
             if isinstance(effect, CallEnded):
                 record = effect.record
-                work = self._call_log.tracked_call_ended(record, partial=effect.partial)
+                work = self._call_log.tracked_call_ended(record, partial=effect.partial, unrouted=effect.unrouted)
                 linkedid = record.linkedid
             elif isinstance(effect, Reassign):
                 work = self._reassign.transferred(effect.linkedid, effect.line, effect.employee_id, effect.kind,

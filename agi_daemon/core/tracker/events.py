@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Union
 
 from ..model import CallRecord, Direction, TransferKind
+from ..rules import CallFacts
 
 # ---------------------------------------------------------------------------- events
 
@@ -110,10 +111,14 @@ class CallEnded:
     """A tracked call is over: its R12 record (entity None: the service finds it).
 
     `partial`: the call ended while the AMI link was down, so its end (and maybe its answer)
-    was not seen; the record is a best guess that must not replace a better one."""
+    was not seen; the record is a best guess that must not replace a better one.
+    `unrouted`: the call as identified, when the daemon was never asked about it (an
+    employee's dial to the trunk outside agi-daemon-outgoing): what R3/R4 say it creates is
+    still to be submitted."""
 
     record: CallRecord
     partial: bool = False
+    unrouted: CallFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,7 @@ def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> CallChan
     leg = DialLeg(event.destination.uniqueid, employee, event.at)
     changes: CallChanges = {"legs": call.legs + (leg,), "rung": _add(call.rung, employee)}
     if call.entry is None and (entry := _direct_outgoing(rules, event)) is not None:
-        changes["entry"] = entry
+        changes["entry"], changes["direct"] = entry, True
     return changes
 
 
@@ -364,7 +364,8 @@ def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime, *, pa
     facts = call_facts(rules, call)
     if facts is None:
         return new_state, ()
-    return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at)), partial),)
+    return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at)), partial,
+                                 facts if call.direct else None),)
 
 
 def _put(rules: Rules, state: TrackerState, call: CallState) -> TrackerState:
