@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from .call_times import ring_and_talk
 from .decisions import Route
-from .model import CallRecord, Direction, Disposition, EntityRef, QueueStrategy, Rules
+from .model import CallRecord, Direction, Disposition, EntityRef, Rules
 from .rules import CallEntry, CallFacts
 
 _DISPOSITIONS = {
@@ -73,20 +73,6 @@ def trunk_number(rules: Rules, dial_string: str) -> str | None:
     return None
 
 
-def _rung(route: Route, answered_by: str | None) -> tuple[str, ...]:
-    """Whose phones the route rang, as far as the report tells (the agents see in their call
-    log the calls they were rung for): the responsible first; then the queue group, but for
-    the members after who answered one after another (`in_order`), never rung, and none when
-    the responsible answered."""
-    first = (route.responsible,) if route.responsible else ()
-    members = route.queue_members
-    if answered_by is not None and answered_by in first:
-        members = ()
-    elif answered_by in members and route.strategy is QueueStrategy.IN_ORDER:
-        members = members[:members.index(answered_by) + 1]
-    return first + members
-
-
 def call_record(
     rules: Rules,
     call: CallFacts,
@@ -112,7 +98,8 @@ def call_record(
         employees = (call.employee.id,) if call.employee else ()
     else:
         answered_by = employee_for_peer(rules, report.peer) if disposition is Disposition.ANSWERED else None
-        rung = _rung(route, answered_by) if route is not None else ()
+        rung = ((route.responsible,) if route is not None and route.responsible else ()) + (
+            route.queue_members if route is not None else ())
         employees = tuple(dict.fromkeys(rung + ((answered_by,) if answered_by else ())))
     return CallRecord(
         linkedid=report.linkedid,

@@ -94,24 +94,3 @@ def test_trunk_dial_string_gives_back_the_dialled_number(template, dial_string, 
 
     rules = replace(make_rules(), dialing=Dialing("Local/{extension}@employees", template))
     assert trunk_number(rules, dial_string) == number
-
-
-@pytest.mark.parametrize("strategy, responsible, peer, involved", [
-    ("in_order", None, "101@employees", ("alice",)),  # bob, after alice, never rang
-    ("in_order", None, "102@employees", ("alice", "bob")),
-    ("ring_all", None, "101@employees", ("alice", "bob")),  # both rang at once
-    ("in_order", "bob", "102@employees", ("bob",)),  # the responsible answered: the group never rang
-    ("in_order", "bob", "101@employees", ("bob", "alice")),
-])
-def test_the_record_names_only_the_employees_whose_phone_rang(strategy, responsible, peer, involved):
-    """Tracking down, the hangup report is the record, and agents see in their call log the
-    calls they were rung for: one after another, the members after who answered never rang."""
-    from dataclasses import replace
-
-    from agi_daemon.core.model import QueueStrategy
-
-    rules = make_rules()
-    call = identify(rules, INCOMING, "L1")
-    route = replace(route_for(rules, call, None)[0], strategy=QueueStrategy(strategy), responsible=responsible)
-    assert route.queue_members == ("alice", "bob")
-    assert call_record(rules, call, report(peer=peer), route, None, END).employees == involved

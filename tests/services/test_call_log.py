@@ -60,9 +60,9 @@ async def test_hangup_report_logs_the_route_routing_chose_not_the_one_of_reloade
     # the admin reloads: known clients no longer go to their responsible, bob leaves the group
     reloaded = with_line_crm(make_rules(), route_known_to_responsible=False)
     pbx.rules = replace(reloaded, queue_groups={"sales": replace(reloaded.queue_groups["sales"], members=("alice",))})
-    record = await pbx.call_log.call_ended(pbx.report("L1", peer="101@employees"))
-    assert record.employees == ("bob", "alice")  # who was really rung: bob first, then alice answered
-    assert (record.answered_by, record.entity, record.line) == ("alice", known.entity, PARIS)
+    record = await pbx.call_log.call_ended(pbx.report("L1", peer="102@employees"))
+    assert record.employees == ("bob", "alice")  # who was really rung
+    assert (record.answered_by, record.entity, record.line) == ("bob", known.entity, PARIS)
     assert crm.calls["L1"] == record
 
 
