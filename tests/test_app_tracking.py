@@ -92,9 +92,9 @@ async def test_transfer_of_known_client_call_keeps_the_responsible(tmp_path, mod
 async def test_blind_transfer_to_an_external_number_is_not_a_second_call(tmp_path, mode, crm, asterisk_ami, employees):
     """alice sends a new caller on to an outside number with her phone's transfer: the digits
     go through the phones' context, which sends external numbers to agi-daemon-outgoing. The
-    caller reaches the trunk; the call stays one incoming call: its lead and log, and no
-    outgoing call "from" the caller, with a lead of nobody's for the outside number (the line
-    creates records for outgoing calls too)."""
+    caller reaches the trunk; tracking's record is the incoming call, answered by alice, with
+    the transfer to the outside number, on the caller's lead (which of the hangup reports
+    survives is the tracking-down test's part, below)."""
     outside = "0472999999"
     async with running_daemon(employees, mode.config(tmp_path, create_for="all"), crm):
         call = await answered_call(asterisk_ami, UNKNOWN)

@@ -175,17 +175,19 @@ class CallLogService:
                             self._clock.now())
         return None if match is None else match.entity
 
-    async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False,
-                                 unrouted: CallFacts | None = None) -> CallRecord | None:
+    async def unrouted_call(self, call: CallFacts) -> None:
+        """A call the daemon was never asked about has started (call tracking saw an employee
+        dial the trunk outside agi-daemon-outgoing): submit what routing would have (R3, R4),
+        before what the call does next (a transfer's R10, its log: they follow in order)."""
+        await self._rebuild_intent(self._rules(), call)
+
+    async def tracked_call_ended(self, record: CallRecord, *, partial: bool = False) -> CallRecord | None:
         """Log a call that call tracking saw end; it replaces the hangup handler's report,
-        unless it is `partial` (the call ended while AMI was down: the report knows better).
-        A call the daemon was never asked about (`unrouted`: an employee dialled the trunk
-        outside agi-daemon-outgoing) first gets what routing would have submitted (R3, R4)."""
+        unless it is `partial` (the call ended while AMI was down: the report knows better)."""
         rules = self._rules()
-        client = await self._rebuild_intent(rules, unrouted) if unrouted is not None else None
         external = try_e164(record.number, rules.default_region)
         return await self._log(rules, record.linkedid, external,
-                               lambda entity: replace(record, entity=entity or client, partial=partial),
+                               lambda entity: replace(record, entity=entity, partial=partial),
                                CallReport.PARTIAL if partial else CallReport.TRACKED)
 
     async def _log(

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterable, Awaitable, Callable, Coroutine
 from ..core.live_calls import NoOneListens, OfferMade, live_events
 from ..core.model import Offer, Rules
 from ..core.ports import CrmError, Notifier
-from ..core.tracker import CallEnded, Reassign, Resynced, TrackerEvent, TrackerState, step
+from ..core.tracker import CallEnded, Reassign, Resynced, TrackerEvent, TrackerState, Unrouted, step
 from .call_log import CallLogService
 from .pending import PendingWork
 from .reassign import ReassignService
@@ -66,8 +66,11 @@ class TrackingService:
             work: Coroutine[Any, Any, object]
             if isinstance(effect, CallEnded):
                 record = effect.record
-                work = self._call_log.tracked_call_ended(record, partial=effect.partial, unrouted=effect.unrouted)
+                work = self._call_log.tracked_call_ended(record, partial=effect.partial)
                 linkedid = record.linkedid
+            elif isinstance(effect, Unrouted):
+                work = self._call_log.unrouted_call(effect.call)
+                linkedid = effect.call.linkedid
             elif isinstance(effect, Reassign):
                 work = self._reassign.transferred(effect.linkedid, effect.line, effect.employee_id, effect.kind,
                                                   effect.external)

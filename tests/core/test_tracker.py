@@ -21,6 +21,7 @@ from agi_daemon.core.tracker import (
     BridgeEntered,
     BridgeLeft,
     CallEnded,
+    Unrouted,
     Channel,
     ChannelCreated,
     ChannelHungUp,
@@ -465,18 +466,19 @@ def test_employee_dialling_the_trunk_directly_is_tracked_as_outgoing(caller, tra
     [record] = found
     assert (record.direction, record.line, record.number) == (Direction.OUTGOING, PARIS, EXTERNAL)
     assert (record.disposition, record.employees, record.talk_seconds) == (Disposition.ANSWERED, ("bob",), 10.0)
-    # the daemon was never asked: the call goes with what routing would have worked out (R3, R4)
-    [ended] = [effect for effect in run(events)[1] if isinstance(effect, CallEnded)]
-    assert ended.unrouted is not None and ended.unrouted.employee.id == "bob"
+    # the daemon was never asked: its dial to the trunk starts what routing would have done (R3, R4)
+    state, effects = run(events[:3])
+    [unrouted] = [effect for effect in effects if isinstance(effect, Unrouted)]
+    assert (unrouted.call.linkedid, unrouted.call.employee.id, unrouted.call.external) == ("L1", "bob", EXTERNAL)
+    assert [e for e in run(events)[1] if isinstance(e, Unrouted)] == [unrouted]  # once per call
 
 
-def test_a_call_the_daemon_routed_ends_with_nothing_left_to_submit():
+def test_a_call_the_daemon_routed_has_nothing_left_to_submit():
     phone = trunk(entry=Direction.OUTGOING, exten="0699887766", caller="101")
     line = Channel("L1.1", "PJSIP/+33699887766@trunk-00000001", "L1", "trunk", "+33699887766")
     events = [created(phone, 0), created(line, 1), DialStarted(phone, line, "+33699887766@trunk", t(1)),
               DialEnded(phone, line, "ANSWER", t(4)), hangup(line, 20), hangup(phone, 20)]
-    [ended] = [effect for effect in run(events)[1] if isinstance(effect, CallEnded)]
-    assert ended.unrouted is None
+    assert [effect for effect in run(events)[1] if isinstance(effect, Unrouted)] == []
 
 
 def test_duplicate_hangups_end_the_call_once():

@@ -52,6 +52,9 @@ class Receiver:
             return web.Response(status=status, text="try later" if status >= 500 else "no such thing", headers=headers)
         return web.Response(status=204)
 
+    async def moved(self, request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(f"/lookup?{request.query_string}")
+
     async def lookup(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.delay)
         if self.lookup_answers:
@@ -69,6 +72,7 @@ async def receiver():
     app = web.Application()
     app.router.add_post("/events", receiver.event)
     app.router.add_get("/lookup", receiver.lookup)
+    app.router.add_get("/moved", receiver.moved)
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -145,6 +149,17 @@ async def test_a_redirection_is_never_followed_and_says_what_to_fix(receiver, se
         with pytest.raises(RemoteCrmRejected, match=f"HTTP {status}, redirected"):
             await sender.send(_started("L6"))
     assert len(receiver.received) == 2  # each sent once, to the configured URL only
+
+
+async def test_a_lookup_url_that_moved_is_followed(receiver):
+    """A GET carries no body: the lookup follows a redirection (an http URL moved to https, say)."""
+    moved = WebhookSender(f"{receiver.url}/events", SECRET, lookup_url=f"{receiver.url}/moved", timeout_seconds=0.5)
+    await moved.open()
+    try:
+        match = await moved.lookup("+33612000001", deadline_seconds=0.5)
+    finally:
+        await moved.close()
+    assert match is not None and str(match.entity) == "contact:12"
 
 
 @pytest.mark.parametrize(("status", "expected"), [

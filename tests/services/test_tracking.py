@@ -166,4 +166,5 @@ async def test_a_call_found_in_progress_at_a_resync_gets_back_the_offer_its_rout
     assert await pending.settle(f"offer:{linkedid}", 5)
     assert [e for e in heard.events if isinstance(e, OfferMade)] == [OfferMade(stored)]
     tracking.handle(items[0])  # a second resync finds the same call: known already, not asked again
+    assert await pending.settle(f"offer:{linkedid}", 5)
     assert asked == [linkedid]

@@ -7,7 +7,7 @@ The package: `events` (what both edges, AMI and ARI, translate the wire into: th
     state = TrackerState()
     for event in events:                      # from agi_daemon.asterisk.ami.translate
         state, effects = step(rules, state, event)
-        for effect in effects: ...            # CallEnded(record) / Reassign(...)
+        for effect in effects: ...            # CallEnded(record) / Reassign(...) / Unrouted(call)
 
 Pure: no asyncio, no I/O, no clock. Every time comes from the events, which the edge stamps.
 The edge also says which channels stand in one of the daemon's entry contexts
@@ -115,6 +115,7 @@ from .events import (
     Resynced,
     TrackerEvent,
     Transferred,
+    Unrouted,
 )
 from .fold import Step, call_facts, step
 from .record import call_disposition, channel_endpoint, employee_for_channel, record_for
@@ -125,5 +126,5 @@ __all__ = [
     "Channel", "ChannelCreated", "ChannelHungUp", "DialEnded", "DialLeg", "DialStarted", "Effect",
     "LiveChannel", "Reassign", "RecentlyEnded", "Resynced", "Step", "TrackerEvent", "TrackerState",
     "Transferred", "call_disposition", "call_facts", "channel_endpoint", "employee_for_channel",
-    "record_for", "step",
+    "Unrouted", "record_for", "step",
 ]

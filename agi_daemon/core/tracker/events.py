@@ -111,14 +111,20 @@ class CallEnded:
     """A tracked call is over: its R12 record (entity None: the service finds it).
 
     `partial`: the call ended while the AMI link was down, so its end (and maybe its answer)
-    was not seen; the record is a best guess that must not replace a better one.
-    `unrouted`: the call as identified, when the daemon was never asked about it (an
-    employee's dial to the trunk outside agi-daemon-outgoing): what R3/R4 say it creates is
-    still to be submitted."""
+    was not seen; the record is a best guess that must not replace a better one."""
 
     record: CallRecord
     partial: bool = False
-    unrouted: CallFacts | None = None
+
+
+@dataclass(frozen=True)
+class Unrouted:
+    """A call the daemon was never asked about has started: an employee dialled the trunk
+    outside agi-daemon-outgoing (a dialplan of the admin's own, a speed dial). What routing
+    would have submitted for it (R3, R4) is still to be submitted, before anything else the
+    call does (a transfer's R10, its log)."""
+
+    call: CallFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,4 +140,4 @@ class Reassign:
     external: str | None = field(default=None, compare=False)
 
 
-Effect = Union[CallEnded, Reassign]
+Effect = Union[CallEnded, Reassign, Unrouted]

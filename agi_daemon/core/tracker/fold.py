@@ -27,6 +27,7 @@ from .events import (
     Resynced,
     TrackerEvent,
     Transferred,
+    Unrouted,
 )
 from .record import employee_for_channel, record_for
 from .state import (
@@ -99,6 +100,8 @@ def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
     match event:
         case DialStarted():
             changes = _dial_started(rules, call, event)
+            if changes.get("direct") and (facts := _identify(rules, changes["entry"], call.linkedid)) is not None:
+                effects += (Unrouted(facts),)
         case DialEnded():
             changes = _dial_ended(rules, call, event)
         case BridgeEntered():
@@ -364,8 +367,7 @@ def _end(rules: Rules, state: TrackerState, call: CallState, at: datetime, *, pa
     facts = call_facts(rules, call)
     if facts is None:
         return new_state, ()
-    return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at)), partial,
-                                 facts if call.direct else None),)
+    return new_state, (CallEnded(record_for(call, facts, max(at, call.started_at)), partial),)
 
 
 def _put(rules: Rules, state: TrackerState, call: CallState) -> TrackerState:

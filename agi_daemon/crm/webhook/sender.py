@@ -2,7 +2,7 @@
 
 Errors translated like every remote CRM's: 2xx is done; 408, 429, 5xx, timeouts and refused
 connections are `RemoteCrmUnavailable` (Retry-After honoured, up to MAX_RETRY_AFTER_SECONDS); any other status
-(a redirection too: none is followed) is `RemoteCrmRejected` with the receiver's status and a short excerpt of its answer (without
+(an event's redirection too: none is followed) is `RemoteCrmRejected` with the receiver's status and a short excerpt of its answer (without
 control characters; an answer that is not valid UTF-8 is read with its bad bytes replaced). The
 URL's query and the HMAC key never reach a log line or an error: only the host and the event.
 """
@@ -96,8 +96,8 @@ class WebhookSender:
         where = f"{_host(self._lookup_url)} lookup {masked(phone)}"
         timeout = self._timeout if deadline_seconds is None else aiohttp.ClientTimeout(total=deadline_seconds)
         try:
-            async with self._http().get(f"{base}?{query}", headers=headers, timeout=timeout,
-                                        allow_redirects=False) as response:
+            # a redirection is followed here (http to https, say): a GET carries no body
+            async with self._http().get(f"{base}?{query}", headers=headers, timeout=timeout) as response:
                 status = response.status
                 hint = response.headers.get("Retry-After")
                 text = await response.text(errors="replace")
