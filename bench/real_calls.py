@@ -111,7 +111,7 @@ async def _place_calls(sandbox: AsteriskSandbox, count: int, hold: float, databa
         await ami.hangup_originated()
 
 
-def measure(calls: int, *, hold: float = 2.0, skip: bool = False) -> dict[str, object]:
+def measure(calls: int, *, hold: float = 2.0, idle: float = IDLE_SECONDS, skip: bool = False) -> dict[str, object]:
     root = configured_root()
     reason = "left out (--no-asterisk)" if skip else unavailable_reason(root)
     if reason is not None:
@@ -135,7 +135,7 @@ def measure(calls: int, *, hold: float = 2.0, skip: bool = False) -> dict[str, o
             asterisk = _asterisk_pids(sandbox.process.pid)
             settle(daemon.pid)
             idle_before, idle_started = cpu_seconds(daemon.pid), time.monotonic()
-            time.sleep(IDLE_SECONDS)  # logged in to AMI, no call: timers and pings only
+            time.sleep(idle)  # logged in to AMI, no call: timers and pings only
             idle_ms_per_s = (cpu_seconds(daemon.pid) - idle_before) / (time.monotonic() - idle_started) * 1e3
             with Profile("real-calls", daemon.pid):
                 threads_before = _threads(daemon.pid)

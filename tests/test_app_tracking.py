@@ -263,12 +263,27 @@ async def test_asterisk_restarted_while_the_daemon_runs_the_daemon_reconnects_an
     assert (entry["disposition"], entry["answered_by"], entry["entity"]) == ("answered", "alice", f"lead:{lead['id']}")
 
 
-@pytest.mark.parametrize("create_for, leads", [("all", 1), ("incoming", 0)])
 async def test_outgoing_call_to_a_new_number_that_bypassed_the_outgoing_route_creates_what_the_line_says(
-        tmp_path, mode, crm, asterisk_ami, employees, create_for, leads):
+        tmp_path, mode, crm, asterisk_ami, employees):
     """bob dials a new number from a dialplan of his own (not agi-daemon-outgoing): the daemon
     was never asked, but the call is one of the line's outgoing calls all the same (R4): with
     create_for all it gets its lead, bob's (R9), and is logged on it."""
+    linkedid, entry = await _bob_dials_a_new_number_directly(tmp_path, mode, crm, asterisk_ami, employees, "all")
+    [lead] = await crm.list_records("leads")
+    assert (lead["responsible"], lead["phones"], lead["created_by_call"]) == ("bob", ["+33699000001"], linkedid)
+    assert entry["entity"] == f"lead:{lead['id']}"
+
+
+@EMBEDDED_ONLY
+@pytest.mark.databases("sqlite")
+async def test_outgoing_call_that_bypassed_the_outgoing_route_on_an_incoming_only_line_creates_nothing(
+        tmp_path, mode, crm, asterisk_ami, employees):
+    _, entry = await _bob_dials_a_new_number_directly(tmp_path, mode, crm, asterisk_ami, employees, "incoming")
+    assert await crm.list_records("leads") == [] and entry["entity"] is None
+
+
+async def _bob_dials_a_new_number_directly(tmp_path, mode, crm, asterisk_ami, employees, create_for: str):
+    """bob's call to a new number through [phones] (the trunk, no daemon): (linkedid, its log)."""
     number = "0699000001"
     async with running_daemon(employees, mode.config(tmp_path, create_for=create_for), crm):
         since = asterisk_ami.mark()
@@ -277,14 +292,7 @@ async def test_outgoing_call_to_a_new_number_that_bypassed_the_outgoing_route_cr
         await asterisk_ami.hangup_call(call.linkedid)
         # the call's records are submitted before its log, in the same lane: logged, they exist
         [entry] = await eventually(lambda: logged_calls(crm, call.linkedid))
-    found = await crm.list_records("leads")
-    assert len(found) == leads
-    if leads:
-        [lead] = found
-        assert (lead["responsible"], lead["phones"], lead["created_by_call"]) == ("bob", ["+33699000001"], call.linkedid)
-        assert entry["entity"] == f"lead:{lead['id']}"
-    else:
-        assert entry["entity"] is None
+    return call.linkedid, entry
 
 
 @pytest.mark.parametrize("number, logged_on", [("0611223344", "contact"), ("0612000001", None)], ids=["known-contact", "employee-mobile"])
