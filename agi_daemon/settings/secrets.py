@@ -109,6 +109,10 @@ class _Resolver:
         if _is_secret(path) and _LINE_BREAK.search(expanded):
             # Written into an AMI or HTTP header, a line break would end it and add another.
             self._log.add(path, "a secret cannot contain a line break (CR or LF)")
+        elif _is_secret(path) and not expanded and text == expanded:
+            self._problem(path, "a secret cannot be empty")
+        elif _is_secret(path) and not expanded:
+            self._problem(path, f"is empty: {text} names a variable set to nothing")
         return expanded
 
     def _problem(self, path: KeyPath, message: str) -> None:

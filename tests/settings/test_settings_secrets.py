@@ -109,3 +109,16 @@ def test_settings_text_never_contains_the_secrets(show):
     assert "ami-s3cret" not in text
     assert "ari-pa55word" not in text
     assert "**********" in text
+
+
+@pytest.mark.parametrize("written, environ, said", [
+    ('secret: ""', {}, "a secret cannot be empty"),
+    ('secret: "${AGI_DAEMON_AMI_SECRET}"', {"AGI_DAEMON_AMI_SECRET": ""},
+     "is empty: ${AGI_DAEMON_AMI_SECRET} names a variable set to nothing"),
+])
+def test_an_empty_secret_is_reported(write_config, written, environ, said):
+    """A variable exported empty (or a secret written as "") is no secret: an HMAC key of nothing
+    signs what anyone can sign, a login with nothing fails far from the file."""
+    path = write_config(config(written))
+
+    assert problem_lines(path, environ) == [f"{path}:4: asterisk.ami.secret: {said}"]
