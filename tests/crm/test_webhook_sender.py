@@ -151,14 +151,19 @@ async def test_a_redirection_is_never_followed_and_says_what_to_fix(receiver, se
     assert len(receiver.received) == 2  # each sent once, to the configured URL only
 
 
+async def lookup_once(address: str, lookup_path: str, secret: str = SECRET):
+    """One lookup of +33612000001 by a sender of its own whose lookup_url is address + lookup_path."""
+    sender = WebhookSender(f"{address}/events", secret, lookup_url=f"{address}{lookup_path}", timeout_seconds=2)
+    await sender.open()
+    try:
+        return await sender.lookup("+33612000001", deadline_seconds=2)
+    finally:
+        await sender.close()
+
+
 async def test_a_lookup_url_that_moved_is_followed(receiver):
     """A GET carries no body: the lookup follows a redirection (an http URL moved to https, say)."""
-    moved = WebhookSender(f"{receiver.url}/events", SECRET, lookup_url=f"{receiver.url}/moved", timeout_seconds=0.5)
-    await moved.open()
-    try:
-        match = await moved.lookup("+33612000001", deadline_seconds=0.5)
-    finally:
-        await moved.close()
+    match = await lookup_once(receiver.url, "/moved")
     assert match is not None and str(match.entity) == "contact:12"
 
 

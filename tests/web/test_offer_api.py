@@ -17,9 +17,13 @@ def ringing(daemon, linkedid: str, line: str, employee: str = "alice", *, offer:
         daemon.live.publish(OfferMade(Offer(linkedid, Direction.INCOMING, line, UNKNOWN, ("alice", "bob"), now)))
 
 
-async def create(http, daemon, linkedid: str, kind: str, name: str = "Jeanne Martin"):
+async def csrf_token(http, daemon) -> str:
     async with http.get(f"{base_url(daemon)}/api/me") as me:
-        token = (await me.json())["csrf"]
+        return (await me.json())["csrf"]
+
+
+async def create(http, daemon, linkedid: str, kind: str, name: str = "Jeanne Martin"):
+    token = await csrf_token(http, daemon)
     async with http.post(f"{base_url(daemon)}/api/calls/{linkedid}/records", json={"kind": kind, "name": name},
                          headers={"X-CSRF-Token": token}) as response:
         return response.status, await response.text()
@@ -197,8 +201,7 @@ async def test_an_ended_calls_offer_is_taken_and_its_card_closed_through_the_api
     from agi_daemon.core.live_calls import Ended
 
     async def close(http, linkedid: str) -> int:
-        async with http.get(f"{base_url(daemon)}/api/me") as me:
-            token = (await me.json())["csrf"]
+        token = await csrf_token(http, daemon)
         async with http.post(f"{base_url(daemon)}/api/calls/{linkedid}/close", headers={"X-CSRF-Token": token}) as r:
             return r.status
 

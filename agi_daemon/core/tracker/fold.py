@@ -100,7 +100,8 @@ def _on_call(rules: Rules, state: TrackerState, channel: Channel, at: datetime,
     match event:
         case DialStarted():
             changes = _dial_started(rules, call, event)
-            if changes.get("direct") and (facts := _identify(rules, changes["entry"], call.linkedid)) is not None:
+            # an entry found by a Dial is an employee's own dial to the trunk: the daemon was never asked
+            if "entry" in changes and (facts := _identify(rules, changes["entry"], call.linkedid)) is not None:
                 effects += (Unrouted(facts),)
         case DialEnded():
             changes = _dial_ended(rules, call, event)
@@ -124,7 +125,7 @@ def _dial_started(rules: Rules, call: CallState, event: DialStarted) -> CallChan
     leg = DialLeg(event.destination.uniqueid, employee, event.at)
     changes: CallChanges = {"legs": call.legs + (leg,), "rung": _add(call.rung, employee)}
     if call.entry is None and (entry := _direct_outgoing(rules, event)) is not None:
-        changes["entry"], changes["direct"] = entry, True
+        changes["entry"] = entry
     return changes
 
 

@@ -45,7 +45,6 @@ class CallState:
     last_at: datetime  # the latest event applied to the call
     channels: frozenset[str] = frozenset()  # uniqueids alive
     entry: CallEntry | None = None  # None until a channel is seen in an entry context
-    direct: bool = False  # the entry is an employee's dial to the trunk, the daemon never asked
     legs: tuple[DialLeg, ...] = ()
     bridged: tuple[Bridged, ...] = ()
     answered_at: datetime | None = None
@@ -175,7 +174,6 @@ class CallChanges(TypedDict, total=False):
 
     last_at: datetime
     entry: CallEntry
-    direct: bool
     legs: tuple[DialLeg, ...]
     bridged: tuple[Bridged, ...]
     answered_at: datetime
